@@ -1,0 +1,57 @@
+# make run  : set everything up, then serve the app with a Celery worker and the demo project.
+# make test : the whole test suite against PostgreSQL and Redis on 127.0.0.1.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: run test venv venv-dev frontend services migrate demo worker bench clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip wheel
+
+# Reinstall only when the requirement files change.
+$(VENV)/.installed-run: requirements.txt | $(VENV)/bin/python
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+$(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(VENV)/bin/python
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@ $(VENV)/.installed-run
+
+venv: $(VENV)/.installed-run
+venv-dev: $(VENV)/.installed-dev
+
+frontend:
+	@if [ -f frontend/vite.config.js ]; then \
+	  cd frontend && { [ -d node_modules ] && [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund; } && npm run build; \
+	elif [ -f frontend/package.json ]; then \
+	  cd frontend && { [ -d node_modules ] || npm ci --no-audit --no-fund; }; \
+	fi
+
+services:
+	@./scripts/ensure_services.sh
+
+run: export DEBUG ?= 1
+run: venv frontend
+	@mkdir -p var
+	$(PY) manage.py migrate --noinput -v0
+	$(PY) manage.py demo
+	@echo; echo "Starting a Celery worker (log: var/worker.log) and the web app..."
+	@set -m; $(VENV)/bin/celery -A engine worker -B -Q default,model --concurrency 1 -l INFO \
+	  > var/worker.log 2>&1 & worker=$$!; \
+	  trap "kill $$worker 2>/dev/null; wait $$worker 2>/dev/null" EXIT INT TERM; \
+	  echo "Open http://$(HOST):$(PORT)/ and log in with one of the demo logins above."; \
+	  $(PY) manage.py runserver --noreload $(HOST):$(PORT)
+
+test: venv-dev services frontend
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: venv-dev services
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf var staticfiles frontend/dist

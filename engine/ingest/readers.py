@@ -1,0 +1,347 @@
+"""Readers: turn an import source into ItemInputs (or IngestRejected for a bad entry).
+
+Formats (see the README, "Ingest formats"):
+
+* folder  -- ROOT/images/<stem>.<jpg|jpeg|png|webp>, one binary PNG per object in
+             ROOT/masks/<stem>/<label>.png (a trailing _<n> is dropped from the label, so
+             cup_1.png and cup_2.png are two cups), optional ROOT/depth/<stem>.npy (float32
+             metres) or .png (16-bit millimetres).
+* coco    -- a COCO instances JSON (polygons, RLE or compressed RLE), images found
+             relative to --images (default: the JSON's folder, then its images/ folder).
+* sa1b    -- SA-1B: one <stem>.json per image beside <stem>.jpg, as written by SAM's
+             automatic mask generator: {"image": {...}, "annotations": [...]}.
+
+Every path named by the data is resolved inside the import root; one that escapes it
+(../, an absolute path, a symlink out) is refused.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+import zipfile
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+
+from engine.ingest.validation import IngestRejected, ItemInput, MaskInput
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
+FORMATS = ("folder", "coco", "sa1b")
+
+
+class SourceError(Exception):
+    """The import source as a whole cannot be read (wrong format, missing folder)."""
+
+
+@dataclass
+class Source:
+    total: int
+    entries: Iterator[ItemInput | IngestRejected]
+
+
+def resolve_inside(root: Path, relative: str) -> Path:
+    """root/relative, refusing anything that resolves outside root."""
+    if not isinstance(relative, str) or not relative or "\x00" in relative:
+        raise IngestRejected(f"{relative!r}: not a valid file name.")
+    candidate = (root / relative).resolve()
+    if not candidate.is_relative_to(root.resolve()):
+        raise IngestRejected(f"{relative}: the path escapes the import folder.")
+    return candidate
+
+
+def _read(path: Path, name: str) -> bytes:
+    if not path.is_file():
+        raise IngestRejected(f"{name}: file not found in the import.")
+    return path.read_bytes()
+
+
+def read_source(path: Path, fmt: str, *, images_dir: Path | None = None) -> Source:
+    if fmt == "folder":
+        return _read_folder(path)
+    if fmt == "coco":
+        return _read_coco(path, images_dir)
+    if fmt == "sa1b":
+        return _read_sa1b(path)
+    raise SourceError(f"Unknown format '{fmt}'; use one of {', '.join(FORMATS)}.")
+
+
+# ---------------------------------------------------------------- folder
+def _read_folder(root: Path) -> Source:
+    images_dir = root / "images"
+    if not images_dir.is_dir():
+        raise SourceError(f"{root}: no images/ folder; a folder import has images/ and masks/ (see README).")
+    images = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    stems = Counter(p.stem for p in images)
+    mask_dirs = {p.name for p in (root / "masks").iterdir() if p.is_dir()} if (root / "masks").is_dir() else set()
+    orphans = sorted(mask_dirs - set(stems))
+
+    def entries():
+        for stem in orphans:
+            yield IngestRejected(f"masks/{stem}: masks without an image images/{stem}.*")
+        for image_path in images:
+            name = f"images/{image_path.name}"
+            try:
+                if stems[image_path.stem] > 1:
+                    raise IngestRejected(f"{name}: several images share the name '{image_path.stem}'.")
+                resolve_inside(root, name)
+                masks_dir = root / "masks" / image_path.stem
+                mask_files = sorted(masks_dir.glob("*.png")) if masks_dir.is_dir() else []
+                if not mask_files:
+                    raise IngestRejected(f"{name}: no masks in masks/{image_path.stem}/.")
+                masks = []
+                for mask_path in mask_files:
+                    rel = f"masks/{image_path.stem}/{mask_path.name}"
+                    resolve_inside(root, rel)
+                    masks.append(
+                        MaskInput(
+                            source_name=rel,
+                            label=re.sub(r"_\d+$", "", mask_path.stem),
+                            png_bytes=mask_path.read_bytes(),
+                            provenance={"format": "folder", "file": rel},
+                        )
+                    )
+                depth_bytes, depth_name = None, ""
+                for suffix in (".npy", ".png"):
+                    depth_path = root / "depth" / f"{image_path.stem}{suffix}"
+                    if depth_path.is_file():
+                        depth_name = f"depth/{depth_path.name}"
+                        resolve_inside(root, depth_name)
+                        depth_bytes = depth_path.read_bytes()
+                        break
+                yield ItemInput(
+                    name=name,
+                    image_bytes=image_path.read_bytes(),
+                    masks=masks,
+                    depth_bytes=depth_bytes,
+                    depth_name=depth_name,
+                    source={"format": "folder", "file": name},
+                )
+            except IngestRejected as exc:
+                yield exc
+
+    return Source(total=len(images) + len(orphans), entries=entries())
+
+
+# ---------------------------------------------------------------- COCO
+def _load_json(path: Path) -> object:
+    try:
+        return json.loads(path.read_bytes())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SourceError(f"{path.name}: not valid JSON ({exc}).") from None
+
+
+def _read_coco(json_path: Path, images_dir: Path | None) -> Source:
+    if not json_path.is_file():
+        raise SourceError(f"{json_path}: a COCO import takes the path of the annotations JSON file.")
+    data = _load_json(json_path)
+    if not (isinstance(data, dict) and isinstance(data.get("images"), list) and isinstance(data.get("annotations"), list)):
+        raise SourceError(
+            f"{json_path.name}: not COCO instances JSON (expected an object with 'images' and 'annotations' lists)."
+        )
+    if images_dir is None:
+        images_dir = json_path.parent
+        if not any(
+            isinstance(i, dict) and isinstance(i.get("file_name"), str) and (images_dir / i["file_name"]).exists()
+            for i in data["images"][:5]
+        ) and (json_path.parent / "images").is_dir():
+            images_dir = json_path.parent / "images"
+    categories = {c.get("id"): c.get("name", "") for c in data.get("categories", []) if isinstance(c, dict)}
+    image_ids = Counter(i.get("id") for i in data["images"] if isinstance(i, dict))
+    ann_ids = Counter(a.get("id") for a in data["annotations"] if isinstance(a, dict))
+    by_image: dict[object, list[dict]] = {}
+    stray: list[IngestRejected] = []
+    for ann in data["annotations"]:
+        if not isinstance(ann, dict) or "segmentation" not in ann:
+            stray.append(IngestRejected(f"{json_path.name}: an annotation is not an object with 'segmentation'."))
+            continue
+        if ann.get("image_id") not in image_ids:
+            stray.append(
+                IngestRejected(f"annotation {ann.get('id')}: image_id {ann.get('image_id')} is not in 'images'.")
+            )
+            continue
+        by_image.setdefault(ann["image_id"], []).append(ann)
+
+    def entries():
+        yield from stray
+        for info in data["images"]:
+            if not isinstance(info, dict):
+                yield IngestRejected(f"{json_path.name}: an entry of 'images' is not an object.")
+                continue
+            name = str(info.get("file_name", f"image id {info.get('id')}"))
+            try:
+                if image_ids[info.get("id")] > 1:
+                    raise IngestRejected(f"{name}: image id {info.get('id')} appears more than once.")
+                anns = by_image.get(info.get("id"), [])
+                duplicated = sorted({str(a.get("id")) for a in anns if ann_ids[a.get("id")] > 1})
+                if duplicated:
+                    raise IngestRejected(f"{name}: annotation ids {', '.join(duplicated)} appear more than once.")
+                image_path = resolve_inside(images_dir, info.get("file_name"))
+                image_bytes = _read(image_path, name)
+                masks = [
+                    MaskInput(
+                        source_name=f"annotation {a.get('id')}",
+                        label=str(categories.get(a.get("category_id"), a.get("category_id", "")) or ""),
+                        segmentation=a["segmentation"],
+                        provenance={
+                            "format": "coco",
+                            "annotation_id": a.get("id"),
+                            "category_id": a.get("category_id"),
+                            "iscrowd": a.get("iscrowd", 0),
+                        },
+                    )
+                    for a in anns
+                ]
+                yield ItemInput(
+                    name=name,
+                    image_bytes=image_bytes,
+                    masks=masks,
+                    source={"format": "coco", "image_id": info.get("id"), "file": name,
+                            "license": info.get("license"), "coco_url": info.get("coco_url")},
+                    intrinsics=None,
+                )
+            except IngestRejected as exc:
+                yield exc
+
+    return Source(total=len(data["images"]) + len(stray), entries=entries())
+
+
+# ---------------------------------------------------------------- SA-1B
+SAM_PROVENANCE_KEYS = ("predicted_iou", "stability_score", "point_coords", "crop_box", "area", "bbox")
+
+
+def _read_sa1b(path: Path) -> Source:
+    if path.is_file():
+        json_files, root = [path], path.parent
+    elif path.is_dir():
+        json_files, root = sorted(path.glob("*.json")), path
+    else:
+        raise SourceError(f"{path}: no such file or folder.")
+    if not json_files:
+        raise SourceError(f"{path}: no SA-1B .json files found.")
+
+    def entries():
+        for json_file in json_files:
+            try:
+                yield _sa1b_item(json_file, root)
+            except IngestRejected as exc:
+                yield exc
+
+    return Source(total=len(json_files), entries=entries())
+
+
+def _sa1b_item(json_file: Path, root: Path) -> ItemInput:
+    try:
+        data = json.loads(json_file.read_bytes())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise IngestRejected(f"{json_file.name}: not valid JSON ({exc}).") from None
+    if isinstance(data, list):  # SamAutomaticMaskGenerator's raw list of masks
+        data = {"image": {}, "annotations": data}
+    if not (isinstance(data, dict) and isinstance(data.get("annotations"), list) and isinstance(data.get("image", {}), dict)):
+        raise IngestRejected(f"{json_file.name}: not SA-1B JSON (expected 'image' and 'annotations').")
+    info = data.get("image") or {}
+    file_name = info.get("file_name")
+    if file_name is None:
+        matches = [p for p in json_file.parent.glob(f"{json_file.stem}.*") if p.suffix.lower() in IMAGE_SUFFIXES]
+        if not matches:
+            raise IngestRejected(f"{json_file.name}: no image {json_file.stem}.jpg beside it.")
+        file_name = matches[0].name
+    image_path = resolve_inside(root, file_name)
+    image_bytes = _read(image_path, file_name)
+    ids = Counter(a.get("id") for a in data["annotations"] if isinstance(a, dict) and "id" in a)
+    duplicated = sorted(str(k) for k, v in ids.items() if v > 1)
+    if duplicated:
+        raise IngestRejected(f"{json_file.name}: annotation ids {', '.join(duplicated)} appear more than once.")
+    masks = []
+    for index, ann in enumerate(data["annotations"]):
+        if not isinstance(ann, dict) or not isinstance(ann.get("segmentation"), dict):
+            raise IngestRejected(f"{json_file.name}: annotation {index} has no RLE 'segmentation' object.")
+        masks.append(
+            MaskInput(
+                source_name=f"annotation {ann.get('id', index)}",
+                segmentation=ann["segmentation"],
+                label=str(ann.get("label", "")),
+                provenance={"format": "sa1b", "annotation_id": ann.get("id", index)}
+                | {k: ann[k] for k in SAM_PROVENANCE_KEYS if k in ann},
+            )
+        )
+    return ItemInput(
+        name=file_name,
+        image_bytes=image_bytes,
+        masks=masks,
+        source={"format": "sa1b", "image_id": info.get("image_id"), "file": file_name},
+    )
+
+
+# ---------------------------------------------------------------- zip uploads
+def extract_zip(zip_file, destination: Path) -> None:
+    """Extract an uploaded zip safely: member count, total size and every path are checked first."""
+    try:
+        archive = zipfile.ZipFile(zip_file)
+    except zipfile.BadZipFile:
+        raise SourceError("The upload is not a valid zip file.") from None
+    with archive:
+        members = archive.infolist()
+        if len(members) > settings.INGEST_MAX_ZIP_MEMBERS:
+            raise SourceError(f"The zip has {len(members)} files; at most {settings.INGEST_MAX_ZIP_MEMBERS}.")
+        total = sum(m.file_size for m in members)
+        if total > settings.INGEST_MAX_ZIP_BYTES:
+            raise SourceError(
+                f"The zip expands to {total:,} bytes, above the limit of {settings.INGEST_MAX_ZIP_BYTES:,}."
+            )
+        root = destination.resolve()
+        for member in members:
+            target = (destination / member.filename).resolve()
+            if not target.is_relative_to(root) or member.filename.startswith("/"):
+                raise SourceError(f"The zip entry '{member.filename}' escapes the archive's folder.")
+            if member.external_attr >> 16 & 0o170000 == 0o120000:
+                raise SourceError(f"The zip entry '{member.filename}' is a symbolic link; links are not accepted.")
+        try:
+            archive.extractall(destination)
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise SourceError(f"The zip is corrupt ({exc}).") from None
+
+
+def detect_format(root: Path) -> tuple[str, Path]:
+    """Which format an extracted folder holds, and the path to hand its reader."""
+    candidates = [root] + [p for p in root.iterdir() if p.is_dir()]
+    for base in candidates:
+        if (base / "images").is_dir() and (base / "masks").is_dir():
+            return "folder", base
+    for base in candidates:
+        for json_path in sorted(base.glob("*.json")):
+            try:
+                head = json.loads(json_path.read_bytes())
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                continue
+            if isinstance(head, dict) and "images" in head and "annotations" in head:
+                return "coco", json_path
+            if isinstance(head, dict) and "image" in head and "annotations" in head:
+                return "sa1b", base
+    raise SourceError(
+        "Cannot tell the zip's format: expected images/ + masks/ folders, a COCO JSON or SA-1B JSON files."
+    )
+
+
+class ExtractedZip:
+    """Context manager: a zip extracted into a temporary folder removed on exit."""
+
+    def __init__(self, zip_file):
+        self.zip_file = zip_file
+        self.path: Path | None = None
+
+    def __enter__(self) -> Path:
+        self.path = Path(tempfile.mkdtemp(prefix="ingest-"))
+        try:
+            extract_zip(self.zip_file, self.path)
+        except Exception:
+            shutil.rmtree(self.path, ignore_errors=True)
+            raise
+        return self.path
+
+    def __exit__(self, *exc) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)

@@ -1,0 +1,185 @@
+"""Checks that turn untrusted bytes into validated arrays, or an IngestRejected saying why."""
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+from django.conf import settings
+from PIL import Image as PILImage
+from PIL import UnidentifiedImageError
+
+from engine import masks as mask_codec
+
+ALLOWED_FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
+
+
+class IngestRejected(Exception):
+    """One item (an image and its masks) cannot be imported; the message says why."""
+
+
+@dataclass
+class MaskInput:
+    """One object mask as it arrived: exactly one of `png_bytes`, `segmentation`, `array`."""
+
+    source_name: str
+    label: str = ""
+    png_bytes: bytes | None = None
+    segmentation: object | None = None
+    array: np.ndarray | None = None
+    provenance: dict = field(default_factory=dict)
+
+
+@dataclass
+class ItemInput:
+    """One image with its masks, as a reader or an upload produced it."""
+
+    name: str
+    image_bytes: bytes
+    masks: list[MaskInput]
+    depth_bytes: bytes | None = None
+    depth_name: str = ""
+    intrinsics: list | None = None
+    source: dict = field(default_factory=dict)
+
+
+@dataclass
+class ValidImage:
+    data: bytes
+    sha256: str
+    width: int
+    height: int
+    extension: str
+    pil: PILImage.Image
+
+
+@dataclass
+class ValidMask:
+    rle_counts: str
+    rle_sha256: str
+    bbox: list[float]
+    area: int
+    label: str
+    provenance: dict
+
+
+def validate_image(data: bytes, name: str) -> ValidImage:
+    if not data:
+        raise IngestRejected(f"{name}: the file is empty.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", PILImage.DecompressionBombWarning)
+            pil = PILImage.open(io.BytesIO(data))
+            fmt = pil.format
+            width, height = pil.size
+            if width * height > settings.INGEST_MAX_PIXELS:
+                raise IngestRejected(
+                    f"{name}: {width}x{height} is {width * height:,} pixels, above the limit of "
+                    f"{settings.INGEST_MAX_PIXELS:,} (INGEST_MAX_PIXELS)."
+                )
+            if fmt not in ALLOWED_FORMATS:
+                raise IngestRejected(f"{name}: format {fmt} is not accepted; use JPEG, PNG or WebP.")
+            pil.load()
+    except IngestRejected:
+        raise
+    except UnidentifiedImageError:
+        raise IngestRejected(f"{name}: not an image (JPEG, PNG or WebP expected).") from None
+    except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning):
+        raise IngestRejected(f"{name}: refused as a decompression bomb (too many pixels).") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise IngestRejected(f"{name}: the image is truncated or corrupt ({exc}).") from None
+    if width < 8 or height < 8:
+        raise IngestRejected(f"{name}: {width}x{height} is too small; at least 8x8 pixels.")
+    if pil.mode not in ("RGB", "L"):
+        pil = pil.convert("RGB")
+    return ValidImage(
+        data=data,
+        sha256=hashlib.sha256(data).hexdigest(),
+        width=width,
+        height=height,
+        extension=ALLOWED_FORMATS[fmt],
+        pil=pil,
+    )
+
+
+def validate_mask(mask_input: MaskInput, width: int, height: int, image_name: str) -> ValidMask:
+    where = f"{image_name}, mask {mask_input.source_name}"
+    try:
+        if mask_input.png_bytes is not None:
+            array = _png_mask(mask_input.png_bytes, where)
+        elif mask_input.segmentation is not None:
+            array = mask_codec.mask_from_coco_segmentation(mask_input.segmentation, height, width)
+        elif mask_input.array is not None:
+            array = np.asarray(mask_input.array, dtype=bool)
+        else:
+            raise IngestRejected(f"{where}: no mask data.")
+    except mask_codec.MaskError as exc:
+        raise IngestRejected(f"{where}: {exc}") from None
+    if array.shape != (height, width):
+        raise IngestRejected(
+            f"{where}: the mask is {array.shape[1]}x{array.shape[0]} but the image is {width}x{height}."
+        )
+    area = int(array.sum())
+    if area == 0:
+        raise IngestRejected(f"{where}: the mask is empty (no object pixels).")
+    counts = mask_codec.encode(array)
+    return ValidMask(
+        rle_counts=counts,
+        rle_sha256=hashlib.sha256(counts.encode()).hexdigest(),
+        bbox=mask_codec.bbox_of(array),
+        area=area,
+        label=(mask_input.label or "")[:200],
+        provenance=mask_input.provenance,
+    )
+
+
+def _png_mask(data: bytes, where: str) -> np.ndarray:
+    try:
+        pil = PILImage.open(io.BytesIO(data))
+        if pil.format != "PNG":
+            raise IngestRejected(f"{where}: masks must be PNG files, not {pil.format}.")
+        pil.load()
+    except IngestRejected:
+        raise
+    except UnidentifiedImageError:
+        raise IngestRejected(f"{where}: not a PNG image.") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise IngestRejected(f"{where}: the PNG is truncated or corrupt ({exc}).") from None
+    return mask_codec.mask_from_png(pil)
+
+
+def validate_depth(data: bytes, name: str, width: int, height: int) -> np.ndarray:
+    """A depth map -> float32 metres. Accepts .npy (float, metres) or a 16-bit PNG in millimetres."""
+    try:
+        if data[:6] == b"\x93NUMPY":
+            depth = np.load(io.BytesIO(data), allow_pickle=False)
+        else:
+            pil = PILImage.open(io.BytesIO(data))
+            if pil.format != "PNG" or pil.mode not in ("I;16", "I", "I;16B"):
+                raise IngestRejected(
+                    f"{name}: a depth map is a float32 .npy in metres or a 16-bit PNG in millimetres."
+                )
+            depth = np.asarray(pil, dtype=np.float32) / 1000.0
+    except IngestRejected:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any parse failure of untrusted bytes is a rejection
+        raise IngestRejected(f"{name}: cannot read the depth map ({exc}).") from None
+    if depth.ndim != 2 or depth.shape != (height, width):
+        raise IngestRejected(f"{name}: depth map shape {depth.shape} differs from the image's ({height}, {width}).")
+    if not np.issubdtype(depth.dtype, np.floating) and not np.issubdtype(depth.dtype, np.integer):
+        raise IngestRejected(f"{name}: depth values must be numbers.")
+    depth = depth.astype(np.float32)
+    if not np.all(np.isfinite(depth)) or depth.min() < 0:
+        raise IngestRejected(f"{name}: depth values must be finite and non-negative (0 = unknown).")
+    return depth
+
+
+def validate_intrinsics(value, name: str) -> list | None:
+    if value is None:
+        return None
+    arr = np.asarray(value, dtype=np.float64) if isinstance(value, list) else None
+    if arr is None or arr.shape != (3, 3) or not np.all(np.isfinite(arr)) or arr[0, 0] <= 0 or arr[1, 1] <= 0:
+        raise IngestRejected(f"{name}: intrinsics must be a 3x3 matrix [[fx,0,cx],[0,fy,cy],[0,0,1]] with fx, fy > 0.")
+    return arr.tolist()

@@ -1,0 +1,193 @@
+"""The engine's core domain: projects and their members, images, object masks, rounds.
+
+No business logic here: writes go through `engine.services`, reads through `engine.selectors`.
+"""
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.utils import timezone
+
+
+class Role(models.TextChoices):
+    ANNOTATOR = "annotator", "Annotator"
+    LEAD = "lead", "Lead"
+    TRAINER = "trainer", "Trainer"
+    ARTIST = "artist", "3D artist"
+
+
+class RankingProtocol(models.TextChoices):
+    KING_OF_THE_HILL = "king_of_the_hill", "King of the hill (pairwise)"
+    FULL_RANKING = "full_ranking", "Full ranking"
+
+
+# The quality rating an annotator gives the winner: 1 unusable, 2 poor, 3 acceptable,
+# 4 good, 5 excellent. A project's threshold alpha is on this scale.
+RATING_MIN = 1
+RATING_MAX = 5
+
+
+class Project(models.Model):
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=80, unique=True, help_text="Short name used in URLs and the CLI.")
+    description = models.TextField(blank=True)
+    candidates_per_item = models.PositiveSmallIntegerField(
+        default=8,
+        validators=[MinValueValidator(2), MaxValueValidator(64)],
+        help_text="N: candidates generated per object (best-of-N). SAM 3D used 8.",
+    )
+    quality_threshold = models.PositiveSmallIntegerField(
+        default=3,
+        validators=[MinValueValidator(RATING_MIN), MaxValueValidator(RATING_MAX)],
+        help_text="Alpha: a winner rated below this (1-5 scale) makes the item a hard case.",
+    )
+    overlap = models.PositiveSmallIntegerField(
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(10)],
+        help_text="k: how many different annotators judge each item.",
+    )
+    gold_rate = models.FloatField(
+        default=0.05,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Share of offered items that are gold items with a known answer.",
+    )
+    lease_seconds = models.PositiveIntegerField(
+        default=300,
+        validators=[MinValueValidator(30), MaxValueValidator(86400)],
+        help_text="How long an annotator holds an item before it returns to the queue.",
+    )
+    ranking_protocol = models.CharField(
+        max_length=32, choices=RankingProtocol.choices, default=RankingProtocol.KING_OF_THE_HILL
+    )
+    layout_stage = models.BooleanField(default=False, help_text="Ask annotators to adjust the winner's layout.")
+    daily_cap = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Most judgements one annotator may submit per UTC day; empty for none."
+    )
+    sampling_steps = models.PositiveSmallIntegerField(
+        default=4,
+        validators=[MinValueValidator(1), MaxValueValidator(100)],
+        help_text="Flow-matching sampling steps used when generating candidates.",
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    """One role of one user in one project; a user may hold several roles."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "user", "role"], name="membership_unique_role"),
+        ]
+        indexes = [models.Index(fields=["user", "project"])]
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.role} in {self.project}"
+
+
+class ApiToken(models.Model):
+    """A personal API token. Only its SHA-256 is stored; the key is shown once at creation."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, help_text="What the token is for, e.g. 'training cluster'.")
+    prefix = models.CharField(max_length=12, help_text="First characters of the key, to recognise it.")
+    key_sha256 = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}...)"
+
+
+class Image(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="images")
+    file = models.FileField(max_length=300, help_text="Content-addressed: images/<sha256>.<ext>.")
+    sha256 = models.CharField(max_length=64, help_text="SHA-256 of the file's bytes; the dedupe key.")
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    format = models.CharField(max_length=8, help_text="jpeg, png or webp.")
+    thumbnail = models.FileField(max_length=300, blank=True)
+    depth = models.FileField(
+        max_length=300, blank=True, help_text="Optional depth map: float32 .npy in metres, 0 where unknown."
+    )
+    pointmap = models.FileField(
+        max_length=300, blank=True, help_text="Optional point map: float32 .npy, H x W x 3, camera frame, metres."
+    )
+    intrinsics = models.JSONField(
+        null=True, blank=True, help_text="Optional 3x3 pinhole matrix in pixels; None means the default camera."
+    )
+    source_name = models.CharField(max_length=500, help_text="File name in the import, for people.")
+    source = models.JSONField(default=dict, blank=True, help_text="Import format, source ids, licence, etc.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["project", "sha256"], name="image_unique_content")]
+
+    def __str__(self) -> str:
+        return self.source_name
+
+
+class ObjectMask(models.Model):
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="masks")
+    rle_counts = models.TextField(help_text="COCO compressed RLE (column-major) of the binary mask.")
+    rle_sha256 = models.CharField(max_length=64, help_text="SHA-256 of rle_counts; masks dedupe on it per image.")
+    bbox = models.JSONField(help_text="[x, y, width, height] in pixels, COCO convention.")
+    area = models.PositiveIntegerField(help_text="Pixels in the mask.")
+    label = models.CharField(max_length=200, blank=True)
+    provenance = models.JSONField(
+        default=dict, blank=True, help_text="Where the mask came from: format, source id, predicted_iou, ..."
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["image", "rle_sha256"], name="mask_unique_content")]
+
+    def __str__(self) -> str:
+        return f"{self.label or 'object'} #{self.pk} of {self.image_id}"
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return (self.image.height, self.image.width)
+
+
+class Round(models.Model):
+    """One turn of the loop in a project: generate, rank, export, train."""
+
+    class State(models.TextChoices):
+        OPEN = "open", "Open"
+        CLOSED = "closed", "Closed"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="rounds")
+    index = models.PositiveIntegerField(help_text="1 for the first round of a project.")
+    state = models.CharField(max_length=8, choices=State.choices, default=State.OPEN)
+    quality_threshold = models.PositiveSmallIntegerField(
+        validators=[MinValueValidator(RATING_MIN), MaxValueValidator(RATING_MAX)],
+        help_text="Alpha in force for this round (leads raise it from round to round).",
+    )
+    opened_at = models.DateTimeField(default=timezone.now)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["project", "index"]
+        constraints = [models.UniqueConstraint(fields=["project", "index"], name="round_unique_index")]
+
+    def __str__(self) -> str:
+        return f"{self.project.slug} round {self.index}"

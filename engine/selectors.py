@@ -1,0 +1,72 @@
+"""Reads, and the few places that decide who may see what.
+
+Every view fetches its project through `project_get_for_user`, so that membership
+and role are checked here and nowhere else. A project the user is not a member of
+is reported as not found, so its existence does not leak.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.db.models import Count, QuerySet
+
+from engine.errors import Forbidden, NotFound
+from engine.models import Image, Membership, ObjectMask, Project, Role
+
+
+def user_is_site_admin(user) -> bool:
+    return bool(user.is_authenticated and user.is_superuser)
+
+
+def projects_for_user(user) -> QuerySet[Project]:
+    projects = Project.objects.all()
+    if not user_is_site_admin(user):
+        projects = projects.filter(memberships__user=user).distinct()
+    return projects
+
+
+def user_roles(user, project: Project) -> set[str]:
+    if user_is_site_admin(user):
+        return {r.value for r in Role}
+    return set(Membership.objects.filter(project=project, user=user).values_list("role", flat=True))
+
+
+def project_get_for_user(user, slug: str, *, roles: Iterable[str] | None = None) -> Project:
+    """The project `slug` if `user` is a member (with one of `roles`, when given)."""
+    project = Project.objects.filter(slug=slug).first()
+    if project is None or not user.is_authenticated:
+        raise NotFound(f"No project '{slug}' that you are a member of.")
+    held = user_roles(user, project)
+    if not held:
+        raise NotFound(f"No project '{slug}' that you are a member of.")
+    if roles is not None and not held & set(roles):
+        wanted = " or ".join(sorted(roles))
+        raise Forbidden(f"This needs the {wanted} role in project '{slug}'.", code="role_required")
+    project.user_roles = held
+    return project
+
+
+def image_list(project: Project) -> QuerySet[Image]:
+    return project.images.annotate(mask_count=Count("masks")).order_by("id")
+
+
+def image_get(project: Project, image_id: int) -> Image:
+    image = project.images.filter(pk=image_id).first()
+    if image is None:
+        raise NotFound(f"No image {image_id} in project '{project.slug}'.")
+    return image
+
+
+def mask_list(project: Project) -> QuerySet[ObjectMask]:
+    return ObjectMask.objects.filter(image__project=project).select_related("image").order_by("id")
+
+
+def mask_get(project: Project, mask_id: int) -> ObjectMask:
+    mask = mask_list(project).filter(pk=mask_id).first()
+    if mask is None:
+        raise NotFound(f"No object mask {mask_id} in project '{project.slug}'.")
+    return mask
+
+
+def members_list(project: Project) -> QuerySet[Membership]:
+    return project.memberships.select_related("user").order_by("user__username", "role")

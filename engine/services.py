@@ -1,0 +1,104 @@
+"""Writes of the core domain: projects, members, API tokens. (Ingest: `engine.ingest`.)"""
+from __future__ import annotations
+
+import secrets
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.text import slugify
+
+from engine.auth import hash_key
+from engine.errors import Conflict, NotFound, ValidationFailed
+from engine.models import ApiToken, Membership, Project, Role
+
+PROJECT_SETTINGS = (
+    "name",
+    "description",
+    "candidates_per_item",
+    "quality_threshold",
+    "overlap",
+    "gold_rate",
+    "lease_seconds",
+    "ranking_protocol",
+    "layout_stage",
+    "daily_cap",
+    "sampling_steps",
+)
+
+
+def _full_clean(instance, exclude=None) -> None:
+    try:
+        instance.full_clean(exclude=exclude)
+    except DjangoValidationError as exc:
+        raise ValidationFailed("Invalid project settings; see details.", details=exc.message_dict) from None
+
+
+@transaction.atomic
+def project_create(*, name: str, created_by, slug: str = "", **project_settings) -> Project:
+    """Create a project; its creator becomes its lead."""
+    unknown = set(project_settings) - set(PROJECT_SETTINGS)
+    if unknown:
+        raise ValidationFailed(f"Unknown project settings: {', '.join(sorted(unknown))}.")
+    slug = slug or slugify(name)[:80]
+    if not slug:
+        raise ValidationFailed("A project needs a name with letters or digits, or an explicit slug.")
+    project = Project(name=name, slug=slug, created_by=created_by, **project_settings)
+    _full_clean(project, exclude=["slug", "created_by"])
+    try:
+        with transaction.atomic():
+            project.save()
+    except IntegrityError:
+        raise Conflict(f"A project with slug '{slug}' already exists; choose another slug.") from None
+    if created_by is not None:
+        Membership.objects.create(project=project, user=created_by, role=Role.LEAD)
+    return project
+
+
+def project_update(*, project: Project, **changes) -> Project:
+    unknown = set(changes) - set(PROJECT_SETTINGS)
+    if unknown:
+        raise ValidationFailed(f"Unknown project settings: {', '.join(sorted(unknown))}.")
+    for field, value in changes.items():
+        setattr(project, field, value)
+    _full_clean(project, exclude=["created_by"])
+    if changes:
+        project.save(update_fields=list(changes))
+    return project
+
+
+def membership_add(*, project: Project, username: str, role: str) -> Membership:
+    if role not in Role.values:
+        raise ValidationFailed(f"Unknown role '{role}'; use one of {', '.join(Role.values)}.")
+    user = get_user_model().objects.filter(username=username).first()
+    if user is None:
+        raise NotFound(f"No user '{username}'.")
+    membership, _ = Membership.objects.get_or_create(project=project, user=user, role=role)
+    return membership
+
+
+def membership_remove(*, project: Project, username: str, role: str) -> None:
+    deleted, _ = Membership.objects.filter(project=project, user__username=username, role=role).delete()
+    if not deleted:
+        raise NotFound(f"'{username}' has no {role} role in '{project.slug}'.")
+
+
+def token_create(*, user, name: str) -> tuple[ApiToken, str]:
+    """A new API token for `user`; returns it and its key, which is never shown again."""
+    name = (name or "").strip()
+    if not name:
+        raise ValidationFailed("Give the token a name saying what it is for.")
+    key = secrets.token_urlsafe(32)
+    token = ApiToken.objects.create(user=user, name=name[:100], prefix=key[:8], key_sha256=hash_key(key))
+    return token, key
+
+
+def token_revoke(*, user, token_id: int) -> ApiToken:
+    token = ApiToken.objects.filter(user=user, pk=token_id).first()
+    if token is None:
+        raise NotFound(f"You have no token {token_id}.")
+    if token.revoked_at is None:
+        token.revoked_at = timezone.now()
+        token.save(update_fields=["revoked_at"])
+    return token

@@ -1,0 +1,35 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from engine import apis, views
+
+api_v1 = [
+    path("auth/token/", apis.TokenLoginApi.as_view(), name="api-token-login"),
+    path("auth/tokens/", apis.TokenListCreateApi.as_view(), name="api-tokens"),
+    path("auth/tokens/<int:token_id>/", apis.TokenRevokeApi.as_view(), name="api-token-revoke"),
+    path("projects/", apis.ProjectListCreateApi.as_view(), name="api-projects"),
+    path("projects/<slug:slug>/", apis.ProjectDetailApi.as_view(), name="api-project"),
+    path("projects/<slug:slug>/members/", apis.MemberListApi.as_view(), name="api-members"),
+    path("projects/<slug:slug>/members/<str:username>/<str:role>/", apis.MemberDeleteApi.as_view(),
+         name="api-member-delete"),
+    path("projects/<slug:slug>/images/", apis.ImageListUploadApi.as_view(), name="api-images"),
+    path("projects/<slug:slug>/images/<int:image_id>/", apis.ImageDetailApi.as_view(), name="api-image"),
+    path("projects/<slug:slug>/images/<int:image_id>/<str:variant>", apis.ImageFileApi.as_view(),
+         name="api-image-file"),
+    path("projects/<slug:slug>/masks/", apis.MaskListApi.as_view(), name="api-masks"),
+    path("projects/<slug:slug>/masks/<int:mask_id>.png", apis.MaskPngApi.as_view(), name="api-mask-png"),
+    path("projects/<slug:slug>/imports/", apis.ZipImportApi.as_view(), name="api-imports"),
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+]
+
+urlpatterns = [
+    path("", views.project_list, name="project-list"),
+    path("projects/<slug:slug>/", views.project_detail, name="project-detail"),
+    path("accounts/login/", views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include(api_v1)),
+]

@@ -1,0 +1,56 @@
+"""Shared fixtures: users by role, a project, API clients, storage in a temporary folder."""
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+from tests.engine.factories import MembershipFactory, ProjectFactory, UserFactory
+
+
+@pytest.fixture(autouse=True)
+def _media_in_tmp(settings, tmp_path):
+    """Every test writes files under its own temporary MEDIA_ROOT."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    from django.core.files.storage import default_storage
+
+    default_storage.__dict__.pop("_wrapped", None)
+    default_storage._setup()  # re-read MEDIA_ROOT
+    yield
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache():
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
+@pytest.fixture
+def project(db):
+    return ProjectFactory()
+
+
+@pytest.fixture
+def member(project):
+    """member('lead') -> a user holding that role in `project`."""
+
+    def make(role: str, **kwargs):
+        user = UserFactory(**kwargs)
+        MembershipFactory(project=project, user=user, role=role)
+        return user
+
+    return make
+
+
+@pytest.fixture
+def api():
+    """api(user) -> an APIClient authenticated as `user` (or anonymous with None)."""
+
+    def make(user=None):
+        client = APIClient()
+        if user is not None:
+            client.force_authenticate(user=user)
+        return client
+
+    return make
