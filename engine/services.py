@@ -11,7 +11,7 @@ from django.utils.text import slugify
 
 from engine.auth import hash_key
 from engine.errors import Conflict, NotFound, ValidationFailed
-from engine.models import ApiToken, Membership, Project, Role
+from engine.models import ApiToken, Membership, Project, Role, Round
 
 PROJECT_SETTINGS = (
     "name",
@@ -102,3 +102,23 @@ def token_revoke(*, user, token_id: int) -> ApiToken:
         token.revoked_at = timezone.now()
         token.save(update_fields=["revoked_at"])
     return token
+
+
+def round_current(*, project: Project):
+    """The project's open round, opening round 1 when the project has none yet."""
+    current = project.rounds.filter(state=Round.State.OPEN).order_by("-index").first()
+    return current or round_open(project=project)
+
+
+@transaction.atomic
+def round_open(*, project: Project, quality_threshold: int | None = None):
+    """Open the project's next round; refuses while another round is still open."""
+    Project.objects.select_for_update().filter(pk=project.pk).first()  # serialise round opening
+    if project.rounds.filter(state=Round.State.OPEN).exists():
+        raise Conflict(f"Project '{project.slug}' already has an open round; close it first.")
+    last = project.rounds.order_by("-index").first()
+    return Round.objects.create(
+        project=project,
+        index=(last.index + 1) if last else 1,
+        quality_threshold=quality_threshold or project.quality_threshold,
+    )
