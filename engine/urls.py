@@ -32,4 +32,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
+    path("api/v1/", include("annotation.urls")),
+    path("api/v1/", include("modelzoo.urls")),
+    path("", include("annotation.workbench_urls")),
 ]

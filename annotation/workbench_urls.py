@@ -1,0 +1,2 @@
+"""Browser pages of the annotator workbench (served by Django, built by Vite)."""
+urlpatterns: list = []
