@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test venv venv-dev frontend services migrate demo worker bench clean
+.PHONY: run test venv venv-dev frontend services browser bench clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,9 @@ frontend:
 services:
 	@./scripts/ensure_services.sh
 
+browser:
+	@./scripts/ensure_browser.sh
+
 run: export DEBUG ?= 1
 run: venv frontend
 	@mkdir -p var
@@ -47,7 +50,7 @@ run: venv frontend
 	  echo "Open http://$(HOST):$(PORT)/ and log in with one of the demo logins above."; \
 	  $(PY) manage.py runserver --noreload $(HOST):$(PORT)
 
-test: venv-dev services frontend
+test: venv-dev services browser frontend
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: venv-dev services
