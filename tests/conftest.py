@@ -10,11 +10,7 @@ from tests.engine.factories import MembershipFactory, ProjectFactory, UserFactor
 @pytest.fixture(autouse=True)
 def _media_in_tmp(settings, tmp_path):
     """Every test writes files under its own temporary MEDIA_ROOT."""
-    settings.MEDIA_ROOT = tmp_path / "media"
-    from django.core.files.storage import default_storage
-
-    default_storage.__dict__.pop("_wrapped", None)
-    default_storage._setup()  # re-read MEDIA_ROOT
+    settings.MEDIA_ROOT = tmp_path / "media"  # Django's setting_changed receiver resets the storage
     yield
 
 

@@ -1,0 +1,300 @@
+"""The core REST API: auth, tokens, membership and roles, upload, zip import, lists."""
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from rest_framework.test import APIClient
+
+from engine.models import Image, ObjectMask, Role
+from tests.engine import builders
+from tests.engine.factories import MembershipFactory, ProjectFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def upload(client, project, image=None, masks=None, **extra):
+    data = {
+        "image": SimpleUploadedFile("photo.png", image or builders.photo_bytes(), content_type="image/png"),
+        "masks": masks
+        if masks is not None
+        else [SimpleUploadedFile("cup.png", builders.mask_png(builders.box_mask()), content_type="image/png")],
+        **extra,
+    }
+    return client.post(f"/api/v1/projects/{project.slug}/images/", data, format="multipart")
+
+
+# ---------------------------------------------------------------- authentication
+def test_anonymous_requests_are_refused(api, project):
+    response = api().get("/api/v1/projects/")
+    assert response.status_code in (401, 403)
+    assert "error" in response.json()
+
+
+def test_token_lifecycle(api, member):
+    user = member(Role.TRAINER)
+    created = api(user).post("/api/v1/auth/tokens/", {"name": "cluster"}, format="json")
+    assert created.status_code == 201
+    key = created.json()["key"]
+    client = APIClient(HTTP_AUTHORIZATION=f"Token {key}")
+    assert client.get("/api/v1/projects/").status_code == 200
+    listed = api(user).get("/api/v1/auth/tokens/").json()
+    assert [t["name"] for t in listed] == ["cluster"] and "key" not in listed[0]
+    assert api(user).delete(f"/api/v1/auth/tokens/{created.json()['id']}/").status_code == 204
+    refused = client.get("/api/v1/projects/")
+    assert refused.status_code == 401 and "revoked" in refused.json()["error"]["message"]
+
+
+def test_a_user_cannot_revoke_someone_elses_token(api, member):
+    owner, other = member(Role.TRAINER), member(Role.TRAINER)
+    token_id = api(owner).post("/api/v1/auth/tokens/", {"name": "mine"}, format="json").json()["id"]
+    assert api(other).delete(f"/api/v1/auth/tokens/{token_id}/").status_code == 404
+
+
+def test_password_login_for_the_cli_is_throttled(api, member, settings):
+    settings.LOGIN_FAILURE_LIMIT = 3
+    user = member(Role.ANNOTATOR)
+    for _ in range(3):
+        bad = api().post("/api/v1/auth/token/", {"username": user.username, "password": "wrong"}, format="json")
+        assert bad.status_code == 400
+    locked = api().post("/api/v1/auth/token/", {"username": user.username, "password": "correct-horse-battery"},
+                        format="json")
+    assert locked.status_code == 429 and int(locked["Retry-After"]) > 0
+
+
+def test_password_login_gives_a_working_token(api, member):
+    user = member(Role.ANNOTATOR)
+    response = api().post("/api/v1/auth/token/", {"username": user.username, "password": "correct-horse-battery"},
+                          format="json")
+    assert response.status_code == 201
+    assert APIClient(HTTP_AUTHORIZATION=f"Token {response.json()['key']}").get("/api/v1/projects/").status_code == 200
+
+
+def test_browser_login_is_throttled(client, member, settings):
+    settings.LOGIN_FAILURE_LIMIT = 2
+    user = member(Role.LEAD)
+    for _ in range(2):
+        client.post("/accounts/login/", {"username": user.username, "password": "nope"})
+    response = client.post("/accounts/login/", {"username": user.username, "password": "correct-horse-battery"})
+    assert response.status_code == 200 and b"Too many failed logins" in response.content
+    assert "_auth_user_id" not in client.session
+
+
+def test_browser_login_shows_the_project_with_its_images(client, member, project):
+    lead = member(Role.LEAD)
+    upload(APIClient(), project)  # unauthenticated: refused, nothing stored
+    assert Image.objects.count() == 0
+    api_client = APIClient()
+    api_client.force_authenticate(lead)
+    upload(api_client, project)
+    assert client.post("/accounts/login/", {"username": lead.username, "password": "correct-horse-battery"}).status_code == 302
+    page = client.get(f"/projects/{project.slug}/")
+    assert page.status_code == 200 and b"photo.png" in page.content and b"cup" in page.content
+
+
+# ---------------------------------------------------------------- membership and roles
+def test_users_see_only_their_projects(api, member, project):
+    other_project = ProjectFactory()
+    user = member(Role.ANNOTATOR)
+    slugs = [p["slug"] for p in api(user).get("/api/v1/projects/").json()["results"]]
+    assert slugs == [project.slug]
+    hidden = api(user).get(f"/api/v1/projects/{other_project.slug}/")
+    assert hidden.status_code == 404
+    assert api(user).get(f"/api/v1/projects/{other_project.slug}/images/").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "role, method, path, expected",
+    [
+        (Role.ANNOTATOR, "get", "images/", 200),
+        (Role.ANNOTATOR, "post", "images/", 403),
+        (Role.TRAINER, "post", "imports/", 403),
+        (Role.ANNOTATOR, "get", "members/", 403),
+        (Role.LEAD, "get", "members/", 200),
+        (Role.ANNOTATOR, "patch", "", 403),
+        (Role.LEAD, "patch", "", 200),
+        (None, "get", "", 404),
+    ],
+)
+def test_role_matrix(api, member, project, role, method, path, expected):
+    user = member(role) if role else UserFactory()
+    body = {"overlap": 2} if method == "patch" else {}
+    response = getattr(api(user), method)(f"/api/v1/projects/{project.slug}/{path}", body, format="json")
+    assert response.status_code == expected, response.content
+
+
+def test_site_admin_sees_every_project(api, project):
+    admin = UserFactory(is_superuser=True, is_staff=True)
+    assert api(admin).get(f"/api/v1/projects/{project.slug}/").status_code == 200
+
+
+def test_creating_a_project_makes_the_creator_its_lead(api):
+    user = UserFactory()
+    response = api(user).post("/api/v1/projects/", {"name": "Chairs round one", "candidates_per_item": 4},
+                              format="json")
+    assert response.status_code == 201 and response.json()["slug"] == "chairs-round-one"
+    detail = api(user).get("/api/v1/projects/chairs-round-one/").json()
+    assert detail["your_roles"] == ["lead"] and detail["candidates_per_item"] == 4
+    again = api(user).post("/api/v1/projects/", {"name": "Chairs round one"}, format="json")
+    assert again.status_code == 409
+
+
+def test_project_settings_are_validated(api, member, project):
+    lead = member(Role.LEAD)
+    response = api(lead).patch(f"/api/v1/projects/{project.slug}/", {"candidates_per_item": 1}, format="json")
+    assert response.status_code == 400 and "candidates_per_item" in json.dumps(response.json())
+
+
+def test_lead_manages_members(api, member, project):
+    lead = member(Role.LEAD)
+    newcomer = UserFactory()
+    added = api(lead).post(f"/api/v1/projects/{project.slug}/members/",
+                           {"username": newcomer.username, "role": "annotator"}, format="json")
+    assert added.status_code == 201
+    assert api(newcomer).get(f"/api/v1/projects/{project.slug}/").status_code == 200
+    removed = api(lead).delete(f"/api/v1/projects/{project.slug}/members/{newcomer.username}/annotator/")
+    assert removed.status_code == 204
+    assert api(newcomer).get(f"/api/v1/projects/{project.slug}/").status_code == 404
+
+
+# ---------------------------------------------------------------- upload and import
+def test_upload_is_idempotent(api, member, project):
+    lead = member(Role.LEAD)
+    first = upload(api(lead), project)
+    assert first.status_code == 201 and first.json()["masks_created"] == 1
+    second = upload(api(lead), project)
+    assert second.status_code == 200 and second.json()["created"] is False
+    assert second.json()["masks_duplicate"] == 1
+    assert ObjectMask.objects.count() == 1
+
+
+def test_upload_with_coco_annotations(api, member, project):
+    lead = member(Role.LEAD)
+    annotations = json.dumps([{"segmentation": [[5, 5, 40, 5, 40, 30, 5, 30]], "label": "box",
+                               "predicted_iou": 0.9}])
+    response = upload(api(lead), project, masks=[], annotations=annotations)
+    assert response.status_code == 201
+    mask = ObjectMask.objects.get()
+    assert mask.label == "box" and mask.provenance["predicted_iou"] == 0.9
+
+
+@pytest.mark.parametrize(
+    "kwargs, reason",
+    [
+        ({"image": b"not an image at all"}, "not an image"),
+        ({"masks": []}, "no object masks"),
+        ({"masks": [], "annotations": "{not json"}, "not valid JSON"),
+        ({"masks": [], "annotations": json.dumps([{"segmentation": {"size": [48, 64], "counts": "!!"}}])},
+         "alphabet"),
+    ],
+)
+def test_bad_upload_gets_a_clear_400(api, member, project, kwargs, reason):
+    lead = member(Role.LEAD)
+    response = upload(api(lead), project, **kwargs)
+    assert response.status_code == 400
+    assert reason in response.json()["error"]["message"]
+    assert Image.objects.count() == 0
+
+
+def zip_of(files: dict[str, bytes]) -> SimpleUploadedFile:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return SimpleUploadedFile("import.zip", buf.getvalue(), content_type="application/zip")
+
+
+def test_zip_import_detects_the_format_and_lists_bad_items(api, member, project, tmp_path):
+    lead = member(Role.LEAD)
+    root = builders.write_folder(tmp_path / "src", n_images=2)
+    files = {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    files["images/broken.png"] = b"truncated"
+    files["masks/broken/x.png"] = builders.mask_png(builders.box_mask())
+    response = api(lead).post(f"/api/v1/projects/{project.slug}/imports/", {"file": zip_of(files)},
+                              format="multipart")
+    body = response.json()
+    assert response.status_code == 200 and body["format"] == "folder"
+    assert body["images_imported"] == 2 and body["masks_imported"] == 4
+    assert len(body["rejected"]) == 1 and "broken.png" in body["rejected"][0]["reason"]
+
+
+def test_zip_import_of_sa1b(api, member, project, tmp_path):
+    lead = member(Role.LEAD)
+    root = builders.write_sa1b(tmp_path / "sa", n_images=2)
+    files = {p.name: p.read_bytes() for p in root.iterdir()}
+    body = api(lead).post(f"/api/v1/projects/{project.slug}/imports/", {"file": zip_of(files)},
+                          format="multipart").json()
+    assert body["format"] == "sa1b" and body["images_imported"] == 2
+
+
+@pytest.mark.parametrize(
+    "upload_file, reason",
+    [
+        (SimpleUploadedFile("x.zip", b"PK\x03\x04 not really"), "not a valid zip"),
+        (zip_of({"../evil.png": b"x"}), "escapes"),
+        (zip_of({"readme.txt": b"hello"}), "Cannot tell the zip's format"),
+    ],
+)
+def test_bad_zip_gets_a_clear_400(api, member, project, upload_file, reason):
+    lead = member(Role.LEAD)
+    response = api(lead).post(f"/api/v1/projects/{project.slug}/imports/", {"file": upload_file},
+                              format="multipart")
+    assert response.status_code == 400 and reason in response.json()["error"]["message"]
+
+
+def test_zip_bomb_is_refused_before_extraction(api, member, project, settings):
+    settings.INGEST_MAX_ZIP_BYTES = 10_000
+    lead = member(Role.LEAD)
+    response = api(lead).post(f"/api/v1/projects/{project.slug}/imports/",
+                              {"file": zip_of({"images/a.png": b"\0" * 50_000})}, format="multipart")
+    assert response.status_code == 400 and "above the limit" in response.json()["error"]["message"]
+
+
+# ---------------------------------------------------------------- reading
+def test_image_list_is_paginated_without_n_plus_one(api, member, project, django_assert_max_num_queries):
+    lead = member(Role.LEAD)
+    for seed in range(12):
+        upload(api(lead), project, image=builders.photo_bytes(seed=seed))
+    with django_assert_max_num_queries(6):
+        page = api(lead).get(f"/api/v1/projects/{project.slug}/images/?page_size=5").json()
+    assert page["count"] == 12 and len(page["results"]) == 5 and page["results"][0]["mask_count"] == 1
+    with django_assert_max_num_queries(6):
+        masks = api(lead).get(f"/api/v1/projects/{project.slug}/masks/?page_size=50").json()
+    assert masks["count"] == 12 and masks["results"][0]["rle"]["size"] == [48, 64]
+
+
+def test_files_and_mask_png_are_served_to_members(api, member, project):
+    lead = member(Role.LEAD)
+    image_id = upload(api(lead), project).json()["id"]
+    detail = api(lead).get(f"/api/v1/projects/{project.slug}/images/{image_id}/").json()
+    mask_id = detail["masks"][0]["id"]
+    image = api(lead).get(f"/api/v1/projects/{project.slug}/images/{image_id}/file")
+    assert image.status_code == 200 and image["Content-Type"] == "image/png"
+    png = api(lead).get(f"/api/v1/projects/{project.slug}/masks/{mask_id}.png")
+    assert png.status_code == 200 and png.content[:4] == b"\x89PNG"
+    outsider = UserFactory()
+    assert api(outsider).get(f"/api/v1/projects/{project.slug}/masks/{mask_id}.png").status_code == 404
+    assert api(lead).get(f"/api/v1/projects/{project.slug}/images/{image_id}/bogus").status_code == 404
+
+
+def test_openapi_schema_and_docs(api, member):
+    user = member(Role.ANNOTATOR)
+    schema = api(user).get("/api/v1/schema/")
+    assert schema.status_code == 200 and b"/api/v1/projects/" in schema.content
+    assert api(user).get("/api/v1/docs/").status_code == 200
+
+
+def test_demo_command_loads_photos_masks_and_users(db):
+    from django.core.management import call_command
+
+    out = io.StringIO()
+    call_command("demo", stdout=out)
+    assert "Demo project 'demo': 4 images" in out.getvalue()
+    assert "lead-demo-pass" in out.getvalue()
+    assert ObjectMask.objects.filter(image__project__slug="demo").count() == 8
+    call_command("demo", stdout=io.StringIO())
+    assert ObjectMask.objects.filter(image__project__slug="demo").count() == 8
+    assert MembershipFactory._meta.model.objects.filter(project__slug="demo", role=Role.ANNOTATOR).count() == 2

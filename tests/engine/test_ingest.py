@@ -1,0 +1,238 @@
+"""Ingest through the `ingest` command and the service: formats, idempotency, bad input."""
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+from django.core.management import CommandError, call_command
+from PIL import Image as PILImage
+
+from engine import masks as mask_codec
+from engine.ingest.services import ingest_item
+from engine.ingest.validation import IngestRejected, ItemInput, MaskInput
+from engine.models import Image, ObjectMask
+from tests.engine import builders
+
+pytestmark = pytest.mark.django_db
+
+
+def run_ingest(path, project, fmt, *extra) -> str:
+    out = io.StringIO()
+    call_command("ingest", str(path), "--project", project.slug, "--format", fmt, *extra, stdout=out,
+                 stderr=io.StringIO())
+    return out.getvalue()
+
+
+def test_folder_import_then_again_changes_nothing(tmp_path, project):
+    root = builders.write_folder(tmp_path / "src")
+    first = run_ingest(root, project, "folder")
+    assert "imported 2 images (4 masks)" in first
+    labels = set(ObjectMask.objects.filter(image__project=project).values_list("label", flat=True))
+    assert labels == {"cup"}  # cup_1.png and cup_2.png are two cups
+    second = run_ingest(root, project, "folder")
+    assert "imported 0 images (0 masks); skipped as duplicates 2 images (4 masks); rejected 0" in second
+    assert Image.objects.filter(project=project).count() == 2
+    assert ObjectMask.objects.filter(image__project=project).count() == 4
+
+
+def test_stored_mask_is_the_pixels_that_were_given(tmp_path, project):
+    root = builders.write_folder(tmp_path / "src", n_images=1)
+    run_ingest(root, project, "folder")
+    mask = ObjectMask.objects.filter(image__project=project).order_by("id").first()
+    decoded = mask_codec.decode(mask.rle_counts, 48, 64)
+    assert np.array_equal(decoded, builders.box_mask())
+    assert mask.area == 20 * 15 and mask.bbox == [10.0, 10.0, 20.0, 15.0]
+
+
+def test_coco_polygons_and_both_rle_forms(tmp_path, project):
+    path = builders.write_coco(tmp_path / "coco")
+    out = run_ingest(path, project, "coco")
+    assert "imported 2 images (6 masks)" in out
+    polygon = ObjectMask.objects.get(provenance__annotation_id=1)
+    assert polygon.label == "cup" and polygon.area > 250
+    uncompressed = ObjectMask.objects.get(provenance__annotation_id=3)
+    assert uncompressed.label == "saucer" and uncompressed.area == 8 * 18
+
+
+def test_sa1b_keeps_sam_provenance(tmp_path, project):
+    root = builders.write_sa1b(tmp_path / "sa1b")
+    out = run_ingest(root, project, "sa1b")
+    assert "imported 2 images (4 masks)" in out
+    mask = ObjectMask.objects.filter(image__project=project, provenance__annotation_id=1).first()
+    assert mask.provenance["predicted_iou"] == 0.93
+    assert mask.provenance["stability_score"] == 0.97
+
+
+def test_one_bad_item_does_not_stop_the_import(tmp_path, project):
+    root = builders.write_folder(tmp_path / "src", n_images=3)
+    (root / "images" / "photo1.png").write_bytes(b"this is not an image")
+    out = run_ingest(root, project, "folder")
+    assert "imported 2 images" in out and "rejected 1" in out
+    assert "images/photo1.png: not an image" in out
+
+
+def test_unknown_project_and_wrong_format_are_command_errors(tmp_path, project):
+    with pytest.raises(CommandError, match="No project 'nope'"):
+        call_command("ingest", str(tmp_path), "--project", "nope", "--format", "folder")
+    (tmp_path / "x.json").write_text(json.dumps({"hello": 1}))
+    with pytest.raises(CommandError, match="not COCO instances JSON"):
+        run_ingest(tmp_path / "x.json", project, "coco")
+
+
+# ---------------------------------------------------------------- bad input, one case each
+def item(image_bytes=None, masks=None, **kwargs) -> ItemInput:
+    return ItemInput(
+        name="photo.png",
+        image_bytes=builders.photo_bytes() if image_bytes is None else image_bytes,
+        masks=[MaskInput(source_name="m.png", png_bytes=builders.mask_png(builders.box_mask()))]
+        if masks is None else masks,
+        **kwargs,
+    )
+
+
+def truncated_png() -> bytes:
+    data = builders.photo_bytes(200, 200)
+    return data[: len(data) // 2]
+
+
+def grey_values_png() -> bytes:
+    arr = np.zeros((48, 64), np.uint8)
+    arr[5:20, 5:20] = 128
+    arr[25:40, 25:40] = 255
+    buf = io.BytesIO()
+    PILImage.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+BAD_ITEMS = {
+    "truncated image": (lambda: item(image_bytes=truncated_png()), "truncated or corrupt"),
+    "not an image": (lambda: item(image_bytes=b"%PDF-1.4 not a picture"), "not an image"),
+    "empty file": (lambda: item(image_bytes=b""), "empty"),
+    "gif": (lambda: item(image_bytes=builders.photo_bytes(fmt="GIF")), "format GIF is not accepted"),
+    "mask size differs": (
+        lambda: item(masks=[MaskInput(source_name="m.png", png_bytes=builders.mask_png(np.ones((10, 10), bool)))]),
+        "mask is 10x10 but the image is 64x48",
+    ),
+    "empty mask": (
+        lambda: item(masks=[MaskInput(source_name="m.png", png_bytes=builders.mask_png(np.zeros((48, 64), bool)))]),
+        "mask is empty",
+    ),
+    "non-binary mask": (
+        lambda: item(masks=[MaskInput(source_name="m.png", png_bytes=grey_values_png())]),
+        "not binary",
+    ),
+    "mask is a jpeg": (
+        lambda: item(masks=[MaskInput(source_name="m.jpg", png_bytes=builders.photo_bytes(fmt="JPEG"))]),
+        "masks must be PNG",
+    ),
+    "malformed rle": (
+        lambda: item(masks=[MaskInput(source_name="a1", segmentation={"size": [48, 64], "counts": "0\x7f"})]),
+        "alphabet",
+    ),
+    "rle of another size": (
+        lambda: item(masks=[MaskInput(source_name="a1", segmentation={"size": [10, 10], "counts": "0"})]),
+        "differs from the image",
+    ),
+    "rle counts do not add up": (
+        lambda: item(masks=[MaskInput(source_name="a1", segmentation={"size": [48, 64], "counts": [5, 10]})]),
+        "add up to",
+    ),
+    "malformed polygon": (
+        lambda: item(masks=[MaskInput(source_name="a1", segmentation=[[1, 2, 3]])]),
+        "at least 3",
+    ),
+    "no masks": (lambda: item(masks=[]), "no object masks"),
+    "bad depth": (lambda: item(depth_bytes=b"garbage", depth_name="d.npy"), "depth map"),
+    "bad intrinsics": (lambda: item(intrinsics=[[1, 2], [3, 4]]), "3x3"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_ITEMS)
+def test_bad_item_is_rejected_with_its_reason_and_nothing_is_kept(project, case):
+    make, reason = BAD_ITEMS[case]
+    with pytest.raises(IngestRejected, match=reason):
+        ingest_item(project=project, item=make())
+    assert not Image.objects.filter(project=project).exists()
+    assert not ObjectMask.objects.exists()
+
+
+def test_decompression_bomb_is_refused_before_decoding(project, settings):
+    settings.INGEST_MAX_PIXELS = 1000
+    with pytest.raises(IngestRejected, match="above the limit"):
+        ingest_item(project=project, item=item(image_bytes=builders.photo_bytes(64, 48)))
+
+
+def test_one_bad_mask_rejects_the_whole_item(project):
+    masks = [
+        MaskInput(source_name="good.png", png_bytes=builders.mask_png(builders.box_mask())),
+        MaskInput(source_name="bad.png", png_bytes=builders.mask_png(np.zeros((48, 64), bool))),
+    ]
+    with pytest.raises(IngestRejected, match="bad.png"):
+        ingest_item(project=project, item=item(masks=masks))
+    assert not Image.objects.exists()
+
+
+def test_mask_png_rule_accepts_0_and_1_and_palette(project):
+    mask = builders.box_mask()
+    palette = PILImage.fromarray(mask.astype(np.uint8)).convert("P")
+    buf = io.BytesIO()
+    palette.save(buf, format="PNG")
+    outcome = ingest_item(project=project, item=item(masks=[
+        MaskInput(source_name="ones.png", png_bytes=builders.mask_png(mask, value=1)),
+        MaskInput(source_name="palette.png", png_bytes=buf.getvalue()),
+    ]))
+    assert outcome.masks_created == 1 and outcome.masks_duplicate == 1  # same pixels twice
+
+
+def test_depth_npy_is_stored_in_metres(project):
+    depth = np.full((48, 64), 1.5, np.float32)
+    buf = io.BytesIO()
+    np.save(buf, depth)
+    outcome = ingest_item(project=project, item=item(depth_bytes=buf.getvalue(), depth_name="d.npy"))
+    from django.core.files.storage import default_storage
+
+    stored = np.load(default_storage.open(outcome.image.depth.name, "rb"))
+    assert stored.shape == (48, 64) and float(stored[0, 0]) == 1.5
+
+
+# ---------------------------------------------------------------- source-level bad input
+def test_paths_escaping_the_import_folder_are_refused(tmp_path, project):
+    data = builders.coco_dict()
+    data["images"][0]["file_name"] = "../../etc/passwd"
+    path = builders.write_coco(tmp_path / "coco", data)
+    out = run_ingest(path, project, "coco")
+    assert "escapes the import folder" in out and "imported 1 images" in out
+
+
+def test_duplicate_ids_are_rejected(tmp_path, project):
+    data = builders.coco_dict(n_images=3)
+    data["images"][2]["id"] = data["images"][1]["id"]
+    data["annotations"][1]["id"] = data["annotations"][0]["id"]
+    path = builders.write_coco(tmp_path / "coco", data)
+    out = run_ingest(path, project, "coco")
+    assert "appears more than once" in out
+    assert "annotation ids 1 appear more than once" in out
+    assert Image.objects.filter(project=project).count() == 0
+
+
+def test_annotation_for_a_missing_image_is_listed(tmp_path, project):
+    data = builders.coco_dict(n_images=1)
+    data["annotations"].append({"id": 99, "image_id": 1234, "segmentation": [[1, 1, 5, 1, 5, 5]]})
+    out = run_ingest(builders.write_coco(tmp_path / "coco", data), project, "coco")
+    assert "image_id 1234 is not in 'images'" in out and "imported 1 images" in out
+
+
+def test_json_that_is_not_sa1b_is_rejected(tmp_path, project):
+    root = builders.write_sa1b(tmp_path / "sa1b", n_images=1)
+    (root / "other.json").write_text(json.dumps({"what": "else"}))
+    out = run_ingest(root, project, "sa1b")
+    assert "other.json: not SA-1B JSON" in out and "imported 1 images" in out
+
+
+def test_folder_masks_without_image_are_listed(tmp_path, project):
+    root = builders.write_folder(tmp_path / "src", n_images=1)
+    (root / "masks" / "ghost").mkdir()
+    out = run_ingest(root, project, "folder")
+    assert "masks/ghost: masks without an image" in out
