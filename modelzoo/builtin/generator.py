@@ -1,0 +1,140 @@
+"""`BuiltinGenerator`: the default generator backend ("builtin"), wrapping `BuiltinModel`."""
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import numpy as np
+import torch
+
+from modelzoo.builtin.data import crop_single, mask_box
+from modelzoo.builtin.layout import box_features
+from modelzoo.builtin.model import BuiltinModel
+from modelzoo.generators.base import CandidateOutput, GenerationRequest, GeneratorError, Layout, default_intrinsics
+from modelzoo.mesh import occupancy_to_mesh, preview_png
+from modelzoo.synth.rotations import matrix_to_quat
+from modelzoo.synth.shapes import NOMINAL_HALF_SIZE
+
+_CACHE: dict[tuple, "BuiltinGenerator"] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def seed_noise(seeds: list[int], dim: int) -> torch.Tensor:
+    """Initial flow noise x_0 per seed, independent of the other seeds in the batch."""
+    rows = []
+    for s in seeds:
+        g = torch.Generator().manual_seed(int(s) % (2**63))
+        rows.append(torch.randn(dim, generator=g))
+    return torch.stack(rows)
+
+
+def vertex_colors_from_photo(vertices, R, t, s, K, image, mask) -> np.ndarray:
+    """RGBA per vertex: the photo's pixel where the vertex projects at the layout, if that
+    pixel belongs to the mask; the mean colour of the masked pixels otherwise."""
+    mean = image[mask].mean(axis=0) if mask.any() else np.array([180.0, 180.0, 180.0])
+    p = t[None, :] + (s * vertices.astype(np.float64)) @ R.T
+    z = np.minimum(p[:, 2], -1e-6)
+    u = np.floor(K[0, 2] + K[0, 0] * p[:, 0] / -z).astype(np.int64)
+    v = np.floor(K[1, 2] - K[1, 1] * p[:, 1] / -z).astype(np.int64)
+    H, W = mask.shape
+    ok = (u >= 0) & (u < W) & (v >= 0) & (v < H)
+    ok[ok] = mask[v[ok], u[ok]]
+    rgb = np.tile(mean, (len(vertices), 1))
+    rgb[ok] = image[v[ok], u[ok], :3]
+    out = np.empty((len(vertices), 4), np.uint8)
+    out[:, :3] = np.clip(rgb + 0.5, 0, 255).astype(np.uint8)
+    out[:, 3] = 255
+    return out
+
+
+class BuiltinGenerator:
+    """Image + mask -> N candidates (mesh, vertex colours, layout, preview), one per seed.
+
+    All seeds of a request go through the network as one batch; ``timings`` of each
+    candidate hold its share of the batch's model time plus its own meshing and preview
+    time, in seconds.
+    """
+
+    backend = "builtin"
+
+    def __init__(self, model: BuiltinModel, checkpoint_path: str | None = None):
+        self.model = model.eval()
+        self.checkpoint_path = checkpoint_path
+        self.meta = getattr(model, "meta", {})
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, cached: bool = True) -> "BuiltinGenerator":
+        """Load a checkpoint once per process (keyed by path and modification time)."""
+        path = os.fspath(path)
+        key = (os.path.abspath(path), os.path.getmtime(path))
+        with _CACHE_LOCK:
+            if cached and key in _CACHE:
+                return _CACHE[key]
+            gen = cls(BuiltinModel.load(path), checkpoint_path=path)
+            if cached:
+                _CACHE[key] = gen
+            return gen
+
+    # ------------------------------------------------------------------ batch prediction
+    @torch.no_grad()
+    def predict(self, image: np.ndarray, mask: np.ndarray, seeds: list[int], steps: int = 4,
+                intrinsics: np.ndarray | None = None) -> dict:
+        """Raw predictions: occupancy logits (N, 32, 32, 32) and layouts (R, t, s) per seed."""
+        if image.ndim != 3 or image.shape[2] < 3 or mask.shape != image.shape[:2]:
+            raise GeneratorError("image must be H x W x 3 and mask H x W of the same size")
+        if not mask.any():
+            raise GeneratorError("the mask is empty: nothing to lift to 3D")
+        if steps < 1:
+            raise GeneratorError("steps must be >= 1")
+        H, W = mask.shape
+        K = default_intrinsics(W, H) if intrinsics is None else np.asarray(intrinsics, np.float64)
+        box = mask_box(mask)
+        crop = crop_single(image, mask.astype(bool), box)
+        feats = torch.from_numpy(box_features(box[None], K))
+        cond = self.model.encode_condition(crop, feats)
+        noise = seed_noise(seeds, self.model.flow_vector_dim)
+        x1 = self.model.sample(cond.expand(len(seeds), -1), noise, steps)
+        logits, R, t, s = self.model.decode(x1, box, K)
+        return {"logits": logits.numpy(), "R": R, "t": t, "s": s, "K": K, "box": box, "x1": x1}
+
+    def generate(self, request: GenerationRequest) -> list[CandidateOutput]:
+        if not request.seeds:
+            return []
+        t0 = time.perf_counter()
+        image = np.asarray(request.image)
+        mask = np.asarray(request.mask).astype(bool)
+        pred = self.predict(image, mask, list(request.seeds), request.steps, request.intrinsics)
+        model_share = (time.perf_counter() - t0) / len(request.seeds)
+        out = []
+        for i, seed in enumerate(request.seeds):
+            t1 = time.perf_counter()
+            verts, faces = occupancy_to_mesh(pred["logits"][i], logits=True)
+            R, t, s = pred["R"][i], pred["t"][i].copy(), float(pred["s"][i])
+            if request.depth is not None:
+                t, s = _fit_depth(verts, R, t, s, np.asarray(request.depth), mask)
+            colors = vertex_colors_from_photo(verts, R, t, s, pred["K"], image, mask)
+            t2 = time.perf_counter()
+            png = preview_png(verts, faces, colors, size=128)
+            t3 = time.perf_counter()
+            layout = Layout(rotation=tuple(float(x) for x in matrix_to_quat(R)),
+                            translation=tuple(float(x) for x in t), scale=(s, s, s))
+            out.append(CandidateOutput(
+                seed=int(seed), vertices=verts, faces=faces, vertex_colors=colors, layout=layout,
+                preview_png=png, timings={"model": model_share, "meshing": t2 - t1, "preview": t3 - t2},
+            ))
+        return out
+
+
+def _fit_depth(verts, R, t, s, depth, mask):
+    """Resolve the scale/distance ambiguity with a depth map: scale the layout about the
+    camera (image unchanged) so the near half of the surface matches the observed depth."""
+    d = depth[mask & (depth > 0)]
+    if len(d) < 10:
+        return t, s
+    z = -(t[None, :] + (s * verts.astype(np.float64)) @ R.T)[:, 2]
+    near = np.sort(z)[: max(1, len(z) // 2)]
+    k = float(np.median(d) / max(np.median(near), 1e-6))
+    if not np.isfinite(k) or k <= 0:
+        return t, s
+    return t * k, s * k
