@@ -1,20 +1,74 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 
-from modelzoo.models import Candidate, Checkpoint, ProjectCheckpoint
+from engine.errors import EngineError
+from modelzoo import selectors, services
+from modelzoo.models import Candidate, Checkpoint, GenerationJob, GenerationJobItem, ProjectCheckpoint
 
 
 @admin.register(Checkpoint)
 class CheckpointAdmin(admin.ModelAdmin):
-    list_display = ["name", "version", "backend", "parent", "created_at"]
+    list_display = ["name", "version", "backend", "parent", "sha256", "created_at"]
     list_filter = ["backend", "name"]
+    readonly_fields = ["sha256"]
+
+
+@admin.action(description="Start generation for the selected rows' projects (masks without candidates)")
+def start_generation(modeladmin, request, queryset):
+    for project in {pc.project for pc in queryset.select_related("project")}:
+        try:
+            job = services.generation_job_start(project=project, created_by=request.user)
+        except EngineError as exc:
+            modeladmin.message_user(request, f"{project.slug}: {exc.message}", messages.ERROR)
+            continue
+        modeladmin.message_user(request, f"{project.slug}: job {job.pk}, {job.total_items} items, "
+                                         f"{job.total_candidates} candidates queued.")
 
 
 @admin.register(ProjectCheckpoint)
 class ProjectCheckpointAdmin(admin.ModelAdmin):
     list_display = ["project", "checkpoint", "share"]
+    list_filter = ["project"]
+    actions = [start_generation]
+
+
+class JobItemInline(admin.TabularInline):
+    model = GenerationJobItem
+    extra = 0
+    fields = ["item", "state", "done", "attempts", "error"]
+    readonly_fields = fields
+    can_delete = False
+    show_change_link = False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).exclude(state=GenerationJobItem.State.DONE)
+
+
+@admin.register(GenerationJob)
+class GenerationJobAdmin(admin.ModelAdmin):
+    list_display = ["id", "project", "round", "state", "total_items", "total_candidates", "progress",
+                    "started_at", "finished_at"]
+    list_filter = ["state", "project"]
+    readonly_fields = ["project", "round", "state", "steps", "candidates_per_item", "mix", "total_items",
+                       "total_candidates", "created_by", "started_at", "finished_at"]
+    inlines = [JobItemInline]
+
+    def get_queryset(self, request):
+        from django.db.models import Count, Q, Sum
+
+        return super().get_queryset(request).annotate(
+            done_candidates=Sum("job_items__done", default=0),
+            items_done=Count("job_items", filter=Q(job_items__state=GenerationJobItem.State.DONE)),
+            items_failed=Count("job_items", filter=Q(job_items__state=GenerationJobItem.State.FAILED)),
+        )
+
+    @admin.display(description="progress")
+    def progress(self, job):
+        p = selectors.generation_job_progress(job)
+        return f"{p['done']}/{p['total']} ({p['items_failed']} failed, {p['candidates_per_s']}/s)"
 
 
 @admin.register(Candidate)
 class CandidateAdmin(admin.ModelAdmin):
-    list_display = ["id", "item", "checkpoint", "seed", "num_faces", "created_at"]
+    list_display = ["id", "item", "checkpoint", "seed", "steps", "num_faces", "created_at"]
+    list_filter = ["checkpoint"]
     raw_id_fields = ["item"]

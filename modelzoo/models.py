@@ -67,3 +67,65 @@ class Candidate(models.Model):
 
     def __str__(self) -> str:
         return f"candidate {self.pk} of item {self.item_id}"
+
+
+class GenerationJob(models.Model):
+    """A lead's request to generate candidates for a set of object masks in the current round.
+
+    Progress lives here and on its `GenerationJobItem` rows (never in Celery results).
+    """
+
+    class State(models.TextChoices):
+        RUNNING = "running", "Running"
+        FINISHED = "finished", "Finished"
+
+    project = models.ForeignKey("engine.Project", on_delete=models.CASCADE, related_name="generation_jobs")
+    round = models.ForeignKey("engine.Round", on_delete=models.CASCADE, related_name="generation_jobs")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.RUNNING)
+    steps = models.PositiveSmallIntegerField(help_text="Sampling steps for every candidate of the job.")
+    candidates_per_item = models.PositiveSmallIntegerField(help_text="N: candidates per item.")
+    mix = models.JSONField(default=list, blank=True,
+                           help_text="The checkpoint mix in force at the start: [{checkpoint, share}].")
+    total_items = models.PositiveIntegerField(default=0)
+    total_candidates = models.PositiveIntegerField(default=0)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [models.Index(fields=["project", "-started_at"], name="genjob_project_idx")]
+
+    def __str__(self) -> str:
+        return f"generation job {self.pk} ({self.project_id}, {self.state})"
+
+
+class GenerationJobItem(models.Model):
+    """One item of a job: the (checkpoint, seed) pairs to produce for it, and how far it got.
+
+    The Celery task `modelzoo.generate_item` takes this row's id.
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    job = models.ForeignKey(GenerationJob, on_delete=models.CASCADE, related_name="job_items")
+    item = models.ForeignKey("annotation.Item", on_delete=models.CASCADE, related_name="generation_job_items")
+    plan = models.JSONField(help_text="[[checkpoint_id, seed], ...]: the candidates this item needs.")
+    state = models.CharField(max_length=8, choices=State.choices, default=State.PENDING)
+    done = models.PositiveSmallIntegerField(default=0, help_text="Planned candidates that exist.")
+    attempts = models.PositiveSmallIntegerField(default=0)
+    error = models.TextField(blank=True, help_text="Why generation failed, when it did.")
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["job", "id"]
+        constraints = [models.UniqueConstraint(fields=["job", "item"], name="genjobitem_unique_item")]
+        indexes = [models.Index(fields=["job", "state"], name="genjobitem_state_idx")]
+
+    def __str__(self) -> str:
+        return f"job {self.job_id} item {self.item_id} ({self.state})"

@@ -1,0 +1,178 @@
+"""Thin DRF views of the model zoo: checkpoint registry, project mix, generation jobs,
+candidate files. Each parses input, fetches through a selector (permissions) and calls a service."""
+from __future__ import annotations
+
+import json
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from engine.apis import paginate, parse
+from engine.errors import NotFound, ValidationFailed
+from engine.files import stored_file_response
+from engine.models import Role
+from engine.selectors import project_get_for_user
+from modelzoo import selectors, services
+from modelzoo.models import Checkpoint, GenerationJob
+
+MIX_ROLES = [Role.LEAD, Role.TRAINER]
+
+
+class CheckpointOut(serializers.ModelSerializer):
+    class Meta:
+        model = Checkpoint
+        fields = ["id", "name", "version", "backend", "parent", "sha256", "config", "recipe", "evaluation",
+                  "lineage", "created_at"]
+
+
+class CheckpointIn(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    version = serializers.CharField(max_length=50)
+    backend = serializers.CharField(max_length=50, default="builtin")
+    parent = serializers.IntegerField(required=False, allow_null=True)
+    file = serializers.FileField(required=False)
+    config = serializers.CharField(required=False, default="{}", help_text="JSON object")
+    recipe = serializers.CharField(required=False, default="{}", help_text="JSON object")
+    evaluation = serializers.CharField(required=False, default="{}", help_text="JSON object")
+    lineage = serializers.CharField(required=False, default="{}", help_text="JSON object")
+
+
+def _json_object(raw, name: str) -> dict:
+    if isinstance(raw, dict):
+        return raw
+    try:
+        value = json.loads(raw or "{}")
+    except json.JSONDecodeError as exc:
+        raise ValidationFailed(f"'{name}' is not valid JSON: {exc}.") from None
+    if not isinstance(value, dict):
+        raise ValidationFailed(f"'{name}' must be a JSON object.")
+    return value
+
+
+class CheckpointListCreateApi(APIView):
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+
+    @extend_schema(responses=CheckpointOut(many=True))
+    def get(self, request):
+        return paginate(self, request, selectors.checkpoint_list_for_user(request.user), CheckpointOut)
+
+    @extend_schema(request=CheckpointIn, responses=CheckpointOut)
+    def post(self, request):
+        checkpoints = selectors.checkpoint_list_for_user(request.user)  # role check
+        data = parse(CheckpointIn, request.data)
+        parent = None
+        if data.get("parent"):
+            parent = checkpoints.filter(pk=data["parent"]).first()
+            if parent is None:
+                raise ValidationFailed(f"No parent checkpoint {data['parent']}.")
+        upload = data.get("file")
+        checkpoint, created = services.checkpoint_register(
+            name=data["name"], version=data["version"], backend=data["backend"], parent=parent,
+            data=upload.read() if upload else None,
+            config=_json_object(data["config"], "config"), recipe=_json_object(data["recipe"], "recipe"),
+            evaluation=_json_object(data["evaluation"], "evaluation"),
+            lineage=_json_object(data["lineage"], "lineage"), created_by=request.user,
+        )
+        return Response(CheckpointOut(checkpoint).data,
+                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class CheckpointDetailApi(APIView):
+    @extend_schema(responses=CheckpointOut)
+    def get(self, request, checkpoint_id: int):
+        return Response(CheckpointOut(selectors.checkpoint_get_for_user(request.user, checkpoint_id)).data)
+
+
+class MixEntry(serializers.Serializer):
+    checkpoint = serializers.IntegerField()
+    share = serializers.FloatField(default=1.0, min_value=0.0)
+
+
+class MixIn(serializers.Serializer):
+    mix = MixEntry(many=True, allow_empty=False)
+
+
+def _mix_out(project) -> dict:
+    return {"mix": [{"checkpoint": pc.checkpoint_id, "name": str(pc.checkpoint), "backend": pc.checkpoint.backend,
+                     "share": pc.share} for pc in selectors.project_mix(project)]}
+
+
+class ProjectMixApi(APIView):
+    """The checkpoints a project generates with now, each with its share of the N seeds."""
+
+    def get(self, request, slug: str):
+        return Response(_mix_out(project_get_for_user(request.user, slug)))
+
+    @extend_schema(request=MixIn)
+    def put(self, request, slug: str):
+        project = project_get_for_user(request.user, slug, roles=MIX_ROLES)
+        data = parse(MixIn, request.data)
+        found = Checkpoint.objects.in_bulk([e["checkpoint"] for e in data["mix"]])
+        unknown = [e["checkpoint"] for e in data["mix"] if e["checkpoint"] not in found]
+        if unknown:
+            raise ValidationFailed(f"No checkpoints {unknown}.")
+        services.project_mix_set(project=project, mix=[(found[e["checkpoint"]], e["share"]) for e in data["mix"]])
+        return Response(_mix_out(project))
+
+
+class JobOut(serializers.ModelSerializer):
+    progress = serializers.SerializerMethodField()
+
+    class Meta:
+        model = GenerationJob
+        fields = ["id", "round", "state", "steps", "candidates_per_item", "mix", "total_items",
+                  "total_candidates", "started_at", "finished_at", "progress"]
+
+    def get_progress(self, job) -> dict:
+        return selectors.generation_job_progress(job)
+
+
+class JobIn(serializers.Serializer):
+    masks = serializers.ListField(child=serializers.IntegerField(), required=False, allow_empty=False)
+    steps = serializers.IntegerField(required=False, min_value=1, max_value=100)
+    candidates_per_item = serializers.IntegerField(required=False, min_value=1, max_value=64)
+
+
+class GenerationJobListCreateApi(APIView):
+    @extend_schema(responses=JobOut(many=True))
+    def get(self, request, slug: str):
+        project = project_get_for_user(request.user, slug, roles=[Role.LEAD, Role.TRAINER])
+        return paginate(self, request, selectors.generation_jobs(project), JobOut)
+
+    @extend_schema(request=JobIn, responses=JobOut)
+    def post(self, request, slug: str):
+        project = project_get_for_user(request.user, slug, roles=[Role.LEAD])
+        data = parse(JobIn, request.data)
+        job = services.generation_job_start(project=project, created_by=request.user, mask_ids=data.get("masks"),
+                                            steps=data.get("steps"),
+                                            candidates_per_item=data.get("candidates_per_item"))
+        return Response(JobOut(selectors.generation_job_get(project, job.pk)).data, status=status.HTTP_201_CREATED)
+
+
+class GenerationJobDetailApi(APIView):
+    @extend_schema(responses=JobOut)
+    def get(self, request, slug: str, job_id: int):
+        project = project_get_for_user(request.user, slug, roles=[Role.LEAD, Role.TRAINER])
+        job = selectors.generation_job_get(project, job_id)
+        return Response(JobOut(job).data | {"failures": selectors.generation_job_failures(job)})
+
+
+_FILES = {
+    "glb": ("glb", "model/gltf-binary"),
+    "glb-compact": ("glb_compact", "model/gltf-binary"),
+    "preview": ("preview", "image/png"),
+}
+
+
+class CandidateFileApi(APIView):
+    """A candidate's GLB, compact GLB or preview PNG, for members of its project."""
+
+    def get(self, request, candidate_id: int, variant: str):
+        if variant not in _FILES:
+            raise NotFound(f"No '{variant}' for a candidate; use glb, glb-compact or preview.")
+        candidate = selectors.candidate_get_for_user(request.user, candidate_id)
+        field, content_type = _FILES[variant]
+        return stored_file_response(getattr(candidate, field).name, content_type=content_type)

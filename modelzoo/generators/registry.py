@@ -1,0 +1,151 @@
+"""Backend name -> Generator, and the per-process cache of loaded generators.
+
+Plain Python (no Django at import time), so `modelzoo.serve` can use it on a GPU machine.
+A checkpoint record names its backend; `load_generator` builds the generator once per
+process and keeps it in an LRU, so a Celery worker loads a checkpoint once, not per task.
+
+A backend is a *loader*: ``loader(path, config) -> Generator`` where ``path`` is a local
+file with the weights (or None) and ``config`` the checkpoint record's options.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+
+from modelzoo.generators.base import Generator, GeneratorError
+
+Loader = Callable[[str | None, dict], Generator]
+
+
+def _builtin(path: str | None, config: dict) -> Generator:
+    if not path:
+        raise GeneratorError("The builtin backend needs a checkpoint file.")
+    from modelzoo.builtin import BuiltinGenerator  # torch is imported only when needed
+
+    return BuiltinGenerator.from_checkpoint(path)
+
+
+def _http(path: str | None, config: dict) -> Generator:
+    from modelzoo.generators.http import HttpGenerator
+
+    if not config.get("url"):
+        raise GeneratorError("The http backend needs config['url'], the inference server's address.")
+    return HttpGenerator(url=config["url"], timeout_s=float(config.get("timeout_s", 120.0)),
+                         connect_timeout_s=float(config.get("connect_timeout_s", 5.0)))
+
+
+_BACKENDS: dict[str, Loader] = {"builtin": _builtin, "http": _http}
+
+
+def register_backend(name: str, loader: Loader) -> None:
+    """Make a backend available under `name` (e.g. from a GPU worker's plugin module)."""
+    _BACKENDS[name] = loader
+
+
+def _load_plugins() -> None:
+    """MODELZOO_BACKENDS="sam3d=mypkg.sam3d:load,trellis=..." registers operator-chosen loaders.
+
+    Only the operator's environment can name import paths; checkpoint records only name backends.
+    """
+    for entry in filter(None, (e.strip() for e in os.environ.get("MODELZOO_BACKENDS", "").split(","))):
+        name, _, target = entry.partition("=")
+        if name.strip() not in _BACKENDS:
+            _BACKENDS[name.strip()] = import_target(target.strip())
+
+
+def import_target(target: str):
+    """'package.module:attribute' -> the attribute."""
+    module, _, attr = target.partition(":")
+    if not module or not attr:
+        raise GeneratorError(f"'{target}' is not of the form package.module:attribute.")
+    return getattr(importlib.import_module(module), attr)
+
+
+def backend_names() -> list[str]:
+    _load_plugins()
+    return sorted(_BACKENDS)
+
+
+def backend_loader(name: str) -> Loader:
+    _load_plugins()
+    try:
+        return _BACKENDS[name]
+    except KeyError:
+        raise GeneratorError(f"Unknown generator backend '{name}'; known: {', '.join(sorted(_BACKENDS))}.") from None
+
+
+class _LRU:
+    """A small thread-safe LRU of loaded generators, keyed by (backend, weights, config)."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._items: OrderedDict[tuple, Generator] = OrderedDict()
+        self._lock = threading.Lock()
+        self.loads = 0  # how many times a generator was built (tests and the bench read it)
+
+    def get(self, key: tuple, build: Callable[[], Generator]) -> Generator:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+            generator = build()
+            self.loads += 1
+            self._items[key] = generator
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+            return generator
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+loaded = _LRU(int(os.environ.get("MODELZOO_MAX_LOADED", "4")))
+
+
+def _cache_key(backend: str, weights: str, config: dict) -> tuple:
+    return (backend, weights, json.dumps(config, sort_keys=True))
+
+
+def load_generator(*, backend: str, path: str | None = None, config: dict | None = None) -> Generator:
+    """The generator for these weights, built once per process (LRU)."""
+    config = config or {}
+    loader = backend_loader(backend)
+    return loaded.get(_cache_key(backend, path or "", config), lambda: loader(path, config))
+
+
+def checkpoint_local_path(checkpoint) -> str | None:
+    """A local file with the checkpoint's weights: the stored file itself on local storage,
+    else a copy cached once under VAR_DIR/checkpoint-cache/<sha256> (S3)."""
+    if not checkpoint.file:
+        return None
+    from django.conf import settings
+    from django.core.files.storage import default_storage
+
+    try:
+        return default_storage.path(checkpoint.file.name)
+    except NotImplementedError:  # remote storage
+        pass
+    cache = os.path.join(str(settings.VAR_DIR), "checkpoint-cache")
+    os.makedirs(cache, exist_ok=True)
+    target = os.path.join(cache, checkpoint.sha256 or os.path.basename(checkpoint.file.name))
+    if not os.path.exists(target):
+        tmp = f"{target}.{os.getpid()}.part"
+        with default_storage.open(checkpoint.file.name, "rb") as src, open(tmp, "wb") as dst:
+            for chunk in iter(lambda: src.read(1 << 20), b""):
+                dst.write(chunk)
+        os.replace(tmp, target)
+    return target
+
+
+def generator_for_checkpoint(checkpoint) -> Generator:
+    """The loaded generator for a `modelzoo.models.Checkpoint` record (cached per process,
+    keyed by the weights' sha256: the file is only located and read on a miss)."""
+    config = checkpoint.config or {}
+    loader = backend_loader(checkpoint.backend)
+    key = _cache_key(checkpoint.backend, checkpoint.sha256 or f"checkpoint-{checkpoint.pk}", config)
+    return loaded.get(key, lambda: loader(checkpoint_local_path(checkpoint), config))

@@ -1,0 +1,95 @@
+"""Fixtures of the model-zoo engine tests: a real checkpoint, a project with photos and masks."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.ingest.services import ingest_item
+from engine.ingest.validation import ItemInput, MaskInput
+from modelzoo import services
+from modelzoo.generators import registry
+from tests.engine.builders import box_mask, photo_bytes
+
+REAL_ENQUEUE = services.job_items_enqueue
+N = 4  # candidates per item in most tests: small keeps the module fast
+
+
+@pytest.fixture(scope="session")
+def checkpoint_file(tmp_path_factory) -> Path:
+    """The committed bootstrap checkpoint; a freshly initialised model only until it is committed."""
+    if services.BOOTSTRAP_FILE.exists():
+        return services.BOOTSTRAP_FILE
+    import torch
+
+    from modelzoo.builtin import BuiltinModel
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "untrained.pt"
+    BuiltinModel().save(str(path))
+    return path
+
+
+@pytest.fixture
+def checkpoint(db, checkpoint_file):
+    ckpt, _ = services.checkpoint_register(name="builtin", version="test", backend="builtin",
+                                           data=checkpoint_file.read_bytes())
+    return ckpt
+
+
+def photo_with_masks(project, *, seed: int, n_masks: int = 2):
+    width, height = 96, 72
+    boxes = [(8, 10, 44, 60), (50, 6, 90, 40), (52, 44, 88, 68)][:n_masks]
+    return ingest_item(project=project, item=ItemInput(
+        name=f"photo{seed}.png", image_bytes=photo_bytes(width, height, seed=seed),
+        masks=[MaskInput(source_name=f"m{i}", label="thing", array=box_mask(width, height, box=b))
+               for i, b in enumerate(boxes)],
+    )).image
+
+
+@pytest.fixture
+def gen_project(project, checkpoint):
+    """The shared `project` with 2 photos x 2 masks, N=4 and the test checkpoint current."""
+    project.candidates_per_item = N
+    project.save(update_fields=["candidates_per_item"])
+    for seed in range(2):
+        photo_with_masks(project, seed=seed)
+    services.project_mix_set(project=project, mix=[(checkpoint, 1.0)])
+    return project
+
+
+@pytest.fixture
+def fresh_registry():
+    registry.loaded.clear()
+    yield registry
+    registry.loaded.clear()
+
+
+class FailingGenerator:
+    backend = "failing"
+
+    def generate(self, request):
+        from modelzoo.generators.base import GeneratorError
+
+        raise GeneratorError("the test backend refuses every request")
+
+
+@pytest.fixture
+def failing_backend():
+    registry.register_backend("failing", lambda path, config: FailingGenerator())
+    yield
+    registry._BACKENDS.pop("failing", None)
+
+
+def rng_image(h=72, w=96, seed=0):
+    return np.random.default_rng(seed).integers(0, 255, (h, w, 3), dtype=np.uint8)
+
+
+@pytest.fixture(autouse=True)
+def no_broker(monkeypatch):
+    """Tasks are run as functions here; jobs started in tests send nothing to a broker
+    (test_worker.py, which needs the broker, undoes this)."""
+    sent = []
+    monkeypatch.setattr(services, "job_items_enqueue", lambda *, job_item_ids: sent.extend(job_item_ids))
+    return sent
