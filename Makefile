@@ -40,7 +40,7 @@ browser:
 
 run: export DEBUG ?= 1
 run: venv frontend
-	@mkdir -p var
+	@mkdir -p var/celery/broker var/celery/processed
 	$(PY) manage.py migrate --noinput -v0
 	$(PY) manage.py demo
 	@echo; echo "Starting a Celery worker (log: var/worker.log) and the web app..."

@@ -12,8 +12,9 @@ ALLOWED_TRANSITIONS: dict[str, set[str]] = {
     S.IN_PROGRESS: {S.READY, S.DONE, S.HARD_CASE, S.FLAGGED, S.SKIPPED},
     S.SKIPPED: {S.READY},
     S.FLAGGED: {S.READY, S.SKIPPED},
-    S.HARD_CASE: {S.DONE, S.READY},
-    S.DONE: {S.READY},  # a lead's review can reopen an item
+    S.HARD_CASE: {S.DONE, S.READY, S.IN_PROGRESS},
+    # A lead's review (reject) can reopen an item; a correction can turn it into a hard case.
+    S.DONE: {S.READY, S.IN_PROGRESS, S.HARD_CASE},
 }
 
 
