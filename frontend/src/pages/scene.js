@@ -1,0 +1,40 @@
+import '../workbench.css';
+import { Api } from '../api.js';
+import * as sceneview from '../sceneview.js';
+
+const root = document.getElementById('scene-view');
+const api = new Api({ base: root.dataset.api || '/api/v1/' });
+const status = root.querySelector('.status');
+const view = sceneview.setup(root.querySelector('.scene-stage'));
+
+async function main() {
+  const { slug, image } = root.dataset;
+  let data;
+  try {
+    data = await api.scene(slug, image);
+  } catch (err) {
+    status.textContent = `Could not load the scene: ${err.message}`;
+    return;
+  }
+  const objects = data.objects ?? [];
+  if (!objects.length) { status.textContent = 'No judged object in this photo yet.'; return; }
+  await Promise.all(objects.map(async (o) => {
+    const c = o.candidate;
+    view.add(c.id, await api.bytes(c.glb_compact_url || c.glb_url), o.layout ?? c.layout);
+  }));
+  view.frame();
+  status.textContent = `${objects.length} object${objects.length > 1 ? 's' : ''} at their judged layouts. Drag to orbit; D downloads the scene as one GLB.`;
+}
+
+async function download() {
+  const glb = await view.exportGlb();
+  const a = document.createElement('a');
+  a.href = URL.createObjectURL(new Blob([glb], { type: 'model/gltf-binary' }));
+  a.download = `scene-image-${root.dataset.image}.glb`;
+  a.click();
+  setTimeout(() => URL.revokeObjectURL(a.href), 1000);
+}
+
+root.querySelector('.download').addEventListener('click', download);
+document.addEventListener('keydown', (e) => { if (e.key === 'd' || e.key === 'D') download(); });
+main();
