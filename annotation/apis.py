@@ -1,0 +1,267 @@
+"""Thin DRF views of annotation (contract: docs/annotation-api.md).
+
+Each view parses input, fetches through a selector (which checks membership, role and
+ownership) and calls one service. Errors are `engine.errors` types, rendered in one handler.
+"""
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotation import selectors, services
+from annotation.models import Flag, Judgement
+from annotation.selectors import ANNOTATOR, ARTIST, LEAD
+from engine.apis import paginate, parse
+from engine.errors import NotFound, ValidationFailed
+from engine.selectors import project_get_for_user
+
+
+# ------------------------------------------------------------------ serializers
+class ComparisonIn(serializers.Serializer):
+    left = serializers.IntegerField()
+    right = serializers.IntegerField()
+    outcome = serializers.ChoiceField(choices=["left", "right", "equal"])
+    decided_ms = serializers.IntegerField(min_value=0, required=False, allow_null=True)
+
+
+class JudgementIn(serializers.Serializer):
+    lease = serializers.IntegerField(required=False, allow_null=True)
+    key = serializers.CharField(max_length=64)
+    comparisons = ComparisonIn(many=True, required=False, default=list)
+    ranking = serializers.ListField(child=serializers.ListField(child=serializers.IntegerField()),
+                                    required=False, allow_null=True, default=None)
+    winner = serializers.IntegerField()
+    rating = serializers.IntegerField()
+    layout = serializers.JSONField(required=False, allow_null=True, default=None)
+    time_spent_ms = serializers.IntegerField(min_value=0, required=False, default=0)
+    supersedes = serializers.IntegerField(required=False, allow_null=True, default=None)
+
+
+class ComparisonOut(serializers.Serializer):
+    index = serializers.IntegerField()
+    left = serializers.IntegerField(source="left_id")
+    right = serializers.IntegerField(source="right_id")
+    outcome = serializers.CharField()
+    decided_ms = serializers.IntegerField(allow_null=True)
+
+
+class JudgementOut(serializers.ModelSerializer):
+    annotator = serializers.CharField(source="annotator.username")
+    comparisons = ComparisonOut(many=True)
+    winner = serializers.IntegerField(source="winner_id")
+    lease = serializers.IntegerField(source="lease_id")
+    supersedes = serializers.IntegerField(source="supersedes_id", allow_null=True)
+
+    class Meta:
+        model = Judgement
+        fields = ["id", "item", "lease", "key", "annotator", "protocol", "comparisons", "ranking", "winner",
+                  "rating", "below_threshold", "layout", "model_layout", "time_spent_ms", "status",
+                  "supersedes", "review_reason", "created_at"]
+
+
+class LeaseIn(serializers.Serializer):
+    lease = serializers.IntegerField()
+
+
+class SkipIn(LeaseIn):
+    reason = serializers.CharField(max_length=2000, allow_blank=True, required=False, default="")
+
+
+class FlagIn(LeaseIn):
+    reason = serializers.ChoiceField(choices=Flag.Reason.values)
+    note = serializers.CharField(max_length=2000, allow_blank=True, required=False, default="")
+
+
+def _lease_of(user, lease_id: int):
+    return selectors.lease_get_for_annotator(user, lease_id)
+
+
+def _judgement_body(judgement: Judgement) -> dict:
+    judgement = Judgement.objects.select_related("annotator").prefetch_related("comparisons").get(pk=judgement.pk)
+    return JudgementOut(judgement).data
+
+
+# ------------------------------------------------------------------ annotator
+class NextItemApi(APIView):
+    def post(self, request, slug: str):
+        project = project_get_for_user(request.user, slug, roles=ANNOTATOR)
+        lease, _ = services.lease_next(project=project, annotator=request.user)
+        if lease is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(selectors.lease_payload(lease))
+
+
+class LeaseRenewApi(APIView):
+    def post(self, request, lease_id: int):
+        lease = services.lease_renew(lease=_lease_of(request.user, lease_id))
+        return Response({"expires_at": lease.expires_at, "seconds": lease.project.lease_seconds})
+
+
+class LeaseReleaseApi(APIView):
+    def post(self, request, lease_id: int):
+        services.lease_release(lease=_lease_of(request.user, lease_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class JudgementSubmitApi(APIView):
+    @extend_schema(request=JudgementIn, responses=JudgementOut)
+    def post(self, request, item_id: int):
+        item = selectors.item_get_for_user(request.user, item_id, roles=ANNOTATOR)
+        data = parse(JudgementIn, request.data)
+        supersedes = lease = None
+        if data["supersedes"] is not None:
+            supersedes = selectors.judgement_get_for_user(request.user, data["supersedes"])
+        elif data["lease"] is not None:
+            lease = _lease_of(request.user, data["lease"])
+        judgement, created = services.judgement_submit(
+            item=item, annotator=request.user, lease=lease, key=data["key"], supersedes=supersedes,
+            data=services.JudgementInput(
+                comparisons=data["comparisons"], ranking=data["ranking"], winner=data["winner"],
+                rating=data["rating"], layout=data["layout"], time_spent_ms=data["time_spent_ms"],
+            ),
+        )
+        return Response(_judgement_body(judgement), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class SkipApi(APIView):
+    def post(self, request, item_id: int):
+        item = selectors.item_get_for_user(request.user, item_id, roles=ANNOTATOR)
+        data = parse(SkipIn, request.data)
+        skip = services.item_skip(item=item, annotator=request.user, lease=_lease_of(request.user, data["lease"]),
+                                  reason=data["reason"])
+        return Response({"item": item.pk, "lease": skip.lease_id, "skipped": True, "reason": skip.reason})
+
+
+class FlagApi(APIView):
+    def post(self, request, item_id: int):
+        item = selectors.item_get_for_user(request.user, item_id, roles=ANNOTATOR)
+        data = parse(FlagIn, request.data)
+        flag = services.item_flag(item=item, annotator=request.user, lease=_lease_of(request.user, data["lease"]),
+                                  reason=data["reason"], note=data["note"])
+        return Response({"item": item.pk, "lease": flag.lease_id, "flagged": True, "reason": flag.reason,
+                         "note": flag.note})
+
+
+class JudgementListApi(APIView):
+    """Annotators see their own judgements; leads see everyone's (filter ?annotator=, ?status=)."""
+
+    @extend_schema(responses=JudgementOut(many=True))
+    def get(self, request, slug: str):
+        project = project_get_for_user(request.user, slug, roles=ANNOTATOR + LEAD)
+        qs = selectors.judgement_list(project=project, user=request.user)
+        if username := request.query_params.get("annotator"):
+            qs = qs.filter(annotator__username=username)
+        if state := request.query_params.get("status"):
+            qs = qs.filter(status=state)
+        return paginate(self, request, qs, JudgementOut)
+
+
+class JudgementDetailApi(APIView):
+    @extend_schema(responses=JudgementOut)
+    def get(self, request, judgement_id: int):
+        return Response(_judgement_body(selectors.judgement_get_for_user(request.user, judgement_id)))
+
+
+class MyQualityApi(APIView):
+    """The caller's own figures (gold accuracy, agreement, today's count against the cap)."""
+
+    def get(self, request, slug: str):
+        project = project_get_for_user(request.user, slug, roles=ANNOTATOR)
+        rows = selectors.annotator_quality(project=project, annotator_ids=[request.user.pk])
+        return Response(rows[0] if rows else {"annotator": request.user.username, "judgements": 0,
+                                              "daily_cap": project.daily_cap})
+
+
+# ------------------------------------------------------------------ lead
+class ReviewQueueApi(APIView):
+    @extend_schema(responses=JudgementOut(many=True))
+    def get(self, request, slug: str):
+        project = project_get_for_user(request.user, slug, roles=LEAD)
+        qs = selectors.review_queue(project=project, annotator_username=request.query_params.get("annotator"),
+                                    status=request.query_params.get("status", Judgement.Status.ACCEPTED) or None)
+        return paginate(self, request, qs, JudgementOut)
+
+
+class JudgementRejectApi(APIView):
+    class RejectIn(serializers.Serializer):
+        reason = serializers.CharField(max_length=2000, allow_blank=True, required=False, default="")
+
+    def post(self, request, judgement_id: int):
+        judgement = selectors.judgement_get_for_user(request.user, judgement_id, lead_only=True)
+        data = parse(self.RejectIn, request.data)
+        judgement = services.judgement_reject(judgement=judgement, reviewer=request.user, reason=data["reason"])
+        return Response(_judgement_body(judgement))
+
+
+class AnnotatorQualityApi(APIView):
+    def get(self, request, slug: str):
+        project = project_get_for_user(request.user, slug, roles=LEAD)
+        return Response({"annotators": selectors.annotator_quality(project=project)})
+
+
+class ProgressApi(APIView):
+    def get(self, request, slug: str):
+        project = project_get_for_user(request.user, slug)
+        return Response(selectors.item_progress(project=project))
+
+
+class ItemReopenApi(APIView):
+    def post(self, request, item_id: int):
+        item = selectors.item_get_for_user(request.user, item_id, roles=LEAD)
+        item = services.item_reopen(item=item, reason=str(request.data.get("reason", ""))[:2000])
+        return Response({"id": item.pk, "state": item.state})
+
+
+class ItemGoldApi(APIView):
+    class GoldIn(serializers.Serializer):
+        candidate = serializers.IntegerField(allow_null=True)
+
+    def post(self, request, item_id: int):
+        item = selectors.item_get_for_user(request.user, item_id, roles=LEAD)
+        data = parse(self.GoldIn, request.data)
+        item = services.item_set_gold(item=item, candidate_id=data["candidate"])
+        return Response({"id": item.pk, "is_gold": item.is_gold, "gold_candidate": item.gold_candidate_id})
+
+
+# ------------------------------------------------------------------ artists
+class ArtistQueueApi(APIView):
+    def get(self, request, slug: str):
+        project = project_get_for_user(request.user, slug, roles=ARTIST)
+        qs = selectors.artist_queue(project=project)
+
+        class ItemOut(serializers.Serializer):
+            id = serializers.IntegerField()
+            state = serializers.CharField()
+            mask = serializers.IntegerField(source="mask_id")
+            image = serializers.IntegerField(source="mask.image_id")
+            label = serializers.CharField(source="mask.label")
+            reason = serializers.CharField(source="state_reason")
+
+        return paginate(self, request, qs, ItemOut)
+
+
+class ArtistMeshApi(APIView):
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+
+    def post(self, request, item_id: int):
+        item = selectors.item_get_for_user(request.user, item_id, roles=ARTIST)
+        upload = request.FILES.get("file")
+        if upload is None:
+            raise ValidationFailed("Send the mesh as a multipart field 'file' (a .glb, glTF 2.0 binary).")
+        mesh, created = services.artist_mesh_upload(item=item, uploaded_by=request.user, data=upload.read(),
+                                                    note=str(request.data.get("note", "")))
+        body = {"id": mesh.pk, "item": item.pk, "sha256": mesh.sha256, "size_bytes": mesh.size_bytes,
+                "created_at": mesh.created_at}
+        return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+    def get(self, request, item_id: int):
+        from engine.files import stored_file_response
+
+        item = selectors.item_get_for_user(request.user, item_id, roles=ARTIST + LEAD + ["trainer"])
+        mesh = item.artist_meshes.order_by("-id").first()
+        if mesh is None:
+            raise NotFound(f"Item {item_id} has no artist mesh yet.")
+        return stored_file_response(mesh.file.name, content_type="model/gltf-binary")

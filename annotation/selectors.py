@@ -1,0 +1,270 @@
+"""Reads of annotation, and the few places that decide who may see or do what.
+
+Every view fetches its objects here: `item_get_for_user`, `lease_get_for_annotator`,
+`judgement_get_for_user` check membership and role through `engine.selectors.project_get_for_user`,
+so no view does its own permission check. Objects in projects the user is not a member of
+are reported as not found.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable
+
+from django.contrib.auth import get_user_model
+from django.db.models import Count, QuerySet
+from django.utils import timezone
+
+from annotation.models import Comparison, Item, ItemState, Judgement, Lease
+from engine.errors import NotFound
+from engine.models import RATING_MAX, RATING_MIN, Project, Role
+from engine.selectors import project_get_for_user
+
+ANNOTATOR = [Role.ANNOTATOR]
+LEAD = [Role.LEAD]
+ARTIST = [Role.ARTIST, Role.LEAD]
+
+QUALITY_LABELS = {"1": "unusable", "2": "poor", "3": "acceptable", "4": "good", "5": "excellent"}
+
+
+def item_get_for_user(user, item_id: int, *, roles: Iterable[str]) -> Item:
+    item = Item.objects.select_related("project", "round").filter(pk=item_id).first()
+    if item is None:
+        raise NotFound(f"No item {item_id} in a project you are a member of.")
+    try:
+        project = project_get_for_user(user, item.project.slug, roles=roles)
+    except NotFound:
+        raise NotFound(f"No item {item_id} in a project you are a member of.") from None
+    item.project = project
+    return item
+
+
+def lease_get_for_annotator(user, lease_id: int) -> Lease:
+    """The caller's own lease; anyone else's is reported as not found."""
+    lease = Lease.objects.select_related("project").filter(pk=lease_id, annotator_id=user.pk).first()
+    if lease is None:
+        raise NotFound(f"You hold no lease {lease_id}.")
+    project_get_for_user(user, lease.project.slug, roles=ANNOTATOR)
+    return lease
+
+
+def judgement_get_for_user(user, judgement_id: int, *, lead_only: bool = False) -> Judgement:
+    """A judgement the user may see: their own (as annotator) or any in a project they lead."""
+    judgement = Judgement.objects.select_related("project").filter(pk=judgement_id).first()
+    if judgement is None:
+        raise NotFound(f"No judgement {judgement_id} that you can see.")
+    try:
+        project = project_get_for_user(user, judgement.project.slug,
+                                       roles=LEAD if lead_only else ANNOTATOR + LEAD)
+    except NotFound:
+        raise NotFound(f"No judgement {judgement_id} that you can see.") from None
+    if Role.LEAD not in project.user_roles and judgement.annotator_id != user.pk:
+        raise NotFound(f"No judgement {judgement_id} that you can see.")
+    return judgement
+
+
+def judgement_list(*, project: Project, user) -> QuerySet[Judgement]:
+    """Judgements of the project the user may see: all for a lead, their own for an annotator."""
+    qs = (
+        Judgement.objects.filter(project=project)
+        .select_related("annotator")
+        .prefetch_related("comparisons")
+        .order_by("-id")
+    )
+    if Role.LEAD not in project.user_roles:
+        qs = qs.filter(annotator=user)
+    return qs
+
+
+def review_queue(*, project: Project, annotator_username: str | None = None,
+                 status: str | None = Judgement.Status.ACCEPTED) -> QuerySet[Judgement]:
+    qs = Judgement.objects.filter(project=project).select_related("annotator").prefetch_related("comparisons")
+    if annotator_username:
+        qs = qs.filter(annotator__username=annotator_username)
+    if status:
+        qs = qs.filter(status=status)
+    return qs.order_by("-created_at", "-id")
+
+
+def artist_queue(*, project: Project) -> QuerySet[Item]:
+    return (
+        Item.objects.filter(project=project, state=ItemState.HARD_CASE)
+        .select_related("mask", "mask__image")
+        .order_by("id")
+    )
+
+
+def item_progress(*, project: Project) -> dict:
+    counts = dict(
+        Item.objects.filter(project=project).values_list("state").annotate(n=Count("id")).values_list("state", "n")
+    )
+    return {
+        "items": {state: counts.get(state, 0) for state in ItemState.values},
+        "judgements": Judgement.objects.filter(project=project, status=Judgement.Status.ACCEPTED).count(),
+        "active_leases": Lease.objects.filter(project=project, state=Lease.State.ACTIVE,
+                                              expires_at__gt=timezone.now()).count(),
+    }
+
+
+# ------------------------------------------------------------------ the item payload
+def _layout_of(candidate) -> dict:
+    layout = candidate.layout or {}
+    return {k: layout.get(k) for k in ("rotation", "translation", "scale")}
+
+
+def lease_payload(lease: Lease) -> dict:
+    """The next-item response of docs/annotation-api.md, for `lease`."""
+    item = Item.objects.select_related("project", "round", "mask", "mask__image").get(pk=lease.item_id)
+    project, mask = item.project, item.mask
+    image = mask.image
+    slug = project.slug
+    by_id = {c.pk: c for c in item.candidates.all()}
+    seconds = max(0, round((lease.expires_at - timezone.now()).total_seconds()))
+    return {
+        "lease": {"id": lease.pk, "expires_at": lease.expires_at, "seconds": seconds},
+        "item": {
+            "id": item.pk,
+            "protocol": lease.protocol,
+            "layout_stage": lease.layout_stage,
+            "quality_scale": {"min": RATING_MIN, "max": RATING_MAX, "threshold": item.round.quality_threshold,
+                              "labels": QUALITY_LABELS},
+            "image": {
+                "id": image.pk, "width": image.width, "height": image.height,
+                "url": f"/api/v1/projects/{slug}/images/{image.pk}/file",
+                "thumbnail_url": f"/api/v1/projects/{slug}/images/{image.pk}/thumbnail" if image.thumbnail else None,
+                "intrinsics": image.intrinsics,
+                "depth_url": f"/api/v1/projects/{slug}/images/{image.pk}/depth" if image.depth else None,
+            },
+            "mask": {
+                "id": mask.pk, "label": mask.label, "bbox": mask.bbox,
+                "rle": {"size": [image.height, image.width], "counts": mask.rle_counts},
+                "png_url": f"/api/v1/projects/{slug}/masks/{mask.pk}.png",
+            },
+            "candidates": [
+                {
+                    "id": cid,
+                    "glb_url": f"/api/v1/candidates/{cid}/glb",
+                    "glb_compact_url": f"/api/v1/candidates/{cid}/glb-compact",
+                    "preview_url": f"/api/v1/candidates/{cid}/preview",
+                    "layout": _layout_of(by_id[cid]),
+                    "num_vertices": by_id[cid].num_vertices,
+                    "num_faces": by_id[cid].num_faces,
+                }
+                for cid in lease.order if cid in by_id
+            ],
+            "sides": lease.sides,
+        },
+    }
+
+
+# ------------------------------------------------------------------ quality control
+def _pair_vote(left: int, right: int, outcome: str) -> tuple[tuple[int, int], int]:
+    """A comparison as (unordered pair, vote): +1 the smaller id better, -1 the larger, 0 equal."""
+    a, b = sorted((left, right))
+    if outcome == "equal":
+        return (a, b), 0
+    better = left if outcome == "left" else right
+    return (a, b), 1 if better == a else -1
+
+
+# Outlier rules, in the spirit of Chatbot Arena's vote hygiene: a person clicking through without
+# looking shows up as implausibly fast decisions or one button pressed nearly always.
+OUTLIER_MIN_COMPARISONS = 20
+OUTLIER_FAST_MEDIAN_MS = 700
+OUTLIER_SIDE_SHARE = 0.9
+OUTLIER_EQUAL_SHARE = 0.8
+OUTLIER_MIN_GOLD = 5
+OUTLIER_GOLD_ACCURACY = 0.5
+
+
+def annotator_quality(*, project: Project, annotator_ids: Iterable[int] | None = None,
+                      now: dt.datetime | None = None) -> list[dict]:
+    """Per annotator: gold accuracy, agreement with others (winner, pairwise), pace, outlier flags.
+
+    Agreement counts only accepted judgements of overlapped items (several annotators).
+    """
+    now = now or timezone.now()
+    day_start = now.astimezone(dt.timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    judgements = list(
+        Judgement.objects.filter(project=project)
+        .exclude(status=Judgement.Status.SUPERSEDED)
+        .values("id", "item_id", "annotator_id", "winner_id", "status", "gold_correct", "created_at")
+    )
+    accepted = [j for j in judgements if j["status"] == Judgement.Status.ACCEPTED]
+    by_item = defaultdict(list)
+    for j in accepted:
+        by_item[j["item_id"]].append(j)
+    comps = Comparison.objects.filter(
+        judgement__project=project, judgement__status=Judgement.Status.ACCEPTED
+    ).values_list("judgement__annotator_id", "judgement__item_id", "left_id", "right_id", "outcome", "decided_ms")
+    votes = defaultdict(dict)  # (item, pair) -> {annotator: vote}
+    pace = defaultdict(lambda: {"n": 0, "left": 0, "equal": 0, "ms": []})
+    for annotator_id, item_id, left, right, outcome, decided_ms in comps:
+        pair, vote = _pair_vote(left, right, outcome)
+        votes[(item_id, pair)][annotator_id] = vote
+        p = pace[annotator_id]
+        p["n"] += 1
+        p["left"] += outcome == "left"
+        p["equal"] += outcome == "equal"
+        if decided_ms is not None:
+            p["ms"].append(decided_ms)
+
+    stats = defaultdict(lambda: {"judgements": 0, "accepted": 0, "rejected": 0, "today": 0, "gold_total": 0,
+                                 "gold_correct": 0, "winner_agree": 0, "winner_total": 0,
+                                 "pair_agree": 0, "pair_total": 0})
+    for j in judgements:
+        s = stats[j["annotator_id"]]
+        s["judgements"] += 1
+        s["accepted" if j["status"] == Judgement.Status.ACCEPTED else "rejected"] += 1
+        s["today"] += j["created_at"] >= day_start
+        if j["gold_correct"] is not None and j["status"] == Judgement.Status.ACCEPTED:
+            s["gold_total"] += 1
+            s["gold_correct"] += bool(j["gold_correct"])
+    for item_judgements in by_item.values():
+        for j in item_judgements:
+            for other in item_judgements:
+                if other["annotator_id"] != j["annotator_id"]:
+                    s = stats[j["annotator_id"]]
+                    s["winner_total"] += 1
+                    s["winner_agree"] += other["winner_id"] == j["winner_id"]
+    for by_annotator in votes.values():
+        for a, vote in by_annotator.items():
+            for b, other_vote in by_annotator.items():
+                if a != b:
+                    stats[a]["pair_total"] += 1
+                    stats[a]["pair_agree"] += vote == other_vote
+
+    ids = set(stats) | set(pace)
+    if annotator_ids is not None:
+        ids &= set(annotator_ids)
+    names = dict(get_user_model().objects.filter(pk__in=ids).values_list("pk", "username"))
+    rows = []
+    for uid in sorted(ids, key=lambda u: names.get(u, "")):
+        s, p = stats[uid], pace[uid]
+        ratio = lambda a, b: round(a / b, 4) if b else None  # noqa: E731
+        median_ms = statistics.median(p["ms"]) if p["ms"] else None
+        flags = []
+        if p["n"] >= OUTLIER_MIN_COMPARISONS:
+            if median_ms is not None and median_ms < OUTLIER_FAST_MEDIAN_MS:
+                flags.append("too_fast")
+            left_share = p["left"] / p["n"]
+            if left_share > OUTLIER_SIDE_SHARE or (p["n"] - p["left"] - p["equal"]) / p["n"] > OUTLIER_SIDE_SHARE:
+                flags.append("one_side")
+            if p["equal"] / p["n"] > OUTLIER_EQUAL_SHARE:
+                flags.append("always_equal")
+        if s["gold_total"] >= OUTLIER_MIN_GOLD and s["gold_correct"] / s["gold_total"] < OUTLIER_GOLD_ACCURACY:
+            flags.append("low_gold_accuracy")
+        rows.append({
+            "annotator": names.get(uid), "annotator_id": uid,
+            "judgements": s["judgements"], "accepted": s["accepted"], "rejected": s["rejected"],
+            "today": s["today"], "daily_cap": project.daily_cap,
+            "gold": {"total": s["gold_total"], "correct": s["gold_correct"],
+                     "accuracy": ratio(s["gold_correct"], s["gold_total"])},
+            "agreement": {"winner": ratio(s["winner_agree"], s["winner_total"]), "winner_pairs": s["winner_total"],
+                          "pairwise": ratio(s["pair_agree"], s["pair_total"]), "pairwise_pairs": s["pair_total"]},
+            "comparisons": p["n"], "median_decided_ms": median_ms,
+            "left_share": ratio(p["left"], p["n"]), "equal_share": ratio(p["equal"], p["n"]),
+            "outlier_flags": flags,
+        })
+    return rows

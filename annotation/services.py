@@ -1,0 +1,590 @@
+"""Writes of annotation: leases, judgements, skips, flags, review, hard cases.
+
+Lock order, everywhere: the item row first, then its leases. Counters on Item
+(`claims`, `judgements_done`, `skips`) change only under the item's row lock.
+
+Priority of `lease_next` (documented in docs/annotation.md):
+  1. the annotator's own unexpired lease in the project (a reload gets the same item back);
+  2. with probability `gold_rate`, a gold item this annotator has not seen;
+  3. items closest to completing their overlap (most claims below k), then the oldest;
+  4. gold items, if nothing else is left.
+An item is never offered twice to one annotator: `Lease(item, annotator)` is unique.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import random
+import statistics
+import struct
+from dataclasses import dataclass
+
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
+
+from annotation.models import (
+    QUEUE_STATES,
+    ArtistMesh,
+    Comparison,
+    Flag,
+    Item,
+    ItemState,
+    Judgement,
+    Lease,
+    Skip,
+)
+from annotation.states import item_transition
+from engine.errors import Conflict, NotFound, RateLimited, ValidationFailed
+from engine.ingest.services import store_content_addressed
+from engine.models import RATING_MAX, RATING_MIN, Project, RankingProtocol
+
+# An item skipped by this many different annotators leaves the queue (state skipped) until a
+# lead reopens it: a mask nobody can judge should not keep coming back.
+SKIP_LIMIT = 3
+ARTIST_MESH_MAX_BYTES = 200 * 1024 * 1024
+
+
+# ------------------------------------------------------------------ helpers
+def _utc_day_start(now: dt.datetime) -> dt.datetime:
+    return now.astimezone(dt.timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def daily_cap_check(*, project: Project, annotator, now: dt.datetime | None = None) -> None:
+    """Raise RateLimited when the annotator reached the project's daily cap (UTC day)."""
+    if not project.daily_cap:
+        return
+    now = now or timezone.now()
+    start = _utc_day_start(now)
+    done = Judgement.objects.filter(
+        project=project, annotator=annotator, created_at__gte=start, supersedes__isnull=True
+    ).count()
+    if done >= project.daily_cap:
+        retry = int((start + dt.timedelta(days=1) - now).total_seconds()) + 1
+        raise RateLimited(
+            f"You reached today's cap of {project.daily_cap} judgements in '{project.slug}'; "
+            "it resets at 00:00 UTC.",
+            retry_after_s=retry,
+            code="daily_cap_reached",
+        )
+
+
+def _item_settle(item: Item, project: Project) -> None:
+    """Put an item (row locked by the caller) in the state its counters say.
+
+    Not for items a person took out of the queue (flagged, skipped) or without candidates.
+    """
+    if item.state not in (ItemState.READY, ItemState.IN_PROGRESS, ItemState.DONE, ItemState.HARD_CASE):
+        return
+    active = item.claims - item.judgements_done
+    if not item.is_gold and item.judgements_done >= project.overlap:
+        ratings = list(
+            item.judgements.filter(status=Judgement.Status.ACCEPTED).values_list("rating", flat=True)
+        )
+        alpha = item.round.quality_threshold
+        hard = bool(ratings) and statistics.median(ratings) < alpha
+        if hard and not item.artist_meshes.exists():
+            if not item.hard_case:
+                item.hard_case = True
+                item.save(update_fields=["hard_case"])
+            item_transition(item=item, to=ItemState.HARD_CASE, reason=f"median rating below alpha={alpha}")
+        else:
+            if item.hard_case != hard:
+                item.hard_case = hard
+                item.save(update_fields=["hard_case"])
+            item_transition(item=item, to=ItemState.DONE, reason="artist mesh" if hard else "")
+    elif active > 0:
+        item_transition(item=item, to=ItemState.IN_PROGRESS)
+    else:
+        item_transition(item=item, to=ItemState.READY)
+
+
+def _save_counters(item: Item) -> None:
+    item.updated_at = timezone.now()
+    item.save(update_fields=["claims", "judgements_done", "skips", "updated_at"])
+
+
+def _lease_close(lease: Lease, state: str, now: dt.datetime) -> None:
+    lease.state = state
+    lease.closed_at = now
+    lease.save(update_fields=["state", "closed_at"])
+
+
+def _slot_free(item: Item, project: Project) -> bool:
+    """Can one more annotator take this item (used for late submissions and renewals)?"""
+    if item.state not in QUEUE_STATES:
+        return False
+    return item.is_gold or item.claims < project.overlap
+
+
+# ------------------------------------------------------------------ leases
+def leases_expire_due(*, project: Project | None = None, now: dt.datetime | None = None, limit: int = 1000) -> int:
+    """Expire active leases past their time and give their slots back. Returns how many expired.
+
+    Runs at every next-item lookup (for the project) and from Celery beat (all projects).
+    Items locked by someone else right now are skipped: the next run gets them.
+    """
+    now = now or timezone.now()
+    due = Lease.objects.filter(state=Lease.State.ACTIVE, expires_at__lt=now)
+    if project is not None:
+        due = due.filter(project=project)
+    item_ids = list(dict.fromkeys(due.order_by("expires_at").values_list("item_id", flat=True)[:limit]))
+    expired = 0
+    for item_id in item_ids:
+        with transaction.atomic():
+            item = (
+                Item.objects.select_for_update(skip_locked=True, of=("self",))
+                .select_related("project", "round")
+                .filter(pk=item_id)
+                .first()
+            )
+            if item is None:
+                continue
+            n = Lease.objects.filter(item=item, state=Lease.State.ACTIVE, expires_at__lt=now).update(
+                state=Lease.State.EXPIRED, closed_at=now
+            )
+            if n:
+                item.claims = max(item.judgements_done, item.claims - n)
+                _save_counters(item)
+                _item_settle(item, item.project)
+                expired += n
+    return expired
+
+
+def _lease_order(item: Item, seed: int) -> tuple[list[int], list[bool]]:
+    ids = sorted(item.candidates.values_list("id", flat=True))
+    rng = random.Random(seed)
+    rng.shuffle(ids)
+    sides = [rng.random() < 0.5 for _ in range(max(0, len(ids) - 1))]
+    return ids, sides
+
+
+def _pick_item(project: Project, annotator, *, gold: bool) -> Item | None:
+    """One indexed query: `SELECT ... FOR UPDATE SKIP LOCKED` on PostgreSQL (item_lease_idx).
+
+    On SQLite select_for_update is a no-op, but the settings open every transaction with
+    BEGIN IMMEDIATE, which serialises writers: slower, equally correct.
+    """
+    seen = Lease.objects.filter(item=OuterRef("pk"), annotator=annotator)
+    qs = Item.objects.filter(project=project, state__in=QUEUE_STATES, is_gold=gold)
+    if not gold:
+        qs = qs.filter(claims__lt=project.overlap)
+    qs = qs.filter(~Exists(seen)).order_by("-claims", "id")
+    return qs.select_for_update(skip_locked=True, of=("self",)).first()
+
+
+def lease_active_for(*, project: Project, annotator, now: dt.datetime | None = None) -> Lease | None:
+    now = now or timezone.now()
+    return (
+        Lease.objects.filter(project=project, annotator=annotator, state=Lease.State.ACTIVE, expires_at__gt=now)
+        .order_by("-id")
+        .first()
+    )
+
+
+def lease_next(*, project: Project, annotator, rng: random.Random | None = None) -> tuple[Lease | None, bool]:
+    """The annotator's next item under a lease: (lease, created), or (None, False) when none is left."""
+    now = timezone.now()
+    daily_cap_check(project=project, annotator=annotator, now=now)
+    own = lease_active_for(project=project, annotator=annotator, now=now)
+    if own is not None:
+        return own, False
+    leases_expire_due(project=project, now=now, limit=50)
+    rng = rng or random
+    pools = [True, False] if (project.gold_rate > 0 and rng.random() < project.gold_rate) else [False, True]
+    with transaction.atomic():
+        item = None
+        for gold in pools:
+            item = _pick_item(project, annotator, gold=gold)
+            if item is not None:
+                break
+        if item is None:
+            return None, False
+        seed = random.getrandbits(63)
+        order, sides = _lease_order(item, seed)
+        lease = Lease.objects.create(
+            project=project,
+            item=item,
+            annotator=annotator,
+            seed=seed,
+            order=order,
+            sides=sides,
+            protocol=project.ranking_protocol,
+            layout_stage=project.layout_stage,
+            created_at=now,
+            expires_at=now + dt.timedelta(seconds=project.lease_seconds),
+        )
+        item.claims += 1
+        _save_counters(item)
+        item_transition(item=item, to=ItemState.IN_PROGRESS)
+    return lease, True
+
+
+def _lock_item_and_lease(lease: Lease) -> tuple[Item, Lease]:
+    item = Item.objects.select_for_update().select_related("project", "round").get(pk=lease.item_id)
+    lease = Lease.objects.select_for_update().get(pk=lease.pk)
+    return item, lease
+
+
+def _lease_reclaim(item: Item, lease: Lease, now: dt.datetime) -> None:
+    """Reactivate an expired lease if nobody else took the item; otherwise 409 lease_lost."""
+    if not _slot_free(item, item.project):
+        raise Conflict(
+            f"Your lease {lease.pk} expired and item {item.pk} went to another annotator; "
+            "ask for the next item.",
+            code="lease_lost",
+        )
+    lease.state = Lease.State.ACTIVE
+    lease.closed_at = None
+    item.claims += 1
+    _save_counters(item)
+
+
+@transaction.atomic
+def lease_renew(*, lease: Lease) -> Lease:
+    """Extend an open lease by the project's lease time; an expired one only if the item is still free."""
+    now = timezone.now()
+    item, lease = _lock_item_and_lease(lease)
+    if lease.state == Lease.State.EXPIRED:
+        _lease_reclaim(item, lease, now)
+        _item_settle(item, item.project)
+    elif lease.state != Lease.State.ACTIVE:
+        raise Conflict(f"Lease {lease.pk} is {lease.state}; ask for the next item.", code="lease_closed")
+    lease.expires_at = now + dt.timedelta(seconds=item.project.lease_seconds)
+    lease.save(update_fields=["state", "closed_at", "expires_at"])
+    return lease
+
+
+@transaction.atomic
+def lease_release(*, lease: Lease) -> None:
+    """Give the item back to the queue (for others: this annotator is not offered it again)."""
+    item, lease = _lock_item_and_lease(lease)
+    if lease.state != Lease.State.ACTIVE:
+        return  # already closed: releasing twice is harmless
+    _lease_close(lease, Lease.State.RELEASED, timezone.now())
+    item.claims -= 1
+    _save_counters(item)
+    _item_settle(item, item.project)
+
+
+def _lease_for_action(item: Item, lease: Lease, now: dt.datetime) -> bool:
+    """Check the (locked) lease can carry a judgement, skip or flag. Returns True if it was active."""
+    if lease.state == Lease.State.ACTIVE:
+        return True
+    if lease.state == Lease.State.EXPIRED:
+        _lease_reclaim(item, lease, now)  # late, but nobody else took it: accepted
+        return True
+    raise Conflict(
+        f"Lease {lease.pk} is already {lease.state}; to correct a judgement send 'supersedes'.",
+        code="lease_closed",
+    )
+
+
+# ------------------------------------------------------------------ judgements
+@dataclass
+class JudgementInput:
+    comparisons: list[dict]
+    ranking: list[list[int]] | None
+    winner: int
+    rating: int
+    layout: dict | None
+    time_spent_ms: int
+
+
+def _validate_layout(layout) -> dict:
+    def vec(name, n):
+        value = layout.get(name)
+        if not isinstance(value, list) or len(value) != n or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and abs(v) < 1e6 for v in value
+        ):
+            raise ValidationFailed(f"layout.{name} must be a list of {n} finite numbers.", code="invalid_layout")
+        return [float(v) for v in value]
+
+    if not isinstance(layout, dict):
+        raise ValidationFailed("layout must be an object with rotation, translation and scale.", code="invalid_layout")
+    rotation = vec("rotation", 4)
+    norm = sum(v * v for v in rotation) ** 0.5
+    if norm < 1e-6:
+        raise ValidationFailed("layout.rotation must be a non-zero quaternion (w, x, y, z).", code="invalid_layout")
+    scale = vec("scale", 3)
+    if min(scale) <= 0:
+        raise ValidationFailed("layout.scale must be positive.", code="invalid_layout")
+    return {"rotation": [v / norm for v in rotation], "translation": vec("translation", 3), "scale": scale}
+
+
+def judgement_validate(*, lease: Lease, data: JudgementInput) -> list[dict]:
+    """Check a judgement against what the lease offered; returns the comparison rows to store."""
+    order = list(lease.order)
+    offered = set(order)
+    if not RATING_MIN <= data.rating <= RATING_MAX:
+        raise ValidationFailed(f"rating must be between {RATING_MIN} and {RATING_MAX}.", code="invalid_rating")
+    if data.winner not in offered:
+        raise ValidationFailed(f"winner {data.winner} is not a candidate of this item.", code="invalid_candidate")
+    rows = []
+    if lease.protocol == RankingProtocol.KING_OF_THE_HILL:
+        comps = data.comparisons or []
+        if len(comps) != len(order) - 1:
+            raise ValidationFailed(
+                f"A king-of-the-hill run over {len(order)} candidates has {len(order) - 1} comparisons; "
+                f"got {len(comps)}.",
+                code="invalid_run",
+            )
+        king = order[0]
+        for k, comp in enumerate(comps, start=1):
+            challenger = order[k]
+            king_left = bool(lease.sides[k - 1])
+            left, right = (king, challenger) if king_left else (challenger, king)
+            for cid in (comp["left"], comp["right"]):
+                if cid not in offered:
+                    raise ValidationFailed(f"Candidate {cid} is not a candidate of this item.",
+                                           code="invalid_candidate", details={"comparison": k})
+            if (comp["left"], comp["right"]) != (left, right):
+                raise ValidationFailed(
+                    f"Comparison {k} must show {left} on the left and {right} on the right "
+                    f"(king {king} against candidates[{k}] = {challenger}); got {comp['left']} vs {comp['right']}.",
+                    code="invalid_run",
+                    details={"comparison": k, "expected": {"left": left, "right": right}},
+                )
+            outcome = comp["outcome"]
+            if outcome == "left":
+                king = left
+            elif outcome == "right":
+                king = right
+            rows.append({"index": k, "left_id": left, "right_id": right, "outcome": outcome,
+                         "decided_ms": comp.get("decided_ms")})
+        if data.winner != king:
+            raise ValidationFailed(
+                f"The run's last king is {king}, but winner is {data.winner}.",
+                code="invalid_run", details={"expected_winner": king},
+            )
+        if data.ranking:
+            raise ValidationFailed("ranking is for the full_ranking protocol; send null.", code="invalid_run")
+    else:
+        ranking = data.ranking
+        if not ranking:
+            raise ValidationFailed("This project ranks fully: send 'ranking', groups of ids, best first.",
+                                   code="invalid_ranking")
+        flat = [cid for group in ranking for cid in group]
+        if any(not group for group in ranking) or len(flat) != len(set(flat)) or set(flat) != offered:
+            raise ValidationFailed(
+                "ranking must hold every candidate of the item exactly once, in non-empty groups.",
+                code="invalid_ranking", details={"candidates": sorted(offered)},
+            )
+        if data.winner not in ranking[0]:
+            raise ValidationFailed("winner must be in the first (best) group of the ranking.",
+                                   code="invalid_ranking")
+        if data.comparisons:
+            raise ValidationFailed("comparisons are for king_of_the_hill; send [] with a full ranking.",
+                                   code="invalid_ranking")
+    return rows
+
+
+def _existing_for_key(annotator, key: str, item: Item) -> Judgement | None:
+    found = Judgement.objects.filter(annotator=annotator, key=key).first()
+    if found is not None and found.item_id != item.pk:
+        raise Conflict(f"Key '{key}' was already used for item {found.item_id}; generate a new key per judgement.",
+                       code="key_reused")
+    return found
+
+
+def judgement_submit(
+    *, item: Item, annotator, lease: Lease | None, key: str, data: JudgementInput,
+    supersedes: Judgement | None = None,
+) -> tuple[Judgement, bool]:
+    """Store one whole judgement. Returns (judgement, created); a retried key returns the first one.
+
+    Without `supersedes`: needs the caller's lease on the item; a late submission (lease expired)
+    is accepted if the item still has a free slot, else Conflict(lease_lost).
+    With `supersedes`: a correction of the caller's own accepted judgement of this item.
+    """
+    existing = _existing_for_key(annotator, key, item)
+    if existing is not None:
+        return existing, False
+    project = item.project
+    if supersedes is not None:
+        if supersedes.annotator_id != annotator.pk or supersedes.item_id != item.pk:
+            raise NotFound(f"You have no judgement {supersedes.pk} of item {item.pk}.")
+        lease = supersedes.lease
+    elif lease is None:
+        raise ValidationFailed("Send the lease you hold for this item.", code="lease_required")
+    if lease.item_id != item.pk or lease.annotator_id != annotator.pk:
+        raise NotFound(f"You hold no lease {lease.pk} on item {item.pk}.")
+    if supersedes is None:
+        daily_cap_check(project=project, annotator=annotator)
+    rows = judgement_validate(lease=lease, data=data)
+    layout = None
+    alpha = item.round.quality_threshold
+    if data.layout is not None:
+        if not lease.layout_stage:
+            raise ValidationFailed("This project has no layout stage: send layout null.", code="invalid_layout")
+        layout = _validate_layout(data.layout)
+    elif lease.layout_stage and data.rating >= alpha:
+        raise ValidationFailed("The layout stage is on: send the adjusted layout of the winner.",
+                               code="layout_required")
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            item, lease = _lock_item_and_lease(lease)
+            # A concurrent retry of the same key may have committed while we waited for the lock.
+            existing = _existing_for_key(annotator, key, item)
+            if existing is not None:
+                return existing, False
+            if supersedes is not None:
+                supersedes = Judgement.objects.select_for_update().get(pk=supersedes.pk)
+                if supersedes.status != Judgement.Status.ACCEPTED:
+                    raise Conflict(f"Judgement {supersedes.pk} is {supersedes.status}; only an accepted "
+                                   "judgement can be corrected.", code="not_correctable")
+            else:
+                _lease_for_action(item, lease, now)
+            winner_layout = item.candidates.filter(pk=data.winner).values_list("layout", flat=True).first()
+            judgement = Judgement.objects.create(
+                project=project, item=item, annotator=annotator, lease=lease, key=key, supersedes=supersedes,
+                protocol=lease.protocol, ranking=data.ranking, winner_id=data.winner, rating=data.rating,
+                below_threshold=data.rating < alpha, layout=layout, model_layout=winner_layout,
+                time_spent_ms=data.time_spent_ms,
+                gold_correct=(data.winner == item.gold_candidate_id) if item.is_gold and item.gold_candidate_id
+                else None,
+                created_at=now,
+            )
+            Comparison.objects.bulk_create(Comparison(judgement=judgement, **row) for row in rows)
+            if supersedes is not None:
+                supersedes.status = Judgement.Status.SUPERSEDED
+                supersedes.save(update_fields=["status"])
+            else:
+                _lease_close(lease, Lease.State.SUBMITTED, now)
+                item.judgements_done += 1
+                _save_counters(item)
+            _item_settle(item, project)
+            return judgement, True
+    except IntegrityError:
+        # Lost a race on (annotator, key) or on the lease: the winner's row is the answer.
+        existing = Judgement.objects.filter(annotator=annotator, key=key).first()
+        if existing is not None and existing.item_id == item.pk:
+            return existing, False
+        raise Conflict("This lease already carries a judgement; to correct it send 'supersedes'.",
+                       code="lease_closed") from None
+
+
+# ------------------------------------------------------------------ skip, flag
+@transaction.atomic
+def item_skip(*, item: Item, annotator, lease: Lease, reason: str) -> Skip:
+    if lease.item_id != item.pk or lease.annotator_id != annotator.pk:
+        raise NotFound(f"You hold no lease {lease.pk} on item {item.pk}.")
+    item, lease = _lock_item_and_lease(lease)
+    if lease.state == Lease.State.SKIPPED:
+        return lease.skip
+    now = timezone.now()
+    _lease_for_action(item, lease, now)
+    _lease_close(lease, Lease.State.SKIPPED, now)
+    skip = Skip.objects.create(project=item.project, item=item, annotator=annotator, lease=lease,
+                               reason=reason[:2000], created_at=now)
+    item.claims -= 1
+    item.skips += 1
+    _save_counters(item)
+    if item.skips >= SKIP_LIMIT and item.state in QUEUE_STATES and item.claims == item.judgements_done:
+        item_transition(item=item, to=ItemState.SKIPPED, reason=f"skipped by {item.skips} annotators")
+    else:
+        _item_settle(item, item.project)
+    return skip
+
+
+@transaction.atomic
+def item_flag(*, item: Item, annotator, lease: Lease, reason: str, note: str = "") -> Flag:
+    """A flag (bad mask, bad photo) takes the item out of the queue until a lead reopens it."""
+    if lease.item_id != item.pk or lease.annotator_id != annotator.pk:
+        raise NotFound(f"You hold no lease {lease.pk} on item {item.pk}.")
+    item, lease = _lock_item_and_lease(lease)
+    if lease.state == Lease.State.FLAGGED:
+        return lease.flag
+    now = timezone.now()
+    _lease_for_action(item, lease, now)
+    _lease_close(lease, Lease.State.FLAGGED, now)
+    flag = Flag.objects.create(project=item.project, item=item, annotator=annotator, lease=lease,
+                               reason=reason, note=note[:2000], created_at=now)
+    item.claims -= 1
+    _save_counters(item)
+    if item.state in QUEUE_STATES:
+        item_transition(item=item, to=ItemState.FLAGGED, reason=f"{reason}: {note}"[:2000])
+    return flag
+
+
+# ------------------------------------------------------------------ lead actions
+@transaction.atomic
+def judgement_reject(*, judgement: Judgement, reviewer, reason: str = "") -> Judgement:
+    """A lead rejects a judgement: it leaves exports and its item gets the slot back."""
+    item = Item.objects.select_for_update().select_related("project", "round").get(pk=judgement.item_id)
+    judgement = Judgement.objects.select_for_update().get(pk=judgement.pk)
+    if judgement.status == Judgement.Status.REJECTED:
+        return judgement
+    if judgement.status != Judgement.Status.ACCEPTED:
+        raise Conflict(f"Judgement {judgement.pk} is {judgement.status}; reject the judgement that replaced it.",
+                       code="not_reviewable")
+    judgement.status = Judgement.Status.REJECTED
+    judgement.reviewed_by = reviewer
+    judgement.review_reason = reason[:2000]
+    judgement.reviewed_at = timezone.now()
+    judgement.save(update_fields=["status", "reviewed_by", "review_reason", "reviewed_at"])
+    item.judgements_done -= 1
+    item.claims -= 1
+    _save_counters(item)
+    _item_settle(item, item.project)
+    return judgement
+
+
+@transaction.atomic
+def item_reopen(*, item: Item, reason: str = "") -> Item:
+    """A lead puts a flagged or skipped item back in the queue."""
+    item = Item.objects.select_for_update().select_related("project", "round").get(pk=item.pk)
+    if item.state not in (ItemState.FLAGGED, ItemState.SKIPPED):
+        raise Conflict(f"Item {item.pk} is {item.state}; only flagged or skipped items can be reopened.",
+                       code="not_reopenable")
+    item.skips = 0
+    _save_counters(item)
+    item_transition(item=item, to=ItemState.READY, reason=reason)
+    _item_settle(item, item.project)
+    return item
+
+
+@transaction.atomic
+def item_set_gold(*, item: Item, candidate_id: int | None) -> Item:
+    """Make an item gold with a known best candidate, or (None) an ordinary item again."""
+    item = Item.objects.select_for_update().get(pk=item.pk)
+    if candidate_id is not None and not item.candidates.filter(pk=candidate_id).exists():
+        raise ValidationFailed(f"Candidate {candidate_id} is not a candidate of item {item.pk}.",
+                               code="invalid_candidate")
+    item.is_gold = candidate_id is not None
+    item.gold_candidate_id = candidate_id
+    item.save(update_fields=["is_gold", "gold_candidate"])
+    return item
+
+
+def _glb_check(data: bytes) -> None:
+    if len(data) < 20 or data[:4] != b"glTF":
+        raise ValidationFailed("Not a GLB file: it must start with the 'glTF' magic (glTF 2.0 binary).",
+                               code="invalid_glb")
+    _, version, length = struct.unpack_from("<4sII", data, 0)
+    if version != 2:
+        raise ValidationFailed(f"GLB version {version}; only glTF 2.0 is accepted.", code="invalid_glb")
+    if length != len(data):
+        raise ValidationFailed(f"GLB header says {length} bytes but {len(data)} arrived: truncated upload?",
+                               code="invalid_glb")
+
+
+def artist_mesh_upload(*, item: Item, uploaded_by, data: bytes, note: str = "") -> tuple[ArtistMesh, bool]:
+    """Store an artist's GLB for a hard case (content-addressed); the item is then done."""
+    if len(data) > ARTIST_MESH_MAX_BYTES:
+        raise ValidationFailed(f"The mesh is larger than {ARTIST_MESH_MAX_BYTES // 2**20} MB.", code="too_large")
+    _glb_check(data)
+    sha = hashlib.sha256(data).hexdigest()
+    if not item.hard_case:
+        raise Conflict(f"Item {item.pk} is not a hard case; artists model only hard cases.", code="not_hard_case")
+    name = store_content_addressed(folder="artist", sha256=sha, extension="glb", data=data)
+    with transaction.atomic():
+        item = Item.objects.select_for_update().select_related("project", "round").get(pk=item.pk)
+        mesh, created = ArtistMesh.objects.get_or_create(
+            item=item, sha256=sha,
+            defaults={"uploaded_by": uploaded_by, "file": name, "size_bytes": len(data), "note": note[:2000]},
+        )
+        if item.state == ItemState.HARD_CASE:
+            item_transition(item=item, to=ItemState.DONE, reason="artist mesh")
+    return mesh, created

@@ -1,0 +1,171 @@
+"""POST projects/{slug}/next-item: leases, overlap, gold, priority, expiry."""
+import datetime as dt
+
+import pytest
+from django.utils import timezone
+
+from annotation.models import Item, ItemState, Lease
+from annotation.tasks import leases_expire
+from tests.annotation.factories import ready_item
+
+pytestmark = pytest.mark.django_db
+
+
+def test_next_item_payload_follows_the_contract(project, member, next_item):
+    item = ready_item(project, n=4)
+    annotator = member("annotator")
+    r = next_item(annotator, project)
+    assert r.status_code == 200
+    body = r.json()
+    assert body["lease"]["seconds"] == project.lease_seconds
+    got = body["item"]
+    assert got["id"] == item.pk and got["protocol"] == "king_of_the_hill" and got["layout_stage"] is False
+    assert got["quality_scale"]["threshold"] == 3 and got["quality_scale"]["labels"]["5"] == "excellent"
+    assert sorted(c["id"] for c in got["candidates"]) == sorted(item.candidates.values_list("id", flat=True))
+    assert len(got["sides"]) == 3
+    assert got["mask"]["rle"] == {"size": [48, 64], "counts": "PPYo0"}
+    assert got["image"]["url"] == f"/api/v1/projects/{project.slug}/images/{item.mask.image_id}/file"
+    assert got["candidates"][0]["glb_url"].startswith("/api/v1/candidates/")
+    lease = Lease.objects.get(pk=body["lease"]["id"])
+    assert lease.order == [c["id"] for c in got["candidates"]]  # recorded for replay
+    item.refresh_from_db()
+    assert item.state == ItemState.IN_PROGRESS and item.claims == 1
+
+
+def test_same_lease_again_while_it_is_open(project, member, next_item):
+    ready_item(project)
+    ready_item(project)
+    annotator = member("annotator")
+    first = next_item(annotator, project).json()
+    again = next_item(annotator, project).json()
+    assert again["lease"]["id"] == first["lease"]["id"]
+    assert again["item"]["candidates"] == first["item"]["candidates"]
+
+
+def test_204_when_nothing_is_left(project, member, next_item):
+    assert next_item(member("annotator"), project).status_code == 204
+
+
+def test_overlap_k_and_never_twice_to_one_annotator(project, member, next_item, submit):
+    project.overlap = 2
+    project.save()
+    item = ready_item(project)
+    a, b, c = member("annotator"), member("annotator"), member("annotator")
+    pa = next_item(a, project).json()
+    assert submit(a, pa).status_code == 201
+    assert next_item(a, project).status_code == 204  # judged already: never again
+    pb = next_item(b, project).json()
+    assert pb["item"]["id"] == item.pk
+    assert next_item(c, project).status_code == 204  # k = 2 slots taken (one judgement, one lease)
+    assert submit(b, pb).status_code == 201
+    item.refresh_from_db()
+    assert item.state == ItemState.DONE and item.judgements_done == 2
+
+
+def test_priority_closest_to_complete_then_oldest(project, member, next_item, submit):
+    project.overlap = 2
+    project.gold_rate = 0
+    project.save()
+    older, newer = ready_item(project), ready_item(project)
+    a, b = member("annotator"), member("annotator")
+    pa = next_item(a, project).json()
+    assert pa["item"]["id"] == older.pk  # oldest first
+    submit(a, pa)
+    Item.objects.filter(pk=older.pk).update(id=older.pk)  # no-op, keeps ids
+    # newer is untouched; older has one judgement of two: b must get older first.
+    pb = next_item(b, project).json()
+    assert pb["item"]["id"] == older.pk
+    assert newer.pk != older.pk
+
+
+def test_gold_items_at_the_project_rate_and_looking_the_same(project, member, next_item):
+    project.gold_rate = 1.0
+    project.save()
+    ready_item(project)
+    gold = ready_item(project, gold=True)
+    body = next_item(member("annotator"), project).json()
+    assert body["item"]["id"] == gold.pk
+    assert "gold" not in str(body)  # nothing tells the annotator
+    project.gold_rate = 0.0
+    project.save()
+    assert next_item(member("annotator"), project).json()["item"]["id"] != gold.pk
+
+
+def test_gold_items_go_to_every_annotator_beyond_overlap(project, member, next_item, submit):
+    project.gold_rate = 1.0
+    project.save()
+    gold = ready_item(project, gold=True)
+    for _ in range(3):
+        user = member("annotator")
+        payload = next_item(user, project).json()
+        assert payload["item"]["id"] == gold.pk
+        assert submit(user, payload).status_code == 201
+
+
+def test_expired_lease_comes_back_at_lookup(project, member, next_item):
+    item = ready_item(project)
+    a, b = member("annotator"), member("annotator")
+    next_item(a, project)
+    assert next_item(b, project).status_code == 204
+    Lease.objects.filter(item=item).update(expires_at=timezone.now() - dt.timedelta(seconds=1))
+    assert next_item(b, project).json()["item"]["id"] == item.pk
+    assert Lease.objects.get(item=item, annotator=a).state == Lease.State.EXPIRED
+
+
+def test_expired_lease_freed_by_the_beat_task(project, member, next_item):
+    item = ready_item(project)
+    next_item(member("annotator"), project)
+    Lease.objects.filter(item=item).update(expires_at=timezone.now() - dt.timedelta(seconds=1))
+    assert leases_expire() == 1
+    item.refresh_from_db()
+    assert item.state == ItemState.READY and item.claims == 0
+    assert leases_expire() == 0
+
+
+def test_renew_and_release(project, member, next_item, api):
+    item = ready_item(project)
+    a, b = member("annotator"), member("annotator")
+    lease_id = next_item(a, project).json()["lease"]["id"]
+    Lease.objects.filter(pk=lease_id).update(expires_at=timezone.now() + dt.timedelta(seconds=5))
+    r = api(a).post(f"/api/v1/leases/{lease_id}/renew")
+    assert r.status_code == 200
+    assert Lease.objects.get(pk=lease_id).expires_at > timezone.now() + dt.timedelta(seconds=250)
+    assert api(b).post(f"/api/v1/leases/{lease_id}/renew").status_code == 404  # not b's lease
+    assert api(a).post(f"/api/v1/leases/{lease_id}/release").status_code == 204
+    assert api(a).post(f"/api/v1/leases/{lease_id}/release").status_code == 204  # idempotent
+    item.refresh_from_db()
+    assert item.state == ItemState.READY and item.claims == 0
+    assert next_item(b, project).json()["item"]["id"] == item.pk
+    assert next_item(a, project).status_code == 204  # released: not offered to a again
+    assert api(a).post(f"/api/v1/leases/{lease_id}/renew").status_code == 409
+
+
+def test_renew_after_expiry_only_if_nobody_took_it(project, member, next_item, api):
+    ready_item(project)
+    a, b = member("annotator"), member("annotator")
+    lease_id = next_item(a, project).json()["lease"]["id"]
+    Lease.objects.filter(pk=lease_id).update(expires_at=timezone.now() - dt.timedelta(seconds=1))
+    leases_expire()
+    assert api(a).post(f"/api/v1/leases/{lease_id}/renew").status_code == 200  # still free: back
+    Lease.objects.filter(pk=lease_id).update(expires_at=timezone.now() - dt.timedelta(seconds=1))
+    assert next_item(b, project).status_code == 200  # b takes it
+    r = api(a).post(f"/api/v1/leases/{lease_id}/renew")
+    assert r.status_code == 409 and r.json()["error"]["code"] == "lease_lost"
+
+
+def test_waiting_and_failed_items_are_not_offered(project, member, next_item):
+    ready_item(project, state=ItemState.WAITING)
+    ready_item(project, state=ItemState.FAILED)
+    assert next_item(member("annotator"), project).status_code == 204
+
+
+def test_daily_cap(project, member, next_item, submit):
+    project.daily_cap = 1
+    project.save()
+    ready_item(project)
+    ready_item(project)
+    a = member("annotator")
+    assert submit(a, next_item(a, project).json()).status_code == 201
+    r = next_item(a, project)
+    assert r.status_code == 429 and r.json()["error"]["code"] == "daily_cap_reached"
+    assert int(r["Retry-After"]) > 0
