@@ -1,0 +1,124 @@
+"""Many annotators at once, on PostgreSQL, with real threads and one DB connection each."""
+import datetime as dt
+import threading
+from collections import Counter
+
+import pytest
+from django.db import connection, connections
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from annotation.models import Item, Judgement, Lease
+from engine.models import Membership
+from tests.annotation.conftest import judgement_body
+from tests.annotation.factories import ready_item
+from tests.engine.factories import ProjectFactory, UserFactory
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+
+def run_threads(n, target):
+    """Start n threads together; each gets its own connection, closed at the end."""
+    barrier = threading.Barrier(n)
+    results, errors = [None] * n, []
+
+    def wrap(i):
+        try:
+            barrier.wait()
+            results[i] = target(i)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=wrap, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors, errors
+    return results
+
+
+def client_for(user):
+    client = APIClient()
+    client.force_authenticate(user=user)
+    return client
+
+
+def test_many_annotators_never_exceed_overlap_nor_double_lease():
+    assert connection.vendor == "postgresql"
+    project = ProjectFactory(overlap=2, gold_rate=0)
+    items = [ready_item(project, n=3) for _ in range(10)]
+    users = [UserFactory() for _ in range(24)]
+    for u in users:
+        Membership.objects.create(project=project, user=u, role="annotator")
+
+    def work(i):
+        got = []
+        client = client_for(users[i])
+        for _ in range(2):  # lease, submit, lease again
+            r = client.post(f"/api/v1/projects/{project.slug}/next-item")
+            if r.status_code == 204:
+                break
+            payload = r.json()
+            got.append(payload["item"]["id"])
+            s = client.post(f"/api/v1/items/{payload['item']['id']}/judgements", judgement_body(payload),
+                            format="json")
+            assert s.status_code == 201, s.content
+        return got
+
+    results = run_threads(len(users), work)
+    offered = Counter(item_id for got in results for item_id in got)
+    assert sum(offered.values()) == 20  # 10 items x k=2, no more, no fewer
+    assert all(n == 2 for n in offered.values())
+    assert all(len(set(got)) == len(got) for got in results)  # never twice to one annotator
+    assert Judgement.objects.count() == 20
+    for item in Item.objects.filter(pk__in=[i.pk for i in items]):
+        assert item.judgements_done == 2 and item.claims == 2 and item.state == "done"
+    assert Lease.objects.values("item", "annotator").distinct().count() == Lease.objects.count()
+
+
+def test_concurrent_duplicate_submissions_store_one_judgement():
+    project = ProjectFactory(gold_rate=0)
+    item = ready_item(project, n=4)
+    user = UserFactory()
+    Membership.objects.create(project=project, user=user, role="annotator")
+    payload = client_for(user).post(f"/api/v1/projects/{project.slug}/next-item").json()
+    same = judgement_body(payload, key="one-key")
+    bodies = [same] * 6 + [judgement_body(payload) for _ in range(4)]  # retries, and other keys
+
+    def work(i):
+        r = client_for(user).post(f"/api/v1/items/{item.pk}/judgements", bodies[i], format="json")
+        return r.status_code, (r.json().get("id") if r.status_code < 300 else r.json()["error"]["code"])
+
+    results = run_threads(len(bodies), work)
+    statuses = Counter(code for code, _ in results)
+    assert statuses[201] == 1
+    assert statuses[201] + statuses[200] + statuses[409] == len(bodies)
+    assert len({ident for code, ident in results if code < 300}) == 1
+    assert Judgement.objects.count() == 1 and Judgement.objects.get().key in ("one-key",) + tuple(
+        b["key"] for b in bodies)
+    item.refresh_from_db()
+    assert item.judgements_done == 1 and item.claims == 1
+
+
+def test_expired_lease_returns_to_the_queue_under_contention():
+    project = ProjectFactory(gold_rate=0)
+    item = ready_item(project, n=2)
+    holder = UserFactory()
+    others = [UserFactory() for _ in range(8)]
+    for u in [holder, *others]:
+        Membership.objects.create(project=project, user=u, role="annotator")
+    client_for(holder).post(f"/api/v1/projects/{project.slug}/next-item")
+    Lease.objects.update(expires_at=timezone.now() - dt.timedelta(seconds=1))
+
+    def work(i):
+        return client_for(others[i]).post(f"/api/v1/projects/{project.slug}/next-item").status_code
+
+    results = run_threads(len(others), work)
+    assert sorted(results) == [200] + [204] * 7  # exactly one of them gets it
+    item.refresh_from_db()
+    assert item.claims == 1
+    assert Lease.objects.filter(state="active").count() == 1
+    assert Lease.objects.filter(state="expired", annotator=holder).count() == 1
