@@ -1,0 +1,1 @@
+"""Round-level figures: throughput, quality, model progress (plain maths in `bradley_terry`)."""
