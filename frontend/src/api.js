@@ -87,9 +87,7 @@ export class Api {
   skip(itemId, leaseId, reason = '') { return this.request('POST', `items/${itemId}/skip`, { lease: leaseId, reason }); }
   flag(itemId, leaseId, reason, note = '') { return this.request('POST', `items/${itemId}/flag`, { lease: leaseId, reason, note }); }
 
-  // --- workbench extension (docs/annotation-api.md, "Workbench extension requests") ---
-  scene(slug, imageId) { return this.request('GET', `projects/${slug}/images/${imageId}/scene`); }
-  hardCases(slug, page = 1) { return this.request('GET', `projects/${slug}/hard-cases?page=${page}`); }
+  // --- artists ---
   async uploadArtistMesh(itemId, file) {
     let res;
     const form = new FormData();
@@ -137,9 +135,17 @@ export class Outbox {
   }
 
   /** Send what is queued, in order. Resolves with [{entry, result|error}] for this pass. */
-  async flush() {
-    if (this.sending) return [];
+  flush() {
+    if (this.sending) return this.inflight;
     this.sending = true;
+    this.inflight = this._flush();
+    return this.inflight;
+  }
+
+  /** Resolves once the submissions in flight have had their answer (or their retry scheduled). */
+  settled() { return this.inflight ?? Promise.resolve([]); }
+
+  async _flush() {
     const outcomes = [];
     try {
       while (this.entries.length) {

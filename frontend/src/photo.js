@@ -3,7 +3,7 @@
 // the candidates' one WebGL context stays the only one).
 import { cropAround, maskOutline, projectPoints, toCamera } from './projection.js';
 
-const OUTLINE = [255, 64, 96, 255];
+const OUTLINE = [255, 225, 77, 255]; // yellow: visible on most photos, unlike red on red
 
 export class PhotoPanel {
   constructor({ full, crops }) {
@@ -25,9 +25,16 @@ export class PhotoPanel {
     if (mask) {
       const edge = maskOutline(mask, width, height);
       const img = octx.getImageData(0, 0, width, height);
+      const thick = Math.max(1, Math.round(Math.max(width, height) / 300)); // ~1 px on screen at least
       for (let i = 0; i < edge.length; i++) {
         if (!edge[i]) continue;
-        img.data.set(OUTLINE, i * 4);
+        const x0 = i % width; const y0 = (i - x0) / width;
+        for (let dy = 0; dy < thick; dy++) {
+          for (let dx = 0; dx < thick; dx++) {
+            const x = Math.min(width - 1, x0 + dx); const y = Math.min(height - 1, y0 + dy);
+            img.data.set(OUTLINE, (y * width + x) * 4);
+          }
+        }
       }
       octx.putImageData(img, 0, 0);
     }

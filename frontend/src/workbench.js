@@ -101,7 +101,13 @@ export class Workbench {
         this.next = null;
         if (session && previous && session.item.id === previous.item.id) session = null;
       }
-      if (!session) session = await prepare(this.api, await this.api.nextItem(this.slug));
+      if (!session) {
+        // Without a prefetched item the server still holds our lease until the judgement lands:
+        // asking before that would hand back the item just judged.
+        await this.outbox.settled();
+        session = await prepare(this.api, await this.api.nextItem(this.slug));
+        if (session && previous && session.item.id === previous.item.id && previous.submitted) session = null;
+      }
     } catch (err) {
       this.next = null;
       this._error(err, 'Could not load the next item.');

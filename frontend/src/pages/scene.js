@@ -8,20 +8,18 @@ const status = root.querySelector('.status');
 const view = sceneview.setup(root.querySelector('.scene-stage'));
 
 async function main() {
-  const { slug, image } = root.dataset;
-  let data;
+  // The page embeds the judged objects (annotation/workbench.py); no extra API round trip.
+  const objects = JSON.parse(document.getElementById('scene-objects').textContent);
+  if (!objects.length) { status.textContent = 'No judged object in this photo yet.'; return; }
   try {
-    data = await api.scene(slug, image);
+    await Promise.all(objects.map(async (o) => {
+      const c = o.candidate;
+      await view.add(c.id, await api.bytes(c.glb_compact_url || c.glb_url), o.layout ?? c.layout);
+    }));
   } catch (err) {
-    status.textContent = `Could not load the scene: ${err.message}`;
+    status.textContent = `Could not load the meshes: ${err.message}`;
     return;
   }
-  const objects = data.objects ?? [];
-  if (!objects.length) { status.textContent = 'No judged object in this photo yet.'; return; }
-  await Promise.all(objects.map(async (o) => {
-    const c = o.candidate;
-    view.add(c.id, await api.bytes(c.glb_compact_url || c.glb_url), o.layout ?? c.layout);
-  }));
   view.frame();
   status.textContent = `${objects.length} object${objects.length > 1 ? 's' : ''} at their judged layouts. Drag to orbit; D downloads the scene as one GLB.`;
 }

@@ -1,0 +1,141 @@
+"""Browser pages of the workbench: the annotator's page, the scene view, the artists' queue.
+
+The pages are thin Django templates that load the Vite-built modules of `frontend/`; the
+manifest Vite writes (`frontend/dist/.vite/manifest.json`) maps each entry to its hashed
+files. The annotator page talks to the API itself (docs/annotation-api.md); the scene view and
+the artist queue get their (small, read-only) data embedded in the page.
+"""
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import render
+from django.templatetags.static import static
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
+
+from engine.errors import EngineError, NotFound
+from engine.models import Role
+from engine.selectors import project_get_for_user
+
+MANIFEST = Path(settings.BASE_DIR) / "frontend" / "dist" / ".vite" / "manifest.json"
+
+
+@lru_cache(maxsize=4)
+def _manifest(mtime: float) -> dict:
+    return json.loads(MANIFEST.read_text())
+
+
+def vite_tags(entry: str) -> str:
+    """<link>/<script> tags for one Vite entry (e.g. 'src/pages/workbench.js'), from the manifest.
+
+    Imported chunks get a modulepreload so the browser fetches them in parallel with the entry.
+    """
+    if not MANIFEST.exists():
+        return mark_safe(
+            '<p class="error">The front end is not built: run <code>make frontend</code> '
+            "(npm ci &amp;&amp; npm run build in frontend/).</p>"
+        )
+    manifest = _manifest(MANIFEST.stat().st_mtime)
+    css: list[str] = []
+    preloads: list[str] = []
+    seen: set[str] = set()
+
+    def walk(key: str) -> None:
+        if key in seen:
+            return
+        seen.add(key)
+        chunk = manifest[key]
+        css.extend(c for c in chunk.get("css", []) if c not in css)
+        for imported in chunk.get("imports", []):
+            preloads.append(manifest[imported]["file"])
+            walk(imported)
+
+    walk(entry)
+    return format_html(
+        "{}{}{}",
+        format_html_join("", '<link rel="stylesheet" href="{}">', ((static(c),) for c in css)),
+        format_html_join("", '<link rel="modulepreload" href="{}">', ((static(p),) for p in preloads)),
+        format_html('<script type="module" src="{}"></script>', static(manifest[entry]["file"])),
+    )
+
+
+def _error(request, exc: EngineError):
+    return render(request, "engine/error.html", {"message": exc.message}, status=exc.status)
+
+
+@login_required
+def annotate(request, slug: str):
+    try:
+        project = project_get_for_user(request.user, slug, roles=[Role.ANNOTATOR])
+    except EngineError as exc:
+        return _error(request, exc)
+    return render(request, "workbench/annotate.html", {
+        "project": project, "assets": vite_tags("src/pages/workbench.js"),
+    })
+
+
+def _scene_objects(project, image) -> list[dict]:
+    """Every judged object of one photo: the winner of its latest accepted judgement, at the
+    layout the annotator set (layout stage) or else the one the model proposed."""
+    from annotation.models import Judgement
+
+    judgements = (
+        Judgement.objects.filter(item__project=project, item__mask__image=image, status=Judgement.Status.ACCEPTED)
+        .select_related("winner", "item__mask")
+        .order_by("item_id", "-created_at", "-id")
+    )
+    objects, seen = [], set()
+    for j in judgements:
+        if j.item_id in seen:
+            continue
+        seen.add(j.item_id)
+        c = j.winner
+        objects.append({
+            "item": j.item_id, "label": j.item.mask.label, "rating": j.rating,
+            "layout": j.layout or c.layout,
+            "candidate": {"id": c.pk, "glb_url": f"/api/v1/candidates/{c.pk}/glb",
+                          "glb_compact_url": f"/api/v1/candidates/{c.pk}/glb-compact", "layout": c.layout},
+        })
+    return objects
+
+
+@login_required
+def scene(request, slug: str, image_id: int):
+    try:
+        project = project_get_for_user(request.user, slug)
+        image = project.images.filter(pk=image_id).first()
+        if image is None:
+            raise NotFound(f"No image {image_id} in project '{slug}'.")
+    except EngineError as exc:
+        return _error(request, exc)
+    return render(request, "workbench/scene.html", {
+        "project": project, "image": image, "objects": _scene_objects(project, image),
+        "assets": vite_tags("src/pages/scene.js"),
+    })
+
+
+@login_required
+def artist_queue(request, slug: str):
+    from annotation.models import Item, ItemState
+
+    try:
+        project = project_get_for_user(request.user, slug, roles=[Role.ARTIST, Role.LEAD])
+    except EngineError as exc:
+        return _error(request, exc)
+    items = (
+        Item.objects.filter(project=project, state=ItemState.HARD_CASE)
+        .select_related("mask", "mask__image").prefetch_related("candidates", "judgements").order_by("id")[:50]
+    )
+    rows = [{
+        "item": it, "image": it.mask.image,
+        "best_rating": max((j.rating for j in it.judgements.all() if j.rating is not None), default=None),
+        "candidates": list(it.candidates.all()),
+    } for it in items]
+    return render(request, "workbench/artist_queue.html", {
+        "project": project, "rows": rows, "assets": vite_tags("src/pages/artist.js"),
+    })

@@ -1,0 +1,131 @@
+"""The workbench in a real browser: Debian's Chromium (software WebGL) against the live app."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+from tests.browser.conftest import ARTIFACTS, N, login, make_items
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+BG = np.array([0x20, 0x24, 0x2C])
+
+
+def lit_pixels(png: bytes) -> tuple[float, float]:
+    """(share of pixels that are not the stage background, mean brightness of those pixels)."""
+    from PIL import Image
+
+    arr = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    fg = np.abs(arr - BG).sum(axis=2) > 40
+    share = float(fg.mean())
+    return share, float(arr[fg].mean()) if fg.any() else 0.0
+
+
+def wait_rendered(page):
+    """Both candidates of the comparison on screen (the viewer sets data-rendered after drawing)."""
+    page.wait_for_function(
+        """() => { const w = window.workbench; if (!w || !w.current) return false;
+                   const want = w._pair().join(','); return document.querySelector('.wb-stage').dataset.rendered === want; }""")
+
+
+def test_two_items_with_the_keyboard_alone(live_server, page, project, member, api, frontend_built):
+    annotator = member("annotator")
+    make_items(project, count=3)
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    login(page, live_server, annotator.username, f"/projects/{project.slug}/annotate/")
+
+    seen_items = []
+    for n in range(2):
+        page.wait_for_selector("#workbench[data-stage=compare]")
+        wait_rendered(page)
+        seen_items.append(page.evaluate("window.workbench.current.item.id"))
+        assert page.inner_text(".wb-progress .label") == f"comparison 1 of {N - 1}"
+        if n == 0:
+            page.wait_for_function("[...document.querySelectorAll('.wb-strip img')].every(i => i.complete && i.naturalWidth > 0)")
+            page.screenshot(path=str(ARTIFACTS / "workbench-compare.png"))
+            for side in ("left", "right"):
+                share, brightness = lit_pixels(page.locator(f".wb-view[data-view={side}]").screenshot())
+                assert share > 0.04, f"the {side} candidate is not visible ({share:.3f} of the view)"
+                assert brightness > 60, f"the {side} candidate is too dark ({brightness:.0f})"
+            keys = page.inner_text(".wb-keys")
+            for label in ("left better", "equal", "right better", "undo", "skip item", "flag item", "turntable"):
+                assert label in keys
+        # 7 comparisons: alternate keys, and take one back with U to exercise undo.
+        presses = ["1", "3", "2", "ArrowLeft", "ArrowRight", "1", "3"]
+        for k, key in enumerate(presses, start=1):
+            page.keyboard.press(key)
+            if n == 0 and k == 2:
+                page.keyboard.press("u")
+                page.wait_for_function(f"window.workbench.current.tournament.history.length === {k - 1}")
+                page.keyboard.press(key)
+            page.wait_for_function(f"window.workbench.current.tournament.history.length === {k}")
+            if k < N - 1:
+                wait_rendered(page)
+        page.wait_for_selector("#workbench[data-stage=rate]")
+        page.keyboard.press("4")
+        page.wait_for_selector(".wb-rate .rating.chosen")
+        if n == 0:
+            page.screenshot(path=str(ARTIFACTS / "workbench-rate.png"))
+        page.keyboard.press("Enter")
+        page.wait_for_function(f"document.querySelector('#workbench').dataset.done === '{n + 1}'")
+
+    page.wait_for_selector("#workbench[data-stage=compare]")
+    wait_rendered(page)
+    assert page.inner_text(".wb-counter b") == "2"
+    assert not errors, errors
+
+    body = api(annotator).get(f"/api/v1/projects/{project.slug}/judgements").json()
+    rows = body["results"] if isinstance(body, dict) else body
+    assert sorted(r["item"] for r in rows) == sorted(seen_items)
+    for r in rows:
+        assert len(r["comparisons"]) == N - 1
+        assert r["rating"] == 4 and r["layout"] is None
+        assert r["winner"] in {c["left"] for c in r["comparisons"]} | {c["right"] for c in r["comparisons"]}
+        assert r["time_spent_ms"] > 0
+
+
+def test_layout_stage_and_memory_stay_flat(live_server, page, project, member, frontend_built):
+    """The layout stage moves the winner with keys (undo included) and shows the overlap; the
+    viewer's GPU memory does not grow when items change, with one WebGL context."""
+    annotator = member("annotator")
+    project.layout_stage = True
+    project.save(update_fields=["layout_stage"])
+    make_items(project, count=1, n=3, first_seed=31)
+    login(page, live_server, annotator.username, f"/projects/{project.slug}/annotate/")
+    page.wait_for_selector("#workbench[data-stage=compare]")
+    wait_rendered(page)
+    page.keyboard.press("1"); page.wait_for_function("window.workbench.current.tournament.history.length === 1")
+    page.keyboard.press("1"); page.wait_for_selector("#workbench[data-stage=rate]")
+    page.keyboard.press("5"); page.keyboard.press("Enter")
+    page.wait_for_selector("#workbench[data-stage=layout]")
+    page.wait_for_function("document.querySelector('.wb-overlap b').textContent.includes('%')")
+    before = page.evaluate("window.workbench.current.overlap")
+    assert before > 0.3, before  # the candidates' layouts are near the true one
+    start = page.evaluate("JSON.stringify(window.workbench.current.layout)")
+    for key in ["ArrowRight"] * 6:
+        page.keyboard.press(key)
+    page.wait_for_function(f"window.workbench.current.overlap < {before}")
+    page.screenshot(path=str(ARTIFACTS / "workbench-layout.png"))
+    for _ in range(6):
+        page.keyboard.press("u")
+    assert page.evaluate("JSON.stringify(window.workbench.current.layout)") == start
+
+    # Memory: load the same candidates into the viewer as 50 successive items.
+    stats = page.evaluate("""async () => {
+        const w = window.workbench; const v = w.viewer; const s = w.current;
+        v.exitLayout();
+        const ids = s.item.candidates.map(c => c.id);
+        const seen = [];
+        for (let i = 0; i < 50; i++) {
+            v.clear();
+            for (const id of ids) await v.load(id, s.glbs.get(id).slice(0));
+            v.show(ids.slice(0, 2)); v.render();
+            seen.push({...v.renderer.info.memory});
+        }
+        return {seen, contexts: document.querySelectorAll('canvas.viewer-canvas').length};
+    }""")
+    seen = stats["seen"]
+    assert seen[-1] == seen[0] == seen[len(seen) // 2], seen[:3]
+    assert stats["contexts"] == 1
