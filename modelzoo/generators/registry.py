@@ -102,6 +102,7 @@ class _LRU:
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+            self.loads = 0
 
 
 loaded = _LRU(int(os.environ.get("MODELZOO_MAX_LOADED", "4")))

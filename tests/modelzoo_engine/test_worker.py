@@ -1,0 +1,113 @@
+"""The done-criterion of issue 3: a real Celery worker (Redis broker, PostgreSQL) is SIGKILLed
+in the middle of a job and started again; every candidate then exists exactly once, and every
+GLB passes the Khronos glTF validator."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from django.db.models import Count
+
+from annotation.models import Item, ItemState
+from engine.celery import app
+from modelzoo import services
+from modelzoo.models import Candidate, GenerationJob, GenerationJobItem
+from modelzoo.tasks import generate_item
+from tests.modelzoo_engine.conftest import photo_with_masks
+
+ROOT = Path(__file__).resolve().parents[2]
+BROKER = os.environ.get("MODELZOO_TEST_BROKER_URL", "redis://127.0.0.1:6379/12")
+N_CANDIDATES = 8
+
+
+def start_worker(log_path: Path) -> subprocess.Popen:
+    db = connection.settings_dict
+    env = os.environ | {
+        "DJANGO_SETTINGS_MODULE": "engine.settings_test",
+        "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "CELERY_BROKER_URL": BROKER,
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "PYTHONPATH": str(ROOT),
+    }
+    log = open(log_path, "ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "tests.modelzoo_engine.worker_app", "worker", "-Q", "model",
+         "--concurrency", "1", "--pool", "prefork", "-l", "INFO", "-n", f"gentest{os.getpid()}@%h",
+         "--without-gossip", "--without-mingle", "--without-heartbeat"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def kill_worker(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)  # the main process and its pool child, no goodbye
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def broker(monkeypatch):
+    """Send the job's tasks to the test's Redis broker; purge what an earlier run left there."""
+    with app.connection_for_write(BROKER) as conn:
+        conn.default_channel.queue_purge("model")
+        conn.default_channel.client.delete("unacked", "unacked_index")
+
+    def enqueue(*, job_item_ids):
+        with app.connection_for_write(BROKER) as conn:
+            for pk in job_item_ids:
+                generate_item.apply_async(args=[pk], queue=services.MODEL_QUEUE, connection=conn)
+
+    monkeypatch.setattr(services, "job_items_enqueue", enqueue)
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_worker_killed_mid_job_then_restarted_makes_every_candidate_once(project, checkpoint, broker, tmp_path):
+    project.candidates_per_item = N_CANDIDATES
+    project.save(update_fields=["candidates_per_item"])
+    for seed in range(3):
+        photo_with_masks(project, seed=seed, n_masks=3)
+    services.project_mix_set(project=project, mix=[(checkpoint, 1.0)])
+    job = services.generation_job_start(project=project)
+    total = job.total_candidates
+    assert job.total_items == 9 and total == 72
+
+    log = tmp_path / "worker.log"
+    worker = start_worker(log)
+    try:
+        deadline = time.monotonic() + 60
+        while Candidate.objects.count() == 0:  # the first item's candidates are written together
+            assert worker.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.05)
+        kill_worker(worker)
+        at_kill = Candidate.objects.count()
+        assert 0 < at_kill < total, "the worker finished before it could be killed"
+        assert GenerationJob.objects.get(pk=job.pk).state == GenerationJob.State.RUNNING
+
+        worker = start_worker(log)
+        deadline = time.monotonic() + 90
+        while GenerationJob.objects.get(pk=job.pk).state != GenerationJob.State.FINISHED:
+            assert worker.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.25)
+    finally:
+        kill_worker(worker)
+
+    assert Candidate.objects.count() == total
+    assert not Candidate.objects.values("item", "checkpoint", "seed").annotate(n=Count("id")).filter(n__gt=1)
+    for job_item in GenerationJobItem.objects.filter(job=job).select_related("item"):
+        assert job_item.state == GenerationJobItem.State.DONE and job_item.done == N_CANDIDATES
+        made = sorted(Candidate.objects.filter(item=job_item.item).values_list("checkpoint_id", "seed"))
+        assert made == sorted(map(tuple, job_item.plan))
+    assert set(Item.objects.filter(project=project).values_list("state", flat=True)) == {ItemState.READY}
+
+    media = Path(settings.MEDIA_ROOT)
+    files = sorted({str(media / name) for c in Candidate.objects.all() for name in (c.glb.name, c.glb_compact.name)})
+    result = subprocess.run(["node", str(ROOT / "frontend/scripts/validate-gltf.mjs"), *files],
+                            capture_output=True, text=True, timeout=120)
+    report = json.loads(result.stdout)
+    assert result.returncode == 0 and report["ok"], [f for f in report["files"] if f["errors"]][:3]
+    assert len(report["files"]) == len(files) >= total
