@@ -43,6 +43,7 @@ run: venv frontend
 	@mkdir -p var/celery/broker var/celery/processed
 	$(PY) manage.py migrate --noinput -v0
 	$(PY) manage.py demo
+	$(PY) manage.py generate --project demo
 	@echo; echo "Starting a Celery worker (log: var/worker.log) and the web app..."
 	@set -m; $(VENV)/bin/celery -A engine worker -B -Q default,model --concurrency 1 -l INFO \
 	  > var/worker.log 2>&1 & worker=$$!; \

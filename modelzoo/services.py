@@ -263,7 +263,9 @@ def candidate_files_store(output) -> EncodedCandidate:
     ]
     t3 = time.perf_counter()
     timings = {k: float(v) for k, v in output.timings.items()}
-    timings.update(glb_encoding=t1 - t0, preview=t2 - t1, storage=t3 - t2)
+    timings.update(glb_encoding=t1 - t0, storage=t3 - t2)
+    if not output.preview_png:
+        timings["preview"] = t2 - t1
     return EncodedCandidate(*names, timings=timings)
 
 
