@@ -169,3 +169,14 @@ def test_daily_cap(project, member, next_item, submit):
     r = next_item(a, project)
     assert r.status_code == 429 and r.json()["error"]["code"] == "daily_cap_reached"
     assert int(r["Retry-After"]) > 0
+
+
+def test_next_item_and_submit_use_a_bounded_number_of_queries(project, member, next_item, submit,
+                                                              django_assert_max_num_queries):
+    for _ in range(3):
+        ready_item(project, n=8)
+    a = member("annotator")
+    with django_assert_max_num_queries(14):
+        payload = next_item(a, project).json()
+    with django_assert_max_num_queries(22):
+        assert submit(a, payload).status_code == 201
