@@ -112,11 +112,12 @@ class GenerationJobItem(models.Model):
         PENDING = "pending", "Pending"
         DONE = "done", "Done"
         FAILED = "failed", "Failed"
+        SUPERSEDED = "superseded", "Taken over by a later job"
 
     job = models.ForeignKey(GenerationJob, on_delete=models.CASCADE, related_name="job_items")
     item = models.ForeignKey("annotation.Item", on_delete=models.CASCADE, related_name="generation_job_items")
     plan = models.JSONField(help_text="[[checkpoint_id, seed], ...]: the candidates this item needs.")
-    state = models.CharField(max_length=8, choices=State.choices, default=State.PENDING)
+    state = models.CharField(max_length=12, choices=State.choices, default=State.PENDING)
     done = models.PositiveSmallIntegerField(default=0, help_text="Planned candidates that exist.")
     attempts = models.PositiveSmallIntegerField(default=0)
     error = models.TextField(blank=True, help_text="Why generation failed, when it did.")

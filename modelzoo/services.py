@@ -149,8 +149,10 @@ def generation_job_start(*, project: Project, created_by=None, mask_ids: list[in
     """Start generating candidates for the project's masks (all, or `mask_ids`) in the current round.
 
     Items are created waiting (or failed ones put back to waiting); items that already have
-    their candidates, or are pending in a running job, are left alone. One Celery task per
-    item is enqueued on queue "model" once the transaction commits.
+    their candidates are left alone. A waiting item still pending in an earlier job is taken
+    over (the earlier job item is marked superseded and its task, if it still runs, exits), so
+    a job whose tasks were lost (broker down) never blocks the items. One Celery task per item
+    is enqueued on queue "model" once the transaction commits.
     """
     mix = [(pc.checkpoint_id, pc.share) for pc in
            ProjectCheckpoint.objects.filter(project=project).order_by("checkpoint_id")]
@@ -172,11 +174,8 @@ def generation_job_start(*, project: Project, created_by=None, mask_ids: list[in
         Item.objects.bulk_create(
             [Item(project=project, round=rnd, mask_id=m) for m in masks.values_list("pk", flat=True)],
             ignore_conflicts=True)
-        busy = GenerationJobItem.objects.filter(item=OuterRef("pk"), state=GenerationJobItem.State.PENDING,
-                                                job__state=GenerationJob.State.RUNNING)
         items = list(Item.objects.select_for_update().filter(
-            round=rnd, mask__in=masks, state__in=[ItemState.WAITING, ItemState.FAILED],
-        ).exclude(Exists(busy)).order_by("pk"))
+            round=rnd, mask__in=masks, state__in=[ItemState.WAITING, ItemState.FAILED]).order_by("pk"))
         for item in items:
             if item.state == ItemState.FAILED:
                 item_transition(item=item, to=ItemState.WAITING, reason="generation restarted")
@@ -187,10 +186,15 @@ def generation_job_start(*, project: Project, created_by=None, mask_ids: list[in
             state=GenerationJob.State.RUNNING if items else GenerationJob.State.FINISHED,
             finished_at=None if items else timezone.now(),
         )
+        taken_over = GenerationJobItem.objects.filter(item__in=items, state=GenerationJobItem.State.PENDING)
+        earlier_jobs = set(taken_over.values_list("job_id", flat=True))
+        taken_over.update(state=GenerationJobItem.State.SUPERSEDED, error=f"taken over by job {job.pk}",
+                          updated_at=timezone.now())
         job_items = GenerationJobItem.objects.bulk_create(
             [GenerationJobItem(job=job, item=item, plan=item_plan(item_id=item.pk, mix=mix, n=n)) for item in items])
         ids = [ji.pk for ji in job_items]
-
+        for earlier in earlier_jobs:
+            transaction.on_commit(lambda pk=earlier: job_finish_if_complete(job_id=pk))
         transaction.on_commit(lambda: job_items_enqueue(job_item_ids=ids))
     log.info("generation job %s: %d items, %d candidates", job.pk, job.total_items, job.total_candidates)
     return job
@@ -280,7 +284,7 @@ def job_item_generate(*, job_item_id: int) -> GenerationJobItem:
     job_item = GenerationJobItem.objects.select_related("job", "item__mask__image").filter(pk=job_item_id).first()
     if job_item is None:
         raise NotFound(f"No generation job item {job_item_id}.")
-    if job_item.state == GenerationJobItem.State.DONE:
+    if job_item.state in (GenerationJobItem.State.DONE, GenerationJobItem.State.SUPERSEDED):
         return job_item
     GenerationJobItem.objects.filter(pk=job_item.pk).update(attempts=job_item.attempts + 1)
     item, job = job_item.item, job_item.job
@@ -338,7 +342,7 @@ def job_item_fail(*, job_item_id: int, reason: str) -> GenerationJobItem | None:
     """Record that generation of this job item failed for good: on the item (state failed,
     with the reason) and on the job item. Candidates made so far are kept."""
     job_item = GenerationJobItem.objects.select_for_update().filter(pk=job_item_id).first()
-    if job_item is None or job_item.state == GenerationJobItem.State.DONE:
+    if job_item is None or job_item.state != GenerationJobItem.State.PENDING:
         return job_item
     item = Item.objects.select_for_update().get(pk=job_item.item_id)
     reason = reason[:2000] or "generation failed"
