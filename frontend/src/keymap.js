@@ -47,7 +47,6 @@ export const BINDINGS = Object.freeze([
   B(['s', 'S'], 'skip', 'skip item', ['compare', 'rank', 'rate']),
   B(['S'], 'skip', 'skip item', ['layout']),
   B(['f'], 'flag', 'flag item', ['compare', 'rank', 'rate']),
-  B(['?'], 'help', 'all keys', ['compare', 'rank', 'rate', 'layout', 'flag', 'done']),
 ]);
 
 /** Normalise a KeyboardEvent-like {key, shiftKey, ctrlKey, metaKey} to a binding key string. */

@@ -49,6 +49,8 @@ class Viewer {
     this.mode = 'colour';
     this.loader = new GLTFLoader(); // KHR_mesh_quantization is built in
     this.items = new Map(); // id -> {root, meshes, originals, geometry stats, points, faces}
+    this.loading = new Map(); // id -> parse in flight
+    this.generation = 0; // bumped by clear(): parses of a previous item are dropped
     this.shown = [];
     this.views = [...stage.querySelectorAll('[data-view]')].map((el) => ({ el, side: el.dataset.view }));
 
@@ -68,10 +70,22 @@ class Viewer {
 
   // ---- candidates ----
   /** Parse one candidate's GLB (full or compact) and keep it until clear(). Returns its stats. */
-  async load(id, buffer) {
-    if (this.items.has(id)) return this.items.get(id).stats;
+  load(id, buffer) {
+    if (this.items.has(id)) return Promise.resolve(this.items.get(id).stats);
+    if (!this.loading.has(id)) {
+      const generation = this.generation;
+      const p = this._parse(id, buffer, generation).finally(() => { if (this.loading.get(id) === p) this.loading.delete(id); });
+      this.loading.set(id, p);
+    }
+    return this.loading.get(id);
+  }
+
+  async _parse(id, buffer, generation) {
     const gltf = await this.loader.parseAsync(buffer, '');
-    if (this.destroyed) return null;
+    if (this.destroyed || generation !== this.generation) { // the item changed meanwhile
+      gltf.scene.traverse((o) => { if (o.isMesh) { o.geometry.dispose(); o.material.dispose(); } });
+      return null;
+    }
     const root = new THREE.Group();
     root.add(gltf.scene);
     root.updateMatrixWorld(true);
@@ -177,6 +191,8 @@ class Viewer {
       }
     }
     this.items.clear();
+    this.loading.clear();
+    this.generation += 1;
     this.shown = [];
     this._framed = false;
     this.announced = '';

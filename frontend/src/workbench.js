@@ -12,15 +12,22 @@ import * as viewerFacade from './viewer.js';
 const RENEW_FRACTION = 1 / 3; // renew when a third of the lease has passed
 const $ = (root, sel) => root.querySelector(sel);
 
-/** Download everything an item needs before it is shown (used for the current and the next item). */
-async function prepare(api, payload) {
+/**
+ * Download what an item needs before it is shown: the photo and the first pair's GLBs. The other
+ * candidates keep downloading in the background (their promises are in `glbs`); a prefetched item
+ * has had time to finish them all.
+ */
+async function prepare(api, payload, { all = false } = {}) {
   if (!payload) return null;
   const { item } = payload;
   const glbs = new Map();
-  const [photo] = await Promise.all([
-    api.imageBitmap(item.image.url),
-    ...item.candidates.map(async (c) => glbs.set(c.id, await api.bytes(c.glb_compact_url || c.glb_url))),
-  ]);
+  for (const c of item.candidates) {
+    const p = api.bytes(c.glb_compact_url || c.glb_url);
+    p.catch(() => {}); // reported when the candidate is shown
+    glbs.set(c.id, p);
+  }
+  const firstPair = item.candidates.slice(0, 2).map((c) => glbs.get(c.id));
+  const [photo] = await Promise.all([api.imageBitmap(item.image.url), ...(all ? [...glbs.values()] : firstPair)]);
   let cloud = null;
   if (item.image.depth_url) {
     try {
@@ -43,6 +50,7 @@ export class Workbench {
     this.current = null; this.next = null; this.stage = 'loading';
     this.done = 0; this.overlay = true; this.renewTimer = null; this.large = false;
     this.itemsShown = 0;
+    this.timings = { firstRender: null, nextItem: [], memory: [] };
     this._onKey = this._onKey.bind(this);
     document.addEventListener('keydown', this._onKey);
     this.viewer.stage.addEventListener('viewer:layout-change', (e) => this._onLayoutChange(e.detail));
@@ -161,8 +169,9 @@ export class Workbench {
   async _ensureLoaded(id) {
     const s = this.current;
     if (!s || this.viewer.has(id)) return;
-    const buf = s.glbs.get(id);
     try {
+      const buf = await s.glbs.get(id);
+      if (this.current !== s || this.viewer.has(id)) return;
       const stats = await this.viewer.load(id, buf.slice(0));
       if (stats && s.byId.get(id)) s.byId.get(id).loaded = stats;
     } catch (err) {
@@ -171,12 +180,19 @@ export class Workbench {
   }
 
   _onRendered() {
-    // The first pair is on screen: now fetch the next item in the background.
     const s = this.current;
+    if (s && !s.firstRendered) {
+      // Timings for bench/workbench.py: navigation -> first pair drawn, submit -> next pair drawn.
+      s.firstRendered = performance.now();
+      if (this.timings.firstRender == null) this.timings.firstRender = s.firstRendered;
+      if (this.submittedAt != null) { this.timings.nextItem.push(s.firstRendered - this.submittedAt); this.submittedAt = null; }
+      this.timings.memory.push({ ...this.viewer.renderer.info.memory });
+    }
+    // The first pair is on screen: now fetch the next item in the background.
     if (!s || this.next || s.prefetchStarted) return;
     s.prefetchStarted = true;
     this.next = this.api.nextItem(this.slug, { exclude: [s.item.id] })
-      .then((payload) => (payload && payload.item.id !== s.item.id ? prepare(this.api, payload) : null))
+      .then((payload) => (payload && payload.item.id !== s.item.id ? prepare(this.api, payload, { all: true }) : null))
       .catch(() => null);
   }
 
@@ -266,7 +282,6 @@ export class Workbench {
   /** Run one action by name (what the keys and the on-screen buttons do). */
   perform(action) {
     const s = this.current;
-    if (action === 'help') { this.root.classList.toggle('all-keys'); return; }
     if (!s) return;
     if (action === 'turntable') { this.viewer.setTurntable(!this.viewer.turntable); this._updateModes(); return; }
     if (action === 'cycle-mode') { this.viewer.cycleMode(); this._updateModes(); return; }
@@ -345,7 +360,9 @@ export class Workbench {
     if (action === 'layout') { this._enterLayout(); return; }
     if (action === 'submit') {
       if (s.rating == null) { this._message('Rate the winner first: press a digit.', 'warn'); return; }
-      if (s.item.layout_stage && !s.layoutVisited) { this._enterLayout(); return; }
+      // The layout target matters only for an acceptable winner (the server requires it then).
+      const threshold = s.item.quality_scale?.threshold ?? 0;
+      if (s.item.layout_stage && !s.layoutVisited && s.rating >= threshold) { this._enterLayout(); return; }
       this._submit();
     }
   }

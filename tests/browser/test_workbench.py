@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -85,6 +86,19 @@ def test_two_items_with_the_keyboard_alone(live_server, page, project, member, a
         assert r["winner"] in {c["left"] for c in r["comparisons"]} | {c["right"] for c in r["comparisons"]}
         assert r["time_spent_ms"] > 0
 
+    # The scene view of the first photo: its judged object at its layout, and the GLB download.
+    from annotation.models import Item
+
+    image_id = Item.objects.get(pk=seen_items[0]).mask.image_id
+    page.goto(f"{live_server.url}/projects/{project.slug}/images/{image_id}/scene/")
+    page.wait_for_selector(".scene-stage[data-rendered='1']")
+    page.screenshot(path=str(ARTIFACTS / "scene-view.png"))
+    share, brightness = lit_pixels(page.locator(".scene-stage").screenshot())
+    assert share > 0.01 and brightness > 60, (share, brightness)
+    with page.expect_download() as download:
+        page.keyboard.press("d")
+    assert Path(download.value.path()).read_bytes()[:4] == b"glTF"
+
 
 def test_layout_stage_and_memory_stay_flat(live_server, page, project, member, frontend_built):
     """The layout stage moves the winner with keys (undo included) and shows the overlap; the
@@ -120,7 +134,7 @@ def test_layout_stage_and_memory_stay_flat(live_server, page, project, member, f
         const seen = [];
         for (let i = 0; i < 50; i++) {
             v.clear();
-            for (const id of ids) await v.load(id, s.glbs.get(id).slice(0));
+            for (const id of ids) await v.load(id, (await s.glbs.get(id)).slice(0));
             v.show(ids.slice(0, 2)); v.render();
             seen.push({...v.renderer.info.memory});
         }
@@ -129,3 +143,36 @@ def test_layout_stage_and_memory_stay_flat(live_server, page, project, member, f
     seen = stats["seen"]
     assert seen[-1] == seen[0] == seen[len(seen) // 2], seen[:3]
     assert stats["contexts"] == 1
+
+
+def test_hard_case_reaches_the_artist_queue(live_server, page, project, member, frontend_built):
+    """A winner rated below alpha makes a hard case; an artist sees it with its rejected
+    candidates and uploads a mesh from the queue page."""
+    from annotation.models import Item, ItemState
+    from modelzoo.mesh import glb_bytes
+    from tests.engine.factories import MembershipFactory
+
+    user = member("annotator")
+    MembershipFactory(project=project, user=user, role="artist")
+    (item,) = make_items(project, count=1, n=3, first_seed=41)
+    login(page, live_server, user.username, f"/projects/{project.slug}/annotate/")
+    page.wait_for_selector("#workbench[data-stage=compare]")
+    wait_rendered(page)
+    page.keyboard.press("3"); page.wait_for_function("window.workbench.current.tournament.history.length === 1")
+    page.keyboard.press("2"); page.wait_for_selector("#workbench[data-stage=rate]")
+    page.keyboard.press("1"); page.keyboard.press("Enter")
+    page.wait_for_function("document.querySelector('#workbench').dataset.done === '1'")
+    assert Item.objects.get(pk=item.pk).state == ItemState.HARD_CASE
+
+    page.goto(f"{live_server.url}/projects/{project.slug}/artist-queue/")
+    card = page.locator(f".hard-case[data-item='{item.pk}']")
+    assert card.locator("figure img").count() == 3
+    page.wait_for_function("[...document.querySelectorAll('.hard-case img')].every(i => i.complete && i.naturalWidth > 0)")
+    page.screenshot(path=str(ARTIFACTS / "artist-queue.png"), full_page=True)
+    v = np.array([[0, 0, 0], [0.1, 0, 0], [0, 0.1, 0], [0, 0, 0.1]], np.float32)
+    f = np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]], np.int32)
+    card.locator("input[type=file]").set_input_files(
+        files=[{"name": "artist.glb", "mimeType": "model/gltf-binary", "buffer": glb_bytes(v, f)}])
+    card.locator("button").click()
+    page.wait_for_function(f"document.querySelector(\".hard-case[data-item='{item.pk}'] .result\").textContent.startsWith('Uploaded')")
+    assert Item.objects.get(pk=item.pk).artist_meshes.count() == 1

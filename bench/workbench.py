@@ -1,0 +1,202 @@
+"""Benchmark of the annotator workbench in headless Chromium (not a timed test).
+
+Serves the app on 127.0.0.1 against its own PostgreSQL database, with real candidates (N = 8)
+as in tests/browser, and measures:
+  * first render: navigation -> both candidates of the first comparison drawn (cold cache);
+  * next item: Enter on the rating -> the next item's first pair drawn (prefetch in play);
+  * bytes per item (everything the page downloads for an item) and KB per candidate (compact GLB);
+  * renderer.info.memory after each item (must stay flat).
+Targets: first render <= 1.5 s, next item <= 300 ms, <= 150 KB per candidate.
+The LAST line printed is one JSON object.
+
+    DATABASE_URL=postgres://... .venv/bin/python bench/workbench.py [--items 6] [--loads 5]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# bench/ holds a queue.py of its own: keep it from shadowing the standard library's.
+sys.path = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "engine.settings_test")
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API runs an event loop
+os.environ.setdefault("CACHE_URL", "redis://127.0.0.1:6379/12")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--items", type=int, default=6, help="items judged in the next-item run")
+    ap.add_argument("--loads", type=int, default=5, help="cold page loads for the first-render time")
+    ap.add_argument("--candidates", type=int, default=8)
+    args = ap.parse_args()
+
+    import django
+    from django.conf import settings
+
+    django.setup()
+    from django.db import connections
+
+    connections["default"].settings_dict.setdefault("TEST", {})["NAME"] = "bench_workbench"
+    settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = "bench_workbench"  # not the test suite's
+    media = tempfile.mkdtemp(prefix="bench-media-")
+    settings.MEDIA_ROOT = media
+    settings.DEBUG = False
+    settings.ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
+    from django.core.files.storage import default_storage
+
+    default_storage.__dict__.pop("_wrapped", None)
+    default_storage._setup()
+
+    from django.contrib.staticfiles.handlers import StaticFilesHandler
+    from django.db import connection
+    from django.test.testcases import LiveServerThread
+    from django.test.utils import setup_test_environment
+
+    manifest = ROOT / "frontend" / "dist" / ".vite" / "manifest.json"
+    if not manifest.exists():
+        sys.exit("frontend/dist is missing: run `make frontend` first.")
+    setup_test_environment()
+    old_name = connection.settings_dict["NAME"]
+    connection.creation.create_test_db(verbosity=0, autoclobber=True)
+    server = None
+    try:
+        from django.core.cache import cache
+
+        cache.clear()
+        from engine.models import Membership, Role
+        from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, PASSWORD, make_items
+        from tests.engine.factories import ProjectFactory, UserFactory
+
+        loads_project = ProjectFactory(slug="bench-loads")
+        run_project = ProjectFactory(slug="bench-run")
+        user = UserFactory(username="bench-annotator")
+        for p in (loads_project, run_project):
+            Membership.objects.create(project=p, user=user, role=Role.ANNOTATOR)
+        make_items(loads_project, count=args.loads + 1, n=args.candidates, first_seed=51)
+        make_items(run_project, count=args.items + 1, n=args.candidates, first_seed=61)
+
+        server = LiveServerThread("127.0.0.1", StaticFilesHandler, port=0)
+        server.daemon = True
+        server.start()
+        server.is_ready.wait()
+        if server.error:
+            raise server.error
+        base = f"http://127.0.0.1:{server.port}"
+
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            result = run(browser, base, user.username, PASSWORD, args)
+            browser.close()
+    finally:
+        if server is not None:
+            server.terminate()
+        connection.creation.destroy_test_db(old_name, verbosity=0)
+    report(result, args)
+
+
+def login(context, base, username, password):
+    page = context.new_page()
+    page.goto(f"{base}/accounts/login/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"{base}/")
+    page.close()
+
+
+RENDERED = """() => { const w = window.workbench; if (!w || !w.current) return false;
+  return document.querySelector('.wb-stage').dataset.rendered === w._pair().join(','); }"""
+
+
+def run(browser, base, username, password, args) -> dict:
+    first = []
+    for _ in range(args.loads):
+        context = browser.new_context(viewport={"width": 1280, "height": 860})  # cold cache
+        login(context, base, username, password)
+        page = context.new_page()
+        page.on("console", lambda m: print("console:", m.text, file=sys.stderr))
+        page.on("pageerror", lambda e: print("page error:", e, file=sys.stderr))
+        page.goto(f"{base}/projects/bench-loads/annotate/")
+        try:
+            page.wait_for_function(RENDERED, timeout=30000)
+        except Exception:
+            print("no render; page says:", page.inner_text(".wb-message"), file=sys.stderr)
+            raise
+        first.append(page.evaluate("window.workbench.timings.firstRender") / 1000)
+        context.close()
+
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    login(context, base, username, password)
+    page = context.new_page()
+    page.goto(f"{base}/projects/bench-run/annotate/")
+    per_item = []
+    n_comparisons = args.candidates - 1
+    for i in range(args.items):
+        page.wait_for_function(RENDERED, timeout=30000)
+        item_id = page.evaluate("window.workbench.current.item.id")
+        bytes_before = page.evaluate("window.workbench.api.bytesReceived")
+        for k in range(1, n_comparisons + 1):
+            page.keyboard.press("1" if k % 2 else "3")
+            page.wait_for_function(f"window.workbench.current.tournament.history.length === {k}")
+            if k < n_comparisons:
+                page.wait_for_function(RENDERED)
+        page.keyboard.press("4")
+        page.wait_for_timeout(150)  # the annotator's glance at the rating; prefetch finishes in the meantime
+        page.keyboard.press("Enter")
+        page.wait_for_function(f"window.workbench.current && window.workbench.current.item.id !== {item_id}"
+                               f" && window.workbench.current.firstRendered", timeout=30000)
+        per_item.append(page.evaluate("window.workbench.api.bytesReceived") - bytes_before)
+    data = page.evaluate("""() => {
+      const w = window.workbench;
+      const res = performance.getEntriesByType('resource');
+      const glb = res.filter(r => /\\/candidates\\/\\d+\\/glb-compact$/.test(r.name));
+      const preview = res.filter(r => /\\/candidates\\/\\d+\\/preview$/.test(r.name));
+      return {next: w.timings.nextItem, memory: w.timings.memory,
+              glb: glb.map(r => r.encodedBodySize || r.transferSize), preview: preview.map(r => r.encodedBodySize || r.transferSize),
+              glbFetched: w.api.bytesReceived,
+              api: res.filter(r => /next-item|judgements$/.test(r.name)).map(r => [r.name.split('/').pop(), Math.round(r.duration)])};
+    }""")
+    context.close()
+    return {"first": first, "per_item_bytes": per_item, **data}
+
+
+def report(r: dict, args) -> None:
+    first = statistics.median(r["first"])
+    nxt = [t / 1000 for t in r["next"]]
+    next_med = statistics.median(nxt) if nxt else float("nan")
+    glb_kb = [b / 1024 for b in r["glb"] if b]
+    kb_cand = statistics.median(glb_kb) if glb_kb else float("nan")
+    preview_kb = statistics.median([b / 1024 for b in r["preview"] if b] or [0])
+    item_kb = statistics.median(r["per_item_bytes"]) / 1024 + preview_kb * args.candidates
+    mem = r["memory"]
+    flat = all(m == mem[1] for m in mem[1:]) if len(mem) > 1 else True
+    print(f"workbench bench: N = {args.candidates}, {args.loads} cold loads, {args.items} items judged")
+    print(f"{'figure':34} {'median':>9} {'min':>9} {'max':>9} {'target':>9}")
+    print(f"{'first render (s)':34} {first:9.3f} {min(r['first']):9.3f} {max(r['first']):9.3f} {'<= 1.5':>9}")
+    if nxt:
+        print(f"{'submit -> next item shown (s)':34} {next_med:9.3f} {min(nxt):9.3f} {max(nxt):9.3f} {'<= 0.3':>9}")
+    print(f"{'compact GLB per candidate (KB)':34} {kb_cand:9.1f} {min(glb_kb):9.1f} {max(glb_kb):9.1f} {'<= 150':>9}")
+    print(f"{'preview per candidate (KB)':34} {preview_kb:9.1f}")
+    print(f"{'bytes per item (KB, incl. previews)':34} {item_kb:9.1f}")
+    print(f"renderer.info.memory per item: {mem[0] if mem else {}} ... {mem[-1] if mem else {}} "
+          f"({'flat' if flat else 'NOT flat'})")
+    if os.environ.get("BENCH_VERBOSE"):
+        print("API request durations (ms):", r.get("api"))
+    print(json.dumps({
+        "first_render_s": round(first, 3), "next_item_s": round(next_med, 3), "kb_per_candidate": round(kb_cand, 1),
+        "kb_per_item": round(item_kb, 1), "memory_flat": flat, "n_candidates": args.candidates,
+        "first_render_all_s": [round(x, 3) for x in r["first"]], "next_item_all_s": [round(x, 3) for x in nxt],
+    }))
+
+
+if __name__ == "__main__":
+    main()
