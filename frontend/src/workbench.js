@@ -229,7 +229,13 @@ export class Workbench {
     if (pair.length < 2) this.photo.clearCrop(1);
     const tags = this.root.querySelectorAll('.wb-view .tag');
     if (this.stage === 'rate' || this.stage === 'layout') { tags[0].innerHTML = 'winner'; }
-    else if (s.ranking) { tags[0].innerHTML = `selected (rank ${s.ranking.cursor + 1})`; tags[1].innerHTML = 'next in order'; }
+    else if (s.ranking) {
+      const rank = new Map();
+      s.ranking.groups().forEach((g, gi) => g.forEach((id) => rank.set(id, gi + 1)));
+      const below = s.ranking.entries[s.ranking.cursor + 1]?.id === pair[1];
+      tags[0].innerHTML = `selected · rank ${rank.get(pair[0])}`;
+      if (pair[1] != null) tags[1].innerHTML = `${below ? 'below' : 'above'} it · rank ${rank.get(pair[1])}`;
+    }
     else { tags[0].innerHTML = 'left <kbd>1</kbd>'; tags[1].innerHTML = 'right <kbd>3</kbd>'; }
     this._updateStrip();
     this._updateProgress();

@@ -176,3 +176,35 @@ def test_hard_case_reaches_the_artist_queue(live_server, page, project, member, 
     card.locator("button").click()
     page.wait_for_function(f"document.querySelector(\".hard-case[data-item='{item.pk}'] .result\").textContent.startsWith('Uploaded')")
     assert Item.objects.get(pk=item.pk).artist_meshes.count() == 1
+
+
+def test_full_ranking_with_ties_by_keyboard(live_server, page, project, member, api, frontend_built):
+    annotator = member("annotator")
+    project.ranking_protocol = "full_ranking"
+    project.save(update_fields=["ranking_protocol"])
+    make_items(project, count=1, n=4, first_seed=21)
+    login(page, live_server, annotator.username, f"/projects/{project.slug}/annotate/")
+    page.wait_for_selector("#workbench[data-stage=rank]")
+    wait_rendered(page)
+    order = page.evaluate("window.workbench.current.item.candidates.map(c => c.id)")
+    c0, c1, c2, c3 = order
+    page.keyboard.press("ArrowDown")        # select the second
+    page.keyboard.press("Shift+ArrowUp")    # move it to the top
+    page.keyboard.press("ArrowDown")        # select the (former) first, now second
+    page.keyboard.press("t")                # tie it with the top one
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("Shift+ArrowUp")    # last above third
+    page.keyboard.press("u")                # ... and take that back
+    wait_rendered(page)
+    assert page.evaluate("window.workbench.current.ranking.groups()") == [[c1, c0], [c2], [c3]]
+    page.screenshot(path=str(ARTIFACTS / "workbench-ranking.png"))
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#workbench[data-stage=rate]")
+    page.keyboard.press("4")
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.querySelector('#workbench').dataset.done === '1'")
+    rows = api(annotator).get(f"/api/v1/projects/{project.slug}/judgements").json()
+    rows = rows["results"] if isinstance(rows, dict) else rows
+    assert len(rows) == 1
+    assert rows[0]["ranking"] == [[c1, c0], [c2], [c3]] and rows[0]["winner"] == c1
