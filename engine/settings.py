@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "engine",
     "modelzoo",
     "annotation",
+    "engine.exports",
 ]
 
 MIDDLEWARE = [

@@ -34,5 +34,6 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("api/v1/", include("annotation.urls")),
     path("api/v1/", include("modelzoo.urls")),
+    path("api/v1/", include("engine.exports.urls")),
     path("", include("annotation.workbench_urls")),
 ]

@@ -1,0 +1,81 @@
+"""Thin DRF views of exports: define and list snapshots, fetch one, rebuild, download files."""
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from engine.apis import paginate, parse
+from engine.exports import selectors, services
+from engine.exports.definition import FORMATS, KINDS
+from engine.exports.models import Snapshot
+from engine.files import stored_file_response
+
+_CONTENT_TYPES = {"parquet": "application/vnd.apache.parquet", "tar": "application/x-tar",
+                  "jsonl": "application/jsonl", "md": "text/markdown; charset=utf-8"}
+
+
+class SnapshotOut(serializers.ModelSerializer):
+    project = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    progress = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Snapshot
+        fields = ["id", "project", "kind", "format", "definition", "definition_sha256", "since", "state",
+                  "progress", "manifest", "error", "created_at", "built_at"]
+
+    def get_progress(self, snapshot) -> dict:
+        return selectors.snapshot_progress(snapshot)
+
+
+class SnapshotIn(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=KINDS)
+    format = serializers.ChoiceField(choices=FORMATS, default="parquet")
+    filters = serializers.DictField(required=False, default=dict)
+    pairing = serializers.CharField(required=False, allow_null=True, default=None)
+    keep_ties = serializers.BooleanField(required=False, allow_null=True, default=None)
+    since = serializers.IntegerField(required=False, allow_null=True, default=None)
+    shard_bytes = serializers.IntegerField(required=False, allow_null=True, default=None)
+    license = serializers.CharField(required=False, allow_null=True, default=None, max_length=100)
+
+
+class SnapshotListCreateApi(APIView):
+    @extend_schema(responses=SnapshotOut(many=True))
+    def get(self, request, slug: str):
+        project = selectors.project_for_exports(request.user, slug)
+        return paginate(self, request, selectors.snapshot_list(project=project), SnapshotOut)
+
+    @extend_schema(request=SnapshotIn, responses=SnapshotOut)
+    def post(self, request, slug: str):
+        project = selectors.project_for_exports(request.user, slug)
+        data = parse(SnapshotIn, request.data)
+        snapshot, created = services.snapshot_define(project=project, created_by=request.user, **data)
+        if created:
+            services.snapshot_build_enqueue(snapshot=snapshot)
+        return Response(SnapshotOut(snapshot).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class SnapshotDetailApi(APIView):
+    @extend_schema(responses=SnapshotOut)
+    def get(self, request, snapshot_id: int):
+        return Response(SnapshotOut(selectors.snapshot_get_for_user(request.user, snapshot_id)).data)
+
+
+class SnapshotBuildApi(APIView):
+    @extend_schema(request=None, responses=SnapshotOut)
+    def post(self, request, snapshot_id: int):
+        snapshot = services.snapshot_rebuild_request(
+            snapshot=selectors.snapshot_get_for_user(request.user, snapshot_id))
+        return Response(SnapshotOut(snapshot).data, status=status.HTTP_202_ACCEPTED)
+
+
+class SnapshotFileApi(APIView):
+    """A file of a built snapshot by its dataset path (README.md, data/train-000000.parquet, ...):
+    a presigned URL on S3, a streamed response on local storage."""
+
+    def get(self, request, snapshot_id: int, path: str):
+        entry = selectors.snapshot_file(selectors.snapshot_get_for_user(request.user, snapshot_id), path)
+        ext = path.rsplit(".", 1)[-1]
+        return stored_file_response(entry["storage_name"], content_type=_CONTENT_TYPES.get(ext, "application/octet-stream"),
+                                    download_name=path.rsplit("/", 1)[-1])

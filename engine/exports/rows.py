@@ -1,0 +1,328 @@
+"""SFT rows and DPO pairs, streamed from the database in batches of items.
+
+Items are read through a server-side cursor (`iterator(chunk_size=...)`); for each batch of
+items four or five queries fetch their judgements, comparisons, candidates and artist meshes.
+Rows come out in a fixed order (item id, judgement id, pair order), so two builds of one
+definition over the same data give the same rows. Nothing here holds more than one batch.
+
+Rows carry storage names of the engine's content-addressed files (image, meshes); the
+writers turn them into bytes or pointers.
+"""
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from django.db.models import Exists, OuterRef, Q
+
+from annotation.models import ArtistMesh, Comparison, Item, Judgement
+from engine.models import Project
+from modelzoo.models import Candidate, Checkpoint
+
+ITEM_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class Watermark:
+    """The newest judgement and artist mesh a snapshot includes, and the oldest excluded (since)."""
+
+    judgement_max: int
+    artist_max: int
+    judgement_after: int = 0
+    artist_after: int = 0
+
+
+def watermark_now(project: Project) -> dict:
+    j = Judgement.objects.filter(project=project).order_by("-id").values_list("id", flat=True).first() or 0
+    a = ArtistMesh.objects.filter(item__project=project).order_by("-id").values_list("id", flat=True).first() or 0
+    return {"judgement_max": j, "artist_max": a}
+
+
+def layout_struct(layout) -> dict | None:
+    """A layout as {rotation: [w,x,y,z], translation: [x,y,z], scale: [x,y,z]} (scalar scale expanded)."""
+    if not layout:
+        return None
+    scale = layout.get("scale", 1.0)
+    if isinstance(scale, (int, float)):
+        scale = [scale, scale, scale]
+    return {"rotation": [float(v) for v in layout["rotation"]],
+            "translation": [float(v) for v in layout["translation"]],
+            "scale": [float(v) for v in scale]}
+
+
+class Selection:
+    """The querysets a definition selects, and the per-batch fetches."""
+
+    def __init__(self, *, project: Project, definition: dict, watermark: Watermark):
+        self.project = project
+        self.definition = definition
+        self.f = definition["filters"]
+        self.wm = watermark
+        self.checkpoints = self.f["checkpoints"] and set(self.f["checkpoints"])
+        self._checkpoint_names = {pk: f"{name}:{version}" for pk, name, version
+                                  in Checkpoint.objects.values_list("id", "name", "version")}
+
+    def checkpoint_name(self, pk):
+        return self._checkpoint_names.get(pk)
+
+    def judgements(self):
+        js = Judgement.objects.filter(project=self.project, id__gt=self.wm.judgement_after,
+                                      id__lte=self.wm.judgement_max)
+        if self.f["exclude_rejected"]:
+            js = js.filter(status=Judgement.Status.ACCEPTED)
+        else:
+            js = js.exclude(status=Judgement.Status.SUPERSEDED)
+        if self.f["exclude_annotators"]:
+            js = js.exclude(annotator__username__in=self.f["exclude_annotators"])
+        return js
+
+    def artist_meshes(self):
+        return ArtistMesh.objects.filter(item__project=self.project, item__hard_case=True,
+                                         id__gt=self.wm.artist_after, id__lte=self.wm.artist_max)
+
+    def items(self):
+        items = Item.objects.filter(project=self.project)
+        if self.f["rounds"]:
+            items = items.filter(round__index__in=self.f["rounds"])
+        if self.f["exclude_gold"]:
+            items = items.filter(is_gold=False)
+        has_j = Exists(self.judgements().filter(item_id=OuterRef("pk")))
+        has_a = Exists(self.artist_meshes().filter(item_id=OuterRef("pk")))
+        return items.filter(Q(has_j) | Q(has_a)).order_by("id")
+
+    def item_rows(self) -> Iterator[tuple]:
+        return self.items().values_list(
+            "id", "round__index", "round__quality_threshold", "hard_case", "is_gold",
+            "mask__rle_counts", "mask__bbox", "mask__label", "mask__image_id", "mask__image__file",
+            "mask__image__sha256", "mask__image__height", "mask__image__width",
+        ).iterator(chunk_size=2000)
+
+    def batch(self, item_ids: list[int], *, comparisons: bool) -> dict:
+        """Everything about a batch of items: judgements, comparisons, candidates, artist meshes."""
+        judgements = defaultdict(list)
+        for row in (self.judgements().filter(item_id__in=item_ids).order_by("item_id", "id").values_list(
+                "id", "item_id", "annotator__username", "winner_id", "rating", "below_threshold",
+                "protocol", "ranking", "layout", "model_layout")):
+            judgements[row[1]].append(row)
+        agree = None
+        if self.f["overlap_agrees"]:
+            winners = defaultdict(list)
+            for item_id, winner_id in (Judgement.objects.filter(
+                    item_id__in=item_ids, status=Judgement.Status.ACCEPTED, id__lte=self.wm.judgement_max)
+                    .values_list("item_id", "winner_id")):
+                winners[item_id].append(winner_id)
+            k = self.project.overlap
+            agree = {i for i, w in winners.items() if len(w) >= k and len(set(w)) == 1}
+        comps = defaultdict(list)
+        if comparisons:
+            j_ids = [j[0] for rows in judgements.values() for j in rows]
+            if j_ids:
+                for row in (Comparison.objects.filter(judgement_id__in=j_ids).order_by("judgement_id", "index")
+                            .values_list("judgement_id", "index", "left_id", "right_id", "outcome")):
+                    comps[row[0]].append(row)
+        candidates = defaultdict(dict)
+        for row in (Candidate.objects.filter(item_id__in=item_ids).order_by("item_id", "id")
+                    .values_list("id", "item_id", "checkpoint_id", "seed", "steps", "glb", "layout")):
+            candidates[row[1]][row[0]] = row
+        artist = {}
+        for pk, item_id, name, sha in (self.artist_meshes().filter(item_id__in=item_ids).order_by("item_id", "id")
+                                       .values_list("id", "item_id", "file", "sha256")):
+            artist.setdefault(item_id, (pk, name, sha))  # the first mesh an artist made
+        return {"judgements": judgements, "agree": agree, "comparisons": comps, "candidates": candidates,
+                "artist": artist}
+
+
+def _item_base(item) -> dict:
+    (item_id, round_index, _alpha, hard_case, is_gold, rle, bbox, label, image_id, image_file, image_sha,
+     height, width) = item
+    return {"item_id": item_id, "round": round_index, "is_gold": is_gold, "image_id": image_id,
+            "image": image_file, "image_sha256": image_sha,
+            "mask": {"size": [height, width], "counts": rle}, "mask_bbox": [float(v) for v in bbox],
+            "label": label}
+
+
+def _positive_allowed(j, alpha: int, min_rating: int | None, hard_case: bool) -> bool:
+    """A judgement gives chosen rows only if its winner is rated at least alpha (and min_rating)."""
+    rating, below = j[4], j[5]
+    return not hard_case and not below and rating >= alpha and (min_rating is None or rating >= min_rating)
+
+
+def _candidate_side(sel: Selection, prefix: str, cand) -> dict:
+    pk, _item, checkpoint_id, seed, steps, glb, layout = cand
+    return {f"{prefix}candidate_id": pk, f"{prefix}source": "candidate", f"{prefix}mesh": glb,
+            f"{prefix}checkpoint_id": checkpoint_id, f"{prefix}checkpoint": sel.checkpoint_name(checkpoint_id),
+            f"{prefix}seed": seed, f"{prefix}steps": steps, f"{prefix}layout": layout_struct(layout)}
+
+
+def _artist_side(prefix: str, artist) -> dict:
+    return {f"{prefix}candidate_id": None, f"{prefix}source": "artist", f"{prefix}mesh": artist[1],
+            f"{prefix}checkpoint_id": None, f"{prefix}checkpoint": None, f"{prefix}seed": None,
+            f"{prefix}steps": None, f"{prefix}layout": None}
+
+
+def _iter_batches(sel: Selection, *, comparisons: bool, progress) -> Iterator[tuple[list, dict]]:
+    batch = []
+    for item in sel.item_rows():
+        batch.append(item)
+        if len(batch) >= ITEM_BATCH:
+            yield batch, sel.batch([i[0] for i in batch], comparisons=comparisons)
+            progress(len(batch))
+            batch = []
+    if batch:
+        yield batch, sel.batch([i[0] for i in batch], comparisons=comparisons)
+        progress(len(batch))
+
+
+# ------------------------------------------------------------------ SFT
+def sft_rows(sel: Selection, *, progress=lambda n: None) -> Iterator[dict]:
+    """One row per (item, chosen candidate), annotators aggregated; one per hard case with an artist mesh."""
+    min_rating = sel.f["min_rating"]
+    for items, data in _iter_batches(sel, comparisons=False, progress=progress):
+        for item in items:
+            item_id, alpha, hard_case = item[0], item[2], item[3]
+            if data["agree"] is not None and item_id not in data["agree"]:
+                continue
+            base = _item_base(item)
+            by_winner = defaultdict(list)
+            for j in data["judgements"].get(item_id, ()):
+                if _positive_allowed(j, alpha, min_rating, hard_case):
+                    by_winner[j[3]].append(j)
+            cands = data["candidates"].get(item_id, {})
+            for winner_id in sorted(by_winner):
+                js = by_winner[winner_id]
+                cand = cands.get(winner_id)
+                if cand is None or (sel.checkpoints and cand[2] not in sel.checkpoints):
+                    continue
+                side = _candidate_side(sel, "", cand)
+                adjusted = next((j[8] for j in js if j[8]), None)
+                ratings = [j[4] for j in js]
+                yield {"key": f"i{item_id:010d}_c{winner_id:010d}", **base, "is_hard_case": False,
+                       "candidate_id": winner_id, "source": "candidate", "mesh": side["mesh"],
+                       "checkpoint_id": side["checkpoint_id"], "checkpoint": side["checkpoint"],
+                       "seed": side["seed"], "steps": side["steps"],
+                       "layout_model": side["layout"], "layout": layout_struct(adjusted) or side["layout"],
+                       "layout_adjusted": adjusted is not None,
+                       "rating": float(statistics.median(ratings)), "ratings": ratings,
+                       "annotators": [j[2] for j in js], "judgement_ids": [j[0] for j in js]}
+            artist = data["artist"].get(item_id)
+            if artist is not None and hard_case:
+                js = data["judgements"].get(item_id, ())
+                ratings = [j[4] for j in js]
+                yield {"key": f"i{item_id:010d}_a{artist[0]:010d}", **base, "is_hard_case": True,
+                       "candidate_id": None, "source": "artist", "mesh": artist[1], "checkpoint_id": None,
+                       "checkpoint": None, "seed": None, "steps": None, "layout_model": None,
+                       "layout": layout_struct(next((j[8] for j in js if j[8]), None)),
+                       "layout_adjusted": any(j[8] for j in js),
+                       "rating": float(statistics.median(ratings)) if ratings else None, "ratings": ratings,
+                       "annotators": [j[2] for j in js], "judgement_ids": [j[0] for j in js]}
+
+
+# ------------------------------------------------------------------ DPO
+def _order(j, comps) -> tuple[dict, set]:
+    """(dominated, ties) of one judgement: dominated[c] = candidates c is better than
+    (transitively through strict wins), ties = direct equal pairs (smaller id first)."""
+    beats = defaultdict(set)
+    ties = set()
+    ranking = j[7]
+    if ranking:
+        below = [c for g in ranking for c in g]
+        pos = 0
+        for group in ranking:
+            pos += len(group)
+            for c in group:
+                beats[c] = set(below[pos:])
+            for a in group:
+                for b in group:
+                    if a < b:
+                        ties.add((a, b))
+        return beats, ties
+    direct = defaultdict(set)
+    for _j, _idx, left, right, outcome in comps:
+        if outcome == "left":
+            direct[left].add(right)
+        elif outcome == "right":
+            direct[right].add(left)
+        else:
+            ties.add((min(left, right), max(left, right)))
+    for c in direct:
+        stack, seen = list(direct[c]), set()
+        while stack:
+            d = stack.pop()
+            if d not in seen and d != c:
+                seen.add(d)
+                stack.extend(direct.get(d, ()))
+        beats[c] = seen
+    return beats, ties
+
+
+def _judgement_pairs(pairing: str, keep_ties: bool, j, comps, beats, ties) -> list[tuple[int, int, bool, int | None]]:
+    """(chosen, rejected, is_tie, comparison index) in a fixed order."""
+    out = []
+    if pairing == "recorded" and not j[7]:
+        for _j, idx, left, right, outcome in comps:
+            if outcome == "left":
+                out.append((left, right, False, idx))
+            elif outcome == "right":
+                out.append((right, left, False, idx))
+            elif keep_ties:
+                out.append((left, right, True, idx))
+        return out
+    if pairing == "winner_beat":
+        winner = j[3]
+        out = [(winner, c, False, None) for c in sorted(beats.get(winner, ()))]
+        if keep_ties:
+            out += [(a, b, True, None) for a, b in sorted(ties) if winner in (a, b)]
+        return out
+    # ranking (and recorded for a full ranking, whose record is the ranking itself)
+    for a in sorted(beats, key=lambda c: (-len(beats[c]), c)):
+        out.extend((a, b, False, None) for b in sorted(beats[a]))
+    if keep_ties:
+        out += [(a, b, True, None) for a, b in sorted(ties)]
+    return out
+
+
+def dpo_rows(sel: Selection, *, progress=lambda n: None) -> Iterator[dict]:
+    pairing, keep_ties = sel.definition["pairing"], sel.definition["keep_ties"]
+    min_rating = sel.f["min_rating"]
+    for items, data in _iter_batches(sel, comparisons=True, progress=progress):
+        for item in items:
+            item_id, alpha, hard_case = item[0], item[2], item[3]
+            if data["agree"] is not None and item_id not in data["agree"]:
+                continue
+            base = _item_base(item)
+            base["group_id"] = base.pop("item_id")
+            cands = data["candidates"].get(item_id, {})
+            for j in data["judgements"].get(item_id, ()):
+                if not _positive_allowed(j, alpha, min_rating, hard_case):
+                    continue  # below alpha: its candidates are only ever negatives
+                comps = data["comparisons"].get(j[0], ())
+                beats, ties = _order(j, comps)
+                n = 0
+                for chosen, rejected, is_tie, idx in _judgement_pairs(pairing, keep_ties, j, comps, beats, ties):
+                    c, r = cands.get(chosen), cands.get(rejected)
+                    if c is None or r is None:
+                        continue
+                    if sel.checkpoints and (c[2] not in sel.checkpoints or r[2] not in sel.checkpoints):
+                        continue
+                    sc, sr = len(beats.get(chosen, ())), len(beats.get(rejected, ()))
+                    yield {"key": f"i{item_id:010d}_j{j[0]:010d}_p{n:04d}", **base, "judgement_id": j[0],
+                           "annotator": j[2], "pairing": pairing, "comparison_index": idx,
+                           **_candidate_side(sel, "chosen_", c), **_candidate_side(sel, "rejected_", r),
+                           "score_chosen": float(sc), "score_rejected": float(sr), "margin": float(sc - sr),
+                           "is_tie": is_tie, "rating": j[4]}
+                    n += 1
+            artist = data["artist"].get(item_id)
+            if artist is not None and hard_case:
+                # A hard case's artist mesh beats every candidate: its candidates are negatives only.
+                total = len(cands)
+                for n, cid in enumerate(sorted(cands)):
+                    r = cands[cid]
+                    if sel.checkpoints and r[2] not in sel.checkpoints:
+                        continue
+                    yield {"key": f"i{item_id:010d}_a{artist[0]:010d}_p{n:04d}", **base, "judgement_id": None,
+                           "annotator": None, "pairing": "artist", "comparison_index": None,
+                           **_artist_side("chosen_", artist), **_candidate_side(sel, "rejected_", r),
+                           "score_chosen": float(total), "score_rejected": 0.0, "margin": float(total),
+                           "is_tie": False, "rating": None}

@@ -1,0 +1,248 @@
+"""Writes of exports: define a snapshot, build it, mark it failed.
+
+A snapshot is immutable once built. Its definition (filters, pairing, format) plus the data
+watermark (the newest judgement and artist mesh it includes) are hashed; defining the same
+thing twice returns the first snapshot. Files are stored content-addressed under
+`exports/<sha[:2]>/<sha>.<ext>`; the manifest maps each dataset path to its stored file.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+from django.core.files import File
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from engine.errors import Conflict, NotFound, ValidationFailed
+from engine.exports import rows as rows_mod
+from engine.exports.card import card_text
+from engine.exports.definition import definition_hash, definition_normalise
+from engine.exports.models import Snapshot
+from engine.exports.writers import WRITERS, FileCache
+from engine.models import Project
+
+log = logging.getLogger(__name__)
+
+PROGRESS_EVERY_ITEMS = 1000
+
+_TRANSITIONS = {
+    Snapshot.State.PENDING: {Snapshot.State.BUILDING, Snapshot.State.FAILED},
+    Snapshot.State.BUILDING: {Snapshot.State.DONE, Snapshot.State.FAILED, Snapshot.State.BUILDING},
+    Snapshot.State.FAILED: {Snapshot.State.BUILDING},
+    Snapshot.State.DONE: set(),
+}
+
+
+def snapshot_transition(*, snapshot: Snapshot, to: str, error: str = "") -> Snapshot:
+    """The one place a snapshot's state changes. A built snapshot never changes again."""
+    if to not in _TRANSITIONS[snapshot.state]:
+        raise Conflict(f"Snapshot {snapshot.pk} is {snapshot.state}; it cannot become {to}.",
+                       code="snapshot_state")
+    snapshot.state = to
+    snapshot.error = error
+    fields = ["state", "error"]
+    if to == Snapshot.State.DONE:
+        snapshot.built_at = timezone.now()
+        fields.append("built_at")
+    snapshot.save(update_fields=fields)
+    return snapshot
+
+
+def _selection(snapshot: Snapshot) -> rows_mod.Selection:
+    d = snapshot.definition
+    wm = rows_mod.Watermark(judgement_max=d["watermark"]["judgement_max"], artist_max=d["watermark"]["artist_max"],
+                            judgement_after=d["watermark"].get("judgement_after", 0),
+                            artist_after=d["watermark"].get("artist_after", 0))
+    return rows_mod.Selection(project=snapshot.project, definition=d, watermark=wm)
+
+
+def snapshot_define(*, project: Project, kind: str, format: str, filters: dict | None = None,
+                    pairing: str | None = None, keep_ties: bool | None = None, since: int | None = None,
+                    shard_bytes: int | None = None, license: str | None = None,
+                    created_by=None) -> tuple[Snapshot, bool]:
+    """Validate a definition, fix its data watermark, and store it. Returns (snapshot, created).
+
+    Raises ValidationFailed for an unknown filter or option, a bad `since`, or an empty selection.
+    """
+    definition = definition_normalise(kind=kind, format=format, filters=filters, pairing=pairing,
+                                      keep_ties=keep_ties, shard_bytes=shard_bytes, license=license)
+    watermark = rows_mod.watermark_now(project)
+    since_snapshot = None
+    if since is not None:
+        since_snapshot = Snapshot.objects.filter(project=project, pk=since).first()
+        if since_snapshot is None:
+            raise ValidationFailed(f"'since': no snapshot {since} in project '{project.slug}'.", code="invalid_since")
+        if since_snapshot.state != Snapshot.State.DONE:
+            raise ValidationFailed(f"'since': snapshot {since} is {since_snapshot.state}; only a built snapshot "
+                                   "can start an incremental one.", code="invalid_since")
+        prev = since_snapshot.definition["watermark"]
+        watermark["judgement_after"] = prev["judgement_max"]
+        watermark["artist_after"] = prev["artist_max"]
+    definition["since"] = since
+    definition["watermark"] = watermark
+    if definition["filters"]["rounds"]:
+        present = set(project.rounds.filter(index__in=definition["filters"]["rounds"]).values_list("index", flat=True))
+        missing = sorted(set(definition["filters"]["rounds"]) - present)
+        if missing:
+            raise ValidationFailed(f"'rounds': project '{project.slug}' has no round(s) {missing}.",
+                                   code="invalid_filter")
+    probe = Snapshot(project=project, definition=definition)
+    selection = _selection(probe)
+    if not selection.items().exists():
+        raise ValidationFailed(
+            "This definition selects no items: no judgements (or artist meshes) pass its filters"
+            + (f" since snapshot {since}" if since else "") + ". Loosen the filters or wait for more judgements.",
+            code="empty_selection",
+        )
+    sha = definition_hash(project_slug=project.slug, definition=definition)
+    existing = Snapshot.objects.filter(project=project, definition_sha256=sha).first()
+    if existing is not None:
+        return existing, False
+    try:
+        with transaction.atomic():
+            snapshot = Snapshot.objects.create(project=project, kind=kind, format=format, definition=definition,
+                                               definition_sha256=sha, since=since_snapshot, created_by=created_by)
+    except IntegrityError:
+        return Snapshot.objects.get(project=project, definition_sha256=sha), False
+    return snapshot, True
+
+
+def snapshot_build_enqueue(*, snapshot: Snapshot) -> None:
+    from engine.exports.tasks import snapshot_build_task
+
+    transaction.on_commit(lambda: snapshot_build_task.delay(snapshot.pk))
+
+
+def snapshot_rebuild_request(*, snapshot: Snapshot) -> Snapshot:
+    """Queue a build again for a failed (or never started) snapshot; a built one is final."""
+    if snapshot.state == Snapshot.State.DONE:
+        raise Conflict(f"Snapshot {snapshot.pk} is built and immutable; define a new one to change it.",
+                       code="snapshot_built")
+    snapshot_build_enqueue(snapshot=snapshot)
+    return snapshot
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _store(path: Path, sha: str) -> str:
+    ext = path.suffix.lstrip(".") or "bin"
+    name = f"exports/{sha[:2]}/{sha}.{ext}"
+    if not default_storage.exists(name):
+        with open(path, "rb") as handle:
+            saved = default_storage.save(name, File(handle))
+        if saved != name:  # a concurrent build stored it first; same bytes
+            default_storage.delete(saved)
+    return name
+
+
+def snapshot_files_write(*, snapshot: Snapshot, folder: Path, progress=None) -> dict:
+    """Write the snapshot's files into `folder`; return {"files": [(path, local)], "counts", ...}.
+
+    Streams: one batch of items in memory at a time; rows go straight to the writer.
+    """
+    d = snapshot.definition
+    selection = _selection(snapshot)
+    writer = WRITERS[d["format"]](kind=d["kind"], folder=folder, shard_bytes=d["shard_bytes"], files=FileCache())
+    seen = {"items": 0, "rows": 0}
+    rounds, checkpoints, items_with_rows = set(), set(), set()
+    counts = {"rows": 0, "items": 0, "hard_case_rows": 0}
+    if d["kind"] == "dpo":
+        counts.update(ties=0, artist_pairs=0)
+
+    def on_items(n):
+        seen["items"] += n
+        if progress:
+            progress(items=seen["items"], rows=counts["rows"])
+
+    produce = rows_mod.sft_rows if d["kind"] == "sft" else rows_mod.dpo_rows
+    group_key = "item_id" if d["kind"] == "sft" else "group_id"
+    for row in produce(selection, progress=on_items):
+        counts["rows"] += 1
+        items_with_rows.add(row[group_key])
+        rounds.add(row["round"])
+        if d["kind"] == "sft":
+            counts["hard_case_rows"] += row["is_hard_case"]
+            if row["checkpoint"]:
+                checkpoints.add(row["checkpoint"])
+        else:
+            counts["ties"] += row["is_tie"]
+            counts["artist_pairs"] += row["pairing"] == "artist"
+            for side in ("chosen_checkpoint", "rejected_checkpoint"):
+                if row[side]:
+                    checkpoints.add(row[side])
+        writer.write(row)
+    outputs = writer.close()
+    counts["items"] = len(items_with_rows)
+    del items_with_rows
+    data_files = [rel for rel, _ in outputs]
+    card = card_text(project=snapshot.project, definition=d, definition_sha256=snapshot.definition_sha256,
+                     counts=counts, data_files=data_files, checkpoints=sorted(checkpoints), rounds=sorted(rounds))
+    (folder / "README.md").write_text(card, encoding="utf-8")
+    return {"files": [("README.md", folder / "README.md"), *outputs], "counts": counts,
+            "items_seen": seen["items"]}
+
+
+def snapshot_build(*, snapshot_id: int, on_progress=None) -> Snapshot:
+    """Build a snapshot's files and manifest. Idempotent: a built snapshot is returned as is;
+    a rebuild after a crash writes the same bytes to the same content-addressed names."""
+    with transaction.atomic():
+        snapshot = Snapshot.objects.select_for_update().select_related("project").filter(pk=snapshot_id).first()
+        if snapshot is None:
+            raise NotFound(f"No snapshot {snapshot_id}.")
+        if snapshot.state == Snapshot.State.DONE:
+            return snapshot
+        snapshot_transition(snapshot=snapshot, to=Snapshot.State.BUILDING)
+        snapshot.items_total = _selection(snapshot).items().count()
+        snapshot.items_done = snapshot.rows_done = 0
+        snapshot.save(update_fields=["items_total", "items_done", "rows_done"])
+
+    last = {"items": 0}
+
+    def progress(*, items, rows):
+        if on_progress is not None:
+            on_progress(items=items, rows=rows)
+        if items - last["items"] >= PROGRESS_EVERY_ITEMS or items == snapshot.items_total:
+            last["items"] = items
+            Snapshot.objects.filter(pk=snapshot.pk).update(items_done=items, rows_done=rows)
+
+    folder = Path(tempfile.mkdtemp(prefix=f"snapshot-{snapshot.pk}-"))
+    try:
+        written = snapshot_files_write(snapshot=snapshot, folder=folder, progress=progress)
+        files = []
+        for rel, local in written["files"]:
+            sha = _sha256_file(local)
+            files.append({"path": rel, "size": local.stat().st_size, "sha256": sha, "storage_name": _store(local, sha)})
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    with transaction.atomic():
+        snapshot = Snapshot.objects.select_for_update().get(pk=snapshot.pk)
+        if snapshot.state == Snapshot.State.DONE:  # a concurrent duplicate task finished first
+            return snapshot
+        snapshot.manifest = {"files": files, "counts": written["counts"]}
+        snapshot.rows_total = snapshot.rows_done = written["counts"]["rows"]
+        snapshot.items_done = written["items_seen"]
+        snapshot.save(update_fields=["manifest", "rows_total", "rows_done", "items_done"])
+        snapshot_transition(snapshot=snapshot, to=Snapshot.State.DONE)
+    log.info("snapshot %s built: %s rows, %s files", snapshot.pk, snapshot.rows_total, len(files))
+    return snapshot
+
+
+def snapshot_fail(*, snapshot_id: int, reason: str) -> Snapshot | None:
+    with transaction.atomic():
+        snapshot = Snapshot.objects.select_for_update().filter(pk=snapshot_id).first()
+        if snapshot is None or snapshot.state == Snapshot.State.DONE:
+            return snapshot
+        if snapshot.state == Snapshot.State.FAILED:
+            return snapshot
+        return snapshot_transition(snapshot=snapshot, to=Snapshot.State.FAILED, error=reason[:2000])
