@@ -52,7 +52,7 @@ def main() -> None:
     from django.core.management import call_command
     from django.db import connection
 
-    from engine.ingest.services import ingest_item
+    from engine.ingest.services import ingest_item, store_content_addressed
     from engine.ingest.validation import ItemInput, MaskInput
     from engine.models import Project
     from modelzoo import services
@@ -73,9 +73,10 @@ def main() -> None:
             masks=[MaskInput(source_name="m", array=box_mask(width, height, box=(x0, 50, x0 + 140, 200)))]))
     if args.checkpoint:
         data = Path(args.checkpoint).read_bytes()
-        checkpoint = Checkpoint.objects.filter(sha256=hashlib.sha256(data).hexdigest()).first() or \
-            services.checkpoint_register(name="bench", version=hashlib.sha256(data).hexdigest()[:12],
-                                         backend="builtin", data=data)[0]
+        sha = hashlib.sha256(data).hexdigest()
+        store_content_addressed(folder="checkpoints", sha256=sha, extension="pt", data=data)  # fresh media
+        checkpoint = Checkpoint.objects.filter(sha256=sha).first() or services.checkpoint_register(
+            name="bench", version=sha[:12], backend="builtin", data=data)[0]
     elif services.BOOTSTRAP_FILE.exists():
         checkpoint, _ = services.bootstrap_register(make_current=False)
     else:

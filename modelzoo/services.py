@@ -98,7 +98,9 @@ def bootstrap_register(*, make_current: bool = True) -> tuple[Checkpoint, int]:
     data = BOOTSTRAP_FILE.read_bytes()
     sha = _sha256(data)
     checkpoint = Checkpoint.objects.filter(sha256=sha, backend="builtin").first()
-    if checkpoint is None:
+    if checkpoint is not None:  # re-store the weights if the media folder was wiped (no-op otherwise)
+        store_content_addressed(folder="checkpoints", sha256=sha, extension="pt", data=data)
+    else:
         checkpoint, _ = checkpoint_register(
             name=str(record.get("name", "builtin")), version=str(record.get("version", f"bootstrap-{sha[:8]}")),
             backend="builtin", data=data, config=record.get("config", {}),
@@ -255,8 +257,9 @@ class EncodedCandidate:
 def candidate_files_store(output) -> EncodedCandidate:
     """GLB, compact GLB and preview of one output, stored content-addressed; with timings."""
     t0 = time.perf_counter()
-    glb = mesh.glb_bytes(output.vertices, output.faces, output.vertex_colors)
-    compact = mesh.glb_compact_bytes(output.vertices, output.faces, output.vertex_colors)
+    normals = mesh.vertex_normals(output.vertices, output.faces)  # once for both files
+    glb = mesh.glb_bytes(output.vertices, output.faces, output.vertex_colors, normals=normals)
+    compact = mesh.glb_compact_bytes(output.vertices, output.faces, output.vertex_colors, normals=normals)
     t1 = time.perf_counter()
     preview = output.preview_png or mesh.preview_png(output.vertices, output.faces, output.vertex_colors)
     t2 = time.perf_counter()

@@ -121,3 +121,24 @@ def test_failure_is_recorded_on_the_item_with_the_reason(gen_project, failing_ba
     services.project_mix_set(project=gen_project, mix=[(job.project.current_checkpoints.first().checkpoint, 1.0)])
     retry = services.generation_job_start(project=gen_project, mask_ids=[item.mask_id])
     assert retry.total_items == 1 and Item.objects.get(pk=item.pk).state == ItemState.WAITING
+
+
+def test_generate_command_starts_a_job_and_waits_for_it(gen_project, no_broker, fresh_registry,
+                                                        django_capture_on_commit_callbacks):
+    import io
+
+    from django.core.management import call_command
+
+    out = io.StringIO()
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("generate", "--project", gen_project.slug, "--steps", "1", stdout=out)
+    job = GenerationJob.objects.get(project=gen_project)
+    assert f"Generation job {job.pk}" in out.getvalue() and sorted(no_broker) == sorted(
+        job.job_items.values_list("pk", flat=True))
+    with django_capture_on_commit_callbacks(execute=True):
+        for pk in no_broker:  # what the workers would do
+            services.job_item_generate(job_item_id=pk)
+    out = io.StringIO()
+    call_command("generate", "--project", gen_project.slug, "--wait", stdout=out)  # nothing left to do
+    assert "0 items" in out.getvalue()
+    assert GenerationJob.objects.get(pk=job.pk).state == GenerationJob.State.FINISHED
