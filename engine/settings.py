@@ -51,9 +51,11 @@ INSTALLED_APPS = [
     "modelzoo",
     "annotation",
     "engine.exports",
+    "engine.stats",
 ]
 
 MIDDLEWARE = [
+    "engine.stats.middleware.RequestLatencyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -172,6 +174,7 @@ CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=360)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celery" / "beat-schedule")
 CELERY_BEAT_SCHEDULE: dict = {
     "annotation-leases-expire": {"task": "annotation.leases_expire", "schedule": 30.0},
+    "stats-rollups-refresh": {"task": "stats.rollups_refresh", "schedule": 60.0},
 }
 CELERY_TIMEZONE = "UTC"
 

@@ -36,4 +36,5 @@ urlpatterns = [
     path("api/v1/", include("modelzoo.urls")),
     path("api/v1/", include("engine.exports.urls")),
     path("", include("annotation.workbench_urls")),
+    path("", include("engine.stats.urls")),
 ]

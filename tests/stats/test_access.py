@@ -1,0 +1,87 @@
+"""Who sees what, CSV downloads, the page, worker health and /metrics."""
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+
+from tests.engine.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+PROJECT_FIGURES = ["throughput", "queue", "timeseries", "acceptance/rounds", "acceptance/checkpoints", "ratings",
+                   "generation"]
+
+
+@pytest.mark.parametrize("role", ["annotator", "trainer", "artist"])
+def test_only_leads_see_annotator_level_figures(world, api, client, other_role, role):
+    user = other_role(role)
+    p = world["project"]
+    for figure in PROJECT_FIGURES:
+        assert api(user).get(f"/api/v1/projects/{p.slug}/stats/{figure}").status_code == 200, figure
+    denied = api(user).get(f"/api/v1/projects/{p.slug}/stats/annotators")
+    assert denied.status_code == 403 and denied.json()["error"]["code"] == "role_required"
+    by_person = api(user).get(f"/api/v1/projects/{p.slug}/stats/throughput", {"annotator": "alice"})
+    assert by_person.status_code == 403
+    client.force_login(user)
+    page = client.get(f"/projects/{p.slug}/dashboard/")
+    assert page.status_code == 200 and b"alice" not in page.content
+
+
+def test_leads_and_site_admins_see_annotators(world, api):
+    p = world["project"]
+    admin = UserFactory(is_superuser=True)
+    for user in (world["lead"], admin):
+        response = api(user).get(f"/api/v1/projects/{p.slug}/stats/annotators")
+        assert response.status_code == 200
+        assert {r["annotator"] for r in response.json()} == {"alice", "bob"}
+
+
+def test_strangers_and_anonymous_get_nothing(world, api):
+    p = world["project"]
+    assert api(UserFactory()).get(f"/api/v1/projects/{p.slug}/stats/throughput").status_code == 404
+    assert api(None).get(f"/api/v1/projects/{p.slug}/stats/throughput").status_code in (401, 403)
+
+
+def test_csv_download_of_tables(world, api):
+    p, lead = world["project"], world["lead"]
+    response = api(lead).get(f"/api/v1/projects/{p.slug}/stats/annotators", {"format": "csv"})
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
+    assert f'filename="{p.slug}-annotators.csv"' in response["Content-Disposition"]
+    rows = list(csv.DictReader(io.StringIO(response.content.decode())))
+    assert [r["annotator"] for r in rows] == ["alice", "bob"] and rows[1]["rejected"] == "1"
+    ratings = list(csv.DictReader(io.StringIO(
+        api(lead).get(f"/api/v1/projects/{p.slug}/stats/ratings", {"format": "csv"}).content.decode())))
+    assert ratings[1]["checkpoint"] == "builtin:v2" and ratings[1]["vs_parent.win_rate"] == "0.625"
+    for figure in PROJECT_FIGURES + ["workers"]:
+        r = api(lead).get(f"/api/v1/projects/{p.slug}/stats/{figure}", {"format": "csv", "round": 1})
+        assert r.status_code == 200 and r["Content-Type"].startswith("text/csv"), figure
+        assert len(r.content.decode().splitlines()) >= 2, figure
+
+
+def test_dashboard_page_for_a_lead(world, client):
+    client.force_login(world["lead"])
+    page = client.get(f"/projects/{world['project'].slug}/dashboard/", {"round": 1})
+    assert page.status_code == 200
+    html = page.content.decode()
+    for text in ("Bradley-Terry", "alice", "<svg", "builtin:v2", "Queue depths", "Generation jobs"):
+        assert text in html, text
+
+
+def test_no_worker_warning(world, api):
+    body = api(world["lead"]).get(f"/api/v1/projects/{world['project'].slug}/stats/workers").json()
+    assert body["workers"] == [] and not body["ok"]
+    assert any("No Celery worker" in w for w in body["warnings"])
+
+
+def test_metrics_exposes_gauges_and_latency(world, api, client):
+    slug = world["project"].slug
+    api(world["lead"]).get(f"/api/v1/projects/{slug}/stats/queue")
+    text = client.get("/metrics").content.decode()
+    assert f'engine_items{{project="{slug}",state="done"}} 2.0' in text
+    assert f'engine_judgements{{project="{slug}",status="accepted"}} 4.0' in text
+    assert f'engine_judgements{{project="{slug}",status="rejected"}} 1.0' in text
+    assert 'engine_http_request_duration_seconds_bucket{le="0.3",method="GET",route="api-stats-queue"' in text \
+        or 'route="api-stats-queue"' in text
+    assert "engine_stats_rollup_age_seconds" in text
