@@ -180,3 +180,25 @@ def test_next_item_and_submit_use_a_bounded_number_of_queries(project, member, n
         payload = next_item(a, project).json()
     with django_assert_max_num_queries(22):
         assert submit(a, payload).status_code == 201
+
+
+def test_the_portable_orm_path_picks_like_the_postgresql_query(project, member, monkeypatch):
+    """SQLite gets the ORM query; check it chooses exactly as the raw PostgreSQL statement does."""
+    from types import SimpleNamespace
+
+    from django.db import transaction
+
+    from annotation import services
+
+    project.overlap = 2
+    project.save()
+    items = [ready_item(project) for _ in range(3)]
+    Item.objects.filter(pk=items[2].pk).update(claims=1)  # closest to complete
+    Item.objects.filter(pk=items[1].pk).update(claims=2)  # full
+    a = member("annotator")
+    with transaction.atomic():
+        raw = services._pick_item(project, a, gold=False)
+    monkeypatch.setattr(services, "connection", SimpleNamespace(vendor="sqlite"))
+    with transaction.atomic():
+        orm = services._pick_item(project, a, gold=False)
+    assert raw.pk == orm.pk == items[2].pk
