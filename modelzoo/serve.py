@@ -34,6 +34,7 @@ def make_server(generator: Generator, *, host: str = "127.0.0.1", port: int = 0,
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive: a worker reuses its connection
+        timeout = 300  # seconds a silent client may hold its connection (and thread)
 
         def log_message(self, fmt, *args):
             log.debug("%s " + fmt, self.client_address[0], *args)
