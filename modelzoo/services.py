@@ -103,8 +103,8 @@ def bootstrap_register(*, make_current: bool = True) -> tuple[Checkpoint, int]:
     else:
         checkpoint, _ = checkpoint_register(
             name=str(record.get("name", "builtin")), version=str(record.get("version", f"bootstrap-{sha[:8]}")),
-            backend="builtin", data=data, config=record.get("config", {}),
-            recipe=record.get("recipe", {k: v for k, v in record.items() if k not in ("evaluation", "config")}),
+            backend="builtin", data=data,  # the record's "config" is the network's, kept in the recipe
+            recipe={k: v for k, v in record.items() if k != "evaluation"},
             evaluation=record.get("evaluation", {}), lineage={"bootstrap": True},
         )
     made_current = 0
