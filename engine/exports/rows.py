@@ -102,7 +102,8 @@ class Selection:
     def batch(self, item_ids: list[int], *, comparisons: bool) -> dict:
         """Everything about a batch of items: judgements, comparisons, candidates, artist meshes."""
         judgements = defaultdict(list)
-        for row in (self.judgements().filter(item_id__in=item_ids).order_by("item_id", "id").values_list(
+        lo, hi = item_ids[0], item_ids[-1]  # item ids come sorted; a range avoids 1000-parameter IN lists
+        for row in (self.judgements().filter(item_id__gte=lo, item_id__lte=hi).order_by("item_id", "id").values_list(
                 "id", "item_id", "annotator__username", "winner_id", "rating", "below_threshold",
                 "protocol", "ranking", "layout", "model_layout")):
             judgements[row[1]].append(row)
@@ -117,17 +118,21 @@ class Selection:
             agree = {i for i, w in winners.items() if len(w) >= k and len(set(w)) == 1}
         comps = defaultdict(list)
         if comparisons:
-            j_ids = [j[0] for rows in judgements.values() for j in rows]
-            if j_ids:
-                for row in (Comparison.objects.filter(judgement_id__in=j_ids).order_by("judgement_id", "index")
+            if judgements:
+                j_lo = min(j[0] for rows in judgements.values() for j in rows)
+                j_hi = max(j[0] for rows in judgements.values() for j in rows)
+                for row in (Comparison.objects.filter(judgement__item_id__gte=lo, judgement__item_id__lte=hi,
+                                                      judgement_id__gte=j_lo, judgement_id__lte=j_hi)
+                            .order_by("judgement_id", "index")
                             .values_list("judgement_id", "index", "left_id", "right_id", "outcome")):
                     comps[row[0]].append(row)
         candidates = defaultdict(dict)
-        for row in (Candidate.objects.filter(item_id__in=item_ids).order_by("item_id", "id")
+        for row in (Candidate.objects.filter(item_id__gte=lo, item_id__lte=hi).order_by("item_id", "id")
                     .values_list("id", "item_id", "checkpoint_id", "seed", "steps", "glb", "layout")):
             candidates[row[1]][row[0]] = row
         artist = {}
-        for pk, item_id, name, sha in (self.artist_meshes().filter(item_id__in=item_ids).order_by("item_id", "id")
+        for pk, item_id, name, sha in (self.artist_meshes().filter(item_id__gte=lo, item_id__lte=hi)
+                                       .order_by("item_id", "id")
                                        .values_list("id", "item_id", "file", "sha256")):
             artist.setdefault(item_id, (pk, name, sha))  # the first mesh an artist made
         return {"judgements": judgements, "agree": agree, "comparisons": comps, "candidates": candidates,
@@ -150,6 +155,17 @@ def _positive_allowed(j, alpha: int, min_rating: int | None, hard_case: bool) ->
 
 
 def _candidate_side(sel: Selection, prefix: str, cand) -> dict:
+    cache = sel.__dict__.setdefault("_side_cache", {})
+    key = (prefix, cand[0])
+    side = cache.get(key)
+    if side is None:
+        if len(cache) > 50_000:
+            cache.clear()
+        side = cache[key] = _candidate_side_build(sel, prefix, cand)
+    return side
+
+
+def _candidate_side_build(sel: Selection, prefix: str, cand) -> dict:
     pk, _item, checkpoint_id, seed, steps, glb, layout = cand
     return {f"{prefix}candidate_id": pk, f"{prefix}source": "candidate", f"{prefix}mesh": glb,
             f"{prefix}checkpoint_id": checkpoint_id, f"{prefix}checkpoint": sel.checkpoint_name(checkpoint_id),
