@@ -68,6 +68,23 @@ class Viewer {
     this.resizeObserver.observe(stage);
   }
 
+  /**
+   * Compile the shader programs the candidates will need while their bytes are still downloading
+   * (software WebGL takes a few hundred ms per program). Call it once the first request is out. The dummy matches the compact GLB's
+   * attributes: the program cache key depends on them (RGBA colours -> vertexAlphas).
+   */
+  warmUp() {
+    const g = new THREE.BufferGeometry();
+    g.setAttribute('position', new THREE.BufferAttribute(new Float32Array([0, 0, 0, 1, 0, 0, 0, 1, 0]), 3));
+    g.setAttribute('normal', new THREE.BufferAttribute(new Float32Array([0, 0, 1, 0, 0, 1, 0, 0, 1]), 3));
+    g.setAttribute('color', new THREE.BufferAttribute(new Uint8Array(12).fill(255), 4, true));
+    const meshes = ['colour', 'shaded'].map((m) => new THREE.Mesh(g, this.materials[m]));
+    meshes.forEach((m) => this.scene.add(m));
+    try { this.renderer.compile(this.scene, this.camera); } catch { /* a warm-up only */ }
+    meshes.forEach((m) => m.removeFromParent());
+    g.dispose();
+  }
+
   // ---- candidates ----
   /** Parse one candidate's GLB (full or compact) and keep it until clear(). Returns its stats. */
   load(id, buffer) {

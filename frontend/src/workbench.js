@@ -21,13 +21,27 @@ async function prepare(api, payload, { all = false } = {}) {
   if (!payload) return null;
   const { item } = payload;
   const glbs = new Map();
-  for (const c of item.candidates) {
+  const fetchGlb = (c) => {
     const p = api.bytes(c.glb_compact_url || c.glb_url);
     p.catch(() => {}); // reported when the candidate is shown
     glbs.set(c.id, p);
+    return p;
+  };
+  const [first, rest] = [item.candidates.slice(0, 2), item.candidates.slice(2)];
+  const firstPair = first.map(fetchGlb);
+  const photoP = api.imageBitmap(item.image.url);
+  if (all) rest.forEach(fetchGlb);
+  else {
+    // The first pair and the photo go first; the other candidates queue behind them so that they
+    // do not compete for the (shared) server and link while the annotator waits for the first pair.
+    const after = Promise.allSettled([photoP, ...firstPair]);
+    for (const c of rest) {
+      const p = after.then(() => api.bytes(c.glb_compact_url || c.glb_url));
+      p.catch(() => {});
+      glbs.set(c.id, p);
+    }
   }
-  const firstPair = item.candidates.slice(0, 2).map((c) => glbs.get(c.id));
-  const [photo] = await Promise.all([api.imageBitmap(item.image.url), ...(all ? [...glbs.values()] : firstPair)]);
+  const [photo] = await Promise.all([photoP, ...(all ? [...glbs.values()] : firstPair)]);
   let cloud = null;
   if (item.image.depth_url) {
     try {
@@ -91,8 +105,11 @@ export class Workbench {
 
   // ---------------- flow ----------------
   async start() {
+    performance.mark('wb:start');
     this.outbox.flush();
-    await this.advance();
+    const first = this.advance(); // the next-item request leaves in a microtask...
+    setTimeout(() => this.viewer.warmUp(), 0); // ...then shaders compile while it is answered
+    await first;
   }
 
   async advance() {
@@ -110,6 +127,7 @@ export class Workbench {
         if (session && previous && session.item.id === previous.item.id) session = null;
       }
       if (!session) {
+        performance.mark('wb:next-item');
         // Without a prefetched item the server still holds our lease until the judgement lands:
         // asking before that would hand back the item just judged.
         await this.outbox.settled();
@@ -131,6 +149,7 @@ export class Workbench {
   }
 
   async _show(session) {
+    performance.mark('wb:prepared');
     const { item } = session;
     this.current = session;
     session.startedAt = performance.now();
@@ -189,10 +208,18 @@ export class Workbench {
       this.timings.memory.push({ ...this.viewer.renderer.info.memory });
     }
     // The first pair is on screen: now fetch the next item in the background.
-    if (!s || this.next || s.prefetchStarted) return;
+    if (!s || this.next || s.prefetchStarted || this.prefetchUnsupported) return;
     s.prefetchStarted = true;
     this.next = this.api.nextItem(this.slug, { exclude: [s.item.id] })
-      .then((payload) => (payload && payload.item.id !== s.item.id ? prepare(this.api, payload, { all: true }) : null))
+      .then((payload) => {
+        if (payload && payload.item.id === s.item.id) {
+          // The server hands back the lease we hold (no second lease: see docs/annotation-api.md,
+          // "Workbench extension requests"); stop asking for the rest of the session.
+          this.prefetchUnsupported = true;
+          return null;
+        }
+        return payload ? prepare(this.api, payload, { all: true }) : null;
+      })
       .catch(() => null);
   }
 

@@ -148,7 +148,7 @@ def browser():
 def page(browser):
     context = browser.new_context(viewport={"width": 1280, "height": 860})
     pg = context.new_page()
-    pg.set_default_timeout(20000)
+    pg.set_default_timeout(45000)  # 2 shared cores: software WebGL can stall under load
     yield pg
     context.close()
 
