@@ -115,7 +115,7 @@ class JudgementSubmitApi(APIView):
         if data["supersedes"] is not None:
             supersedes = selectors.judgement_get_for_user(request.user, data["supersedes"])
         elif data["lease"] is not None:
-            lease = _lease_of(request.user, data["lease"])
+            lease = selectors.lease_get_for_item(request.user, item, data["lease"])
         judgement, created = services.judgement_submit(
             item=item, annotator=request.user, lease=lease, key=data["key"], supersedes=supersedes,
             data=services.JudgementInput(
@@ -130,8 +130,8 @@ class SkipApi(APIView):
     def post(self, request, item_id: int):
         item = selectors.item_get_for_user(request.user, item_id, roles=ANNOTATOR)
         data = parse(SkipIn, request.data)
-        skip = services.item_skip(item=item, annotator=request.user, lease=_lease_of(request.user, data["lease"]),
-                                  reason=data["reason"])
+        skip = services.item_skip(item=item, annotator=request.user, reason=data["reason"],
+                                  lease=selectors.lease_get_for_item(request.user, item, data["lease"]))
         return Response({"item": item.pk, "lease": skip.lease_id, "skipped": True, "reason": skip.reason})
 
 
@@ -139,8 +139,8 @@ class FlagApi(APIView):
     def post(self, request, item_id: int):
         item = selectors.item_get_for_user(request.user, item_id, roles=ANNOTATOR)
         data = parse(FlagIn, request.data)
-        flag = services.item_flag(item=item, annotator=request.user, lease=_lease_of(request.user, data["lease"]),
-                                  reason=data["reason"], note=data["note"])
+        flag = services.item_flag(item=item, annotator=request.user, reason=data["reason"], note=data["note"],
+                                  lease=selectors.lease_get_for_item(request.user, item, data["lease"]))
         return Response({"item": item.pk, "lease": flag.lease_id, "flagged": True, "reason": flag.reason,
                          "note": flag.note})
 

@@ -49,6 +49,15 @@ def lease_get_for_annotator(user, lease_id: int) -> Lease:
     return lease
 
 
+def lease_get_for_item(user, item: Item, lease_id: int) -> Lease:
+    """The caller's own lease on `item` (already fetched through `item_get_for_user`)."""
+    lease = Lease.objects.filter(pk=lease_id, annotator_id=user.pk, item_id=item.pk).first()
+    if lease is None:
+        raise NotFound(f"You hold no lease {lease_id} on item {item.pk}.")
+    lease.project = item.project
+    return lease
+
+
 def judgement_get_for_user(user, judgement_id: int, *, lead_only: bool = False) -> Judgement:
     """A judgement the user may see: their own (as annotator) or any in a project they lead."""
     judgement = Judgement.objects.select_related("project").filter(pk=judgement_id).first()
