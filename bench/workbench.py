@@ -138,12 +138,10 @@ def run(browser, base, username, password, args) -> dict:
     login(context, base, username, password)
     page = context.new_page()
     page.goto(f"{base}/projects/bench-run/annotate/")
-    per_item = []
     n_comparisons = args.candidates - 1
     for i in range(args.items):
         page.wait_for_function(RENDERED, timeout=30000)
         item_id = page.evaluate("window.workbench.current.item.id")
-        bytes_before = page.evaluate("window.workbench.api.bytesReceived")
         for k in range(1, n_comparisons + 1):
             page.keyboard.press("1" if k % 2 else "3")
             page.wait_for_function(f"window.workbench.current.tournament.history.length === {k}")
@@ -154,7 +152,7 @@ def run(browser, base, username, password, args) -> dict:
         page.keyboard.press("Enter")
         page.wait_for_function(f"window.workbench.current && window.workbench.current.item.id !== {item_id}"
                                f" && window.workbench.current.firstRendered", timeout=30000)
-        per_item.append(page.evaluate("window.workbench.api.bytesReceived") - bytes_before)
+    page.evaluate("() => Promise.all([...window.workbench.current.glbs.values()])")
     data = page.evaluate("""() => {
       const w = window.workbench;
       const res = performance.getEntriesByType('resource');
@@ -166,7 +164,7 @@ def run(browser, base, username, password, args) -> dict:
               api: res.filter(r => /next-item|judgements$/.test(r.name)).map(r => [r.name.split('/').pop(), Math.round(r.duration)])};
     }""")
     context.close()
-    return {"first": first, "per_item_bytes": per_item, **data}
+    return {"first": first, "items_shown": args.items + 1, **data}
 
 
 def report(r: dict, args) -> None:
@@ -176,9 +174,10 @@ def report(r: dict, args) -> None:
     glb_kb = [b / 1024 for b in r["glb"] if b]
     kb_cand = statistics.median(glb_kb) if glb_kb else float("nan")
     preview_kb = statistics.median([b / 1024 for b in r["preview"] if b] or [0])
-    item_kb = statistics.median(r["per_item_bytes"]) / 1024 + preview_kb * args.candidates
+    # photo + N compact GLBs (everything api.js downloaded, over every item shown) + N previews
+    item_kb = r["glbFetched"] / r["items_shown"] / 1024 + preview_kb * args.candidates
     mem = r["memory"]
-    flat = all(m == mem[1] for m in mem[1:]) if len(mem) > 1 else True
+    flat = all(m == mem[0] for m in mem)
     print(f"workbench bench: N = {args.candidates}, {args.loads} cold loads, {args.items} items judged")
     print(f"{'figure':34} {'median':>9} {'min':>9} {'max':>9} {'target':>9}")
     print(f"{'first render (s)':34} {first:9.3f} {min(r['first']):9.3f} {max(r['first']):9.3f} {'<= 1.5':>9}")
@@ -187,7 +186,7 @@ def report(r: dict, args) -> None:
     print(f"{'compact GLB per candidate (KB)':34} {kb_cand:9.1f} {min(glb_kb):9.1f} {max(glb_kb):9.1f} {'<= 150':>9}")
     print(f"{'preview per candidate (KB)':34} {preview_kb:9.1f}")
     print(f"{'bytes per item (KB, incl. previews)':34} {item_kb:9.1f}")
-    print(f"renderer.info.memory per item: {mem[0] if mem else {}} ... {mem[-1] if mem else {}} "
+    print(f"renderer.info.memory as each item leaves: {mem[0] if mem else {}} ... {mem[-1] if mem else {}} "
           f"({'flat' if flat else 'NOT flat'})")
     if os.environ.get("BENCH_VERBOSE"):
         print("API request durations (ms):", r.get("api"))

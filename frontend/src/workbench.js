@@ -114,6 +114,7 @@ export class Workbench {
 
   async advance() {
     this._setStage('loading');
+    if (this.current) this.timings.memory.push({ ...this.viewer.renderer.info.memory }); // GPU memory as the item leaves
     this.viewer.clear();
     this.photo.clear();
     const previous = this.current;
@@ -205,7 +206,6 @@ export class Workbench {
       s.firstRendered = performance.now();
       if (this.timings.firstRender == null) this.timings.firstRender = s.firstRendered;
       if (this.submittedAt != null) { this.timings.nextItem.push(s.firstRendered - this.submittedAt); this.submittedAt = null; }
-      this.timings.memory.push({ ...this.viewer.renderer.info.memory });
     }
     // The first pair is on screen: now fetch the next item in the background.
     if (!s || this.next || s.prefetchStarted || this.prefetchUnsupported) return;
