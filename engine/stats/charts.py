@@ -43,15 +43,16 @@ def _empty(width: int, height: int, message: str) -> str:
             f'text-anchor="middle" fill="{MUTED}" font-size="13" {FONT}>{escape(message)}</text></svg>')
 
 
-def bars(labels: list[str], values: list[float], *, title: str, width: int = 720, height: int = 220,
+def bars(labels: list[str], values: list[float], *, title: str, width: int = 1200, height: int = 240,
          color: str = BLUE, max_labels: int = 12, overlay: list[float] | None = None,
          overlay_color: str = AMBER) -> str:
-    """Vertical bars over time (e.g. judgements per day); `overlay`: a second series as a line."""
+    """Vertical bars over time (e.g. judgements per day); `overlay`: the part of each bar to show in
+    `overlay_color` at its foot (e.g. rejected or below alpha)."""
     if not values:
         return _empty(width, height, "No data in this range yet.")
     left, right, top, bottom = 48, 12, 12, 36
     w, h = width - left - right, height - top - bottom
-    top_v = _nice_max(max(max(values), max(overlay or [0])))
+    top_v = 4 * _nice_max(max(values) / 4)
     n = len(values)
     step = w / n
     bar_w = max(1.0, step * 0.8)
@@ -68,22 +69,23 @@ def bars(labels: list[str], values: list[float], *, title: str, width: int = 720
         bh = h * v / top_v
         parts.append(f'<rect x="{x:.1f}" y="{top + h - bh:.1f}" width="{bar_w:.1f}" height="{bh:.1f}" '
                      f'fill="{color}" rx="1"><title>{escape(label)}: {_fmt(v)}</title></rect>')
+        if overlay:
+            oh = h * min(overlay[i], v) / top_v
+            parts.append(f'<rect x="{x:.1f}" y="{top + h - oh:.1f}" width="{bar_w:.1f}" height="{oh:.1f}" '
+                         f'fill="{overlay_color}"><title>{escape(label)}: {_fmt(overlay[i])}</title></rect>')
         if i % every == 0:
             parts.append(f'<text x="{x + bar_w / 2:.1f}" y="{height - 18}" text-anchor="middle" font-size="11" '
                          f'fill="{MUTED}" {FONT}>{escape(label)}</text>')
-    if overlay:
-        pts = " ".join(f"{left + i * step + step / 2:.1f},{top + h - h * v / top_v:.1f}" for i, v in enumerate(overlay))
-        parts.append(f'<polyline points="{pts}" fill="none" stroke="{overlay_color}" stroke-width="2"/>')
     parts.append("</svg>")
     return "".join(parts)
 
 
-def hbars(labels: list[str], values: list[float], *, title: str, width: int = 420, colors: dict | None = None,
+def hbars(labels: list[str], values: list[float], *, title: str, width: int = 560, colors: dict | None = None,
           value_format=_fmt) -> str:
     """Horizontal bars with the value at the end (queue depths, rates)."""
     if not values:
         return _empty(width, 60, "Nothing to show.")
-    row, left, right = 24, 130, 60
+    row, left, right = 24, 190, 60
     height = row * len(values) + 8
     top_v = max(values) or 1
     parts = [f'<svg viewBox="0 0 {width} {height}" width="100%" role="img" aria-label="{escape(title)}">']
@@ -101,12 +103,12 @@ def hbars(labels: list[str], values: list[float], *, title: str, width: int = 42
     return "".join(parts)
 
 
-def forest(rows: list[dict], *, title: str, width: int = 720) -> str:
+def forest(rows: list[dict], *, title: str, width: int = 1200) -> str:
     """Elo per checkpoint: a point and its 95% interval per row, the anchor's 1000 as a dashed line."""
     rows = [r for r in rows if r.get("elo") is not None]
     if not rows:
         return _empty(width, 80, "No comparisons between different checkpoints yet.")
-    row, left, right, top = 30, 170, 70, 24
+    row, left, right, top = 30, 200, 90, 24
     height = top + row * len(rows) + 26
     lo = min(min(r["ci_low"] for r in rows), 1000)
     hi = max(max(r["ci_high"] for r in rows), 1000)

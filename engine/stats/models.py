@@ -6,7 +6,7 @@ these small tables. They are derived data: `services.rollups_refresh` (run by th
 refresh is idempotent and a day can always be rebuilt. Nothing else writes them.
 
 Time histograms (`*_hist`) are sparse {bucket: count} maps on a log scale, bucket
-b = floor(ln(ms) / ln(HIST_RATIO)), so a percentile read from them is within 5% (see `figures`).
+b = floor(ln(ms) / ln(HIST_RATIO)), so a percentile read from them is within 2.5% (see `selectors.hist_percentile`).
 """
 from django.conf import settings
 from django.db import models

@@ -31,8 +31,8 @@ from modelzoo.models import Checkpoint, GenerationJob, ProjectCheckpoint
 
 LEAD = [Role.LEAD]
 # Percentiles are exact (from the source rows) up to this many values, else read from the
-# rollups' log histograms (within 5%); the answer says which.
-EXACT_LIMIT = 20_000
+# rollups' log histograms (within 2.5%); the answer says which.
+EXACT_LIMIT = 5_000
 BOOTSTRAP_ROUNDS = 200
 ELO_CACHE_SECONDS = 24 * 3600
 # Offline evaluation figures shown per checkpoint: our name -> key in Checkpoint.evaluation["model"].

@@ -21,7 +21,7 @@ from engine.models import Project
 from engine.stats.models import AnnotatorDay, CheckpointDay, PairDay, ProjectHour, RollupState
 
 # Log histogram of durations: bucket b holds [HIST_RATIO**b, HIST_RATIO**(b+1)) milliseconds.
-HIST_RATIO = 1.1
+HIST_RATIO = 1.05
 _LOG_RATIO = math.log(HIST_RATIO)
 # Judgements can commit out of id order and reviews change old rows: every refresh also looks
 # back this far, so nothing committed late is missed.
