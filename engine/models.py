@@ -182,8 +182,24 @@ class Round(models.Model):
         validators=[MinValueValidator(RATING_MIN), MaxValueValidator(RATING_MAX)],
         help_text="Alpha in force for this round (leads raise it from round to round).",
     )
-    opened_at = models.DateTimeField(default=timezone.now)
-    closed_at = models.DateTimeField(null=True, blank=True)
+    opened_at = models.DateTimeField(default=timezone.now, help_text="Start of the round.")
+    closed_at = models.DateTimeField(null=True, blank=True, help_text="End of the round (its snapshots are cut).")
+    mix = models.JSONField(
+        default=list, blank=True,
+        help_text="The checkpoints that generate in this round with their shares: [{checkpoint, share}].",
+    )
+    sft_snapshot = models.ForeignKey(
+        "exports.Snapshot", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="SFT snapshot exported when the round closed.",
+    )
+    dpo_snapshot = models.ForeignKey(
+        "exports.Snapshot", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="DPO snapshot exported when the round closed.",
+    )
+    checkpoint_produced = models.ForeignKey(
+        "modelzoo.Checkpoint", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="The checkpoint trained on this round's snapshots; it generates in the next round.",
+    )
 
     class Meta:
         ordering = ["project", "index"]
@@ -191,3 +207,43 @@ class Round(models.Model):
 
     def __str__(self) -> str:
         return f"{self.project.slug} round {self.index}"
+
+
+class TrainingRun(models.Model):
+    """One run of the reference trainer (SFT, DPO or both) on snapshots; progress lives here.
+
+    `state` moves only through `engine.rounds.training.training_run_transition`.
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="training_runs")
+    round = models.ForeignKey(Round, null=True, blank=True, on_delete=models.SET_NULL, related_name="training_runs",
+                              help_text="The round whose snapshots it trains on, when there is one.")
+    stage = models.CharField(max_length=8, help_text="sft, dpo or both.")
+    sft_snapshot = models.ForeignKey("exports.Snapshot", null=True, blank=True, on_delete=models.PROTECT,
+                                     related_name="+")
+    dpo_snapshot = models.ForeignKey("exports.Snapshot", null=True, blank=True, on_delete=models.PROTECT,
+                                     related_name="+")
+    parent = models.ForeignKey("modelzoo.Checkpoint", on_delete=models.PROTECT, related_name="+",
+                               help_text="The checkpoint training starts from.")
+    hyperparameters = models.JSONField(default=dict, blank=True)
+    state = models.CharField(max_length=8, choices=State.choices, default=State.PENDING)
+    progress = models.JSONField(default=dict, blank=True, help_text="{stage, step, steps, fraction}.")
+    checkpoint = models.ForeignKey("modelzoo.Checkpoint", null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+", help_text="The registered result.")
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"training run {self.pk} ({self.stage}, {self.state})"

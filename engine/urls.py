@@ -35,6 +35,7 @@ urlpatterns = [
     path("api/v1/", include("annotation.urls")),
     path("api/v1/", include("modelzoo.urls")),
     path("api/v1/", include("engine.exports.urls")),
+    path("api/v1/", include("engine.rounds.urls")),
     path("", include("annotation.workbench_urls")),
     path("", include("engine.stats.urls")),
 ]

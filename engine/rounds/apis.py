@@ -1,0 +1,115 @@
+"""Thin DRF views of rounds and training runs (leads open and close rounds; trainers and
+leads start training runs and make a checkpoint current)."""
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from engine import selectors as engine_selectors
+from engine.apis import parse
+from engine.models import Role, TrainingRun
+from engine.rounds import selectors, services, training
+
+LEAD = [Role.LEAD]
+TRAINING = [Role.LEAD, Role.TRAINER]
+
+
+class RoundListOpenApi(APIView):
+    class OpenIn(serializers.Serializer):
+        quality_threshold = serializers.IntegerField(required=False, min_value=1, max_value=5)
+        mask_ids = serializers.ListField(child=serializers.IntegerField(), required=False, allow_null=True)
+        steps = serializers.IntegerField(required=False, min_value=1, max_value=100)
+        candidates_per_item = serializers.IntegerField(required=False, min_value=1, max_value=64)
+
+    def get(self, request, slug: str):
+        project = engine_selectors.project_get_for_user(request.user, slug)
+        return Response(selectors.rounds_status(project=project))
+
+    @extend_schema(request=OpenIn)
+    def post(self, request, slug: str):
+        project = engine_selectors.project_get_for_user(request.user, slug, roles=LEAD)
+        data = parse(self.OpenIn, request.data)
+        rnd = services.round_open(project=project, created_by=request.user, **data)
+        return Response(selectors.round_status(round=rnd), status=status.HTTP_201_CREATED)
+
+
+class RoundCloseApi(APIView):
+    class CloseIn(serializers.Serializer):
+        export = serializers.BooleanField(default=True)
+        pairing = serializers.ChoiceField(choices=["recorded", "winner_beat", "ranking"],
+                                          default=services.DEFAULT_PAIRING)
+
+    @extend_schema(request=CloseIn)
+    def post(self, request, slug: str, index: int):
+        project = engine_selectors.project_get_for_user(request.user, slug, roles=LEAD)
+        data = parse(self.CloseIn, request.data)
+        rnd = services.round_close(round=services.round_get(project=project, index=index), build="enqueue",
+                                   created_by=request.user, **data)
+        return Response(selectors.round_status(round=rnd))
+
+
+class RoundCheckpointApi(APIView):
+    class CheckpointIn(serializers.Serializer):
+        checkpoint = serializers.IntegerField()
+        share = serializers.FloatField(default=services.DEFAULT_NEW_SHARE)
+
+    @extend_schema(request=CheckpointIn)
+    def post(self, request, slug: str, index: int):
+        from modelzoo.models import Checkpoint
+
+        from engine.errors import ValidationFailed
+
+        project = engine_selectors.project_get_for_user(request.user, slug, roles=TRAINING)
+        data = parse(self.CheckpointIn, request.data)
+        checkpoint = Checkpoint.objects.filter(pk=data["checkpoint"]).first()
+        if checkpoint is None:
+            raise ValidationFailed(f"No checkpoint {data['checkpoint']}.", code="no_checkpoint")
+        rnd = services.round_checkpoint_set(round=services.round_get(project=project, index=index),
+                                            checkpoint=checkpoint, share=data["share"])
+        return Response(selectors.round_status(round=rnd))
+
+
+class TrainingRunOut(serializers.ModelSerializer):
+    round = serializers.IntegerField(source="round.index", allow_null=True, default=None)
+
+    class Meta:
+        model = TrainingRun
+        fields = ["id", "round", "stage", "sft_snapshot", "dpo_snapshot", "parent", "hyperparameters", "state",
+                  "progress", "checkpoint", "error", "created_at", "finished_at"]
+
+
+class TrainingRunListCreateApi(APIView):
+    class RunIn(serializers.Serializer):
+        stage = serializers.ChoiceField(choices=["sft", "dpo", "both"], default="both")
+        sft_snapshot = serializers.IntegerField(required=False, allow_null=True, default=None)
+        dpo_snapshot = serializers.IntegerField(required=False, allow_null=True, default=None)
+        round = serializers.IntegerField(required=False, allow_null=True, default=None)
+        parent = serializers.IntegerField(required=False, allow_null=True, default=None)
+        hyperparameters = serializers.DictField(required=False, default=dict)
+
+    def get(self, request, slug: str):
+        project = engine_selectors.project_get_for_user(request.user, slug, roles=TRAINING)
+        return Response(TrainingRunOut(selectors.training_run_list(project=project)[:50], many=True).data)
+
+    @extend_schema(request=RunIn, responses=TrainingRunOut)
+    def post(self, request, slug: str):
+        project = engine_selectors.project_get_for_user(request.user, slug, roles=TRAINING)
+        data = parse(self.RunIn, request.data)
+        rnd = services.round_get(project=project, index=data["round"]) if data["round"] else None
+        sft, dpo = data["sft_snapshot"], data["dpo_snapshot"]
+        if rnd is not None:  # a round's own snapshots unless given
+            sft, dpo = sft or rnd.sft_snapshot_id, dpo or rnd.dpo_snapshot_id
+        run = training.training_run_create(project=project, stage=data["stage"], sft_snapshot_id=sft,
+                                           dpo_snapshot_id=dpo, parent=data["parent"], round=rnd,
+                                           hyperparameters=data["hyperparameters"], created_by=request.user)
+        training.training_run_enqueue(run=run)
+        return Response(TrainingRunOut(run).data, status=status.HTTP_202_ACCEPTED)
+
+
+class TrainingRunDetailApi(APIView):
+    @extend_schema(responses=TrainingRunOut)
+    def get(self, request, slug: str, run_id: int):
+        project = engine_selectors.project_get_for_user(request.user, slug, roles=TRAINING)
+        return Response(TrainingRunOut(selectors.training_run_get(project=project, run_id=run_id)).data)

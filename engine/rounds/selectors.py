@@ -1,0 +1,63 @@
+"""Reads of rounds: a round's status (items per state, judgements, acceptance, snapshots,
+checkpoint produced with its offline evaluation) and training runs."""
+from __future__ import annotations
+
+import builtins
+
+from django.db.models import Count
+
+from engine.models import Project, Round, TrainingRun
+
+
+def _eval(checkpoint) -> dict | None:
+    if checkpoint is None:
+        return None
+    m = (checkpoint.evaluation or {}).get("model") or {}
+    return {k: m.get(k) for k in ("voxel_iou@64", "chamfer", "fscore@0.05", "rotation_error_deg")} if m else None
+
+
+def _rate(num: int, den: int) -> float | None:
+    return builtins.round(num / den, 4) if den else None
+
+
+def round_status(*, round: Round) -> dict:
+    from annotation.models import Item, Judgement
+
+    states = dict(Item.objects.filter(round=round).values_list("state").annotate(n=Count("id")))
+    items = Item.objects.filter(round=round)
+    judged = Judgement.objects.filter(item__round=round, status=Judgement.Status.ACCEPTED)
+    n_j = judged.count()
+    accepted = judged.filter(below_threshold=False).count()
+    hard = items.filter(hard_case=True).count()
+    done_or_hard = states.get("done", 0) + states.get("hard_case", 0)
+    cp = round.checkpoint_produced
+    return {
+        "index": round.index, "state": round.state, "quality_threshold": round.quality_threshold,
+        "opened_at": round.opened_at, "closed_at": round.closed_at, "mix": round.mix,
+        "items": sum(states.values()), "items_by_state": states, "judgements": n_j,
+        "acceptance_rate": _rate(accepted, n_j),
+        "hard_case_rate": _rate(hard, done_or_hard),
+        "sft_snapshot": round.sft_snapshot_id, "dpo_snapshot": round.dpo_snapshot_id,
+        "sft_rows": round.sft_snapshot.rows_total if round.sft_snapshot else None,
+        "dpo_rows": round.dpo_snapshot.rows_total if round.dpo_snapshot else None,
+        "checkpoint_produced": None if cp is None else {"id": cp.pk, "name": str(cp), "parent": cp.parent_id,
+                                                         "evaluation": _eval(cp)},
+    }
+
+
+def rounds_status(*, project: Project) -> list[dict]:
+    rounds = project.rounds.select_related("sft_snapshot", "dpo_snapshot", "checkpoint_produced").order_by("index")
+    return [round_status(round=r) for r in rounds]
+
+
+def training_run_list(*, project: Project):
+    return TrainingRun.objects.filter(project=project).select_related("parent", "checkpoint", "round")
+
+
+def training_run_get(*, project: Project, run_id: int) -> TrainingRun:
+    from engine.errors import NotFound
+
+    run = training_run_list(project=project).filter(pk=run_id).first()
+    if run is None:
+        raise NotFound(f"No training run {run_id} in project '{project.slug}'.")
+    return run

@@ -1,0 +1,140 @@
+"""Writes of rounds: open (generation starts), close (SFT and DPO snapshots are cut), and the
+round's trained checkpoint joining the project's mix for the next round.
+
+A round's life: open -> (generate, annotate) -> closed with its snapshots -> a checkpoint is
+trained on them (`engine.rounds.training`) and registered as `checkpoint_produced`; it becomes
+current for the next round at `share` of the candidates, the older checkpoints keep the rest,
+so comparisons between checkpoints keep measuring progress (Bradley-Terry, `engine.stats`).
+"""
+from __future__ import annotations
+
+import logging
+
+from django.db import transaction
+from django.utils import timezone
+
+from engine import services as engine_services
+from engine.errors import Conflict, ValidationFailed
+from engine.models import ObjectMask, Project, Round
+
+log = logging.getLogger(__name__)
+
+#: Share of the candidates the newest checkpoint generates in the next round.
+DEFAULT_NEW_SHARE = 0.5
+#: DPO pairs of a round: the winner against every candidate it beat (SAM 3D's recipe).
+DEFAULT_PAIRING = "winner_beat"
+
+
+def _mix_now(project: Project) -> list[dict]:
+    from modelzoo.models import ProjectCheckpoint
+
+    return [{"checkpoint": pc.checkpoint_id, "share": pc.share}
+            for pc in ProjectCheckpoint.objects.filter(project=project).order_by("checkpoint_id")]
+
+
+def round_open(*, project: Project, quality_threshold: int | None = None, mask_ids: list[int] | None = None,
+               generate: bool = True, steps: int | None = None, candidates_per_item: int | None = None,
+               created_by=None) -> Round:
+    """Open the project's next round and start generating candidates for `mask_ids` (default:
+    every mask that has no item yet in any round). The current mix is recorded on the round."""
+    from annotation.models import Item
+    from modelzoo.services import generation_job_start
+
+    mix = _mix_now(project)
+    if generate and not mix:
+        raise ValidationFailed(f"Project '{project.slug}' has no current checkpoint; set its mix first "
+                               "(python manage.py generate --help, or PUT .../checkpoints/).", code="no_checkpoint")
+    with transaction.atomic():
+        rnd = engine_services.round_open(project=project, quality_threshold=quality_threshold)
+        rnd.mix = mix
+        rnd.save(update_fields=["mix"])
+        if generate:
+            if mask_ids is None:
+                seen = Item.objects.filter(project=project).values_list("mask_id", flat=True)
+                mask_ids = list(ObjectMask.objects.filter(image__project=project).exclude(pk__in=seen)
+                                .values_list("pk", flat=True))
+            if not mask_ids:
+                raise ValidationFailed("No new masks to generate for: ingest more images, or pass mask ids.",
+                                       code="no_masks")
+            generation_job_start(project=project, created_by=created_by, mask_ids=mask_ids, steps=steps,
+                                 candidates_per_item=candidates_per_item)
+    log.info("round %s of %s opened (mix %s)", rnd.index, project.slug, mix)
+    return rnd
+
+
+def round_get(*, project: Project, index: int | None = None) -> Round:
+    from engine.errors import NotFound
+
+    qs = project.rounds.all()
+    rnd = qs.filter(index=index).first() if index is not None else qs.order_by("-index").first()
+    if rnd is None:
+        raise NotFound(f"Project '{project.slug}' has no round {index if index is not None else ''}".strip() + ".")
+    return rnd
+
+
+def round_close(*, round: Round, export: bool = True, format: str = "parquet", pairing: str = DEFAULT_PAIRING,
+                build: str = "inline", created_by=None) -> Round:
+    """Close an open round and cut its SFT and DPO snapshots (filters: this round only).
+
+    `build`: "inline" builds the files now (command line, simulation), "enqueue" hands them
+    to the Celery export task (API). A round without judgements closes without snapshots.
+    """
+    from engine.exports import services as export_services
+    from engine.exports.models import Snapshot
+
+    with transaction.atomic():
+        rnd = Round.objects.select_for_update().get(pk=round.pk)
+        if rnd.state == Round.State.CLOSED:
+            raise Conflict(f"Round {rnd.index} of '{rnd.project.slug}' is already closed.", code="round_closed")
+        rnd.state = Round.State.CLOSED
+        rnd.closed_at = timezone.now()
+        rnd.save(update_fields=["state", "closed_at"])
+    if not export:
+        return rnd
+    snapshots = {}
+    for kind in ("sft", "dpo"):
+        try:
+            snap, _ = export_services.snapshot_define(
+                project=rnd.project, kind=kind, format=format, filters={"rounds": [rnd.index]},
+                pairing=pairing if kind == "dpo" else None, created_by=created_by)
+        except ValidationFailed as exc:
+            if exc.code != "empty_selection":
+                raise
+            log.warning("round %s: no %s data (%s)", rnd.index, kind, exc.message)
+            continue
+        if snap.state != Snapshot.State.DONE:
+            if build == "inline":
+                snap = export_services.snapshot_build(snapshot_id=snap.pk)
+            else:
+                transaction.on_commit(lambda s=snap: export_services.snapshot_build_enqueue(snapshot=s))
+        snapshots[kind] = snap
+    Round.objects.filter(pk=rnd.pk).update(sft_snapshot=snapshots.get("sft"), dpo_snapshot=snapshots.get("dpo"))
+    rnd.refresh_from_db()
+    return rnd
+
+
+def mix_with_new(*, old: list[tuple], new, share: float) -> list[tuple]:
+    """The next mix: `new` at `share`, the older checkpoints keep 1 - share in their proportions."""
+    if not 0 < share <= 1:
+        raise ValidationFailed("'share' must be in (0, 1].", code="invalid_share")
+    old = [(c, s) for c, s in old if c.pk != new.pk]
+    total = sum(s for _, s in old)
+    if share == 1 or not old or total <= 0:
+        return [(new, 1.0)]
+    return [(new, share)] + [(c, (1 - share) * s / total) for c, s in old]
+
+
+@transaction.atomic
+def round_checkpoint_set(*, round: Round, checkpoint, share: float = DEFAULT_NEW_SHARE) -> Round:
+    """Record the checkpoint trained on `round` and make it current for the next round, mixed
+    with the project's previous checkpoints (the newest at `share`)."""
+    from modelzoo.models import ProjectCheckpoint
+    from modelzoo.services import project_mix_set
+
+    project = round.project
+    old = [(pc.checkpoint, pc.share) for pc in
+           ProjectCheckpoint.objects.filter(project=project).select_related("checkpoint").order_by("checkpoint_id")]
+    project_mix_set(project=project, mix=mix_with_new(old=old, new=checkpoint, share=share))
+    Round.objects.filter(pk=round.pk).update(checkpoint_produced=checkpoint)
+    round.refresh_from_db()
+    return round

@@ -1,0 +1,446 @@
+"""The simulated data engine: synthetic objects with known ground truth, simulated annotators
+that work only through the HTTP API, and the whole loop round after round.
+
+Each round: ingest new synthetic photos (rendered by `modelzoo.synth`, through the real ingest
+service) -> open the round (generation by a real Celery worker on queue "model", or in this
+process with `inline_generation`) -> annotators log in and judge over HTTP (king of the hill,
+preferring the candidate closer to the ground truth by voxel IoU, with a noise rate, "equal"
+when too close, and a quality rating from the same IoU) -> close the round (SFT and DPO
+snapshots) -> train SFT + DPO from them -> evaluate offline on the held-out gold set -> the
+new checkpoint joins the mix for the next round. The next round's comparisons between
+checkpoints give each a Bradley-Terry rating.
+
+What the annotators do is in `SimulatedAnnotator`; nothing there touches the database.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+#: Scenes of the simulated projects: disjoint from pretraining (seed * 1e7 + i, i < 1e6 or so)
+#: and from the gold set (9e8 + i).
+SIM_SEED_BASE = 700_000_000
+#: Voxel IoU of the winner -> rating: below 0.3 is 1 (unusable), 0.45 2, 0.6 3, 0.75 4, else 5.
+RATING_EDGES = (0.3, 0.45, 0.6, 0.75)
+
+
+@dataclass
+class Setting:
+    rounds: int = 2
+    annotators: int = 2
+    items_per_round: int = 48
+    candidates: int = 6
+    steps: int = 4
+    noise: float = 0.1  # probability that a strict preference is flipped
+    equal_margin: float = 0.02  # |IoU difference| below this: "equal"
+    alpha: int = 3
+    new_share: float = 0.5
+    rating_round: bool = True  # one more generate + annotate round to rate the last checkpoint
+    eval_n: int = 100
+    inline_generation: bool = False
+    seed: int = 0
+    hyperparameters: dict = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------ the annotators (HTTP only)
+def rating_for(iou: float) -> int:
+    return 1 + sum(iou >= e for e in RATING_EDGES)
+
+
+class SimulatedAnnotator:
+    """Logs in with a password, then judges items over HTTP until the queue is empty.
+
+    `oracle(image_id)` gives the ground truth the simulated person sees in the photo:
+    (gt vertices, gt faces, gt rotation). Candidates are scored by voxel IoU at 32^3 of the
+    meshes as oriented in the camera (as the gold-set metrics do).
+    """
+
+    def __init__(self, base: str, username: str, password: str, project: str, oracle, *, noise: float,
+                 equal_margin: float, seed: int):
+        import requests
+
+        self.base, self.project, self.oracle = base.rstrip("/"), project, oracle
+        self.noise, self.equal_margin = noise, equal_margin
+        self.rng = random.Random(seed)
+        self.s = requests.Session()
+        r = self.s.post(f"{self.base}/api/v1/auth/token/", json={"username": username, "password": password,
+                                                                  "name": "simulation"})
+        r.raise_for_status()
+        self.s.headers["Authorization"] = f"Token {r.json()['key']}"
+        self.judged = 0
+        self.comparisons = 0
+
+    def score(self, cand: dict, truth) -> float:
+        from modelzoo.mesh import read_glb
+        from modelzoo.metrics import shape_metrics
+        from modelzoo.synth.rotations import quat_to_matrix
+
+        r = self.s.get(self.base + cand["glb_url"])
+        r.raise_for_status()
+        v, f, _ = read_glb(r.content)
+        gt_v, gt_f, gt_R = truth
+        m = shape_metrics(v, f, gt_v, gt_f, pred_rotation=quat_to_matrix(cand["layout"]["rotation"]),
+                          gt_rotation=gt_R, n_points=2000, resolution=32)
+        return m["voxel_iou@32"]
+
+    def prefer(self, a: float, b: float) -> str:
+        """'a', 'b' or 'equal' for two IoUs, with the noise rate flipping strict preferences."""
+        if abs(a - b) < self.equal_margin:
+            return "equal"
+        better = "a" if a > b else "b"
+        if self.rng.random() < self.noise:
+            better = "b" if better == "a" else "a"
+        return better
+
+    def run(self) -> int:
+        while True:
+            r = self.s.post(f"{self.base}/api/v1/projects/{self.project}/next-item")
+            if r.status_code == 204:
+                return self.judged
+            r.raise_for_status()
+            lease, item = r.json()["lease"], r.json()["item"]
+            truth = self.oracle(item["image"]["id"])
+            cands = item["candidates"]
+            scores = {c["id"]: self.score(c, truth) for c in cands}
+            king, comparisons = cands[0]["id"], []
+            for k in range(1, len(cands)):
+                challenger = cands[k]["id"]
+                verdict = self.prefer(scores[king], scores[challenger])
+                left, right = (king, challenger) if item["sides"][k - 1] else (challenger, king)
+                if verdict == "equal":
+                    outcome = "equal"
+                else:
+                    winner = king if verdict == "a" else challenger
+                    outcome = "left" if winner == left else "right"
+                    king = winner
+                comparisons.append({"left": left, "right": right, "outcome": outcome,
+                                    "decided_ms": self.rng.randint(1500, 6000)})
+            rating = rating_for(scores[king])
+            if self.rng.random() < self.noise:
+                rating = min(5, max(1, rating + self.rng.choice((-1, 1))))
+            body = {"lease": lease["id"], "key": str(uuid.uuid4()), "comparisons": comparisons, "ranking": None,
+                    "winner": king, "rating": rating, "time_spent_ms": self.rng.randint(8000, 30000),
+                    "layout": None}
+            if item["layout_stage"] and rating >= item["quality_scale"]["threshold"]:
+                body["layout"] = next(c["layout"] for c in cands if c["id"] == king)
+            self.s.post(f"{self.base}/api/v1/items/{item['id']}/judgements", json=body).raise_for_status()
+            self.judged += 1
+            self.comparisons += len(comparisons)
+
+
+# ------------------------------------------------------------------ processes
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_http(url: str, timeout: float = 60.0) -> None:
+    import requests
+
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        try:
+            requests.get(url, timeout=2)
+            return
+        except requests.RequestException:
+            time.sleep(0.3)
+    raise RuntimeError(f"server at {url} did not start within {timeout:.0f}s")
+
+
+class Services:
+    """gunicorn on 127.0.0.1 and (unless inline) one Celery worker on queue "model"; stopped by pid."""
+
+    def __init__(self, *, server: bool, worker: bool, log):
+        self.procs: list[subprocess.Popen] = []
+        self.base = None
+        self.log = log
+        env = dict(os.environ, TORCH_THREADS="2", OMP_NUM_THREADS="2")
+        if server:
+            port = _free_port()
+            self.procs.append(subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "engine.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2",
+                 "--threads", "2", "--timeout", "120", "--log-level", "warning"], env=env))
+            self.base = f"http://127.0.0.1:{port}"
+            _wait_http(self.base + "/api/v1/schema/")
+            log(f"gunicorn serving {self.base} (pid {self.procs[-1].pid})")
+        if worker:
+            self.procs.append(subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "engine", "worker", "-Q", "model", "--concurrency", "1",
+                 "--pool", "prefork", "-l", "WARNING", "-n", f"sim{os.getpid()}@%h", "--without-gossip",
+                 "--without-mingle", "--without-heartbeat"], env=env))
+            log(f"celery worker on queue 'model' (pid {self.procs[-1].pid})")
+
+    def stop(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+# ------------------------------------------------------------------ the loop
+class Simulation:
+    def __init__(self, setting: Setting, *, slug: str | None = None, base_url: str | None = None,
+                 checkpoint_path: str | None = None, log=print):
+        self.st = setting
+        self.slug = slug or time.strftime("sim-%Y%m%d-%H%M%S")
+        self.base_url = base_url
+        self.checkpoint_path = checkpoint_path
+        self.log = log
+        self.truth: dict[int, tuple] = {}  # image id -> (gt vertices, gt faces, gt rotation)
+        self.rows: list[dict] = []
+        self.passwords: dict[str, str] = {}
+
+    # -- setup ----------------------------------------------------------------------------
+    def setup(self):
+        from django.contrib.auth import get_user_model
+
+        from engine.models import Membership, Project, Role
+        from modelzoo.services import bootstrap_register, checkpoint_register, project_mix_set
+
+        User = get_user_model()
+        lead, _ = User.objects.get_or_create(username=f"{self.slug}-lead")
+        self.project = Project.objects.create(
+            name=f"Simulation {self.slug}", slug=self.slug, candidates_per_item=self.st.candidates,
+            quality_threshold=self.st.alpha, overlap=1, gold_rate=0.0, sampling_steps=self.st.steps,
+            lease_seconds=600, created_by=lead)
+        Membership.objects.create(user=lead, project=self.project, role=Role.LEAD)
+        for i in range(self.st.annotators):
+            name = f"{self.slug}-ann{i + 1}"
+            user, _ = User.objects.get_or_create(username=name)
+            password = uuid.uuid4().hex
+            user.set_password(password)
+            user.save()
+            Membership.objects.create(user=user, project=self.project, role=Role.ANNOTATOR)
+            self.passwords[name] = password
+        if self.checkpoint_path:
+            data = open(self.checkpoint_path, "rb").read()
+            import hashlib
+
+            sha = hashlib.sha256(data).hexdigest()
+            from modelzoo.models import Checkpoint
+
+            self.bootstrap = Checkpoint.objects.filter(sha256=sha, backend="builtin").first() or checkpoint_register(
+                name="builtin", version=f"sim-start-{sha[:8]}", backend="builtin", data=data,
+                lineage={"bootstrap": True})[0]
+        else:
+            self.bootstrap, _ = bootstrap_register(make_current=False)
+        project_mix_set(project=self.project, mix=[(self.bootstrap, 1.0)])
+
+    def ingest(self, round_index: int) -> list[int]:
+        """Render and ingest this round's photos; returns their mask ids."""
+        from PIL import Image as PILImage
+
+        from engine.ingest.services import ingest_item
+        from engine.ingest.validation import ItemInput, MaskInput
+        from modelzoo.synth import sample_scene
+
+        mask_ids = []
+        for i in range(self.st.items_per_round):
+            seed = SIM_SEED_BASE + self.st.seed * 1_000_000 + round_index * 10_000 + i
+            s = sample_scene(seed)
+            buf = io.BytesIO()
+            PILImage.fromarray(s.image).save(buf, format="PNG")
+            # No intrinsics: exports do not carry them, so the default camera keeps generation
+            # and training consistent (see docs/loop.md).
+            out = ingest_item(project=self.project, item=ItemInput(
+                name=f"scene-{seed}.png", image_bytes=buf.getvalue(),
+                masks=[MaskInput(source_name=f"scene-{seed}", label="object", array=s.mask)]))
+            gt_v, gt_f = s.gt_mesh(64)
+            self.truth[out.image.pk] = (gt_v, gt_f, s.rotation_matrix)
+            mask_ids += list(out.image.masks.values_list("pk", flat=True))
+        return mask_ids
+
+    # -- one round ---------------------------------------------------------------------------
+    def generate(self, rnd, mask_ids):
+        from modelzoo.models import GenerationJob, GenerationJobItem
+        from modelzoo.services import job_item_generate
+
+        job = GenerationJob.objects.filter(round=rnd).order_by("-id").first()
+        t0 = time.time()
+        if self.st.inline_generation:
+            for ji in GenerationJobItem.objects.filter(job=job).order_by("pk").values_list("pk", flat=True):
+                job_item_generate(job_item_id=ji)
+        while True:
+            job.refresh_from_db()
+            if job.state == GenerationJob.State.FINISHED:
+                break
+            if time.time() - t0 > 1800:
+                raise RuntimeError(f"generation job {job.pk} did not finish in 30 minutes")
+            time.sleep(1.0)
+        failed = GenerationJobItem.objects.filter(job=job, state=GenerationJobItem.State.FAILED).count()
+        self.log(f"  generated {job.total_candidates} candidates for {job.total_items} items "
+                 f"({failed} failed) in {time.time() - t0:.0f}s")
+
+    def annotate(self, base: str) -> dict:
+        t0 = time.time()
+        annotators = [SimulatedAnnotator(base, name, pw, self.slug, self.truth.__getitem__, noise=self.st.noise,
+                                         equal_margin=self.st.equal_margin, seed=self.st.seed * 100 + k)
+                      for k, (name, pw) in enumerate(self.passwords.items())]
+        errors = []
+
+        def work(a):
+            try:
+                a.run()
+            except Exception as exc:  # surfaced below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(a,)) for a in annotators]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+        n = sum(a.judged for a in annotators)
+        self.log(f"  {len(annotators)} annotators judged {n} items over HTTP in {time.time() - t0:.0f}s")
+        return {"judged": n}
+
+    def ratings(self) -> dict:
+        """Bradley-Terry Elo of every checkpoint from all recorded comparisons between
+        candidates of different checkpoints (ties as half wins), the bootstrap at 1000."""
+        from annotation.models import Comparison
+        from engine.stats.bradley_terry import fit_ratings, win_rate
+
+        rows = Comparison.objects.filter(judgement__project=self.project, judgement__status="accepted").values_list(
+            "left__checkpoint_id", "right__checkpoint_id", "outcome", "judgement__item__round__index")
+        comps = [(a, b, {"left": 1.0, "right": 0.0, "equal": 0.5}[o]) for a, b, o, _ in rows if a != b]
+        fitted = {r.model: r for r in fit_ratings(comps, anchor=self.bootstrap.pk, bootstrap_rounds=200)}
+        return {"fitted": fitted, "comparisons": comps, "win_rate": win_rate}
+
+    def run(self) -> dict:
+        import torch
+
+        from engine.rounds import selectors, services, training
+
+        torch.set_num_threads(2)
+        started = time.time()
+        self.setup()
+        svc = Services(server=self.base_url is None, worker=not self.st.inline_generation, log=self.log)
+        base = self.base_url or svc.base
+        try:
+            self.log(f"project {self.slug}: evaluating the start checkpoint {self.bootstrap} on "
+                     f"{self.st.eval_n} gold scenes")
+            ev = self.bootstrap.evaluation or {}
+            if (ev.get("gold_set") or {}).get("n") != self.st.eval_n or "per_scene" not in ev:
+                training.checkpoint_evaluate(checkpoint=self.bootstrap, n=self.st.eval_n, log_fn=self.log)
+            checkpoints = [self.bootstrap]
+            total_rounds = self.st.rounds + (1 if self.st.rating_round else 0)
+            for index in range(1, total_rounds + 1):
+                train_round = index <= self.st.rounds
+                t0 = time.time()
+                self.log(f"round {index}{'' if train_round else ' (rating only)'}: ingest "
+                         f"{self.st.items_per_round} objects")
+                mask_ids = self.ingest(index)
+                rnd = services.round_open(project=self.project, mask_ids=mask_ids, steps=self.st.steps,
+                                          candidates_per_item=self.st.candidates)
+                self.generate(rnd, mask_ids)
+                self.annotate(base)
+                rnd = services.round_close(round=rnd, build="inline")
+                status = selectors.round_status(round=rnd)
+                row = {"round": index, "items": status["items"], "judgements": status["judgements"],
+                       "acceptance_rate": status["acceptance_rate"], "hard_case_rate": status["hard_case_rate"],
+                       "sft_rows": status["sft_rows"], "dpo_pairs": status["dpo_rows"], "mix": rnd.mix}
+                if train_round:
+                    if not rnd.sft_snapshot_id or not rnd.dpo_snapshot_id:
+                        raise RuntimeError(f"round {index} produced no SFT or DPO data: {status}")
+                    run = training.training_run_create(
+                        project=self.project, stage="both", sft_snapshot_id=rnd.sft_snapshot_id,
+                        dpo_snapshot_id=rnd.dpo_snapshot_id, parent=checkpoints[-1], round=rnd,
+                        hyperparameters=self.st.hyperparameters)
+                    run = training.training_run_execute(run_id=run.pk, eval_n=self.st.eval_n,
+                                                        log_fn=lambda m: self.log("  " + m))
+                    cp = run.checkpoint
+                    services.round_checkpoint_set(round=rnd, checkpoint=cp, share=self.st.new_share)
+                    checkpoints.append(cp)
+                    row.update(checkpoint=str(cp), checkpoint_id=cp.pk, parent_id=cp.parent_id,
+                               dpo_reward_accuracy=cp.recipe.get("dpo_reward_accuracy"),
+                               **self._metrics(cp))
+                row["seconds"] = round(time.time() - t0, 1)
+                self.rows.append(row)
+                self.log(f"round {index} done in {row['seconds']:.0f}s: {json.dumps(row, default=str)}")
+        finally:
+            svc.stop()
+        rt = self.ratings()
+        return self.report(checkpoints, rt, time.time() - started)
+
+    def _metrics(self, cp) -> dict:
+        m = (cp.evaluation or {}).get("model", {})
+        return {"voxel_iou": m.get("voxel_iou@64"), "chamfer": m.get("chamfer"), "fscore@0.05": m.get("fscore@0.05"),
+                "rotation_error_deg": m.get("rotation_error_deg")}
+
+    # -- report --------------------------------------------------------------------------------
+    def report(self, checkpoints, rt, seconds) -> dict:
+        fitted, comps, win_rate = rt["fitted"], rt["comparisons"], rt["win_rate"]
+        b = self._metrics(self.bootstrap)
+        per_b = self.bootstrap.evaluation["per_scene"]
+        lines = []
+        head = (f"{'round':>5} {'items':>5} {'judged':>6} {'accept':>6} {'hard':>5} {'sft':>4} {'dpo':>5} "
+                f"{'checkpoint':<28} {'vIoU@64':>8} {'chamfer':>8} {'dIoU':>7} {'dCham':>8} {'elo [95% CI]':>22} "
+                f"{'vs parent':>9} {'dpo acc':>7}")
+        lines.append(head)
+
+        def elo(cid):
+            r = fitted.get(cid)
+            return "-" if r is None else f"{r.rating:.0f} [{r.ci_low:.0f},{r.ci_high:.0f}] n={r.comparisons}"
+
+        lines.append(f"{0:>5} {'-':>5} {'-':>6} {'-':>6} {'-':>5} {'-':>4} {'-':>5} {str(self.bootstrap)[:28]:<28} "
+                     f"{b['voxel_iou']:>8.4f} {b['chamfer']:>8.4f} {'':>7} {'':>8} {elo(self.bootstrap.pk):>22}")
+        viou, cham, elos = [b["voxel_iou"]], [b["chamfer"]], [0.0 if self.bootstrap.pk in fitted else None]
+        paired = []
+        for row in self.rows:
+            f = lambda v, w=6, p=2: "-" if v is None else f"{v:>{w}.{p}f}"  # noqa: E731
+            cols = (f"{row['round']:>5} {row['items']:>5} {row['judgements']:>6} {f(row['acceptance_rate'])} "
+                    f"{f(row['hard_case_rate'], 5)} {row['sft_rows'] or 0:>4} {row['dpo_pairs'] or 0:>5} ")
+            if "checkpoint_id" in row:
+                cid = row["checkpoint_id"]
+                from modelzoo.models import Checkpoint
+
+                cp = Checkpoint.objects.get(pk=cid)
+                per = cp.evaluation["per_scene"]
+                d_iou = np.asarray(per["voxel_iou@64"]) - np.asarray(per_b["voxel_iou@64"])
+                d_ch = np.asarray(per["chamfer"]) - np.asarray(per_b["chamfer"])
+                se = lambda d: float(d.std(ddof=1) / np.sqrt(len(d)))  # noqa: E731
+                paired.append({"round": row["round"], "d_viou": float(d_iou.mean()), "d_viou_se": se(d_iou),
+                               "d_chamfer": float(d_ch.mean()), "d_chamfer_se": se(d_ch)})
+                vs = win_rate(comps, cid, row["parent_id"])
+                r = fitted.get(cid)
+                elos.append(None if r is None else round(r.rating - fitted[self.bootstrap.pk].rating, 1)
+                            if self.bootstrap.pk in fitted else None)
+                viou.append(row["voxel_iou"])
+                cham.append(row["chamfer"])
+                cols += (f"{row['checkpoint'][:28]:<28} {row['voxel_iou']:>8.4f} {row['chamfer']:>8.4f} "
+                         f"{d_iou.mean():>+7.4f} {d_ch.mean():>+8.4f} {elo(cid):>22} "
+                         f"{'-' if vs['win_rate'] is None else format(vs['win_rate'], '.3f'):>9} "
+                         f"{f(row.get('dpo_reward_accuracy'), 7, 3)}")
+            else:
+                cols += f"{'(rating round: no training)':<28}"
+            lines.append(cols)
+        table = "\n".join(lines)
+        result = {
+            "viou_by_round": [round(v, 5) for v in viou], "chamfer_by_round": [round(v, 5) for v in cham],
+            "elo_by_round": elos, "paired_vs_bootstrap": paired,
+            "judgements_by_round": [r["judgements"] for r in self.rows],
+            "acceptance_by_round": [r["acceptance_rate"] for r in self.rows],
+            "hard_case_rate_by_round": [r["hard_case_rate"] for r in self.rows],
+            "win_rate_vs_parent": [win_rate(comps, r["checkpoint_id"], r["parent_id"])["win_rate"]
+                                   for r in self.rows if "checkpoint_id" in r],
+            "checkpoints": [str(c) for c in checkpoints], "project": self.slug,
+            "setting": asdict(self.st), "seconds": round(seconds, 1),
+        }
+        return {"table": table, "result": result}

@@ -1,0 +1,230 @@
+"""Training runs: the reference trainer (`modelzoo.training`) on a round's snapshots, the new
+checkpoint registered with its lineage and evaluated offline on the synthetic gold set.
+
+`training_run_create` checks everything a run needs (snapshot kinds, built, Parquet; a
+built-in parent) and stores a pending run; `training_run_execute` (the Celery task's body,
+also called in-process by `manage.py train`) runs it and records progress on the row.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.utils import timezone
+
+from engine.errors import Conflict, NotFound, ValidationFailed
+from engine.models import Project, Round, TrainingRun
+
+log = logging.getLogger(__name__)
+
+MODEL_QUEUE = "model"
+#: Gold scenes of the offline evaluation of every new checkpoint (modelzoo.evaluate's set).
+EVAL_GOLD_SIZE = 100
+PROGRESS_EVERY_STEPS = 10
+
+_TRANSITIONS = {
+    TrainingRun.State.PENDING: {TrainingRun.State.RUNNING, TrainingRun.State.FAILED},
+    TrainingRun.State.RUNNING: {TrainingRun.State.DONE, TrainingRun.State.FAILED, TrainingRun.State.RUNNING},
+    TrainingRun.State.FAILED: {TrainingRun.State.RUNNING},
+    TrainingRun.State.DONE: set(),
+}
+
+
+def training_run_transition(*, run: TrainingRun, to: str, error: str = "") -> TrainingRun:
+    """The one place a training run's state changes."""
+    if to not in _TRANSITIONS[run.state]:
+        raise Conflict(f"Training run {run.pk} is {run.state}; it cannot become {to}.", code="training_state")
+    run.state, run.error = to, error[:4000]
+    fields = ["state", "error"]
+    if to in (TrainingRun.State.DONE, TrainingRun.State.FAILED):
+        run.finished_at = timezone.now()
+        fields.append("finished_at")
+    run.save(update_fields=fields)
+    return run
+
+
+def _snapshot(project: Project, snapshot_id: int | None, kind: str, stage: str):
+    from engine.exports.models import Snapshot
+
+    if snapshot_id is None:
+        raise ValidationFailed(f"The {stage} stage needs a {kind.upper()} snapshot; none was given.",
+                               code="snapshot_missing")
+    snap = Snapshot.objects.filter(pk=snapshot_id, project=project).first()
+    if snap is None:
+        raise ValidationFailed(f"No snapshot {snapshot_id} in project '{project.slug}'.", code="snapshot_missing")
+    if snap.kind != kind:
+        raise ValidationFailed(
+            f"Snapshot {snap.pk} is a {snap.kind.upper()} snapshot; the {stage.upper()} stage needs a "
+            f"{kind.upper()} snapshot (export one with --kind {kind}).", code="wrong_snapshot_kind")
+    if snap.format != "parquet":
+        raise ValidationFailed(f"Snapshot {snap.pk} is {snap.format}; the reference trainer reads Parquet "
+                               "snapshots (export with --format parquet).", code="wrong_snapshot_format")
+    if snap.state != Snapshot.State.DONE:
+        raise ValidationFailed(f"Snapshot {snap.pk} is {snap.state}, not built yet; wait for its build.",
+                               code="snapshot_not_built")
+    return snap
+
+
+def _checkpoint_check(checkpoint) -> None:
+    if checkpoint.backend != "builtin" or not checkpoint.file:
+        raise ValidationFailed(
+            f"Checkpoint {checkpoint} runs on the '{checkpoint.backend}' backend; the reference trainer only "
+            "trains built-in checkpoints. Train it with its own code and register the result.",
+            code="incompatible_checkpoint")
+
+
+def training_run_create(*, project: Project, stage: str = "both", sft_snapshot_id: int | None = None,
+                        dpo_snapshot_id: int | None = None, parent=None, round: Round | None = None,
+                        hyperparameters: dict | None = None, created_by=None) -> TrainingRun:
+    """A pending run after checking its inputs; ValidationFailed says what is wrong and what to do."""
+    from modelzoo.models import Checkpoint, ProjectCheckpoint
+    from modelzoo.training import STAGES, HyperParameters
+
+    if stage not in STAGES:
+        raise ValidationFailed(f"Unknown stage '{stage}'; use one of {', '.join(STAGES)}.", code="invalid_stage")
+    sft = _snapshot(project, sft_snapshot_id, "sft", "sft") if stage in ("sft", "both") else None
+    dpo = _snapshot(project, dpo_snapshot_id, "dpo", "dpo") if stage in ("dpo", "both") else None
+    if parent is None:  # the newest checkpoint of the project's current mix
+        pc = ProjectCheckpoint.objects.filter(project=project).select_related("checkpoint") \
+            .order_by("-checkpoint__created_at", "-checkpoint_id").first()
+        if pc is None:
+            raise ValidationFailed(f"Project '{project.slug}' has no current checkpoint to start from; "
+                                   "pass one.", code="no_checkpoint")
+        parent = pc.checkpoint
+    elif not isinstance(parent, Checkpoint):
+        parent = Checkpoint.objects.filter(pk=parent).first()
+        if parent is None:
+            raise ValidationFailed("No such checkpoint to start from.", code="no_checkpoint")
+    _checkpoint_check(parent)
+    try:
+        hp = HyperParameters(**(hyperparameters or {}))
+    except TypeError as exc:
+        raise ValidationFailed(f"Unknown hyper-parameter: {exc}.", code="invalid_hyperparameters") from None
+    from dataclasses import asdict
+
+    return TrainingRun.objects.create(project=project, round=round, stage=stage, sft_snapshot=sft, dpo_snapshot=dpo,
+                                      parent=parent, hyperparameters=asdict(hp), created_by=created_by)
+
+
+def training_run_enqueue(*, run: TrainingRun) -> None:
+    from engine.rounds.tasks import training_run_task
+
+    transaction.on_commit(lambda: training_run_task.apply_async(args=[run.pk], queue=MODEL_QUEUE))
+
+
+def snapshot_materialise(*, snapshot, folder: Path) -> Path:
+    """Copy a built snapshot's files from storage into `folder` (README.md, data/...)."""
+    for entry in snapshot.manifest["files"]:
+        target = folder / entry["path"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with default_storage.open(entry["storage_name"], "rb") as src, open(target, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+    return folder
+
+
+def checkpoint_evaluate(*, checkpoint, n: int = EVAL_GOLD_SIZE, log_fn=None) -> dict:
+    """Offline metrics of a built-in checkpoint on the first `n` scenes of the held-out synthetic
+    gold set (`modelzoo.evaluate`: seed 0, 4 steps), stored on `Checkpoint.evaluation`."""
+    from modelzoo.evaluate import _summary, gold_set, score
+    from modelzoo.generators.base import GenerationRequest
+    from modelzoo.generators.registry import generator_for_checkpoint
+
+    gen = generator_for_checkpoint(checkpoint)
+    rows, t0 = [], time.time()
+    for s in gold_set(n):
+        gt_v, gt_f = s.gt_mesh(64)
+        c = gen.generate(GenerationRequest(image=s.image, mask=s.mask, seeds=[0], steps=4,
+                                           intrinsics=s.intrinsics))[0]
+        rows.append(score(c.vertices, c.faces, c.layout, gt_v, gt_f, s.layout))
+    from modelzoo.evaluate import GOLD_SEED_BASE
+
+    result = {"gold_set": {"n": n, "seed_base": GOLD_SEED_BASE, "steps": 4}, "model": _summary(rows),
+              "per_scene": {"voxel_iou@64": [round(r["voxel_iou@64"], 4) for r in rows],
+                            "chamfer": [round(r["chamfer"], 5) for r in rows]},
+              "seconds": round(time.time() - t0, 1)}
+    from modelzoo.models import Checkpoint
+
+    Checkpoint.objects.filter(pk=checkpoint.pk).update(evaluation=result)
+    checkpoint.evaluation = result
+    if log_fn:
+        log_fn(f"evaluated {checkpoint} on {n} gold scenes: voxel IoU {result['model']['voxel_iou@64']:.4f}, "
+               f"Chamfer {result['model']['chamfer']:.4f} ({result['seconds']:.0f}s)")
+    return result
+
+
+def training_run_execute(*, run_id: int, evaluate: bool = True, eval_n: int = EVAL_GOLD_SIZE,
+                         log_fn=None) -> TrainingRun:
+    """Run the trainer, register the checkpoint (parent, snapshots, hyper-parameters), evaluate it.
+
+    Idempotent: a done run is returned as is; a re-run after a crash trains again (same seed)
+    and `checkpoint_register` returns the record registered by an earlier attempt.
+    """
+    from modelzoo.generators.registry import checkpoint_local_path
+    from modelzoo.services import checkpoint_register
+    from modelzoo.training import HyperParameters, TrainingError, train
+
+    with transaction.atomic():
+        run = TrainingRun.objects.select_for_update(of=("self",)).select_related(
+            "project", "round", "parent", "sft_snapshot", "dpo_snapshot").filter(pk=run_id).first()
+        if run is None:
+            raise NotFound(f"No training run {run_id}.")
+        if run.state == TrainingRun.State.DONE:
+            return run
+        training_run_transition(run=run, to=TrainingRun.State.RUNNING)
+    say = log_fn or log.info
+    last = {"t": 0.0}
+
+    def progress(*, stage, step, steps):
+        if step % PROGRESS_EVERY_STEPS == 0 or step == steps or time.time() - last["t"] > 5:
+            last["t"] = time.time()
+            TrainingRun.objects.filter(pk=run.pk).update(
+                progress={"stage": stage, "step": step, "steps": steps, "fraction": round(step / steps, 4)})
+
+    work = Path(tempfile.mkdtemp(prefix=f"training-run-{run.pk}-"))
+    try:
+        sft_dir = snapshot_materialise(snapshot=run.sft_snapshot, folder=work / "sft") if run.sft_snapshot else None
+        dpo_dir = snapshot_materialise(snapshot=run.dpo_snapshot, folder=work / "dpo") if run.dpo_snapshot else None
+        out = work / "checkpoint.pt"
+        lineage = {"parent_checkpoint_id": run.parent_id, "parent_checkpoint": str(run.parent),
+                   "sft_snapshot_id": run.sft_snapshot_id, "dpo_snapshot_id": run.dpo_snapshot_id,
+                   "round": run.round.index if run.round else None, "training_run": run.pk,
+                   "project": run.project.slug}
+        record = train(checkpoint=checkpoint_local_path(run.parent), out=str(out), stage=run.stage,
+                       sft_dir=str(sft_dir) if sft_dir else None, dpo_dir=str(dpo_dir) if dpo_dir else None,
+                       hp=HyperParameters(**run.hyperparameters), lineage=lineage, log=say, progress=progress)
+        for side in record["snapshots"].values():
+            side.pop("path", None)  # a temporary folder
+        record["parent"].pop("path", None)
+        version = f"{run.project.slug}-r{run.round.index if run.round else 0}-{run.stage}-run{run.pk}"
+        checkpoint, _ = checkpoint_register(
+            name=run.parent.name, version=version, backend="builtin", data=out.read_bytes(), parent=run.parent,
+            config=run.parent.config,
+            recipe={"trainer": "modelzoo.training", "stage": run.stage, "hyperparameters": run.hyperparameters,
+                    "history": record["history"], "seconds": record["seconds"],
+                    "dpo_reward_accuracy": record.get("dpo_reward_accuracy")},
+            lineage={**lineage, "snapshots": record["snapshots"], "parent_sha256": record["parent"]["sha256"]},
+            created_by=run.created_by)
+    except (TrainingError, ValidationFailed) as exc:
+        training_run_fail(run_id=run.pk, reason=str(exc))
+        raise ValidationFailed(str(exc), code="training_refused") from None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    TrainingRun.objects.filter(pk=run.pk).update(checkpoint=checkpoint)
+    if evaluate:
+        checkpoint_evaluate(checkpoint=checkpoint, n=eval_n, log_fn=say)
+    run.refresh_from_db()
+    training_run_transition(run=run, to=TrainingRun.State.DONE)
+    return run
+
+
+def training_run_fail(*, run_id: int, reason: str) -> TrainingRun | None:
+    with transaction.atomic():
+        run = TrainingRun.objects.select_for_update().filter(pk=run_id).first()
+        if run is None or run.state in (TrainingRun.State.DONE, TrainingRun.State.FAILED):
+            return run
+        return training_run_transition(run=run, to=TrainingRun.State.FAILED, error=reason or "training failed")

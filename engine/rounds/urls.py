@@ -1,0 +1,13 @@
+from django.urls import path
+
+from engine.rounds import apis
+
+urlpatterns = [
+    path("projects/<slug:slug>/rounds/", apis.RoundListOpenApi.as_view(), name="api-rounds"),
+    path("projects/<slug:slug>/rounds/<int:index>/close", apis.RoundCloseApi.as_view(), name="api-round-close"),
+    path("projects/<slug:slug>/rounds/<int:index>/checkpoint", apis.RoundCheckpointApi.as_view(),
+         name="api-round-checkpoint"),
+    path("projects/<slug:slug>/training-runs/", apis.TrainingRunListCreateApi.as_view(), name="api-training-runs"),
+    path("projects/<slug:slug>/training-runs/<int:run_id>/", apis.TrainingRunDetailApi.as_view(),
+         name="api-training-run"),
+]

@@ -1,0 +1,179 @@
+"""Read an exported snapshot folder (Parquet, as written by `engine.exports`) into training
+examples for the built-in model. Plain Python: no Django, no database.
+
+A folder holds `README.md` (the dataset card, with the provenance in its YAML front matter)
+and `data/train-*.parquet`. The kind comes from the columns: SFT rows have `mesh`, DPO rows
+have `chosen_mesh` and `rejected_mesh`. Images and meshes are embedded as bytes.
+"""
+from __future__ import annotations
+
+import glob
+import io
+import json
+import os
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+
+class TrainingError(ValueError):
+    """A snapshot or checkpoint the trainer cannot use; the message says what to do instead."""
+
+
+@dataclass
+class Snapshot:
+    path: str
+    kind: str  # "sft" | "dpo"
+    rows: list[dict]
+    provenance: dict = field(default_factory=dict)
+
+    @property
+    def definition_sha256(self) -> str | None:
+        return self.provenance.get("definition_sha256")
+
+
+def _provenance(card: str) -> dict:
+    """The few provenance scalars of the card's hand-written YAML (JSON scalars)."""
+    out = {}
+    block = card.split("---", 2)[1] if card.startswith("---") else ""
+    for key in ("project", "definition_sha256", "engine_version", "export_format_version"):
+        m = re.search(rf"^\s+{key}: (.+)$", block, re.M)
+        if m:
+            try:
+                out[key] = json.loads(m.group(1))
+            except json.JSONDecodeError:
+                out[key] = m.group(1).strip()
+    return out
+
+
+def open_snapshot(path: str) -> Snapshot:
+    """Rows of a Parquet snapshot folder, or TrainingError saying why it cannot be read."""
+    import pyarrow.parquet as pq
+
+    if not os.path.isdir(path):
+        raise TrainingError(f"{path}: not a folder; export a snapshot first "
+                            "(python manage.py export --format parquet --out DIR).")
+    shards = sorted(glob.glob(os.path.join(path, "data", "*.parquet")))
+    if not shards:
+        others = glob.glob(os.path.join(path, "*.tar")) + glob.glob(os.path.join(path, "data", "*.jsonl"))
+        hint = " It holds WebDataset or JSONL files: export it again with --format parquet." if others else ""
+        raise TrainingError(f"{path}: no data/*.parquet shards; the trainer reads Parquet snapshots.{hint}")
+    tables = [pq.read_table(s) for s in shards]
+    columns = set(tables[0].column_names)
+    if {"chosen_mesh", "rejected_mesh"} <= columns:
+        kind = "dpo"
+    elif "mesh" in columns:
+        kind = "sft"
+    else:
+        raise TrainingError(f"{path}: neither an SFT nor a DPO snapshot (columns: {sorted(columns)}).")
+    rows = [r for t in tables for r in t.to_pylist()]
+    card_path = os.path.join(path, "README.md")
+    prov = _provenance(open(card_path, encoding="utf-8").read()) if os.path.exists(card_path) else {}
+    return Snapshot(path=path, kind=kind, rows=rows, provenance=prov)
+
+
+def require_kind(snapshot: Snapshot, kind: str, stage: str) -> None:
+    if snapshot.kind != kind:
+        what = {"sft": "an SFT snapshot (chosen candidates)", "dpo": "a DPO snapshot (preference pairs)"}
+        raise TrainingError(f"The {stage.upper()} stage needs {what[kind]}, but {snapshot.path} is "
+                            f"{what[snapshot.kind]}. Export one with --kind {kind}.")
+    if not snapshot.rows:
+        raise TrainingError(f"{snapshot.path} has no rows: nothing to train the {stage.upper()} stage on.")
+
+
+# ------------------------------------------------------------------ rows -> tensors
+def _image(file: dict) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(file["bytes"])).convert("RGB"))
+
+
+def _mask(row: dict) -> np.ndarray:
+    from engine.masks import decode  # plain numpy (importing `engine` needs no configured Django)
+
+    h, w = row["mask"]["size"]
+    return decode(row["mask"]["counts"], int(h), int(w)).astype(bool)
+
+
+def _layout(struct):
+    from modelzoo.generators.base import Layout
+
+    return Layout(rotation=tuple(struct["rotation"]), translation=tuple(struct["translation"]),
+                  scale=tuple(struct["scale"]))
+
+
+class Encoder:
+    """Turns rows into (crop, box features, flow target x_1) with one model's shape encoder;
+    meshes and photos are decoded once (a winner appears in several DPO pairs)."""
+
+    def __init__(self, model):
+        self.model = model
+        self._targets: dict[str, torch.Tensor] = {}
+        self._conds: dict[tuple, tuple] = {}
+
+    def condition(self, row: dict):
+        from modelzoo.builtin.data import crop_single, mask_box
+        from modelzoo.builtin.layout import box_features
+        from modelzoo.generators.base import default_intrinsics
+
+        key = (row["image_sha256"], row["mask"]["counts"])
+        if key not in self._conds:
+            image, mask = _image(row["image"]), _mask(row)
+            # Exports carry no intrinsics: the generator used the default camera unless the
+            # image had some, so an `intrinsics` column (3x3) wins when present.
+            K = np.asarray(row["intrinsics"], np.float64) if row.get("intrinsics") else \
+                default_intrinsics(image.shape[1], image.shape[0])
+            box = mask_box(mask)
+            crop = crop_single(image, mask, box)[0]
+            feats = torch.from_numpy(box_features(box[None], K))[0].float()
+            self._conds[key] = (crop, feats, mask, K)
+        return self._conds[key]
+
+    @torch.no_grad()
+    def target(self, row: dict, prefix: str = "") -> torch.Tensor:
+        from modelzoo.mesh import read_glb
+
+        mesh, layout = row[f"{prefix}mesh"], row[f"{prefix}layout"]
+        key = f"{mesh['path']}|{json.dumps(layout, sort_keys=True)}"
+        if key not in self._targets:
+            if layout is None:
+                raise TrainingError(f"row {row['key']}: the {prefix or 'chosen '}mesh has no layout; "
+                                    "the built-in model needs one (an artist mesh needs the layout stage).")
+            vertices, faces, _ = read_glb(mesh["bytes"])
+            _, _, mask, K = self.condition(row)
+            self._targets[key] = self.model.encode_candidate(vertices, faces, _layout(layout), mask, K)[0]
+        return self._targets[key]
+
+
+def sft_tensors(snapshot: Snapshot, encoder: Encoder) -> dict:
+    crops, feats, x1, weights = [], [], [], []
+    for row in snapshot.rows:
+        if row.get("layout") is None:
+            continue  # an artist mesh without a layout: no flow target for the layout part
+        c, f, _, _ = encoder.condition(row)
+        crops.append(c)
+        feats.append(f)
+        x1.append(encoder.target(row))
+        weights.append(float(row["rating"] or 1.0))
+    if not x1:
+        raise TrainingError(f"{snapshot.path}: no row has a mesh with a layout.")
+    return {"crops": torch.stack(crops), "feats": torch.stack(feats), "x1": torch.stack(x1),
+            "weights": torch.tensor(weights)}
+
+
+def dpo_tensors(snapshot: Snapshot, encoder: Encoder) -> dict:
+    crops, feats, xw, xl = [], [], [], []
+    for row in snapshot.rows:
+        if row.get("is_tie") or row.get("chosen_layout") is None or row.get("rejected_layout") is None:
+            continue
+        c, f, _, _ = encoder.condition(row)
+        crops.append(c)
+        feats.append(f)
+        xw.append(encoder.target(row, "chosen_"))
+        xl.append(encoder.target(row, "rejected_"))
+    if not xw:
+        raise TrainingError(f"{snapshot.path}: no preference pair with layouts on both sides (ties are skipped).")
+    return {"crops": torch.stack(crops), "feats": torch.stack(feats), "x1_w": torch.stack(xw),
+            "x1_l": torch.stack(xl)}

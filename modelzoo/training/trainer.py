@@ -1,0 +1,220 @@
+"""The reference trainer of the built-in model: SFT, then flow-matching DPO (SAM 3D, sec. 4).
+
+    python -m modelzoo.training --checkpoint parent.pt --sft SFT_DIR --dpo DPO_DIR --out new.pt
+
+* SFT: the conditional flow-matching loss on the annotators' chosen candidates. A chosen
+  candidate's GLB + layout becomes its flow target x_1 with `BuiltinModel.encode_candidate`
+  (the mesh voxelised to the model's 32^3 occupancy grid, then the frozen shape encoder).
+* DPO: the SFT model, frozen, is the reference; the paper's loss
+  ``-log sigmoid(-beta * [(e_w - e_w,ref) - (e_l - e_l,ref)])`` with the same noise and time
+  step for winner and loser (`modelzoo.builtin.losses.flow_dpo_loss`).
+
+Only the image encoder and the velocity network train; the shape autoencoder stays frozen
+(the flow targets live in its latent space). The new checkpoint's `meta` holds its lineage:
+parent, snapshots, hyper-parameters, and the loss history. Plain torch: no Django.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+
+from modelzoo.builtin.losses import flow_dpo_loss, flow_matching_loss
+from modelzoo.builtin.model import BuiltinModel
+from modelzoo.training.snapshot import Encoder, TrainingError, dpo_tensors, open_snapshot, require_kind, sft_tensors
+
+STAGES = ("sft", "dpo", "both")
+
+
+@dataclass
+class HyperParameters:
+    sft_steps: int = 300
+    sft_lr: float = 1e-4
+    sft_batch: int = 32
+    noise_repeats: int = 4  # noise draws per example and step (variance reduction, as in pretraining)
+    dpo_steps: int = 200
+    dpo_lr: float = 5e-5
+    dpo_batch: int = 32
+    beta: float = 500.0  # errors are means over the flow vector's dimensions (see losses.py)
+    weight_decay: float = 1e-4
+    seed: int = 0
+
+
+def load_parent(path: str) -> BuiltinModel:
+    """The checkpoint to start from, or TrainingError when it is not a built-in model."""
+    if not path or not os.path.exists(path):
+        raise TrainingError(f"Checkpoint file {path!r} does not exist.")
+    try:
+        model = BuiltinModel.load(path)
+    except Exception as exc:  # torch.load of a foreign file raises many kinds of errors
+        raise TrainingError(f"{path} is not a built-in model checkpoint ({exc}); the reference trainer only "
+                            "trains the built-in model. Train other backends with their own code.") from None
+    return model
+
+
+def check_compatible(policy: BuiltinModel, reference: BuiltinModel) -> None:
+    if policy.config != reference.config:
+        raise TrainingError(f"The reference checkpoint's architecture {reference.config} differs from the "
+                            f"policy's {policy.config}; DPO needs the SFT model of the same architecture.")
+
+
+def _trainable(model: BuiltinModel) -> list[torch.nn.Parameter]:
+    for p in model.parameters():
+        p.requires_grad_(False)
+    params = list(model.image_encoder.parameters()) + list(model.velocity_net.parameters())
+    for p in params:
+        p.requires_grad_(True)
+    return params
+
+
+def _lr(base: float, step: int, steps: int) -> float:
+    warm = max(1, steps // 20)
+    return base * min(1.0, (step + 1) / warm) * 0.5 * (1 + math.cos(math.pi * step / steps))
+
+
+def train_sft(model: BuiltinModel, data: dict, hp: HyperParameters, log=print, progress=None) -> list[dict]:
+    params = _trainable(model)
+    model.train()
+    opt = torch.optim.AdamW(params, lr=hp.sft_lr, weight_decay=hp.weight_decay)
+    g = torch.Generator().manual_seed(hp.seed)
+    n, hist, t0 = len(data["x1"]), [], time.time()
+    R = hp.noise_repeats
+    for step in range(hp.sft_steps):
+        for group in opt.param_groups:
+            group["lr"] = _lr(hp.sft_lr, step, hp.sft_steps)
+        idx = torch.randint(n, (min(hp.sft_batch, n),), generator=g)
+        cond = model.encode_condition(data["crops"][idx], data["feats"][idx])
+        loss = flow_matching_loss(model, cond.repeat(R, 1), data["x1"][idx].repeat(R, 1),
+                                  weights=data["weights"][idx].repeat(R), generator=g)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        if step % 25 == 0 or step == hp.sft_steps - 1:
+            hist.append({"step": step, "loss": round(float(loss.detach()), 5), "seconds": round(time.time() - t0, 1)})
+            log(f"sft step {step + 1}/{hp.sft_steps} loss {float(loss.detach()):.4f}")
+        if progress:
+            progress(stage="sft", step=step + 1, steps=hp.sft_steps)
+    model.eval()
+    return hist
+
+
+def train_dpo(model: BuiltinModel, reference: BuiltinModel, data: dict, hp: HyperParameters, log=print,
+              progress=None) -> list[dict]:
+    check_compatible(model, reference)
+    reference.eval()
+    for p in reference.parameters():
+        p.requires_grad_(False)
+    params = _trainable(model)
+    model.train()
+    opt = torch.optim.AdamW(params, lr=hp.dpo_lr, weight_decay=hp.weight_decay)
+    g = torch.Generator().manual_seed(hp.seed + 1)
+    n, hist, t0 = len(data["x1_w"]), [], time.time()
+    R = hp.noise_repeats
+    acc = []
+    for step in range(hp.dpo_steps):
+        for group in opt.param_groups:
+            group["lr"] = _lr(hp.dpo_lr, step, hp.dpo_steps)
+        idx = torch.randint(n, (min(hp.dpo_batch, n),), generator=g)
+        crops, feats = data["crops"][idx], data["feats"][idx]
+        cond = model.encode_condition(crops, feats)
+        with torch.no_grad():
+            ref_cond = reference.encode_condition(crops, feats)
+        # One noise and time per pair, shared by winner and loser (drawn inside flow_dpo_loss).
+        loss, stats = flow_dpo_loss(model, reference, cond.repeat(R, 1), data["x1_w"][idx].repeat(R, 1),
+                                    data["x1_l"][idx].repeat(R, 1), beta=hp.beta, ref_cond=ref_cond.repeat(R, 1),
+                                    generator=g)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        acc.append(stats["reward_accuracy"])
+        if step % 25 == 0 or step == hp.dpo_steps - 1:
+            recent = sum(acc[-25:]) / len(acc[-25:])
+            hist.append({"step": step, "loss": round(stats["loss"], 5), "reward_accuracy": round(recent, 4),
+                         "err_w": round(stats["err_w"], 5), "err_l": round(stats["err_l"], 5),
+                         "seconds": round(time.time() - t0, 1)})
+            log(f"dpo step {step + 1}/{hp.dpo_steps} loss {stats['loss']:.4f} reward accuracy {recent:.3f} "
+                f"err_w {stats['err_w']:.4f} (ref {stats['err_w_ref']:.4f}) err_l {stats['err_l']:.4f} "
+                f"(ref {stats['err_l_ref']:.4f})")
+        if progress:
+            progress(stage="dpo", step=step + 1, steps=hp.dpo_steps)
+    model.eval()
+    return hist
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def train(*, checkpoint: str, out: str, stage: str = "both", sft_dir: str | None = None,
+          dpo_dir: str | None = None, reference: str | None = None, hp: HyperParameters | None = None,
+          lineage: dict | None = None, log=print, progress=None) -> dict:
+    """Train from `checkpoint` on snapshot folders and write `out` (+ `out.json`); returns the record.
+
+    stage "sft" needs `sft_dir`; "dpo" needs `dpo_dir` and uses `reference` (default: the
+    parent itself, i.e. the parent is taken as the SFT model); "both" needs both folders.
+    `lineage` (e.g. the registry's parent id and snapshot ids) is merged into the record.
+    """
+    hp = hp or HyperParameters()
+    if stage not in STAGES:
+        raise TrainingError(f"Unknown stage {stage!r}; use one of {', '.join(STAGES)}.")
+    torch.manual_seed(hp.seed)
+    # Read and check everything before any training step.
+    sft = dpo = None
+    if stage in ("sft", "both"):
+        if not sft_dir:
+            raise TrainingError("The SFT stage needs an SFT snapshot folder.")
+        sft = open_snapshot(sft_dir)
+        require_kind(sft, "sft", "sft")
+    if stage in ("dpo", "both"):
+        if not dpo_dir:
+            raise TrainingError("The DPO stage needs a DPO snapshot folder.")
+        dpo = open_snapshot(dpo_dir)
+        require_kind(dpo, "dpo", "dpo")
+    model = load_parent(checkpoint)
+    ref_model = None
+    if stage == "dpo" and reference:
+        ref_model = load_parent(reference)
+        check_compatible(model, ref_model)
+    t0 = time.time()
+    encoder = Encoder(model)
+    record: dict = {"format": "modelzoo.training/1", "stage": stage, "hyperparameters": asdict(hp),
+                    "parent": {"path": os.path.abspath(checkpoint), "sha256": _sha256(checkpoint)},
+                    "snapshots": {}, "history": {}}
+    if sft is not None:
+        data = sft_tensors(sft, encoder)
+        record["snapshots"]["sft"] = {"path": os.path.abspath(sft.path), "rows": len(sft.rows),
+                                      "examples": len(data["x1"]), **sft.provenance}
+        log(f"SFT: {len(data['x1'])} chosen candidates from {sft.path} ({time.time() - t0:.0f}s to encode)")
+        record["history"]["sft"] = train_sft(model, data, hp, log=log, progress=progress)
+    if dpo is not None:
+        data = dpo_tensors(dpo, encoder)
+        record["snapshots"]["dpo"] = {"path": os.path.abspath(dpo.path), "rows": len(dpo.rows),
+                                      "pairs": len(data["x1_w"]), **dpo.provenance}
+        if ref_model is None:
+            ref_model = copy.deepcopy(model)  # the SFT model (or the parent in a DPO-only run), frozen
+        log(f"DPO: {len(data['x1_w'])} preference pairs from {dpo.path}, beta {hp.beta}")
+        record["history"]["dpo"] = train_dpo(model, ref_model, data, hp, log=log, progress=progress)
+        if record["history"]["dpo"]:
+            record["dpo_reward_accuracy"] = record["history"]["dpo"][-1]["reward_accuracy"]
+    record["seconds"] = round(time.time() - t0, 1)
+    record.update(lineage or {})
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    meta = {k: record[k] for k in ("format", "stage", "hyperparameters", "parent", "snapshots")}
+    model.save(out, meta=json.loads(json.dumps(meta)))
+    record["sha256"] = _sha256(out)
+    with open(os.path.splitext(out)[0] + ".json", "w") as fh:
+        json.dump(record, fh, indent=2)
+    log(f"wrote {out} ({record['seconds']:.0f}s)")
+    return record
