@@ -73,8 +73,14 @@ def _store(data: bytes, folder: str, ext: str) -> str:
     return store_content_addressed(folder=folder, sha256=hashlib.sha256(data).hexdigest(), extension=ext, data=data)
 
 
-def make_items(project, *, count: int, n: int = N, first_seed: int = 11) -> list:
-    """`count` ready items of `project`, each with n real candidates."""
+def _npy(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, arr.astype(np.float32))
+    return buf.getvalue()
+
+
+def make_items(project, *, count: int, n: int = N, first_seed: int = 11, depth: bool = False) -> list:
+    """`count` ready items of `project`, each with n real candidates (and the photo's depth map)."""
     from annotation.models import Item, ItemState
     from annotation.states import item_transition
     from engine.ingest.services import ingest_item
@@ -92,6 +98,7 @@ def make_items(project, *, count: int, n: int = N, first_seed: int = 11) -> list
         sample = sample_scene(first_seed + k, size=160)
         image = ingest_item(project=project, item=ItemInput(
             name=f"synth{k}.png", image_bytes=_png(sample.image), intrinsics=sample.intrinsics.tolist(),
+            depth_bytes=_npy(sample.depth) if depth else None, depth_name="depth.npy" if depth else "",
             masks=[MaskInput(source_name="object", label=sample.shape.kind if hasattr(sample.shape, "kind") else "object",
                              array=sample.mask)],
         )).image
