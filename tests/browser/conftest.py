@@ -79,8 +79,12 @@ def _npy(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def make_items(project, *, count: int, n: int = N, first_seed: int = 11, depth: bool = False) -> list:
-    """`count` ready items of `project`, each with n real candidates (and the photo's depth map)."""
+def make_items(project, *, count: int, n: int = N, first_seed: int = 11, depth: bool = False,
+               model: bool = True) -> list:
+    """`count` ready items of `project`, each with n real candidates (and the photo's depth map).
+
+    model=False forces the fixture meshes, whose layouts sit near the true one: for tests of the
+    layout tool that must not depend on how good the checkpoint's layouts are."""
     from annotation.models import Item, ItemState
     from annotation.states import item_transition
     from engine.ingest.services import ingest_item
@@ -104,7 +108,7 @@ def make_items(project, *, count: int, n: int = N, first_seed: int = 11, depth: 
         )).image
         masks.append((image.masks.first(), sample))
 
-    if zoo.BOOTSTRAP_FILE.exists() and os.environ.get("BROWSER_TEST_MESHES") != "synthetic":
+    if model and zoo.BOOTSTRAP_FILE.exists() and os.environ.get("BROWSER_TEST_MESHES") != "synthetic":
         from modelzoo.tasks import generate_item
 
         ckpt, _ = zoo.bootstrap_register(make_current=False)

@@ -106,7 +106,7 @@ def test_layout_stage_and_memory_stay_flat(live_server, page, project, member, f
     annotator = member("annotator")
     project.layout_stage = True
     project.save(update_fields=["layout_stage"])
-    make_items(project, count=1, n=3, first_seed=31, depth=True)
+    make_items(project, count=1, n=3, first_seed=31, depth=True, model=False)
     login(page, live_server, annotator.username, f"/projects/{project.slug}/annotate/")
     page.wait_for_selector("#workbench[data-stage=compare]")
     wait_rendered(page)
