@@ -30,7 +30,13 @@ def log(msg: str) -> None:
     print(f"[pretrain {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def train_autoencoder(model, occ, steps: int, batch: int, lr: float, seed: int):
+def _progress(step: int, steps: int, t0: float, budget_s: float) -> float:
+    """Training progress in [0, 1]: by steps, or by wall clock if the machine is slower
+    than planned (shared CPUs), so the learning-rate schedule always completes in time."""
+    return max(step / steps, (time.time() - t0) / budget_s)
+
+
+def train_autoencoder(model, occ, steps: int, batch: int, lr: float, seed: int, budget_s: float = 1e9):
     import torch
     import torch.nn.functional as F
 
@@ -41,8 +47,12 @@ def train_autoencoder(model, occ, steps: int, batch: int, lr: float, seed: int):
     t0 = time.time()
     hist = []
     for step in range(steps):
+        prog = _progress(step, steps, t0, budget_s)
+        if prog >= 1.0:
+            log(f"AE stopped by the time budget at step {step}")
+            break
         for group in opt.param_groups:
-            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps)) + 1e-5
+            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * prog)) + 1e-5
         idx = torch.randint(n, (batch,), generator=g)
         x = torch.from_numpy(occ[idx.numpy()]).float()
         z = model.shape_encoder(x)
@@ -57,10 +67,10 @@ def train_autoencoder(model, occ, steps: int, batch: int, lr: float, seed: int):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        if step % 100 == 0 or step == steps - 1:
+        if step % 100 == 0 or step == steps - 1 or _progress(step + 1, steps, t0, budget_s) >= 1.0:
             with torch.no_grad():
                 iou = (((logits > 0) & (x > 0.5)).sum() / ((logits > 0) | (x > 0.5)).sum()).item()
-            hist.append({"step": step, "loss": float(loss.detach()), "iou": iou})
+            hist.append({"step": step, "loss": float(loss.detach()), "iou": iou, "seconds": round(time.time() - t0, 1)})
             log(f"AE step {step}/{steps} loss {loss.item():.4f} bce {bce.item():.4f} IoU {iou:.3f} "
                 f"({time.time() - t0:.0f}s)")
     return hist
@@ -85,7 +95,7 @@ def jitter_boxes(boxes: np.ndarray, rng: np.random.Generator, amount: float) -> 
 
 
 def train_flow(model, data, latents, steps: int, batch: int, lr: float, seed: int, repeats: int = 4,
-               aux_weight: float = 0.5, ema_decay: float = 0.998):
+               aux_weight: float = 0.5, ema_decay: float = 0.998, budget_s: float = 1e9):
     import torch
     import torch.nn.functional as F
 
@@ -108,7 +118,11 @@ def train_flow(model, data, latents, steps: int, batch: int, lr: float, seed: in
     hist = []
     warm = max(1, steps // 50)
     for step in range(steps):
-        lr_now = lr * min(1.0, (step + 1) / warm) * (0.5 * (1 + math.cos(math.pi * step / steps))) + 1e-6
+        prog = _progress(step, steps, t0, budget_s)
+        if prog >= 1.0:
+            log(f"flow stopped by the time budget at step {step}")
+            break
+        lr_now = lr * min(1.0, (step + 1) / warm) * (0.5 * (1 + math.cos(math.pi * prog))) + 1e-6
         for group in opt.param_groups:
             group["lr"] = lr_now
         idx = rng.integers(n, size=batch)
@@ -136,8 +150,9 @@ def train_flow(model, data, latents, steps: int, batch: int, lr: float, seed: in
             d = min(ema_decay, (1 + step) / (10 + step))
             for pe, pm in zip(ema.parameters(), model.parameters()):
                 pe.mul_(d).add_(pm.detach(), alpha=1 - d)
-        if step % 100 == 0 or step == steps - 1:
-            hist.append({"step": step, "flow": float(fm), "aux": float(aux)})
+        if step % 100 == 0 or step == steps - 1 or _progress(step + 1, steps, t0, budget_s) >= 1.0:
+            hist.append({"step": step, "flow": float(fm.detach()), "aux": float(aux.detach()),
+                         "seconds": round(time.time() - t0, 1)})
             log(f"flow step {step}/{steps} flow {fm.item():.4f} aux {aux.item():.4f} lr {lr_now:.2e} "
                 f"({time.time() - t0:.0f}s)")
     model.load_state_dict(ema.state_dict())
@@ -153,6 +168,8 @@ def main(argv=None) -> int:
     ap.add_argument("--flow-steps", type=int, default=2400)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--gold-size", type=int, default=200)
+    ap.add_argument("--ae-minutes", type=float, default=4.0, help="wall-clock cap of the autoencoder stage")
+    ap.add_argument("--flow-minutes", type=float, default=7.0, help="wall-clock cap of the flow stage")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cache-dir", default="/tmp")
     ap.add_argument("--no-eval", action="store_true")
@@ -178,7 +195,7 @@ def main(argv=None) -> int:
     torch.manual_seed(args.seed)
     model = BuiltinModel()
     t1 = time.time()
-    ae_hist = train_autoencoder(model, data["occ"], args.ae_steps, 32, 2e-3, args.seed)
+    ae_hist = train_autoencoder(model, data["occ"], args.ae_steps, 32, 2e-3, args.seed, budget_s=60 * args.ae_minutes)
     t_ae = time.time() - t1
     for p in list(model.shape_encoder.parameters()) + list(model.shape_decoder.parameters()):
         p.requires_grad_(False)
@@ -188,7 +205,8 @@ def main(argv=None) -> int:
     model.x_mean.copy_(raw.mean(dim=0))
     model.x_std.copy_(raw.std(dim=0).clamp_min(1e-3))
     t2 = time.time()
-    flow_hist = train_flow(model, data, latents, args.flow_steps, args.batch, 1e-3, args.seed + 1)
+    flow_hist = train_flow(model, data, latents, args.flow_steps, args.batch, 1e-3, args.seed + 1,
+                           budget_s=60 * args.flow_minutes)
     t_flow = time.time() - t2
     model.eval()
 
@@ -198,8 +216,8 @@ def main(argv=None) -> int:
         "seed": args.seed,
         "train_scenes": args.train_size,
         "train_seed_range": [args.seed * TRAIN_SEED_BASE, args.seed * TRAIN_SEED_BASE + args.train_size],
-        "autoencoder": {"steps": args.ae_steps, "batch": 32, "seconds": round(t_ae, 1), "history": ae_hist[-3:]},
-        "flow": {"steps": args.flow_steps, "batch": args.batch, "noise_repeats": 4, "seconds": round(t_flow, 1),
+        "autoencoder": {"steps_planned": args.ae_steps, "steps_done": ae_hist[-1]["step"] + 1, "batch": 32, "seconds": round(t_ae, 1), "history": ae_hist[-3:]},
+        "flow": {"steps_planned": args.flow_steps, "steps_done": flow_hist[-1]["step"] + 1, "batch": args.batch, "noise_repeats": 4, "seconds": round(t_flow, 1),
                  "history": flow_hist[-3:]},
         "data_seconds": round(t_data, 1),
         "torch": str(torch.__version__),

@@ -182,6 +182,31 @@ class BuiltinModel(nn.Module):
         metres, uniform scales (B,), crop boxes (B, 3) from `mask_box`, intrinsics."""
         return self.normalise(self.raw_target(occupancy, R, t, s, box, K))
 
+    def encode_candidate(self, vertices, faces, layout, mask_or_box, K) -> torch.Tensor:
+        """Flow target x_1 (1, D) of any mesh + layout, e.g. a chosen candidate read back from
+        its GLB (`modelzoo.mesh.read_glb`) or an artist's upload.
+
+        The mesh (object frame, metres) is re-centred and re-fitted into the normalised cube
+        as in training; the layout absorbs the change so the posed object stays where it was.
+        `mask_or_box`: the object's mask (H x W) or its crop box (u, v, size).
+        """
+        from modelzoo.builtin.data import mask_box
+        from modelzoo.mesh import mesh_to_occupancy
+        from modelzoo.synth.rotations import quat_to_matrix
+        from modelzoo.synth.shapes import FIT, NOMINAL_HALF_SIZE
+
+        v = np.asarray(vertices, np.float64)
+        lo, hi = v.min(axis=0), v.max(axis=0)
+        c, half = 0.5 * (lo + hi), max(0.5 * float((hi - lo).max()), 1e-9)
+        occ = mesh_to_occupancy((v - c) / half * FIT, np.asarray(faces), OCC_RES, half_size=1.0)
+        R = quat_to_matrix(layout.rotation)
+        s = float(np.mean(layout.scale))
+        t = np.asarray(layout.translation, np.float64) + R @ (s * c)
+        s_eff = s * half / (FIT * NOMINAL_HALF_SIZE)
+        m = np.asarray(mask_or_box)
+        box = mask_box(m) if m.ndim == 2 else m.astype(np.float64)
+        return self.encode_target(occ[None], R[None], t[None], np.array([s_eff]), box[None], K)
+
     def decode(self, x1: torch.Tensor, box, K):
         """x_1 (B, D) -> (occupancy logits (B, 32, 32, 32), R (B,3,3), t (B,3), s (B,)) numpy for layout."""
         raw = self.denormalise(x1)
