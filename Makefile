@@ -40,7 +40,7 @@ browser:
 
 run: export DEBUG ?= 1
 run: venv frontend
-	@mkdir -p var/celery/broker var/celery/processed
+	@mkdir -p var/celery/broker var/celery/processed var/celery/control
 	$(PY) manage.py migrate --noinput -v0
 	$(PY) manage.py demo
 	$(PY) manage.py generate --project demo
