@@ -109,7 +109,10 @@ class BuiltinGenerator:
         out = []
         for i, seed in enumerate(request.seeds):
             t1 = time.perf_counter()
-            verts, faces = occupancy_to_mesh(pred["logits"][i], logits=True)
+            try:
+                verts, faces = occupancy_to_mesh(pred["logits"][i], logits=True)
+            except ValueError as exc:  # an all-empty grid: report it as the backend's failure
+                raise GeneratorError(f"seed {seed}: {exc}") from exc
             R, t, s = pred["R"][i], pred["t"][i].copy(), float(pred["s"][i])
             if request.depth is not None:
                 t, s = _fit_depth(verts, R, t, s, np.asarray(request.depth), mask)
