@@ -40,6 +40,7 @@ export const BINDINGS = Object.freeze([
   B(['3'], 'flag-other', 'other', ['flag']),
   B(['Escape'], 'cancel', 'cancel', ['flag', 'layout']),
 
+  B(['r', 'R'], 'retry', 'look for an item again', ['done']),
   B(['u', 'Ctrl+z'], 'undo', 'undo', ['compare', 'rank', 'rate', 'layout']),
   B([' '], 'turntable', 'turntable', ['compare', 'rank', 'rate']),
   B(['m'], 'cycle-mode', 'shaded / colour / wire / normals', ['compare', 'rank', 'rate']),

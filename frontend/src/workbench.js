@@ -137,7 +137,7 @@ export class Workbench {
       }
     } catch (err) {
       this.next = null;
-      this._error(err, 'Could not load the next item.');
+      this._error(err, 'Could not load the next item (press R to try again).');
       this._setStage('done');
       return;
     }
@@ -305,10 +305,10 @@ export class Workbench {
 
   _onKey(ev) {
     if (ev.target.closest?.('input, textarea, select')) return;
-    if (this.stage === 'done' && (ev.key === 'r' || ev.key === 'R')) { ev.preventDefault(); this.advance(); return; }
     const action = actionFor(ev, this.stage);
     if (!action) return;
     ev.preventDefault();
+    if (action === 'retry') { this.advance(); return; }
     this.perform(action);
   }
 
