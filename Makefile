@@ -52,6 +52,7 @@ run: venv frontend
 	  $(PY) manage.py runserver --noreload $(HOST):$(PORT)
 
 test: venv-dev services browser frontend
+	cd frontend && npm test
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: venv-dev services
