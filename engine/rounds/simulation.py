@@ -173,7 +173,7 @@ class Services:
                 [sys.executable, "-m", "gunicorn", "engine.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2",
                  "--threads", "2", "--timeout", "120", "--log-level", "warning"], env=env))
             self.base = f"http://127.0.0.1:{port}"
-            _wait_http(self.base + "/api/v1/schema/")
+            _wait_http(self.base + "/accounts/login/")
             log(f"gunicorn serving {self.base} (pid {self.procs[-1].pid})")
         if worker:
             self.procs.append(subprocess.Popen(
@@ -203,6 +203,7 @@ class Simulation:
         self.checkpoint_path = checkpoint_path
         self.log = log
         self.truth: dict[int, tuple] = {}  # image id -> (gt vertices, gt faces, gt rotation)
+        self.pending_truth: dict[int, object] = {}  # image id -> SynthSample
         self.rows: list[dict] = []
         self.passwords: dict[str, str] = {}
 
@@ -261,8 +262,7 @@ class Simulation:
             out = ingest_item(project=self.project, item=ItemInput(
                 name=f"scene-{seed}.png", image_bytes=buf.getvalue(),
                 masks=[MaskInput(source_name=f"scene-{seed}", label="object", array=s.mask)]))
-            gt_v, gt_f = s.gt_mesh(64)
-            self.truth[out.image.pk] = (gt_v, gt_f, s.rotation_matrix)
+            self.pending_truth[out.image.pk] = s  # ground-truth meshes: while candidates generate
             mask_ids += list(out.image.masks.values_list("pk", flat=True))
         return mask_ids
 
@@ -273,6 +273,10 @@ class Simulation:
 
         job = GenerationJob.objects.filter(round=rnd).order_by("-id").first()
         t0 = time.time()
+        for image_id, s in list(self.pending_truth.items()):  # overlaps with the worker's generation
+            gt_v, gt_f = s.gt_mesh(64)
+            self.truth[image_id] = (gt_v, gt_f, s.rotation_matrix)
+            del self.pending_truth[image_id]
         if self.st.inline_generation:
             for ji in GenerationJobItem.objects.filter(job=job).order_by("pk").values_list("pk", flat=True):
                 job_item_generate(job_item_id=ji)

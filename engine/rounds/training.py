@@ -48,19 +48,22 @@ def training_run_transition(*, run: TrainingRun, to: str, error: str = "") -> Tr
     return run
 
 
+_A = {"sft": "an SFT", "dpo": "a DPO"}
+
+
 def _snapshot(project: Project, snapshot_id: int | None, kind: str, stage: str):
     from engine.exports.models import Snapshot
 
     if snapshot_id is None:
-        raise ValidationFailed(f"The {stage} stage needs a {kind.upper()} snapshot; none was given.",
+        raise ValidationFailed(f"The {stage.upper()} stage needs {_A[kind]} snapshot; none was given.",
                                code="snapshot_missing")
     snap = Snapshot.objects.filter(pk=snapshot_id, project=project).first()
     if snap is None:
         raise ValidationFailed(f"No snapshot {snapshot_id} in project '{project.slug}'.", code="snapshot_missing")
     if snap.kind != kind:
         raise ValidationFailed(
-            f"Snapshot {snap.pk} is a {snap.kind.upper()} snapshot; the {stage.upper()} stage needs a "
-            f"{kind.upper()} snapshot (export one with --kind {kind}).", code="wrong_snapshot_kind")
+            f"Snapshot {snap.pk} is {_A[snap.kind]} snapshot; the {stage.upper()} stage needs {_A[kind]} "
+            f"snapshot (export one with --kind {kind}).", code="wrong_snapshot_kind")
     if snap.format != "parquet":
         raise ValidationFailed(f"Snapshot {snap.pk} is {snap.format}; the reference trainer reads Parquet "
                                "snapshots (export with --format parquet).", code="wrong_snapshot_format")

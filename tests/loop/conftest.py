@@ -1,0 +1,84 @@
+"""Fixtures of the loop tests: a small built-in checkpoint file and hand-made Parquet
+snapshot folders (the exports' schema) of one synthetic photo with real candidate GLBs."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from modelzoo import services
+
+
+@pytest.fixture(scope="session")
+def start_checkpoint_file(tmp_path_factory) -> Path:
+    """The committed bootstrap checkpoint; a freshly initialised model until it is committed."""
+    if services.BOOTSTRAP_FILE.exists():
+        return services.BOOTSTRAP_FILE
+    import torch
+
+    from modelzoo.builtin import BuiltinModel
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "untrained.pt"
+    BuiltinModel().save(str(path))
+    return path
+
+
+def _write(folder: Path, kind: str, rows: list[dict]) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from engine.exports.writers import SCHEMAS
+
+    (folder / "data").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMAS[kind]), folder / "data" / "train-000000.parquet")
+    (folder / "README.md").write_text(f'---\nprovenance:\n  project: "t"\n  definition_sha256: "{kind}0"\n---\n')
+    return folder
+
+
+@pytest.fixture(scope="session")
+def snapshot_dirs(tmp_path_factory, start_checkpoint_file) -> dict[str, Path]:
+    """{"sft": folder, "dpo": folder}: one synthetic photo, 3 candidates of the start model."""
+    from PIL import Image
+
+    from engine import masks
+    from modelzoo.builtin import BuiltinGenerator
+    from modelzoo.generators.base import GenerationRequest
+    from modelzoo.mesh import glb_bytes
+    from modelzoo.synth import sample_scene
+
+    s = sample_scene(123)
+    cands = BuiltinGenerator.from_checkpoint(start_checkpoint_file, cached=False).generate(
+        GenerationRequest(image=s.image, mask=s.mask, seeds=[0, 1, 2], steps=2))
+    buf = io.BytesIO()
+    Image.fromarray(s.image).save(buf, format="PNG")
+    h, w = s.mask.shape
+    base = {"round": 1, "is_gold": False, "image_id": 1, "image": {"bytes": buf.getvalue(), "path": "a.png"},
+            "image_sha256": "a", "mask": {"size": [h, w], "counts": masks.encode(s.mask)},
+            "mask_bbox": masks.bbox_of(s.mask), "label": "object"}
+
+    def side(prefix, i):
+        c = cands[i]
+        return {f"{prefix}candidate_id": 10 + i, f"{prefix}source": "candidate",
+                f"{prefix}mesh": {"bytes": glb_bytes(c.vertices, c.faces, c.vertex_colors), "path": f"c{i}.glb"},
+                f"{prefix}checkpoint_id": 1, f"{prefix}checkpoint": "builtin:test", f"{prefix}seed": i,
+                f"{prefix}steps": 2, f"{prefix}layout": c.layout.as_dict()}
+
+    root = tmp_path_factory.mktemp("snapshots")
+    sft = [{"key": "i1_c10", "item_id": 1, **base, "is_hard_case": False, **side("", 0), "layout_model": None,
+            "layout_adjusted": False, "rating": 4.0, "ratings": [4], "annotators": ["a"], "judgement_ids": [1]}]
+    dpo = [{"key": f"i1_p{k}", "group_id": 1, **base, "judgement_id": 1, "annotator": "a", "pairing": "winner_beat",
+            "comparison_index": None, **side("chosen_", 0), **side("rejected_", k), "score_chosen": 2.0,
+            "score_rejected": 0.0, "margin": 2.0, "is_tie": False, "rating": 4} for k in (1, 2)]
+    return {"sft": _write(root / "sft", "sft", sft), "dpo": _write(root / "dpo", "dpo", dpo)}
+
+
+@pytest.fixture
+def tiny_hp():
+    from modelzoo.training import HyperParameters
+
+    return HyperParameters(sft_steps=3, dpo_steps=3, sft_batch=4, dpo_batch=4, noise_repeats=2)
+
+

@@ -1,0 +1,95 @@
+"""Rounds through services, the API and the command; training runs refuse what they cannot train."""
+from __future__ import annotations
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from engine.errors import Conflict, ValidationFailed
+from engine.exports.models import Snapshot
+from engine.models import Round
+from engine.rounds import services, training
+from modelzoo import services as mz
+from modelzoo.models import ProjectCheckpoint
+from tests.modelzoo_engine.conftest import photo_with_masks
+
+
+@pytest.fixture
+def no_broker(monkeypatch):
+    sent = []
+    monkeypatch.setattr(mz, "job_items_enqueue", lambda *, job_item_ids: sent.extend(job_item_ids))
+    return sent
+
+
+@pytest.fixture
+def checkpoint(db, start_checkpoint_file):
+    return mz.checkpoint_register(name="builtin", version="start", backend="builtin",
+                                  data=start_checkpoint_file.read_bytes())[0]
+
+
+@pytest.fixture
+def loop_project(project, checkpoint):
+    photo_with_masks(project, seed=0, n_masks=2)
+    mz.project_mix_set(project=project, mix=[(checkpoint, 1.0)])
+    return project
+
+
+def _snapshot(project, kind, fmt="parquet", state=Snapshot.State.DONE):
+    return Snapshot.objects.create(project=project, kind=kind, format=fmt, state=state, definition={},
+                                   definition_sha256=f"{kind}{fmt}{state}")
+
+
+def test_open_generates_for_new_masks_and_records_the_mix(loop_project, checkpoint, no_broker,
+                                                           django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        rnd = services.round_open(project=loop_project, quality_threshold=4)
+    assert (rnd.index, rnd.quality_threshold, rnd.mix) == (1, 4, [{"checkpoint": checkpoint.pk, "share": 1.0}])
+    assert rnd.items.count() == 2 and len(no_broker) == 2
+    with pytest.raises(Conflict):
+        services.round_open(project=loop_project)
+    closed = services.round_close(round=rnd)  # nothing judged: closes without snapshots
+    assert closed.state == Round.State.CLOSED and closed.closed_at and closed.sft_snapshot is None
+    with pytest.raises(ValidationFailed, match="No new masks"):
+        services.round_open(project=loop_project)  # every mask already has an item
+
+
+def test_trained_checkpoint_becomes_current_mixed_with_the_previous(loop_project, checkpoint, no_broker):
+    rnd = services.round_open(project=loop_project)
+    new = mz.checkpoint_register(name="builtin", version="r1", backend="builtin", data=b"weights", parent=checkpoint)[0]
+    services.round_checkpoint_set(round=rnd, checkpoint=new, share=0.5)
+    newer = mz.checkpoint_register(name="builtin", version="r2", backend="builtin", data=b"w2", parent=new)[0]
+    services.round_checkpoint_set(round=rnd, checkpoint=newer, share=0.5)
+    mix = dict(ProjectCheckpoint.objects.filter(project=loop_project).values_list("checkpoint_id", "share"))
+    assert mix == {newer.pk: 0.5, new.pk: 0.25, checkpoint.pk: 0.25}
+    assert Round.objects.get(pk=rnd.pk).checkpoint_produced == newer
+
+
+def test_rounds_over_the_api(loop_project, member, api, no_broker):
+    lead, annotator = member("lead"), member("annotator")
+    assert api(annotator).post(f"/api/v1/projects/{loop_project.slug}/rounds/", {}, format="json").status_code == 403
+    r = api(lead).post(f"/api/v1/projects/{loop_project.slug}/rounds/", {"quality_threshold": 2}, format="json")
+    assert r.status_code == 201 and r.json()["items"] == 2 and r.json()["state"] == "open"
+    r = api(lead).post(f"/api/v1/projects/{loop_project.slug}/rounds/1/close", {}, format="json")
+    assert r.status_code == 200 and r.json()["state"] == "closed"
+    listed = api(annotator).get(f"/api/v1/projects/{loop_project.slug}/rounds/").json()
+    assert [x["index"] for x in listed] == [1]
+    call_command("round", "status", "--project", loop_project.slug)
+
+
+def test_training_run_refuses_wrong_kind_format_and_backend(loop_project, checkpoint):
+    sft, dpo = _snapshot(loop_project, "sft"), _snapshot(loop_project, "dpo")
+    with pytest.raises(ValidationFailed, match="Snapshot .* is a DPO snapshot; the SFT stage needs an SFT") as e:
+        training.training_run_create(project=loop_project, stage="sft", sft_snapshot_id=dpo.pk)
+    assert e.value.code == "wrong_snapshot_kind"
+    jsonl = _snapshot(loop_project, "sft", fmt="jsonl")
+    with pytest.raises(ValidationFailed, match="reads Parquet"):
+        training.training_run_create(project=loop_project, stage="sft", sft_snapshot_id=jsonl.pk)
+    http = mz.checkpoint_register(name="remote", version="1", backend="http", config={"url": "http://x:1"})[0]
+    with pytest.raises(ValidationFailed, match="only trains built-in checkpoints") as e:
+        training.training_run_create(project=loop_project, stage="both", sft_snapshot_id=sft.pk,
+                                     dpo_snapshot_id=dpo.pk, parent=http)
+    assert e.value.code == "incompatible_checkpoint"
+    with pytest.raises(CommandError, match="DPO stage needs a DPO snapshot"):
+        call_command("train", "--snapshot", str(sft.pk), "--stage", "dpo")
+    run = training.training_run_create(project=loop_project, stage="both", sft_snapshot_id=sft.pk,
+                                       dpo_snapshot_id=dpo.pk)
+    assert run.parent == checkpoint and run.state == "pending"

@@ -1,0 +1,44 @@
+"""A tiny simulated data engine, end to end: synthetic objects ingested, annotators working
+over HTTP against a live server, generation by the task function, the round closed with its
+snapshots, SFT + DPO training, the checkpoint registered with its lineage and evaluated."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.core.management import call_command
+
+from engine.models import Round, TrainingRun
+from engine.rounds.simulation import Setting, Simulation
+from modelzoo.models import Checkpoint, ProjectCheckpoint
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_round_of_the_loop_registers_a_checkpoint_with_lineage(live_server, start_checkpoint_file):
+    setting = Setting(rounds=1, annotators=2, items_per_round=3, candidates=3, steps=2, alpha=1, eval_n=2,
+                      rating_round=False, inline_generation=True,
+                      hyperparameters={"sft_steps": 3, "dpo_steps": 3, "sft_batch": 4, "dpo_batch": 4,
+                                       "noise_repeats": 2})
+    out = Simulation(setting, slug="tiny-sim", base_url=live_server.url, checkpoint_path=str(start_checkpoint_file),
+                     log=lambda m: None).run()
+
+    rnd = Round.objects.get(project__slug="tiny-sim", index=1)
+    assert rnd.state == Round.State.CLOSED and rnd.sft_snapshot.state == "done" and rnd.dpo_snapshot.kind == "dpo"
+    cp = rnd.checkpoint_produced
+    start = Checkpoint.objects.get(lineage__bootstrap=True)
+    assert cp.parent == start and cp.backend == "builtin"
+    assert cp.lineage["sft_snapshot_id"] == rnd.sft_snapshot_id
+    assert cp.lineage["dpo_snapshot_id"] == rnd.dpo_snapshot_id
+    assert cp.lineage["round"] == 1 and cp.lineage["parent_sha256"] == start.sha256
+    assert cp.recipe["hyperparameters"]["sft_steps"] == 3 and "dpo" in cp.recipe["history"]
+    assert cp.evaluation["gold_set"]["n"] == 2 and 0 <= cp.evaluation["model"]["voxel_iou@64"] <= 1
+    run = TrainingRun.objects.get(round=rnd)
+    assert run.state == "done" and run.progress["stage"] == "dpo" and run.progress["fraction"] == 1.0
+    # the new checkpoint generates next, mixed with its parent
+    assert dict(ProjectCheckpoint.objects.filter(project=rnd.project).values_list("checkpoint_id", "share")) == {
+        cp.pk: 0.5, start.pk: 0.5}
+    result = out["result"]
+    assert len(result["viou_by_round"]) == 2 and len(result["chamfer_by_round"]) == 2
+    assert result["judgements_by_round"] == [3]
+    json.dumps(result)
+    call_command("round", "status", "--project", "tiny-sim")

@@ -1,0 +1,69 @@
+"""The reference trainer on snapshot folders, outside Django: it trains, writes lineage, and
+refuses what it cannot use with a message saying what to do. (The DPO loss against a
+hand-computed value is tests/modelzoo/test_losses.py.)"""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from modelzoo.builtin import BuiltinModel
+from modelzoo.training import TrainingError, open_snapshot, train
+
+
+def test_snapshot_kind_comes_from_the_columns(snapshot_dirs):
+    assert open_snapshot(str(snapshot_dirs["sft"])).kind == "sft"
+    dpo = open_snapshot(str(snapshot_dirs["dpo"]))
+    assert dpo.kind == "dpo" and len(dpo.rows) == 2 and dpo.definition_sha256 == "dpo0"
+
+
+def test_sft_then_dpo_writes_a_checkpoint_with_lineage(snapshot_dirs, start_checkpoint_file, tiny_hp, tmp_path):
+    out = tmp_path / "new.pt"
+    seen = []
+    record = train(checkpoint=str(start_checkpoint_file), out=str(out), stage="both", sft_dir=str(snapshot_dirs["sft"]),
+                   dpo_dir=str(snapshot_dirs["dpo"]), hp=tiny_hp, lineage={"parent_checkpoint_id": 7},
+                   log=lambda m: None, progress=lambda **kw: seen.append(kw["stage"]))
+    assert seen.count("sft") == 3 and seen.count("dpo") == 3
+    assert record["snapshots"]["sft"]["examples"] == 1 and record["snapshots"]["dpo"]["pairs"] == 2
+    assert 0.0 <= record["dpo_reward_accuracy"] <= 1.0
+    saved = json.loads((tmp_path / "new.json").read_text())
+    assert saved["parent_checkpoint_id"] == 7 and saved["hyperparameters"]["beta"] == tiny_hp.beta
+    model = BuiltinModel.load(str(out))
+    assert model.meta["parent"]["sha256"] == record["parent"]["sha256"]
+    assert model.meta["snapshots"]["dpo"]["definition_sha256"] == "dpo0"
+    parent = BuiltinModel.load(str(start_checkpoint_file))
+    # the shape autoencoder is frozen (flow targets live in its latent space); the flow moved
+    assert torch.equal(model.shape_decoder.fc.weight, parent.shape_decoder.fc.weight)
+    assert not torch.equal(model.velocity_net.inp.weight, parent.velocity_net.inp.weight)
+
+
+def test_refuses_a_snapshot_of_the_wrong_kind(snapshot_dirs, start_checkpoint_file, tiny_hp, tmp_path):
+    with pytest.raises(TrainingError, match=r"SFT stage needs an SFT snapshot.*is a DPO snapshot.*--kind sft"):
+        train(checkpoint=str(start_checkpoint_file), out=str(tmp_path / "x.pt"), stage="sft",
+              sft_dir=str(snapshot_dirs["dpo"]), hp=tiny_hp, log=lambda m: None)
+    with pytest.raises(TrainingError, match="DPO stage needs a DPO snapshot"):
+        train(checkpoint=str(start_checkpoint_file), out=str(tmp_path / "x.pt"), stage="both",
+              sft_dir=str(snapshot_dirs["sft"]), dpo_dir=str(snapshot_dirs["sft"]), hp=tiny_hp, log=lambda m: None)
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_refuses_a_folder_without_parquet(tmp_path, start_checkpoint_file):
+    (tmp_path / "snap").mkdir()
+    (tmp_path / "snap" / "train-000000.tar").write_bytes(b"")
+    with pytest.raises(TrainingError, match="export it again with --format parquet"):
+        train(checkpoint=str(start_checkpoint_file), out=str(tmp_path / "x.pt"), stage="sft",
+              sft_dir=str(tmp_path / "snap"), log=lambda m: None)
+
+
+def test_refuses_an_incompatible_checkpoint(snapshot_dirs, start_checkpoint_file, tiny_hp, tmp_path):
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"format": "someone-else/3", "weights": torch.zeros(3)}, foreign)
+    with pytest.raises(TrainingError, match="not a built-in model checkpoint"):
+        train(checkpoint=str(foreign), out=str(tmp_path / "x.pt"), stage="sft", sft_dir=str(snapshot_dirs["sft"]),
+              hp=tiny_hp, log=lambda m: None)
+    other_arch = tmp_path / "small.pt"
+    BuiltinModel(latent_dim=16, hidden=64, depth=1).save(str(other_arch))
+    with pytest.raises(TrainingError, match="architecture .* differs"):
+        train(checkpoint=str(start_checkpoint_file), out=str(tmp_path / "x.pt"), stage="dpo",
+              dpo_dir=str(snapshot_dirs["dpo"]), reference=str(other_arch), hp=tiny_hp, log=lambda m: None)
