@@ -17,12 +17,12 @@ from itertools import repeat
 
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Exists, OuterRef, Q, Sum
 from django.utils import timezone
 
 from annotation.models import Comparison, Item, ItemState, Judgement
 from engine.errors import NotFound, ValidationFailed
-from engine.models import Project, Role, Round
+from engine.models import Membership, Project, Role, Round
 from engine.selectors import project_get_for_user
 from engine.stats import bradley_terry
 from engine.stats.models import AnnotatorDay, CheckpointDay, PairDay, ProjectHour, RollupState
@@ -202,6 +202,23 @@ def rollup_state(project: Project) -> dict:
             state.last_judgement_id, "duration_ms": state.duration_ms, "stale": age > 300}
 
 
+# ------------------------------------------------------------------ memo per refresh
+MEMO_SECONDS = 3600
+
+
+def _memo(project: Project, kind: str, f: Filters, compute):
+    """Figures derived from the rollups change only when a refresh lands: cache them per refresh
+    (keyed on its time and watermark). The beat task warms the unfiltered ones right after."""
+    state = RollupState.objects.filter(project=project).values_list("refreshed_at", "last_judgement_id").first()
+    key = f"stats:{kind}:v1:{project.pk}:{f.key()}:{state[0].timestamp() if state and state[0] else 0}:" \
+          f"{state[1] if state else 0}"
+    value = cache.get(key)
+    if value is None:
+        value = compute()
+        cache.set(key, value, MEMO_SECONDS)
+    return value
+
+
 # ------------------------------------------------------------------ throughput
 def queue_depths(project: Project, f: Filters) -> dict:
     """Items by state, live (the item queue index answers it)."""
@@ -214,6 +231,37 @@ def queue_depths(project: Project, f: Filters) -> dict:
 
 def throughput(project: Project, f: Filters, *, now: dt.datetime | None = None) -> dict:
     now = now or timezone.now()
+    history = _memo(project, "throughput", f, lambda: _throughput_history(project, f))
+    return {**history, **_live(project, f, now), "queue": queue_depths(project, f),
+            "rollups": rollup_state(project)}
+
+
+def _live(project: Project, f: Filters, now: dt.datetime) -> dict:
+    """The last hour and day, straight from the judgements (indexed on project, status, created_at
+    and on project, annotator, created_at)."""
+    recent = Judgement.objects.filter(project=project, status__in=_JUDGED, created_at__gte=now - timedelta(days=1))
+    if f.round_id is not None:
+        recent = recent.filter(item__round_id=f.round_id)
+    if f.annotator_id is not None:
+        recent = recent.filter(annotator_id=f.annotator_id)
+    counts = recent.aggregate(last_24h=Count("id"), last_1h=Count("id", filter=Q(created_at__gte=now - timedelta(hours=1))))
+    # Active annotators: one index probe per annotator of the project, not a scan of the day.
+    people = Membership.objects.filter(project=project, role=Role.ANNOTATOR)
+    if f.annotator_id is not None:
+        people = people.filter(user_id=f.annotator_id)
+
+    def active(since):
+        worked = Judgement.objects.filter(project=project, annotator_id=OuterRef("user_id"), created_at__gte=since)
+        if f.round_id is not None:
+            worked = worked.filter(item__round_id=f.round_id)
+        return people.filter(Exists(worked)).values("user_id").distinct().count()
+
+    return {"last_1h": counts["last_1h"], "last_24h": counts["last_24h"],
+            "active_annotators": {"last_1h": active(now - timedelta(hours=1)),
+                                  "last_24h": active(now - timedelta(days=1))}}
+
+
+def _throughput_history(project: Project, f: Filters) -> dict:
     days = _by_day(AnnotatorDay.objects.filter(project=project), f)
     if f.annotator_id is None:
         hours = _by_hour(ProjectHour.objects.filter(project=project), f)
@@ -227,18 +275,6 @@ def throughput(project: Project, f: Filters, *, now: dt.datetime | None = None) 
     if active_hours is None:  # one annotator: their own active hours
         active_hours = sum(r["active_hours"] for r in rows)
     per_item, per_comparison = _pace(project, f, rows, judged, n_comparisons)
-
-    # Live: the last hour and day, straight from the judgements (index on project, status, created_at).
-    recent = Judgement.objects.filter(project=project, status__in=_JUDGED, created_at__gte=now - timedelta(days=1))
-    if f.round_id is not None:
-        recent = recent.filter(item__round_id=f.round_id)
-    if f.annotator_id is not None:
-        recent = recent.filter(annotator_id=f.annotator_id)
-    live = recent.aggregate(
-        last_24h=Count("id"), last_1h=Count("id", filter=Q(created_at__gte=now - timedelta(hours=1))),
-        annotators_24h=Count("annotator_id", distinct=True),
-        annotators_1h=Count("annotator_id", distinct=True, filter=Q(created_at__gte=now - timedelta(hours=1))),
-    )
 
     per_round = []
     round_index = dict(Round.objects.filter(project=project).values_list("id", "index"))
@@ -260,13 +296,9 @@ def throughput(project: Project, f: Filters, *, now: dt.datetime | None = None) 
         "comparisons": n_comparisons,
         "active_hours": active_hours,
         "items_per_active_hour": round(judged / active_hours, 2) if active_hours else None,
-        "last_1h": live["last_1h"], "last_24h": live["last_24h"],
-        "active_annotators": {"last_1h": live["annotators_1h"], "last_24h": live["annotators_24h"]},
         "seconds_per_item": per_item,
         "seconds_per_comparison": per_comparison,
         "per_round": per_round,
-        "queue": queue_depths(project, f),
-        "rollups": rollup_state(project),
     }
 
 
@@ -295,6 +327,10 @@ def timeseries(project: Project, f: Filters, *, bucket: str = "day") -> list[dic
 # ------------------------------------------------------------------ quality
 def annotator_table(project: Project, f: Filters) -> list[dict]:
     """Per annotator (leads only: fetch the project with `dashboard_project_get_for_lead`)."""
+    return _memo(project, "annotators", f, lambda: _annotator_table(project, f))
+
+
+def _annotator_table(project: Project, f: Filters) -> list[dict]:
     rows = list(_by_day(AnnotatorDay.objects.filter(project=project), f).values(
         "annotator_id", "judgements", "accepted", "rejected", "below_threshold", "gold_total", "gold_correct",
         "active_hours", "item_ms_sum", "item_ms_hist", "comparisons", "comparisons_equal", "agree_total",

@@ -21,7 +21,10 @@ def rollups_refresh() -> dict:
         from engine.models import Project
 
         for project in Project.objects.filter(slug__in=[s for s, days in done.items() if days]):
-            selectors.ratings(project, selectors.Filters())  # warm the Bradley-Terry cache
+            everything = selectors.Filters()
+            selectors.ratings(project, everything)  # warm the Bradley-Terry fit and the memoised figures
+            selectors.throughput(project, everything)
+            selectors.annotator_table(project, everything)
         return done
     finally:
         cache.delete(REFRESH_LOCK)
