@@ -69,12 +69,12 @@ def broker(monkeypatch):
 def test_worker_killed_mid_job_then_restarted_makes_every_candidate_once(project, checkpoint, broker, tmp_path):
     project.candidates_per_item = N_CANDIDATES
     project.save(update_fields=["candidates_per_item"])
-    for seed in range(3):
+    for seed in range(2):
         photo_with_masks(project, seed=seed, n_masks=3)
     services.project_mix_set(project=project, mix=[(checkpoint, 1.0)])
     job = services.generation_job_start(project=project)
     total = job.total_candidates
-    assert job.total_items == 9 and total == 72
+    assert job.total_items == 6 and total == 48
 
     log = tmp_path / "worker.log"
     worker = start_worker(log)
@@ -89,9 +89,11 @@ def test_worker_killed_mid_job_then_restarted_makes_every_candidate_once(project
         assert GenerationJob.objects.get(pk=job.pk).state == GenerationJob.State.RUNNING
 
         worker = start_worker(log)
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 150  # generous: the CPU is shared with other work
         while GenerationJob.objects.get(pk=job.pk).state != GenerationJob.State.FINISHED:
-            assert worker.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            assert worker.poll() is None and time.monotonic() < deadline, (
+                Candidate.objects.count(), list(GenerationJobItem.objects.filter(job=job).values_list("state", "done")),
+                log.read_text()[-3000:])
             time.sleep(0.25)
     finally:
         kill_worker(worker)
