@@ -1,6 +1,7 @@
 """Benchmark of the Parquet DPO export (issue 6). Not a test: run it by hand.
 
-    .venv/bin/python bench/export.py [--items 100000]
+    .venv/bin/python bench/export.py [--items 100000] [--out DIR]
+    BENCH_PROFILE=/tmp/export.prof .venv/bin/python bench/export.py --items 10000   # cProfile of the build
 
 Creates its own database (`engine_bench_export`, dropped at the end), fills it with COPY:
 `items` items of 6 candidates each, two accepted king-of-the-hill judgements per item of 5
@@ -58,6 +59,7 @@ def copy_rows(conn, model, rows, fields):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--out", help="copy the snapshot's files here (to compare builds across code changes)")
     args = parser.parse_args()
     n_items, n_cands, per_j = args.items, 6, 5
 
@@ -159,17 +161,27 @@ def main():
         t_fill = time.perf_counter() - t0
         rss_before = rss_mb()
 
-        t1 = time.perf_counter()
+        t1, cpu1 = time.perf_counter(), time.process_time()
         snapshot, _ = services.snapshot_define(project=project, kind="dpo", format="parquet")
         if os.environ.get("BENCH_PROFILE"):
             import cProfile
-            cProfile.runctx("services.snapshot_build(snapshot_id=snapshot.pk)", globals(), locals(), "/tmp/exp.prof")
+            cProfile.runctx("services.snapshot_build(snapshot_id=snapshot.pk)", globals(), locals(),
+                            os.environ["BENCH_PROFILE"])  # the profile file
         snapshot = services.snapshot_build(snapshot_id=snapshot.pk)
         t_build = time.perf_counter() - t1
+        cpu_build = time.process_time() - cpu1  # this process only (PostgreSQL's share not included)
         pairs = snapshot.rows_total
         files = snapshot.manifest["files"]
         size = sum(f["size"] for f in files)
         peak = rss_mb()
+        if args.out:
+            from django.core.files.storage import default_storage
+
+            for entry in files:
+                target = Path(args.out) / entry["path"]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with default_storage.open(entry["storage_name"], "rb") as handle:
+                    target.write_bytes(handle.read())
         rate = pairs / t_build
         print(f"{'items':<28}{n_items:>14,}")
         print(f"{'judgements':<28}{2 * n_items:>14,}")
@@ -178,12 +190,14 @@ def main():
         print(f"{'DPO pairs exported':<28}{pairs:>14,}")
         print(f"{'build (s)':<28}{t_build:>14.1f}")
         print(f"{'pairs per second':<28}{rate:>14,.0f}")
+        print(f"{'build CPU, this process (s)':<28}{cpu_build:>14.1f}")
         print(f"{'files / total MB':<28}{len(files):>8} / {size / 1e6:,.1f}")
         print(f"{'peak RSS before build (MB)':<28}{rss_before:>14.0f}")
         print(f"{'peak RSS (MB)':<28}{peak:>14.0f}")
         connection.close()
         print(json.dumps({"pairs_per_s": round(rate), "peak_rss_mb": round(peak), "pairs": pairs,
-                          "items": n_items, "build_s": round(t_build, 2), "bytes": size}))
+                          "items": n_items, "build_s": round(t_build, 2), "cpu_s": round(cpu_build, 2),
+                          "bytes": size}))
     finally:
         from django.db import connections
 

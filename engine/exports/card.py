@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 from engine.exports.definition import PAIRINGS
-from engine.exports.writers import hf_features
+from engine.exports.schema import hf_features
 
 ENGINE_VERSION = "0.1.0"
 EXPORT_FORMAT_VERSION = 1

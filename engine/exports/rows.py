@@ -5,8 +5,12 @@ items four or five queries fetch their judgements, comparisons, candidates and a
 Rows come out in a fixed order (item id, judgement id, pair order), so two builds of one
 definition over the same data give the same rows. Nothing here holds more than one batch.
 
-Rows carry storage names of the engine's content-addressed files (image, meshes); the
-writers turn them into bytes or pointers.
+Each batch of items comes out as one Arrow table of `schema.ROW_SCHEMAS` (storage names of the
+engine's content-addressed files in the file columns; the writers turn them into bytes or
+pointers). DPO pairs are built column-wise: an item's columns (photo, mask, ...) and a
+candidate's side (mesh, layout, seed, checkpoint) are encoded once per batch and gathered per
+pair with `take`; only the pair's own values (key, judgement, scores) are Python lists.
+SFT rows (one or two per item) are dicts made into a table per batch.
 """
 from __future__ import annotations
 
@@ -15,9 +19,12 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from django.db.models import Exists, OuterRef, Q
 
 from annotation.models import ArtistMesh, Comparison, Item, Judgement
+from engine.exports.schema import LAYOUT, MASK, ROW_SCHEMAS
 from engine.models import Project
 from modelzoo.models import Candidate, Checkpoint
 
@@ -47,9 +54,8 @@ def layout_struct(layout) -> dict | None:
     scale = layout.get("scale", 1.0)
     if isinstance(scale, (int, float)):
         scale = [scale, scale, scale]
-    return {"rotation": [float(v) for v in layout["rotation"]],
-            "translation": [float(v) for v in layout["translation"]],
-            "scale": [float(v) for v in scale]}
+    return {"rotation": list(map(float, layout["rotation"])),
+            "translation": list(map(float, layout["translation"])), "scale": list(map(float, scale))}
 
 
 class Selection:
@@ -100,12 +106,16 @@ class Selection:
         ).iterator(chunk_size=2000)
 
     def batch(self, item_ids: list[int], *, comparisons: bool) -> dict:
-        """Everything about a batch of items: judgements, comparisons, candidates, artist meshes."""
+        """Everything about a batch of items: judgements, comparisons, candidates, artist meshes.
+
+        DPO (`comparisons`) needs no annotator layouts: judgement rows end at the ranking there.
+        """
         judgements = defaultdict(list)
         lo, hi = item_ids[0], item_ids[-1]  # item ids come sorted; a range avoids 1000-parameter IN lists
-        for row in (self.judgements().filter(item_id__gte=lo, item_id__lte=hi).order_by("item_id", "id").values_list(
-                "id", "item_id", "annotator__username", "winner_id", "rating", "below_threshold",
-                "protocol", "ranking", "layout", "model_layout")):
+        fields = ["id", "item_id", "annotator__username", "winner_id", "rating", "below_threshold", "protocol",
+                  "ranking"] + ([] if comparisons else ["layout", "model_layout"])
+        for row in (self.judgements().filter(item_id__gte=lo, item_id__lte=hi).order_by("item_id", "id")
+                    .values_list(*fields)):
             judgements[row[1]].append(row)
         agree = None
         if self.f["overlap_agrees"]:
@@ -154,28 +164,11 @@ def _positive_allowed(j, alpha: int, min_rating: int | None, hard_case: bool) ->
     return not hard_case and not below and rating >= alpha and (min_rating is None or rating >= min_rating)
 
 
-def _candidate_side(sel: Selection, prefix: str, cand) -> dict:
-    cache = sel.__dict__.setdefault("_side_cache", {})
-    key = (prefix, cand[0])
-    side = cache.get(key)
-    if side is None:
-        if len(cache) > 50_000:
-            cache.clear()
-        side = cache[key] = _candidate_side_build(sel, prefix, cand)
-    return side
-
-
-def _candidate_side_build(sel: Selection, prefix: str, cand) -> dict:
+def _candidate_side(sel: Selection, cand) -> dict:
     pk, _item, checkpoint_id, seed, steps, glb, layout = cand
-    return {f"{prefix}candidate_id": pk, f"{prefix}source": "candidate", f"{prefix}mesh": glb,
-            f"{prefix}checkpoint_id": checkpoint_id, f"{prefix}checkpoint": sel.checkpoint_name(checkpoint_id),
-            f"{prefix}seed": seed, f"{prefix}steps": steps, f"{prefix}layout": layout_struct(layout)}
-
-
-def _artist_side(prefix: str, artist) -> dict:
-    return {f"{prefix}candidate_id": None, f"{prefix}source": "artist", f"{prefix}mesh": artist[1],
-            f"{prefix}checkpoint_id": None, f"{prefix}checkpoint": None, f"{prefix}seed": None,
-            f"{prefix}steps": None, f"{prefix}layout": None}
+    return {"candidate_id": pk, "source": "candidate", "mesh": glb, "checkpoint_id": checkpoint_id,
+            "checkpoint": sel.checkpoint_name(checkpoint_id), "seed": seed, "steps": steps,
+            "layout": layout_struct(layout)}
 
 
 def _iter_batches(sel: Selection, *, comparisons: bool, progress) -> Iterator[tuple[list, dict]]:
@@ -192,47 +185,50 @@ def _iter_batches(sel: Selection, *, comparisons: bool, progress) -> Iterator[tu
 
 
 # ------------------------------------------------------------------ SFT
-def sft_rows(sel: Selection, *, progress=lambda n: None) -> Iterator[dict]:
-    """One row per (item, chosen candidate), annotators aggregated; one per hard case with an artist mesh."""
-    min_rating = sel.f["min_rating"]
+def sft_batches(sel: Selection, *, progress=lambda n: None) -> Iterator[pa.Table]:
+    """SFT rows, one table per batch of items that has any."""
+    schema = ROW_SCHEMAS["sft"]
     for items, data in _iter_batches(sel, comparisons=False, progress=progress):
-        for item in items:
-            item_id, alpha, hard_case = item[0], item[2], item[3]
-            if data["agree"] is not None and item_id not in data["agree"]:
-                continue
-            base = _item_base(item)
-            by_winner = defaultdict(list)
-            for j in data["judgements"].get(item_id, ()):
-                if _positive_allowed(j, alpha, min_rating, hard_case):
-                    by_winner[j[3]].append(j)
-            cands = data["candidates"].get(item_id, {})
-            for winner_id in sorted(by_winner):
-                js = by_winner[winner_id]
-                cand = cands.get(winner_id)
-                if cand is None or (sel.checkpoints and cand[2] not in sel.checkpoints):
-                    continue
-                side = _candidate_side(sel, "", cand)
-                adjusted = next((j[8] for j in js if j[8]), None)
-                ratings = [j[4] for j in js]
-                yield {"key": f"i{item_id:010d}_c{winner_id:010d}", **base, "is_hard_case": False,
-                       "candidate_id": winner_id, "source": "candidate", "mesh": side["mesh"],
-                       "checkpoint_id": side["checkpoint_id"], "checkpoint": side["checkpoint"],
-                       "seed": side["seed"], "steps": side["steps"],
-                       "layout_model": side["layout"], "layout": layout_struct(adjusted) or side["layout"],
-                       "layout_adjusted": adjusted is not None,
-                       "rating": float(statistics.median(ratings)), "ratings": ratings,
-                       "annotators": [j[2] for j in js], "judgement_ids": [j[0] for j in js]}
-            artist = data["artist"].get(item_id)
-            if artist is not None and hard_case:
-                js = data["judgements"].get(item_id, ())
-                ratings = [j[4] for j in js]
-                yield {"key": f"i{item_id:010d}_a{artist[0]:010d}", **base, "is_hard_case": True,
-                       "candidate_id": None, "source": "artist", "mesh": artist[1], "checkpoint_id": None,
-                       "checkpoint": None, "seed": None, "steps": None, "layout_model": None,
-                       "layout": layout_struct(next((j[8] for j in js if j[8]), None)),
-                       "layout_adjusted": any(j[8] for j in js),
-                       "rating": float(statistics.median(ratings)) if ratings else None, "ratings": ratings,
-                       "annotators": [j[2] for j in js], "judgement_ids": [j[0] for j in js]}
+        rows = [row for item in items for row in _sft_item_rows(sel, item, data)]
+        if rows:
+            yield pa.Table.from_pylist(rows, schema=schema)
+
+
+def _sft_item_rows(sel: Selection, item, data: dict) -> Iterator[dict]:
+    """One row per (item, chosen candidate), annotators aggregated; one per hard case with an artist mesh."""
+    item_id, alpha, hard_case = item[0], item[2], item[3]
+    if data["agree"] is not None and item_id not in data["agree"]:
+        return
+    base = _item_base(item)
+    by_winner = defaultdict(list)
+    for j in data["judgements"].get(item_id, ()):
+        if _positive_allowed(j, alpha, sel.f["min_rating"], hard_case):
+            by_winner[j[3]].append(j)
+    cands = data["candidates"].get(item_id, {})
+    for winner_id in sorted(by_winner):
+        js = by_winner[winner_id]
+        cand = cands.get(winner_id)
+        if cand is None or (sel.checkpoints and cand[2] not in sel.checkpoints):
+            continue
+        side = _candidate_side(sel, cand)
+        adjusted = next((j[8] for j in js if j[8]), None)
+        ratings = [j[4] for j in js]
+        yield {"key": f"i{item_id:010d}_c{winner_id:010d}", **base, "is_hard_case": False, **side,
+               "layout_model": side["layout"], "layout": layout_struct(adjusted) or side["layout"],
+               "layout_adjusted": adjusted is not None,
+               "rating": float(statistics.median(ratings)), "ratings": ratings,
+               "annotators": [j[2] for j in js], "judgement_ids": [j[0] for j in js]}
+    artist = data["artist"].get(item_id)
+    if artist is not None and hard_case:
+        js = data["judgements"].get(item_id, ())
+        ratings = [j[4] for j in js]
+        yield {"key": f"i{item_id:010d}_a{artist[0]:010d}", **base, "is_hard_case": True,
+               "candidate_id": None, "source": "artist", "mesh": artist[1], "checkpoint_id": None,
+               "checkpoint": None, "seed": None, "steps": None, "layout_model": None,
+               "layout": layout_struct(next((j[8] for j in js if j[8]), None)),
+               "layout_adjusted": any(j[8] for j in js),
+               "rating": float(statistics.median(ratings)) if ratings else None, "ratings": ratings,
+               "annotators": [j[2] for j in js], "judgement_ids": [j[0] for j in js]}
 
 
 # ------------------------------------------------------------------ DPO
@@ -299,46 +295,129 @@ def _judgement_pairs(pairing: str, keep_ties: bool, j, comps, beats, ties) -> li
     return out
 
 
-def dpo_rows(sel: Selection, *, progress=lambda n: None) -> Iterator[dict]:
-    pairing, keep_ties = sel.definition["pairing"], sel.definition["keep_ties"]
-    min_rating = sel.f["min_rating"]
+def _item_columns(items: list) -> dict[str, pa.Array]:
+    """The per-item DPO columns of a batch, one value per item (gathered per pair by index)."""
+    bases = [_item_base(i) for i in items]
+    schema = ROW_SCHEMAS["dpo"]
+    columns = {}
+    for name in bases[0]:
+        column = "group_id" if name == "item_id" else name
+        columns[column] = pa.array([b[name] for b in bases], schema.field(column).type)
+    return columns
+
+
+class _Sides:
+    """Every candidate of a batch, then every artist mesh, as side columns (candidate_id, source,
+    mesh, checkpoint_id, checkpoint, seed, steps, layout); a pair's side is a row index here."""
+
+    def __init__(self, sel: Selection, data: dict):
+        cands = [c for per_item in data["candidates"].values() for c in per_item.values()]
+        artists = sorted(data["artist"].items())
+        self.row = {c[0]: n for n, c in enumerate(cands)}  # candidate id -> row
+        self.artist_row = {item_id: len(cands) + n for n, (item_id, _) in enumerate(artists)}
+        none = [None] * len(artists)
+        self.columns = {
+            "candidate_id": pa.array([c[0] for c in cands] + none, pa.int64()),
+            "source": pa.array(["candidate"] * len(cands) + ["artist"] * len(artists), pa.string()),
+            "mesh": pa.array([c[5] for c in cands] + [a[1] for _, a in artists], pa.string()),
+            "checkpoint_id": pa.array([c[2] for c in cands] + none, pa.int64()),
+            "checkpoint": pa.array([sel.checkpoint_name(c[2]) for c in cands] + none, pa.string()),
+            "seed": pa.array([c[3] for c in cands] + none, pa.int64()),
+            "steps": pa.array([c[4] for c in cands] + none, pa.int64()),
+            "layout": pa.array([layout_struct(c[6]) for c in cands] + none, LAYOUT),
+        }
+
+    def take(self, prefix: str, rows: list[int]) -> dict[str, pa.Array]:
+        indices = pa.array(rows, pa.int64())
+        return {prefix + name: column.take(indices) for name, column in self.columns.items()}
+
+
+class _Pairs:
+    """The pair-level DPO columns of a batch, as lists; item and sides as row indices."""
+
+    def __init__(self):
+        self.item, self.chosen, self.rejected = [], [], []
+        self.key, self.judgement_id, self.annotator, self.pairing, self.comparison_index = [], [], [], [], []
+        self.score_chosen, self.score_rejected, self.is_tie, self.rating = [], [], [], []
+
+    def add(self, *, item: int, chosen: int, rejected: int, key: str, judgement_id, annotator, pairing: str,
+            comparison_index, score_chosen: int, score_rejected: int, is_tie: bool, rating) -> None:
+        self.item.append(item)
+        self.chosen.append(chosen)
+        self.rejected.append(rejected)
+        self.key.append(key)
+        self.judgement_id.append(judgement_id)
+        self.annotator.append(annotator)
+        self.pairing.append(pairing)
+        self.comparison_index.append(comparison_index)
+        self.score_chosen.append(score_chosen)
+        self.score_rejected.append(score_rejected)
+        self.is_tie.append(is_tie)
+        self.rating.append(rating)
+
+    def table(self, items: dict[str, pa.Array], sides: _Sides) -> pa.Table:
+        score_chosen = pa.array(self.score_chosen, pa.float64())
+        score_rejected = pa.array(self.score_rejected, pa.float64())
+        item_rows = pa.array(self.item, pa.int64())
+        columns = {
+            **{name: column.take(item_rows) for name, column in items.items()},
+            **sides.take("chosen_", self.chosen), **sides.take("rejected_", self.rejected),
+            "key": pa.array(self.key, pa.string()),
+            "judgement_id": pa.array(self.judgement_id, pa.int64()),
+            "annotator": pa.array(self.annotator, pa.string()),
+            "pairing": pa.array(self.pairing, pa.string()),
+            "comparison_index": pa.array(self.comparison_index, pa.int64()),
+            "score_chosen": score_chosen, "score_rejected": score_rejected,
+            "margin": pc.subtract(score_chosen, score_rejected),
+            "is_tie": pa.array(self.is_tie, pa.bool_()),
+            "rating": pa.array(self.rating, pa.int64()),
+        }
+        schema = ROW_SCHEMAS["dpo"]
+        return pa.Table.from_arrays([columns[f.name] for f in schema], schema=schema)
+
+
+def dpo_batches(sel: Selection, *, progress=lambda n: None) -> Iterator[pa.Table]:
+    """DPO pairs, one table per batch of items that has any."""
     for items, data in _iter_batches(sel, comparisons=True, progress=progress):
-        for item in items:
-            item_id, alpha, hard_case = item[0], item[2], item[3]
-            if data["agree"] is not None and item_id not in data["agree"]:
+        pairs = _Pairs()
+        sides = _Sides(sel, data)
+        for n, item in enumerate(items):
+            _dpo_item_pairs(sel, n, item, data, sides, pairs)
+        if pairs.key:
+            yield pairs.table(_item_columns(items), sides)
+
+
+def _dpo_item_pairs(sel: Selection, item_row: int, item, data: dict, sides: _Sides, pairs: _Pairs) -> None:
+    pairing, keep_ties = sel.definition["pairing"], sel.definition["keep_ties"]
+    item_id, alpha, hard_case = item[0], item[2], item[3]
+    if data["agree"] is not None and item_id not in data["agree"]:
+        return
+    cands = data["candidates"].get(item_id, {})
+    for j in data["judgements"].get(item_id, ()):
+        if not _positive_allowed(j, alpha, sel.f["min_rating"], hard_case):
+            continue  # below alpha: its candidates are only ever negatives
+        comps = data["comparisons"].get(j[0], ())
+        beats, ties = _order(j, comps)
+        n = 0
+        for chosen, rejected, is_tie, idx in _judgement_pairs(pairing, keep_ties, j, comps, beats, ties):
+            c, r = cands.get(chosen), cands.get(rejected)
+            if c is None or r is None:
                 continue
-            base = _item_base(item)
-            base["group_id"] = base.pop("item_id")
-            cands = data["candidates"].get(item_id, {})
-            for j in data["judgements"].get(item_id, ()):
-                if not _positive_allowed(j, alpha, min_rating, hard_case):
-                    continue  # below alpha: its candidates are only ever negatives
-                comps = data["comparisons"].get(j[0], ())
-                beats, ties = _order(j, comps)
-                n = 0
-                for chosen, rejected, is_tie, idx in _judgement_pairs(pairing, keep_ties, j, comps, beats, ties):
-                    c, r = cands.get(chosen), cands.get(rejected)
-                    if c is None or r is None:
-                        continue
-                    if sel.checkpoints and (c[2] not in sel.checkpoints or r[2] not in sel.checkpoints):
-                        continue
-                    sc, sr = len(beats.get(chosen, ())), len(beats.get(rejected, ()))
-                    yield {"key": f"i{item_id:010d}_j{j[0]:010d}_p{n:04d}", **base, "judgement_id": j[0],
-                           "annotator": j[2], "pairing": pairing, "comparison_index": idx,
-                           **_candidate_side(sel, "chosen_", c), **_candidate_side(sel, "rejected_", r),
-                           "score_chosen": float(sc), "score_rejected": float(sr), "margin": float(sc - sr),
-                           "is_tie": is_tie, "rating": j[4]}
-                    n += 1
-            artist = data["artist"].get(item_id)
-            if artist is not None and hard_case:
-                # A hard case's artist mesh beats every candidate: its candidates are negatives only.
-                total = len(cands)
-                for n, cid in enumerate(sorted(cands)):
-                    r = cands[cid]
-                    if sel.checkpoints and r[2] not in sel.checkpoints:
-                        continue
-                    yield {"key": f"i{item_id:010d}_a{artist[0]:010d}_p{n:04d}", **base, "judgement_id": None,
-                           "annotator": None, "pairing": "artist", "comparison_index": None,
-                           **_artist_side("chosen_", artist), **_candidate_side(sel, "rejected_", r),
-                           "score_chosen": float(total), "score_rejected": 0.0, "margin": float(total),
-                           "is_tie": False, "rating": None}
+            if sel.checkpoints and (c[2] not in sel.checkpoints or r[2] not in sel.checkpoints):
+                continue
+            pairs.add(item=item_row, chosen=sides.row[chosen], rejected=sides.row[rejected],
+                      key=f"i{item_id:010d}_j{j[0]:010d}_p{n:04d}", judgement_id=j[0], annotator=j[2],
+                      pairing=pairing, comparison_index=idx, score_chosen=len(beats.get(chosen, ())),
+                      score_rejected=len(beats.get(rejected, ())), is_tie=is_tie, rating=j[4])
+            n += 1
+    artist = data["artist"].get(item_id)
+    if artist is not None and hard_case:
+        # A hard case's artist mesh beats every candidate: its candidates are negatives only.
+        total = len(cands)
+        for n, cid in enumerate(sorted(cands)):
+            if sel.checkpoints and cands[cid][2] not in sel.checkpoints:
+                continue
+            pairs.add(item=item_row, chosen=sides.artist_row[item_id], rejected=sides.row[cid],
+                      key=f"i{item_id:010d}_a{artist[0]:010d}_p{n:04d}", judgement_id=None, annotator=None,
+                      pairing="artist", comparison_index=None, score_chosen=total, score_rejected=0,
+                      is_tie=False, rating=None)

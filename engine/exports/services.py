@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pyarrow.compute as pc
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
@@ -149,13 +150,13 @@ def _store(path: Path, sha: str) -> str:
 def snapshot_files_write(*, snapshot: Snapshot, folder: Path, progress=None) -> dict:
     """Write the snapshot's files into `folder`; return {"files": [(path, local)], "counts", ...}.
 
-    Streams: one batch of items in memory at a time; rows go straight to the writer.
+    Streams: one batch of items in memory at a time; its rows go to the writer as one Arrow table.
     """
     d = snapshot.definition
     selection = _selection(snapshot)
     writer = WRITERS[d["format"]](kind=d["kind"], folder=folder, shard_bytes=d["shard_bytes"], files=FileCache())
     seen = {"items": 0, "rows": 0}
-    rounds, checkpoints, items_with_rows = set(), set(), set()
+    rounds, checkpoints = set(), set()
     counts = {"rows": 0, "items": 0, "hard_case_rows": 0}
     if d["kind"] == "dpo":
         counts.update(ties=0, artist_pairs=0)
@@ -165,26 +166,24 @@ def snapshot_files_write(*, snapshot: Snapshot, folder: Path, progress=None) -> 
         if progress:
             progress(items=seen["items"], rows=counts["rows"])
 
-    produce = rows_mod.sft_rows if d["kind"] == "sft" else rows_mod.dpo_rows
-    group_key = "item_id" if d["kind"] == "sft" else "group_id"
-    for row in produce(selection, progress=on_items):
-        counts["rows"] += 1
-        items_with_rows.add(row[group_key])
-        rounds.add(row["round"])
+    if d["kind"] == "sft":
+        batches, group_key, checkpoint_columns = rows_mod.sft_batches, "item_id", ["checkpoint"]
+    else:
+        batches, group_key, checkpoint_columns = rows_mod.dpo_batches, "group_id", ["chosen_checkpoint",
+                                                                                   "rejected_checkpoint"]
+    for table in batches(selection, progress=on_items):
+        counts["rows"] += table.num_rows
+        counts["items"] += pc.count_distinct(table[group_key]).as_py()  # an item's rows are all in one batch
+        rounds.update(pc.unique(table["round"]).to_pylist())
+        for column in checkpoint_columns:
+            checkpoints.update(c for c in pc.unique(table[column]).to_pylist() if c)
         if d["kind"] == "sft":
-            counts["hard_case_rows"] += row["is_hard_case"]
-            if row["checkpoint"]:
-                checkpoints.add(row["checkpoint"])
+            counts["hard_case_rows"] += pc.sum(table["is_hard_case"]).as_py() or 0
         else:
-            counts["ties"] += row["is_tie"]
-            counts["artist_pairs"] += row["pairing"] == "artist"
-            for side in ("chosen_checkpoint", "rejected_checkpoint"):
-                if row[side]:
-                    checkpoints.add(row[side])
-        writer.write(row)
+            counts["ties"] += pc.sum(table["is_tie"]).as_py() or 0
+            counts["artist_pairs"] += pc.sum(pc.equal(table["pairing"], "artist")).as_py() or 0
+        writer.write_batch(table)
     outputs = writer.close()
-    counts["items"] = len(items_with_rows)
-    del items_with_rows
     data_files = [rel for rel, _ in outputs]
     card = card_text(project=snapshot.project, definition=d, definition_sha256=snapshot.definition_sha256,
                      counts=counts, data_files=data_files, checkpoints=sorted(checkpoints), rounds=sorted(rounds))

@@ -4,6 +4,9 @@ Deterministic by construction: rows arrive in a fixed order, shard boundaries de
 the rows, Parquet is written with fixed settings (zstd level 3, fixed row groups, no
 timestamps) and tar headers carry mtime 0, uid/gid 0 and no user names.
 Files go to a local temporary folder; the service hashes and stores them.
+
+Writers take rows as Arrow tables (`write_batch`, one per batch of items, ROW_SCHEMAS of
+`schema`): Parquet stays columnar end to end; WebDataset and JSONL write one row at a time.
 """
 from __future__ import annotations
 
@@ -14,61 +17,17 @@ import tarfile
 from collections import OrderedDict
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from django.core.files.storage import default_storage
 
+from engine.exports.schema import FILE, FILE_COLUMNS, SCHEMAS, hf_features  # noqa: F401 (SCHEMAS: tests)
+
 ROW_GROUP_ROWS = 2048
 ROW_GROUP_BYTES = 64 * 1024 * 1024
-
-LAYOUT = pa.struct([("rotation", pa.list_(pa.float64())), ("translation", pa.list_(pa.float64())),
-                    ("scale", pa.list_(pa.float64()))])
-MASK = pa.struct([("size", pa.list_(pa.int64())), ("counts", pa.string())])
-FILE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
-
-_COMMON = [
-    ("key", pa.string()), ("round", pa.int64()), ("is_gold", pa.bool_()), ("image_id", pa.int64()),
-    ("image", FILE), ("image_sha256", pa.string()), ("mask", MASK), ("mask_bbox", pa.list_(pa.float64())),
-    ("label", pa.string()),
-]
-
-
-def _side(prefix: str) -> list:
-    return [(f"{prefix}candidate_id", pa.int64()), (f"{prefix}source", pa.string()), (f"{prefix}mesh", FILE),
-            (f"{prefix}checkpoint_id", pa.int64()), (f"{prefix}checkpoint", pa.string()),
-            (f"{prefix}seed", pa.int64()), (f"{prefix}steps", pa.int64()), (f"{prefix}layout", LAYOUT)]
-
-
-SCHEMAS = {
-    "sft": pa.schema([("item_id", pa.int64()), *_COMMON, ("is_hard_case", pa.bool_()), *_side(""),
-                      ("layout_model", LAYOUT), ("layout_adjusted", pa.bool_()), ("rating", pa.float64()),
-                      ("ratings", pa.list_(pa.int64())), ("annotators", pa.list_(pa.string())),
-                      ("judgement_ids", pa.list_(pa.int64()))]),
-    "dpo": pa.schema([("group_id", pa.int64()), *_COMMON, ("judgement_id", pa.int64()), ("annotator", pa.string()),
-                      ("pairing", pa.string()), ("comparison_index", pa.int64()), *_side("chosen_"),
-                      *_side("rejected_"), ("score_chosen", pa.float64()), ("score_rejected", pa.float64()),
-                      ("margin", pa.float64()), ("is_tie", pa.bool_()), ("rating", pa.int64())]),
-}
-# Columns holding a stored file: (column, Hugging Face feature type).
-FILE_COLUMNS = {
-    "sft": {"image": "Image", "mesh": "Mesh"},
-    "dpo": {"image": "Image", "chosen_mesh": "Mesh", "rejected_mesh": "Mesh"},
-}
-
-
-def hf_features(kind: str) -> dict:
-    """The `datasets` Features (as its JSON) of a kind: file columns as Image / Mesh."""
-    files = FILE_COLUMNS[kind]
-
-    def feature(t: pa.DataType):
-        if pa.types.is_struct(t):
-            return {t.field(i).name: feature(t.field(i).type) for i in range(t.num_fields)}
-        if pa.types.is_list(t):
-            return {"feature": feature(t.value_type), "_type": "List"}
-        dtype = {"int64": "int64", "string": "string", "bool": "bool", "double": "float64"}[str(t)]
-        return {"dtype": dtype, "_type": "Value"}
-
-    return {f.name: ({"_type": files[f.name]} if f.name in files else feature(f.type)) for f in SCHEMAS[kind]}
+ROW_OVERHEAD_BYTES = 512  # a row's estimated size besides its files, for row-group and shard budgets
 
 
 class FileCache:
@@ -76,6 +35,15 @@ class FileCache:
 
     def __init__(self, budget: int = 64 * 1024 * 1024):
         self.budget, self.used, self.data = budget, 0, OrderedDict()
+        self.sizes: dict[str, int] = {}  # outlives the bytes: a row-group budget needs sizes first
+
+    def size(self, name: str) -> int:
+        size = self.sizes.get(name)
+        if size is None:
+            if len(self.sizes) >= 200_000:
+                self.sizes.clear()
+            size = self.sizes[name] = len(self.get(name))
+        return size
 
     def get(self, name: str) -> bytes:
         data = self.data.get(name)
@@ -112,8 +80,19 @@ class _ShardedWriter:
     def rel_path(self, index: int) -> str:
         return f"data/{self.prefix}-{index:06d}.{self.extension}"
 
+    def write_batch(self, table: pa.Table) -> None:
+        """Rows one at a time, as dicts (file columns hold storage names)."""
+        for row in table.to_pylist():
+            self.write(row)
+
+    def write(self, row: dict) -> None:
+        raise NotImplementedError
+
 
 class ParquetWriter(_ShardedWriter):
+    """Row groups of at most ROW_GROUP_ROWS rows and about ROW_GROUP_BYTES; a shard closes past
+    shard_bytes. Each file is read once per row group and shared by its rows through `take`."""
+
     extension = "parquet"
 
     def __init__(self, **kwargs):
@@ -122,7 +101,8 @@ class ParquetWriter(_ShardedWriter):
             {b"huggingface": json.dumps({"info": {"features": hf_features(self.kind)}}, sort_keys=True).encode()})
         self.file_columns = FILE_COLUMNS[self.kind]
         self.writer = None
-        self.pending: list[dict] = []
+        self.pending: list[pa.Table] = []  # slices of row tables, the next row group
+        self.pending_rows = 0
         self.pending_bytes = 0
 
     def _open(self):
@@ -131,30 +111,55 @@ class ParquetWriter(_ShardedWriter):
                                        use_dictionary=True, write_statistics=True, version="2.6",
                                        data_page_version="1.0")
 
-    def write(self, row: dict) -> None:
-        size = 0
+    def _row_sizes(self, table: pa.Table) -> list[int]:
+        """Each row's estimated bytes: its files plus ROW_OVERHEAD_BYTES."""
+        sizes = np.full(table.num_rows, ROW_OVERHEAD_BYTES, dtype=np.int64)
         for column in self.file_columns:
-            name = row[column]
-            data = self.files.get(name)
-            row[column] = {"bytes": data, "path": posixpath.basename(name)}
-            size += len(data)
-        self.pending.append(row)
-        self.pending_bytes += size + 512
-        self.rows += 1
-        if (len(self.pending) >= ROW_GROUP_ROWS
-                or self.pending_bytes >= min(ROW_GROUP_BYTES, self.shard_bytes - self.shard_size)):
-            self._flush()
+            names = pc.dictionary_encode(table.column(column)).combine_chunks()
+            per_name = np.array([self.files.size(n) for n in names.dictionary.to_pylist()], dtype=np.int64)
+            sizes += per_name[names.indices.to_numpy()]
+        return sizes.tolist()
+
+    def write_batch(self, table: pa.Table) -> None:
+        """Cut the rows into row groups by count and estimated bytes; only sizes are read here.
+
+        Known quirk, kept so existing definitions rebuild byte-identically: after a shard closes,
+        shard_size holds the closed shard's size until the next shard opens, so each later
+        shard starts with a one-row row group.
+        """
+        start = 0
+        for i, size in enumerate(self._row_sizes(table)):
+            self.pending_rows += 1
+            self.pending_bytes += size
+            self.rows += 1
+            if (self.pending_rows >= ROW_GROUP_ROWS
+                    or self.pending_bytes >= min(ROW_GROUP_BYTES, self.shard_bytes - self.shard_size)):
+                self.pending.append(table.slice(start, i + 1 - start))
+                start = i + 1
+                self._flush()
+        if start < table.num_rows:
+            self.pending.append(table.slice(start))
+
+    def _files(self, names: pa.ChunkedArray) -> pa.Array:
+        """Storage names as {bytes, path} structs: each distinct file read once."""
+        encoded = pc.dictionary_encode(names).combine_chunks()
+        distinct = encoded.dictionary.to_pylist()
+        files = pa.StructArray.from_arrays(
+            [pa.array([self.files.get(n) for n in distinct], pa.binary()),
+             pa.array([posixpath.basename(n) for n in distinct], pa.string())], fields=list(FILE))
+        return files.take(encoded.indices)
 
     def _flush(self) -> None:
         if not self.pending:
             return
         if self.writer is None:
             self._open()
-        columns = [pa.array([r[f.name] for r in self.pending], type=f.type) for f in self.schema]
-        table = pa.Table.from_arrays(columns, schema=self.schema)
-        self.writer.write_table(table, row_group_size=len(self.pending))
+        rows = pa.concat_tables(self.pending).combine_chunks()
+        columns = [self._files(rows.column(f.name)) if f.name in self.file_columns else rows.column(f.name)
+                   for f in self.schema]
+        self.writer.write_table(pa.Table.from_arrays(columns, schema=self.schema), row_group_size=rows.num_rows)
         self.shard_size += self.pending_bytes
-        self.pending, self.pending_bytes = [], 0
+        self.pending, self.pending_rows, self.pending_bytes = [], 0, 0
         if self.shard_size >= self.shard_bytes:
             self.writer.close()
             self.writer = None
