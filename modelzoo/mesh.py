@@ -134,8 +134,9 @@ def mesh_to_occupancy(vertices: np.ndarray, faces: np.ndarray, resolution: int =
         area = _face_areas(v, faces).sum()
         samples = int(min(2_000_000, max(20_000, 12 * area / (cell * cell))))
     pts = sample_surface(v, faces, samples, seed=seed)
-    idx = np.floor((pts + 1.0) / cell).astype(np.int64)
-    idx = idx[((idx >= 0) & (idx < resolution)).all(axis=1)]
+    pts = pts[(np.abs(pts) <= 1.0 + 1e-6).all(axis=1)]  # outside the cube: ignored
+    # Points on the cube's faces (normalised shapes touch them) belong to the edge cells.
+    idx = np.clip(np.floor((pts + 1.0) / cell).astype(np.int64), 0, resolution - 1)
     shell = np.zeros((resolution,) * 3, bool)
     shell[idx[:, 0], idx[:, 1], idx[:, 2]] = True
     return ndimage.binary_fill_holes(shell)
