@@ -6,6 +6,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# Local state (SQLite, media, broker folders, logs); settings read the same variable.
+export VAR_DIR ?= $(CURDIR)/var
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: run test venv venv-dev frontend services browser bench clean
@@ -40,13 +42,13 @@ browser:
 
 run: export DEBUG ?= 1
 run: venv frontend
-	@mkdir -p var/celery/broker var/celery/processed var/celery/control
+	@mkdir -p $(VAR_DIR)/celery/broker $(VAR_DIR)/celery/processed $(VAR_DIR)/celery/control
 	$(PY) manage.py migrate --noinput -v0
 	$(PY) manage.py demo
 	$(PY) manage.py generate --project demo
-	@echo; echo "Starting a Celery worker (log: var/worker.log) and the web app..."
+	@echo; echo "Starting a Celery worker (log: $(VAR_DIR)/worker.log) and the web app..."
 	@set -m; $(VENV)/bin/celery -A engine worker -B -Q default,model --concurrency 1 -l INFO \
-	  > var/worker.log 2>&1 & worker=$$!; \
+	  > $(VAR_DIR)/worker.log 2>&1 & worker=$$!; \
 	  trap "kill $$worker 2>/dev/null; wait $$worker 2>/dev/null" EXIT INT TERM; \
 	  echo "Open http://$(HOST):$(PORT)/ and log in with one of the demo logins above."; \
 	  $(PY) manage.py runserver --noreload $(HOST):$(PORT)
@@ -59,4 +61,4 @@ bench: venv-dev services
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf var staticfiles frontend/dist
+	rm -rf $(VAR_DIR) staticfiles frontend/dist
