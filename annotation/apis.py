@@ -79,16 +79,22 @@ def _lease_of(user, lease_id: int):
     return selectors.lease_get_for_annotator(user, lease_id)
 
 
-def _judgement_body(judgement: Judgement) -> dict:
-    judgement = Judgement.objects.select_related("annotator").prefetch_related("comparisons").get(pk=judgement.pk)
-    return JudgementOut(judgement).data
+def _judgement_body(judgement: Judgement, *, loaded: bool = False) -> dict:
+    """`loaded`: the judgement comes from the service with its annotator and comparisons."""
+    return selectors.judgement_body(judgement if loaded else selectors.judgement_for_body(judgement.pk))
+
+
+class NextItemIn(serializers.Serializer):
+    exclude = serializers.ListField(child=serializers.IntegerField(), required=False, default=list, max_length=10)
 
 
 # ------------------------------------------------------------------ annotator
 class NextItemApi(APIView):
+    @extend_schema(request=NextItemIn)
     def post(self, request, slug: str):
         project = project_get_for_user(request.user, slug, roles=ANNOTATOR)
-        lease, _ = services.lease_next(project=project, annotator=request.user)
+        exclude = parse(NextItemIn, request.data)["exclude"] if request.data else []
+        lease, _ = services.lease_next(project=project, annotator=request.user, exclude=exclude)
         if lease is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return Response(selectors.lease_payload(lease))
@@ -123,7 +129,8 @@ class JudgementSubmitApi(APIView):
                 rating=data["rating"], layout=data["layout"], time_spent_ms=data["time_spent_ms"],
             ),
         )
-        return Response(_judgement_body(judgement), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        return Response(_judgement_body(judgement, loaded=created),
+                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
 class SkipApi(APIView):

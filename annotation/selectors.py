@@ -29,6 +29,7 @@ QUALITY_LABELS = {"1": "unusable", "2": "poor", "3": "acceptable", "4": "good", 
 
 
 def item_get_for_user(user, item_id: int, *, roles: Iterable[str]) -> Item:
+    """The item, with its project (carrying `user_roles`) and round, if the user holds one of `roles`."""
     item = Item.objects.select_related("project", "round").filter(pk=item_id).first()
     if item is None:
         raise NotFound(f"No item {item_id} in a project you are a member of.")
@@ -117,19 +118,27 @@ def item_progress(*, project: Project) -> dict:
 
 
 # ------------------------------------------------------------------ the item payload
-def _layout_of(candidate) -> dict:
-    layout = candidate.layout or {}
+def _layout_of(layout) -> dict:
+    layout = layout or {}
     return {k: layout.get(k) for k in ("rotation", "translation", "scale")}
 
 
 def lease_payload(lease: Lease) -> dict:
-    """The next-item response of docs/annotation-api.md, for `lease`."""
+    """The next-item response of docs/annotation-api.md, for `lease`.
+
+    A lease fresh from `services.lease_next` carries `candidate_rows` (read with the pick);
+    otherwise the candidates are read here.
+    """
     item = Item.objects.select_related("project", "round", "mask", "mask__image").get(pk=lease.item_id)
     project, mask = item.project, item.mask
     image = mask.image
     slug = project.slug
-    by_id = {c.pk: c for c in item.candidates.all()}
+    rows = getattr(lease, "candidate_rows", None)
+    if rows is None:
+        rows = item.candidates.values("id", "layout", "num_vertices", "num_faces")
+    by_id = {c["id"]: c for c in rows}
     seconds = max(0, round((lease.expires_at - timezone.now()).total_seconds()))
+    image_base = f"/api/v1/projects/{slug}/images/{image.pk}"
     return {
         "lease": {"id": lease.pk, "expires_at": lease.expires_at, "seconds": seconds},
         "item": {
@@ -140,10 +149,10 @@ def lease_payload(lease: Lease) -> dict:
                               "labels": QUALITY_LABELS},
             "image": {
                 "id": image.pk, "width": image.width, "height": image.height,
-                "url": f"/api/v1/projects/{slug}/images/{image.pk}/file",
-                "thumbnail_url": f"/api/v1/projects/{slug}/images/{image.pk}/thumbnail" if image.thumbnail else None,
+                "url": f"{image_base}/file",
+                "thumbnail_url": f"{image_base}/thumbnail" if image.thumbnail else None,
                 "intrinsics": image.intrinsics,
-                "depth_url": f"/api/v1/projects/{slug}/images/{image.pk}/depth" if image.depth else None,
+                "depth_url": f"{image_base}/depth" if image.depth else None,
             },
             "mask": {
                 "id": mask.pk, "label": mask.label, "bbox": mask.bbox,
@@ -156,15 +165,36 @@ def lease_payload(lease: Lease) -> dict:
                     "glb_url": f"/api/v1/candidates/{cid}/glb",
                     "glb_compact_url": f"/api/v1/candidates/{cid}/glb-compact",
                     "preview_url": f"/api/v1/candidates/{cid}/preview",
-                    "layout": _layout_of(by_id[cid]),
-                    "num_vertices": by_id[cid].num_vertices,
-                    "num_faces": by_id[cid].num_faces,
+                    "layout": _layout_of(by_id[cid]["layout"]),
+                    "num_vertices": by_id[cid]["num_vertices"],
+                    "num_faces": by_id[cid]["num_faces"],
                 }
                 for cid in lease.order if cid in by_id
             ],
             "sides": lease.sides,
         },
     }
+
+
+def judgement_body(judgement: Judgement) -> dict:
+    """One judgement as the API shows it (the fields of `apis.JudgementOut`, built by hand: a
+    submission answers with it, and a ModelSerializer costs more than the rest of the request).
+    Needs `annotator` and `comparisons` loaded, or reads them."""
+    return {
+        "id": judgement.pk, "item": judgement.item_id, "lease": judgement.lease_id, "key": judgement.key,
+        "annotator": judgement.annotator.username, "protocol": judgement.protocol,
+        "comparisons": [{"index": c.index, "left": c.left_id, "right": c.right_id, "outcome": c.outcome,
+                         "decided_ms": c.decided_ms} for c in judgement.comparisons.all()],
+        "ranking": judgement.ranking, "winner": judgement.winner_id, "rating": judgement.rating,
+        "below_threshold": judgement.below_threshold, "layout": judgement.layout,
+        "model_layout": judgement.model_layout, "time_spent_ms": judgement.time_spent_ms,
+        "status": judgement.status, "supersedes": judgement.supersedes_id,
+        "review_reason": judgement.review_reason, "created_at": judgement.created_at,
+    }
+
+
+def judgement_for_body(judgement_id: int) -> Judgement:
+    return Judgement.objects.select_related("annotator").prefetch_related("comparisons").get(pk=judgement_id)
 
 
 # ------------------------------------------------------------------ quality control

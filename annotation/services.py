@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import random
 import statistics
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Case, Exists, JSONField, OuterRef, Q, Subquery, When
 from django.utils import timezone
 
 from annotation.models import (
@@ -38,6 +40,7 @@ from annotation.states import item_transition
 from engine.errors import Conflict, NotFound, RateLimited, ValidationFailed
 from engine.ingest.services import store_content_addressed
 from engine.models import RATING_MAX, RATING_MIN, Project, RankingProtocol
+from modelzoo.models import Candidate
 
 # An item skipped by this many different annotators leaves the queue (state skipped) until a
 # lead reopens it: a mask nobody can judge should not keep coming back.
@@ -69,39 +72,42 @@ def daily_cap_check(*, project: Project, annotator, now: dt.datetime | None = No
         )
 
 
-def _item_settle(item: Item, project: Project) -> None:
-    """Put an item (row locked by the caller) in the state its counters say.
+COUNTERS = ("claims", "judgements_done", "skips")
 
-    Not for items a person took out of the queue (flagged, skipped) or without candidates.
+
+def _item_settle(item: Item, project: Project, *, ratings: list[int] | None = None) -> None:
+    """Put an item (row locked by the caller) in the state its counters say, writing the
+    counters in the same UPDATE.
+
+    Items a person took out of the queue (flagged, skipped) or without candidates keep their
+    state; only their counters are written. `ratings`: the accepted ratings of the item when the
+    caller knows them already (saves reading them back).
     """
     if item.state not in (ItemState.READY, ItemState.IN_PROGRESS, ItemState.DONE, ItemState.HARD_CASE):
+        _save_counters(item)
         return
     active = item.claims - item.judgements_done
     if not item.is_gold and item.judgements_done >= project.overlap:
-        ratings = list(
-            item.judgements.filter(status=Judgement.Status.ACCEPTED).values_list("rating", flat=True)
-        )
+        if ratings is None:
+            ratings = list(
+                item.judgements.filter(status=Judgement.Status.ACCEPTED).values_list("rating", flat=True)
+            )
         alpha = item.round.quality_threshold
         hard = bool(ratings) and statistics.median(ratings) < alpha
+        also = [*COUNTERS, "hard_case"] if item.hard_case != hard else COUNTERS
+        item.hard_case = hard
         if hard and not item.artist_meshes.exists():
-            if not item.hard_case:
-                item.hard_case = True
-                item.save(update_fields=["hard_case"])
-            item_transition(item=item, to=ItemState.HARD_CASE, reason=f"median rating below alpha={alpha}")
+            item_transition(item=item, to=ItemState.HARD_CASE, reason=f"median rating below alpha={alpha}",
+                            also=also)
         else:
-            if item.hard_case != hard:
-                item.hard_case = hard
-                item.save(update_fields=["hard_case"])
-            item_transition(item=item, to=ItemState.DONE, reason="artist mesh" if hard else "")
-    elif active > 0:
-        item_transition(item=item, to=ItemState.IN_PROGRESS)
+            item_transition(item=item, to=ItemState.DONE, reason="artist mesh" if hard else "", also=also)
     else:
-        item_transition(item=item, to=ItemState.READY)
+        item_transition(item=item, to=ItemState.IN_PROGRESS if active > 0 else ItemState.READY, also=COUNTERS)
 
 
 def _save_counters(item: Item) -> None:
     item.updated_at = timezone.now()
-    item.save(update_fields=["claims", "judgements_done", "skips", "updated_at"])
+    item.save(update_fields=[*COUNTERS, "updated_at"])
 
 
 def _lease_close(lease: Lease, state: str, now: dt.datetime) -> None:
@@ -118,19 +124,15 @@ def _slot_free(item: Item, project: Project) -> bool:
 
 
 # ------------------------------------------------------------------ leases
-def leases_expire_due(*, project: Project | None = None, now: dt.datetime | None = None, limit: int = 1000) -> int:
-    """Expire active leases past their time and give their slots back. Returns how many expired.
+# The workbench holds the item on screen and prefetches the next one: two leases, no more.
+MAX_ACTIVE_LEASES = 2
 
-    Runs at every next-item lookup (for the project) and from Celery beat (all projects).
-    Items locked by someone else right now are skipped: the next run gets them.
-    """
-    now = now or timezone.now()
-    due = Lease.objects.filter(state=Lease.State.ACTIVE, expires_at__lt=now)
-    if project is not None:
-        due = due.filter(project=project)
-    item_ids = list(dict.fromkeys(due.order_by("expires_at").values_list("item_id", flat=True)[:limit]))
+
+def _leases_expire_items(item_ids: list[int], now: dt.datetime) -> int:
+    """Expire the due active leases of these items, giving their slots back (items locked by
+    someone else right now are skipped: the next run gets them)."""
     expired = 0
-    for item_id in item_ids:
+    for item_id in dict.fromkeys(item_ids):
         with transaction.atomic():
             item = (
                 Item.objects.select_for_update(skip_locked=True, of=("self",))
@@ -145,79 +147,158 @@ def leases_expire_due(*, project: Project | None = None, now: dt.datetime | None
             )
             if n:
                 item.claims = max(item.judgements_done, item.claims - n)
-                _save_counters(item)
                 _item_settle(item, item.project)
                 expired += n
     return expired
 
 
-def _lease_order(item: Item, seed: int) -> tuple[list[int], list[bool]]:
-    ids = sorted(item.candidates.values_list("id", flat=True))
+def leases_expire_due(*, project: Project | None = None, now: dt.datetime | None = None, limit: int = 1000) -> int:
+    """Expire active leases past their time and give their slots back. Returns how many expired.
+
+    Runs from Celery beat (all projects); `lease_next` does the same for its project at every lookup.
+    """
+    now = now or timezone.now()
+    due = Lease.objects.filter(state=Lease.State.ACTIVE, expires_at__lt=now)
+    if project is not None:
+        due = due.filter(project=project)
+    return _leases_expire_items(list(due.order_by("expires_at").values_list("item_id", flat=True)[:limit]), now)
+
+
+def _lease_order(candidate_ids: list[int], seed: int) -> tuple[list[int], list[bool]]:
+    ids = sorted(candidate_ids)
     rng = random.Random(seed)
     rng.shuffle(ids)
     sides = [rng.random() < 0.5 for _ in range(max(0, len(ids) - 1))]
     return ids, sides
 
 
+# `claims < k` is a range on item_lease_idx (project, is_gold, claims DESC, id): the scan starts at
+# the first item with a free slot instead of walking past every full one (which made the query
+# grow with the number of open leases). The candidates are read once, for the chosen row only.
 _PICK_SQL = """
-SELECT i.* FROM annotation_item i
-WHERE i.project_id = %s AND i.is_gold = %s AND i.state IN ('ready', 'in_progress') AND i.claims < %s
-  AND NOT EXISTS (SELECT 1 FROM annotation_lease l WHERE l.item_id = i.id AND l.annotator_id = %s)
-ORDER BY i.claims DESC, i.id
-LIMIT 1
-FOR UPDATE OF i SKIP LOCKED
+WITH picked AS (
+  SELECT i.* FROM annotation_item i
+  WHERE i.project_id = %s AND i.is_gold = %s AND i.state IN ('ready', 'in_progress') AND i.claims < %s
+    AND NOT (i.id = ANY(%s))
+    AND NOT EXISTS (SELECT 1 FROM annotation_lease l WHERE l.item_id = i.id AND l.annotator_id = %s)
+  ORDER BY i.claims DESC, i.id
+  LIMIT 1
+  FOR UPDATE OF i SKIP LOCKED
+)
+SELECT p.*, (SELECT jsonb_agg(jsonb_build_object('id', c.id, 'layout', c.layout, 'num_vertices', c.num_vertices,
+                                                  'num_faces', c.num_faces) ORDER BY c.id)
+             FROM modelzoo_candidate c WHERE c.item_id = p.id) AS candidate_rows
+FROM picked p
 """
+_CANDIDATE_FIELDS = ("id", "layout", "num_vertices", "num_faces")
 
 
-def _pick_item(project: Project, annotator, *, gold: bool) -> Item | None:
+def _pick_item(project: Project, annotator, *, gold: bool, exclude: Iterable[int] = ()) -> Item | None:
     """One indexed query: `SELECT ... FOR UPDATE SKIP LOCKED` on PostgreSQL (item_lease_idx).
 
+    The item comes with `candidate_rows` (id, layout, num_vertices, num_faces of each candidate).
     On SQLite select_for_update is a no-op, but the settings open every transaction with
     BEGIN IMMEDIATE, which serialises writers: slower, equally correct.
     """
+    exclude = [int(i) for i in exclude]
     if connection.vendor == "postgresql":
         # Written out so that it stays one statement the planner serves from item_lease_idx
         # (partial, on the same state list) and the unique (item, annotator) lease index.
         claims_cap = 2**31 - 1 if gold else project.overlap
-        rows = Item.objects.raw(_PICK_SQL, [project.pk, gold, claims_cap, annotator.pk])
-        return next(iter(rows), None)
-    seen = Lease.objects.filter(item=OuterRef("pk"), annotator=annotator)
-    qs = Item.objects.filter(project=project, state__in=QUEUE_STATES, is_gold=gold)
-    if not gold:
-        qs = qs.filter(claims__lt=project.overlap)
-    qs = qs.filter(~Exists(seen)).order_by("-claims", "id")
-    return qs.select_for_update(skip_locked=True, of=("self",)).first()
+        rows = Item.objects.raw(_PICK_SQL, [project.pk, gold, claims_cap, exclude, annotator.pk])
+        item = next(iter(rows), None)
+        if item is not None and isinstance(item.candidate_rows, str):
+            item.candidate_rows = json.loads(item.candidate_rows)
+    else:
+        seen = Lease.objects.filter(item=OuterRef("pk"), annotator=annotator)
+        qs = Item.objects.filter(project=project, state__in=QUEUE_STATES, is_gold=gold).exclude(pk__in=exclude)
+        if not gold:
+            qs = qs.filter(claims__lt=project.overlap)
+        qs = qs.filter(~Exists(seen)).order_by("-claims", "id")
+        item = qs.select_for_update(skip_locked=True, of=("self",)).first()
+        if item is not None:
+            item.candidate_rows = list(item.candidates.order_by("id").values(*_CANDIDATE_FIELDS))
+    if item is not None:
+        item.candidate_rows = item.candidate_rows or []
+    return item
+
+
+def _annotator_lock(project: Project, annotator) -> None:
+    """Serialise one annotator's next-item requests in a project (transaction-scoped), so that
+    two at once cannot both take a lease past MAX_ACTIVE_LEASES. SQLite serialises writers anyway."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                        [f"annotation.lease_next:{project.pk}:{annotator.pk}"])
 
 
 def lease_active_for(*, project: Project, annotator, now: dt.datetime | None = None) -> Lease | None:
+    """The annotator's oldest unexpired lease in the project (the item on their screen)."""
     now = now or timezone.now()
     return (
         Lease.objects.filter(project=project, annotator=annotator, state=Lease.State.ACTIVE, expires_at__gt=now)
-        .order_by("-id")
+        .order_by("id")
         .first()
     )
 
 
-def lease_next(*, project: Project, annotator, rng: random.Random | None = None) -> tuple[Lease | None, bool]:
-    """The annotator's next item under a lease: (lease, created), or (None, False) when none is left."""
+def lease_next(*, project: Project, annotator, exclude: Iterable[int] = (),
+               rng: random.Random | None = None) -> tuple[Lease | None, bool]:
+    """The annotator's next item under a lease: (lease, created), or (None, False) when none is left.
+
+    Without `exclude`, the annotator's own unexpired lease in the project comes back if they hold
+    one (the oldest: the item on their screen, so a reload shows the same item).
+    With `exclude` (item ids the caller holds already, the workbench's prefetch): a lease on
+    another item. That is the caller's own active lease on an item leased after the excluded
+    ones if there is one (a repeated prefetch gets the same item back), else a new lease while
+    the caller holds fewer than MAX_ACTIVE_LEASES, else Conflict(lease_limit). An older held
+    lease is not handed out as the "next" item: it is the one whose judgement is on its way.
+
+    A new lease carries `candidate_rows` (read with the pick) so that the payload needs no
+    second read of the candidates.
+    """
     now = timezone.now()
+    exclude = {int(i) for i in exclude}
     daily_cap_check(project=project, annotator=annotator, now=now)
-    own = lease_active_for(project=project, annotator=annotator, now=now)
-    if own is not None:
-        return own, False
-    leases_expire_due(project=project, now=now, limit=50)
     rng = rng or random
-    pools = [True, False] if (project.gold_rate > 0 and rng.random() < project.gold_rate) else [False, True]
     with transaction.atomic():
+        _annotator_lock(project, annotator)
+        # One read: the caller's active leases, and due leases of anyone (freed here, at lookup).
+        rows = list(
+            Lease.objects.filter(project=project, state=Lease.State.ACTIVE)
+            .filter(Q(annotator=annotator) | Q(expires_at__lt=now))
+            .order_by(Case(When(annotator=annotator, then=0), default=1), "id")[: MAX_ACTIVE_LEASES + 50]
+        )
+        mine = [lease for lease in rows if lease.annotator_id == annotator.pk and lease.expires_at > now]
+        due = [lease.item_id for lease in rows if lease.expires_at < now]
+        if due:
+            _leases_expire_items(due, now)
+        floor = max((lease.pk for lease in mine if lease.item_id in exclude), default=0)
+        held = [lease for lease in mine if lease.item_id not in exclude and lease.pk > floor]
+        if held:
+            return held[0], False
+        if len(mine) >= MAX_ACTIVE_LEASES:
+            # The workbench sends the judgement of its older lease and, as soon as the prefetched
+            # item is drawn, asks for the next one: if that judgement is being stored right now,
+            # wait for it (its transaction holds the lease row) and count again.
+            mine = list(Lease.objects.select_for_update().filter(
+                pk__in=[lease.pk for lease in mine], state=Lease.State.ACTIVE, expires_at__gt=now))
+        if len(mine) >= MAX_ACTIVE_LEASES:
+            raise Conflict(
+                f"You already hold {len(mine)} leases in '{project.slug}' (items "
+                f"{', '.join(str(lease.item_id) for lease in mine)}); submit, skip or release one first.",
+                code="lease_limit",
+            )
+        pools = [True, False] if (project.gold_rate > 0 and rng.random() < project.gold_rate) else [False, True]
         item = None
         for gold in pools:
-            item = _pick_item(project, annotator, gold=gold)
+            item = _pick_item(project, annotator, gold=gold, exclude=exclude)
             if item is not None:
                 break
         if item is None:
             return None, False
         seed = random.getrandbits(63)
-        order, sides = _lease_order(item, seed)
+        order, sides = _lease_order([c["id"] for c in item.candidate_rows], seed)
         lease = Lease.objects.create(
             project=project,
             item=item,
@@ -230,20 +311,30 @@ def lease_next(*, project: Project, annotator, rng: random.Random | None = None)
             created_at=now,
             expires_at=now + dt.timedelta(seconds=project.lease_seconds),
         )
-        item.claims += 1
-        _save_counters(item)
-        item_transition(item=item, to=ItemState.IN_PROGRESS)
+        item.claims += 1  # exact: the row is locked
+        item_transition(item=item, to=ItemState.IN_PROGRESS, also=["claims"])
+    lease.candidate_rows = item.candidate_rows
     return lease, True
 
 
-def _lock_item_and_lease(lease: Lease) -> tuple[Item, Lease]:
-    item = Item.objects.select_for_update().select_related("project", "round").get(pk=lease.item_id)
+def _lock_item_and_lease(lease: Lease, *, winner: int | None = None) -> tuple[Item, Lease]:
+    """Lock the lease's item, then the lease (the lock order everywhere). With `winner`, the item
+    comes with `winner_layout`, that candidate's layout, read in the same statement."""
+    # OF self: the joined project and round rows are read, not locked (locking the project row
+    # would make every submission in a project wait for every other).
+    items = Item.objects.select_for_update(of=("self",)).select_related("project", "round")
+    if winner is not None:
+        layout = Candidate.objects.filter(item_id=OuterRef("pk"), pk=winner).values("layout")[:1]
+        items = items.annotate(winner_layout=Subquery(layout, output_field=JSONField()))
+    item = items.get(pk=lease.item_id)
     lease = Lease.objects.select_for_update().get(pk=lease.pk)
     return item, lease
 
 
 def _lease_reclaim(item: Item, lease: Lease, now: dt.datetime) -> None:
-    """Reactivate an expired lease if nobody else took the item; otherwise 409 lease_lost."""
+    """Reactivate an expired lease if nobody else took the item; otherwise 409 lease_lost.
+
+    Changes `item.claims` in memory; the caller writes the item."""
     if not _slot_free(item, item.project):
         raise Conflict(
             f"Your lease {lease.pk} expired and item {item.pk} went to another annotator; "
@@ -253,7 +344,6 @@ def _lease_reclaim(item: Item, lease: Lease, now: dt.datetime) -> None:
     lease.state = Lease.State.ACTIVE
     lease.closed_at = None
     item.claims += 1
-    _save_counters(item)
 
 
 @transaction.atomic
@@ -279,7 +369,6 @@ def lease_release(*, lease: Lease) -> None:
         return  # already closed: releasing twice is harmless
     _lease_close(lease, Lease.State.RELEASED, timezone.now())
     item.claims -= 1
-    _save_counters(item)
     _item_settle(item, item.project)
 
 
@@ -412,10 +501,8 @@ def judgement_submit(
     Without `supersedes`: needs the caller's lease on the item; a late submission (lease expired)
     is accepted if the item still has a free slot, else Conflict(lease_lost).
     With `supersedes`: a correction of the caller's own accepted judgement of this item.
+    A new judgement comes with its comparisons loaded (`judgement.comparisons.all()` reads nothing).
     """
-    existing = _existing_for_key(annotator, key, item)
-    if existing is not None:
-        return existing, False
     project = item.project
     if supersedes is not None:
         if supersedes.annotator_id != annotator.pk or supersedes.item_id != item.pk:
@@ -425,8 +512,6 @@ def judgement_submit(
         raise ValidationFailed("Send the lease you hold for this item.", code="lease_required")
     if lease.item_id != item.pk or lease.annotator_id != annotator.pk:
         raise NotFound(f"You hold no lease {lease.pk} on item {item.pk}.")
-    if supersedes is None:
-        daily_cap_check(project=project, annotator=annotator)
     rows = judgement_validate(lease=lease, data=data)
     layout = None
     alpha = item.round.quality_threshold
@@ -440,43 +525,52 @@ def judgement_submit(
     now = timezone.now()
     try:
         with transaction.atomic():
-            item, lease = _lock_item_and_lease(lease)
-            # A concurrent retry of the same key may have committed while we waited for the lock.
-            existing = _existing_for_key(annotator, key, item)
-            if existing is not None:
-                return existing, False
+            item, lease = _lock_item_and_lease(lease, winner=data.winner)
+            if supersedes is not None or lease.state != Lease.State.ACTIVE:
+                # A retry finds its lease closed (or, racing, waited for the lock while the first
+                # try committed): the stored judgement is the answer. An open lease carries no
+                # judgement yet, so the first try needs no look-up; the unique key guards reuse.
+                existing = _existing_for_key(annotator, key, item)
+                if existing is not None:
+                    return existing, False
             if supersedes is not None:
                 supersedes = Judgement.objects.select_for_update().get(pk=supersedes.pk)
                 if supersedes.status != Judgement.Status.ACCEPTED:
                     raise Conflict(f"Judgement {supersedes.pk} is {supersedes.status}; only an accepted "
                                    "judgement can be corrected.", code="not_correctable")
             else:
+                daily_cap_check(project=project, annotator=annotator, now=now)
                 _lease_for_action(item, lease, now)
-            winner_layout = item.candidates.filter(pk=data.winner).values_list("layout", flat=True).first()
             judgement = Judgement.objects.create(
                 project=project, item=item, annotator=annotator, lease=lease, key=key, supersedes=supersedes,
                 protocol=lease.protocol, ranking=data.ranking, winner_id=data.winner, rating=data.rating,
-                below_threshold=data.rating < alpha, layout=layout, model_layout=winner_layout,
+                below_threshold=data.rating < alpha, layout=layout, model_layout=item.winner_layout,
                 time_spent_ms=data.time_spent_ms,
                 gold_correct=(data.winner == item.gold_candidate_id) if item.is_gold and item.gold_candidate_id
                 else None,
                 created_at=now,
             )
-            Comparison.objects.bulk_create(Comparison(judgement=judgement, **row) for row in rows)
+            comparisons = Comparison.objects.bulk_create(Comparison(judgement=judgement, **row) for row in rows)
+            judgement._prefetched_objects_cache = {"comparisons": comparisons}
+            ratings = None
             if supersedes is not None:
                 supersedes.status = Judgement.Status.SUPERSEDED
                 supersedes.save(update_fields=["status"])
             else:
                 _lease_close(lease, Lease.State.SUBMITTED, now)
                 item.judgements_done += 1
-                _save_counters(item)
-            _item_settle(item, project)
+                if item.judgements_done == 1:
+                    ratings = [data.rating]  # the only accepted judgement is this one
+            _item_settle(item, project, ratings=ratings)
             return judgement, True
     except IntegrityError:
-        # Lost a race on (annotator, key) or on the lease: the winner's row is the answer.
+        # Lost a race on (annotator, key) or on the lease, or the key was used for another item.
         existing = Judgement.objects.filter(annotator=annotator, key=key).first()
         if existing is not None and existing.item_id == item.pk:
             return existing, False
+        if existing is not None:
+            raise Conflict(f"Key '{key}' was already used for item {existing.item_id}; generate a new key per "
+                           "judgement.", code="key_reused") from None
         raise Conflict("This lease already carries a judgement; to correct it send 'supersedes'.",
                        code="lease_closed") from None
 
@@ -496,9 +590,9 @@ def item_skip(*, item: Item, annotator, lease: Lease, reason: str) -> Skip:
                                reason=reason[:2000], created_at=now)
     item.claims -= 1
     item.skips += 1
-    _save_counters(item)
     if item.skips >= SKIP_LIMIT and item.state in QUEUE_STATES and item.claims == item.judgements_done:
-        item_transition(item=item, to=ItemState.SKIPPED, reason=f"skipped by {item.skips} annotators")
+        item_transition(item=item, to=ItemState.SKIPPED, reason=f"skipped by {item.skips} annotators",
+                        also=COUNTERS)
     else:
         _item_settle(item, item.project)
     return skip
@@ -518,9 +612,10 @@ def item_flag(*, item: Item, annotator, lease: Lease, reason: str, note: str = "
     flag = Flag.objects.create(project=item.project, item=item, annotator=annotator, lease=lease,
                                reason=reason, note=note[:2000], created_at=now)
     item.claims -= 1
-    _save_counters(item)
     if item.state in QUEUE_STATES:
-        item_transition(item=item, to=ItemState.FLAGGED, reason=f"{reason}: {note}"[:2000])
+        item_transition(item=item, to=ItemState.FLAGGED, reason=f"{reason}: {note}"[:2000], also=COUNTERS)
+    else:
+        _save_counters(item)
     return flag
 
 
@@ -528,7 +623,7 @@ def item_flag(*, item: Item, annotator, lease: Lease, reason: str, note: str = "
 @transaction.atomic
 def judgement_reject(*, judgement: Judgement, reviewer, reason: str = "") -> Judgement:
     """A lead rejects a judgement: it leaves exports and its item gets the slot back."""
-    item = Item.objects.select_for_update().select_related("project", "round").get(pk=judgement.item_id)
+    item = Item.objects.select_for_update(of=("self",)).select_related("project", "round").get(pk=judgement.item_id)
     judgement = Judgement.objects.select_for_update().get(pk=judgement.pk)
     if judgement.status == Judgement.Status.REJECTED:
         return judgement
@@ -542,7 +637,6 @@ def judgement_reject(*, judgement: Judgement, reviewer, reason: str = "") -> Jud
     judgement.save(update_fields=["status", "reviewed_by", "review_reason", "reviewed_at"])
     item.judgements_done -= 1
     item.claims -= 1
-    _save_counters(item)
     _item_settle(item, item.project)
     return judgement
 
@@ -550,13 +644,12 @@ def judgement_reject(*, judgement: Judgement, reviewer, reason: str = "") -> Jud
 @transaction.atomic
 def item_reopen(*, item: Item, reason: str = "") -> Item:
     """A lead puts a flagged or skipped item back in the queue."""
-    item = Item.objects.select_for_update().select_related("project", "round").get(pk=item.pk)
+    item = Item.objects.select_for_update(of=("self",)).select_related("project", "round").get(pk=item.pk)
     if item.state not in (ItemState.FLAGGED, ItemState.SKIPPED):
         raise Conflict(f"Item {item.pk} is {item.state}; only flagged or skipped items can be reopened.",
                        code="not_reopenable")
     item.skips = 0
-    _save_counters(item)
-    item_transition(item=item, to=ItemState.READY, reason=reason)
+    item_transition(item=item, to=ItemState.READY, reason=reason, also=COUNTERS)
     _item_settle(item, item.project)
     return item
 
@@ -596,7 +689,7 @@ def artist_mesh_upload(*, item: Item, uploaded_by, data: bytes, note: str = "") 
         raise Conflict(f"Item {item.pk} is not a hard case; artists model only hard cases.", code="not_hard_case")
     name = store_content_addressed(folder="artist", sha256=sha, extension="glb", data=data)
     with transaction.atomic():
-        item = Item.objects.select_for_update().select_related("project", "round").get(pk=item.pk)
+        item = Item.objects.select_for_update(of=("self",)).select_related("project", "round").get(pk=item.pk)
         mesh, created = ArtistMesh.objects.get_or_create(
             item=item, sha256=sha,
             defaults={"uploaded_by": uploaded_by, "file": name, "size_bytes": len(data), "note": note[:2000]},

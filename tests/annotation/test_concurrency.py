@@ -1,6 +1,7 @@
 """Many annotators at once, on PostgreSQL, with real threads and one DB connection each."""
 import datetime as dt
 import threading
+import time
 from collections import Counter
 
 import pytest
@@ -122,3 +123,95 @@ def test_expired_lease_returns_to_the_queue_under_contention():
     assert item.claims == 1
     assert Lease.objects.filter(state="active").count() == 1
     assert Lease.objects.filter(state="expired", annotator=holder).count() == 1
+
+
+def test_prefetching_annotators_never_exceed_overlap_nor_get_an_item_twice():
+    """Each annotator holds an item and prefetches the next one (two leases), submits, prefetches..."""
+    project = ProjectFactory(overlap=2, gold_rate=0)
+    items = [ready_item(project, n=3) for _ in range(12)]
+    users = [UserFactory() for _ in range(16)]
+    for u in users:
+        Membership.objects.create(project=project, user=u, role="annotator")
+    url = f"/api/v1/projects/{project.slug}/next-item"
+
+    def work(i):
+        client, got = client_for(users[i]), []
+        r = client.post(url)
+        current = r.json() if r.status_code == 200 else None
+        while current is not None:
+            got.append(current["item"]["id"])
+            r = client.post(url, {"exclude": [current["item"]["id"]]}, format="json")
+            assert r.status_code in (200, 204), r.content
+            nxt = r.json() if r.status_code == 200 else None
+            assert nxt is None or nxt["item"]["id"] != current["item"]["id"]
+            active = Lease.objects.filter(annotator=users[i], state="active").count()
+            assert active <= 2
+            s = client.post(f"/api/v1/items/{current['item']['id']}/judgements", judgement_body(current),
+                            format="json")
+            assert s.status_code == 201, s.content
+            current = nxt
+        return got
+
+    results = run_threads(len(users), work)
+    offered = Counter(item_id for got in results for item_id in got)
+    assert sum(offered.values()) == 24 and all(n == 2 for n in offered.values())  # 12 items x k=2, exactly
+    assert all(len(set(got)) == len(got) for got in results)  # never twice to one annotator
+    assert Judgement.objects.count() == 24
+    for item in Item.objects.filter(pk__in=[i.pk for i in items]):
+        assert item.judgements_done == 2 and item.claims == 2 and item.state == "done"
+    assert Lease.objects.values("item", "annotator").distinct().count() == Lease.objects.count()
+
+
+def test_one_annotator_prefetching_at_once_holds_at_most_two_leases():
+    project = ProjectFactory(overlap=1, gold_rate=0)
+    items = [ready_item(project, n=2) for _ in range(8)]
+    user = UserFactory()
+    Membership.objects.create(project=project, user=user, role="annotator")
+    first = client_for(user).post(f"/api/v1/projects/{project.slug}/next-item").json()
+
+    def work(i):
+        r = client_for(user).post(f"/api/v1/projects/{project.slug}/next-item",
+                                  {"exclude": [first["item"]["id"]]}, format="json")
+        return r.status_code, r.json()["item"]["id"] if r.status_code == 200 else r.json()["error"]["code"]
+
+    results = run_threads(8, work)
+    assert {code for code, _ in results} == {200}  # the same second lease for all eight
+    assert len({item_id for _, item_id in results}) == 1
+    assert Lease.objects.filter(annotator=user, state="active").count() == 2
+    assert sum(Item.objects.filter(pk__in=[i.pk for i in items]).values_list("claims", flat=True)) == 2
+
+
+def test_prefetch_waits_for_the_judgement_being_stored():
+    """The workbench submits item A and at once prefetches with exclude=[B]: if A's judgement is
+    committing at that moment, the prefetch waits for it instead of answering lease_limit."""
+    project = ProjectFactory(overlap=1, gold_rate=0)
+    for _ in range(3):
+        ready_item(project, n=2)
+    user = UserFactory()
+    Membership.objects.create(project=project, user=user, role="annotator")
+    url = f"/api/v1/projects/{project.slug}/next-item"
+    a = client_for(user).post(url).json()
+    b = client_for(user).post(url, {"exclude": [a["item"]["id"]]}, format="json").json()
+    locked = threading.Event()
+
+    def work(i):
+        if i == 0:  # a submission of A in flight: its transaction holds A's lease row a while
+            from django.db import transaction
+
+            from annotation import services
+
+            with transaction.atomic():
+                item = Item.objects.select_for_update().get(pk=a["item"]["id"])
+                lease = Lease.objects.select_for_update().get(pk=a["lease"]["id"])
+                locked.set()
+                time.sleep(0.5)
+                services._lease_close(lease, Lease.State.SUBMITTED, timezone.now())
+                item.judgements_done += 1
+                services._item_settle(item, project, ratings=[4])
+            return None
+        locked.wait(5)
+        r = client_for(user).post(url, {"exclude": [b["item"]["id"]]}, format="json")
+        return r.status_code, r.json()["item"]["id"] if r.status_code == 200 else r.json()
+
+    _, (code, got) = run_threads(2, work)
+    assert code == 200 and got not in (a["item"]["id"], b["item"]["id"])

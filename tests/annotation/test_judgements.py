@@ -35,6 +35,10 @@ def test_valid_run_is_stored_with_its_comparisons(project, member, next_item, ap
     item.refresh_from_db()
     assert item.state == ItemState.DONE and item.judgements_done == 1 and not item.hard_case
     assert Lease.objects.get().state == Lease.State.SUBMITTED
+    # The submission's answer (built from what was just written) is what the reads show.
+    assert api(a).get(f"/api/v1/judgements/{out['id']}").json() == out
+    listed = api(a).get(f"/api/v1/projects/{project.slug}/judgements").json()["results"]
+    assert listed == [out]
 
 
 def test_retry_with_the_same_key_returns_the_same_judgement(project, member, next_item, api):

@@ -171,14 +171,24 @@ def test_daily_cap(project, member, next_item, submit):
     assert int(r["Retry-After"]) > 0
 
 
-def test_next_item_and_submit_use_a_bounded_number_of_queries(project, member, next_item, submit,
+def test_next_item_and_submit_use_a_bounded_number_of_queries(project, member, next_item, submit, api,
                                                               django_assert_max_num_queries):
+    project.gold_rate = 0  # a gold draw that finds no gold item costs one more pick
+    project.save()
     for _ in range(3):
         ready_item(project, n=8)
     a = member("annotator")
-    with django_assert_max_num_queries(14):
+    # next-item: project, membership, (savepoint), annotator lock, leases, pick with candidates, lease
+    # insert, one item update, (release), payload. Submit: item, project, membership, lease,
+    # (savepoint), item lock with the winner's layout, lease lock, judgement, comparisons (one bulk
+    # insert), lease update, one item update, (release). Savepoints count here only.
+    with django_assert_max_num_queries(10):
         payload = next_item(a, project).json()
-    with django_assert_max_num_queries(22):
+    with django_assert_max_num_queries(10):
+        prefetched = api(a).post(f"/api/v1/projects/{project.slug}/next-item",
+                                 {"exclude": [payload["item"]["id"]]}, format="json").json()
+    assert prefetched["item"]["id"] != payload["item"]["id"]
+    with django_assert_max_num_queries(12):
         assert submit(a, payload).status_code == 201
 
 
@@ -202,3 +212,112 @@ def test_the_portable_orm_path_picks_like_the_postgresql_query(project, member, 
     with transaction.atomic():
         orm = services._pick_item(project, a, gold=False)
     assert raw.pk == orm.pk == items[2].pk
+
+
+# ------------------------------------------------------------------ prefetch (a second lease)
+def prefetch(api, user, project, exclude):
+    return api(user).post(f"/api/v1/projects/{project.slug}/next-item", {"exclude": exclude}, format="json")
+
+
+def test_prefetch_leases_a_second_item_and_hands_it_back_when_asked_again(project, member, next_item, api):
+    project.gold_rate = 0
+    project.save()
+    first_item, second_item = ready_item(project), ready_item(project)
+    a = member("annotator")
+    shown = next_item(a, project).json()
+    assert shown["item"]["id"] == first_item.pk
+    r = prefetch(api, a, project, [first_item.pk])
+    assert r.status_code == 200
+    nxt = r.json()
+    assert nxt["item"]["id"] == second_item.pk and nxt["lease"]["id"] != shown["lease"]["id"]
+    assert len(nxt["item"]["candidates"]) == 4 and len(nxt["item"]["sides"]) == 3
+    second_item.refresh_from_db()
+    assert second_item.state == ItemState.IN_PROGRESS and second_item.claims == 1
+    # A repeated prefetch gets the same second lease; without exclude the item on screen comes back.
+    assert prefetch(api, a, project, [first_item.pk]).json()["lease"]["id"] == nxt["lease"]["id"]
+    assert next_item(a, project).json()["lease"]["id"] == shown["lease"]["id"]
+    assert api(a).post(f"/api/v1/projects/{project.slug}/next-item", {"exclude": []},
+                       format="json").json()["lease"]["id"] == shown["lease"]["id"]
+    assert Lease.objects.filter(annotator=a, state=Lease.State.ACTIVE).count() == 2
+
+
+def test_prefetch_at_most_two_leases_and_never_the_one_being_submitted(project, member, next_item, submit, api):
+    project.gold_rate = 0
+    project.save()
+    items = [ready_item(project) for _ in range(4)]
+    a = member("annotator")
+    shown = next_item(a, project).json()
+    nxt = prefetch(api, a, project, [shown["item"]["id"]]).json()
+    # Both held: a third lease is refused, and the older lease (whose judgement the workbench is
+    # sending while it shows the prefetched item) is not handed out as the next one.
+    for exclude in ([shown["item"]["id"], nxt["item"]["id"]], [nxt["item"]["id"]]):
+        r = prefetch(api, a, project, exclude)
+        assert r.status_code == 409 and r.json()["error"]["code"] == "lease_limit"
+    assert submit(a, shown).status_code == 201
+    third = prefetch(api, a, project, [nxt["item"]["id"]]).json()
+    assert third["item"]["id"] not in (shown["item"]["id"], nxt["item"]["id"])
+    assert [i.pk for i in items[:3]] == [shown["item"]["id"], nxt["item"]["id"], third["item"]["id"]]
+    assert Lease.objects.filter(annotator=a, state=Lease.State.ACTIVE).count() == 2
+
+
+def test_prefetch_204_when_only_the_held_item_is_left(project, member, next_item, api):
+    item = ready_item(project)
+    a = member("annotator")
+    next_item(a, project)
+    assert prefetch(api, a, project, [item.pk]).status_code == 204
+    assert prefetch(api, a, project, [item.pk + 1000]).json()["item"]["id"] == item.pk  # not held: no exclude
+    assert prefetch(api, a, project, ["x"]).status_code == 400
+
+
+def test_prefetch_keeps_overlap_and_never_gives_an_item_twice(project, member, next_item, submit, api):
+    project.overlap = 2
+    project.gold_rate = 0
+    project.save()
+    x, y = ready_item(project), ready_item(project)
+    a, b, c = member("annotator"), member("annotator"), member("annotator")
+    pa = next_item(a, project).json()
+    qa = prefetch(api, a, project, [pa["item"]["id"]]).json()
+    assert {pa["item"]["id"], qa["item"]["id"]} == {x.pk, y.pk}
+    pb = next_item(b, project).json()
+    qb = prefetch(api, b, project, [pb["item"]["id"]]).json()
+    assert {pb["item"]["id"], qb["item"]["id"]} == {x.pk, y.pk}
+    assert next_item(c, project).status_code == 204  # both items hold k = 2 claims
+    assert submit(a, pa).status_code == 201
+    assert prefetch(api, a, project, [qa["item"]["id"]]).status_code == 204  # a saw both already
+    for item in (x, y):
+        item.refresh_from_db()
+        assert item.claims == 2
+    assert Lease.objects.values("item", "annotator").distinct().count() == Lease.objects.count() == 4
+
+
+def test_prefetch_follows_priority_and_gold_rate(project, member, next_item, submit, api):
+    project.overlap = 2
+    project.gold_rate = 0
+    project.save()
+    older, newer, started = ready_item(project), ready_item(project), ready_item(project)
+    Item.objects.filter(pk=started.pk).update(claims=1)  # one slot of two taken: closest to complete
+    a = member("annotator")
+    shown = next_item(a, project).json()
+    assert shown["item"]["id"] == started.pk
+    assert prefetch(api, a, project, [started.pk]).json()["item"]["id"] == older.pk
+    project.gold_rate = 1.0
+    project.save()
+    gold = ready_item(project, gold=True)
+    b = member("annotator")
+    shown_b = next_item(b, project).json()
+    assert shown_b["item"]["id"] == gold.pk
+    # No other gold item: by priority, `older` (one claim of two, a's prefetch); `started` is full.
+    assert prefetch(api, b, project, [gold.pk]).json()["item"]["id"] == older.pk
+    assert prefetch(api, b, project, [gold.pk]).json()["item"]["id"] != newer.pk
+
+
+def test_expired_prefetched_lease_comes_back_to_the_queue(project, member, next_item, api):
+    first, second = ready_item(project), ready_item(project)
+    a, b = member("annotator"), member("annotator")
+    next_item(a, project)
+    nxt = prefetch(api, a, project, [first.pk]).json()
+    assert nxt["item"]["id"] == second.pk
+    assert next_item(b, project).status_code == 204
+    Lease.objects.filter(pk=nxt["lease"]["id"]).update(expires_at=timezone.now() - dt.timedelta(seconds=1))
+    assert next_item(b, project).json()["item"]["id"] == second.pk
+    assert Lease.objects.get(pk=nxt["lease"]["id"]).state == Lease.State.EXPIRED
