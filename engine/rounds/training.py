@@ -26,6 +26,7 @@ MODEL_QUEUE = "model"
 #: Gold scenes of the offline evaluation of every new checkpoint (modelzoo.evaluate's set).
 EVAL_GOLD_SIZE = 100
 PROGRESS_EVERY_STEPS = 10
+_GOLD: list = []  # (scene, gt vertices, gt faces) of the gold set, per process
 
 _TRANSITIONS = {
     TrainingRun.State.PENDING: {TrainingRun.State.RUNNING, TrainingRun.State.FAILED},
@@ -139,8 +140,9 @@ def checkpoint_evaluate(*, checkpoint, n: int = EVAL_GOLD_SIZE, log_fn=None) -> 
 
     gen = generator_for_checkpoint(checkpoint)
     rows, t0 = [], time.time()
-    for s in gold_set(n):
-        gt_v, gt_f = s.gt_mesh(64)
+    if len(_GOLD) < n:  # scenes and ground-truth meshes, kept for the next checkpoint
+        _GOLD.extend((s, *s.gt_mesh(64)) for s in gold_set(n - len(_GOLD), start=len(_GOLD)))
+    for s, gt_v, gt_f in _GOLD[:n]:
         c = gen.generate(GenerationRequest(image=s.image, mask=s.mask, seeds=[0], steps=4,
                                            intrinsics=s.intrinsics))[0]
         rows.append(score(c.vertices, c.faces, c.layout, gt_v, gt_f, s.layout))

@@ -9,6 +9,12 @@ import sys
 from modelzoo.training.trainer import STAGES, HyperParameters, TrainingError, train
 
 
+def _arg_type(default):
+    if isinstance(default, bool):
+        return lambda v: str(v).lower() in ("1", "true", "yes", "on")
+    return type(default)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--checkpoint", required=True, help="parent built-in checkpoint (.pt)")
@@ -19,7 +25,7 @@ def main(argv=None) -> int:
     ap.add_argument("--reference", help="DPO-only: the frozen reference (default: the parent)")
     ap.add_argument("--threads", type=int, default=2)
     for f in dataclasses.fields(HyperParameters):
-        ap.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default)
+        ap.add_argument("--" + f.name.replace("_", "-"), type=_arg_type(f.default), default=f.default)
     args = ap.parse_args(argv)
     import torch
 

@@ -14,6 +14,10 @@ import time
 from django.core.management.base import BaseCommand
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 class Command(BaseCommand):
     help = "Run the whole loop on synthetic objects with simulated annotators."
 
@@ -44,9 +48,14 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=0)
 
     def handle(self, *args, **opts):
+        import signal
+
         import torch
 
         from engine.rounds.simulation import Setting, Simulation
+
+        # SIGTERM unwinds like Ctrl-C, so the server and worker this command started are stopped.
+        signal.signal(signal.SIGTERM, _interrupt)
 
         torch.set_num_threads(2)
         hp = {}

@@ -17,6 +17,12 @@ from engine.rounds import services as round_services
 from engine.rounds import training
 
 
+def _arg_type(default):
+    if isinstance(default, bool):
+        return lambda v: str(v).lower() in ("1", "true", "yes", "on")
+    return type(default)
+
+
 class Command(BaseCommand):
     help = "Train SFT and/or DPO from exported snapshots and register the new checkpoint."
 
@@ -35,7 +41,7 @@ class Command(BaseCommand):
         parser.add_argument("--enqueue", action="store_true", help="Run on a Celery worker (queue model).")
         parser.add_argument("--threads", type=int, default=2)
         for f in dataclasses.fields(HyperParameters):
-            parser.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=None)
+            parser.add_argument("--" + f.name.replace("_", "-"), type=_arg_type(f.default), default=None)
 
     def handle(self, *args, **opts):
         import torch
