@@ -18,8 +18,8 @@ from django.utils import timezone
 
 from annotation.models import Comparison, Item, ItemState, Judgement, Lease
 from engine.errors import NotFound
-from engine.models import RATING_MAX, RATING_MIN, Project, Role
-from engine.selectors import project_get_for_user
+from engine.models import RATING_MAX, RATING_MIN, Image, Project, Role
+from engine.selectors import image_get, project_get_for_user
 
 ANNOTATOR = [Role.ANNOTATOR]
 LEAD = [Role.LEAD]
@@ -115,6 +115,32 @@ def item_progress(*, project: Project) -> dict:
         "active_leases": Lease.objects.filter(project=project, state=Lease.State.ACTIVE,
                                               expires_at__gt=timezone.now()).count(),
     }
+
+
+def scene_objects_for_user(user, *, slug: str, image_id: int) -> tuple[Project, Image, list[dict]]:
+    """The scene of one photo for a member of its project (any role): every judged object, the
+    winner of its latest accepted judgement at the layout the annotator set (layout stage) or
+    else the one the model proposed. Returns (project, image, objects)."""
+    project = project_get_for_user(user, slug)
+    image = image_get(project, image_id)
+    judgements = (
+        Judgement.objects.filter(project=project, item__mask__image=image, status=Judgement.Status.ACCEPTED)
+        .select_related("winner", "item__mask")
+        .order_by("item_id", "-created_at", "-id")
+    )
+    objects, seen = [], set()
+    for j in judgements:
+        if j.item_id in seen:
+            continue
+        seen.add(j.item_id)
+        c = j.winner
+        objects.append({
+            "item": j.item_id, "label": j.item.mask.label, "rating": j.rating,
+            "layout": j.layout or c.layout,
+            "candidate": {"id": c.pk, "glb_url": f"/api/v1/candidates/{c.pk}/glb",
+                          "glb_compact_url": f"/api/v1/candidates/{c.pk}/glb-compact", "layout": c.layout},
+        })
+    return project, image, objects
 
 
 # ------------------------------------------------------------------ the item payload

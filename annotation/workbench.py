@@ -18,7 +18,8 @@ from django.templatetags.static import static
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from engine.errors import EngineError, NotFound
+from annotation.selectors import scene_objects_for_user
+from engine.errors import EngineError
 from engine.models import Role
 from engine.selectors import project_get_for_user
 
@@ -79,42 +80,14 @@ def annotate(request, slug: str):
     })
 
 
-def _scene_objects(project, image) -> list[dict]:
-    """Every judged object of one photo: the winner of its latest accepted judgement, at the
-    layout the annotator set (layout stage) or else the one the model proposed."""
-    from annotation.models import Judgement
-
-    judgements = (
-        Judgement.objects.filter(item__project=project, item__mask__image=image, status=Judgement.Status.ACCEPTED)
-        .select_related("winner", "item__mask")
-        .order_by("item_id", "-created_at", "-id")
-    )
-    objects, seen = [], set()
-    for j in judgements:
-        if j.item_id in seen:
-            continue
-        seen.add(j.item_id)
-        c = j.winner
-        objects.append({
-            "item": j.item_id, "label": j.item.mask.label, "rating": j.rating,
-            "layout": j.layout or c.layout,
-            "candidate": {"id": c.pk, "glb_url": f"/api/v1/candidates/{c.pk}/glb",
-                          "glb_compact_url": f"/api/v1/candidates/{c.pk}/glb-compact", "layout": c.layout},
-        })
-    return objects
-
-
 @login_required
 def scene(request, slug: str, image_id: int):
     try:
-        project = project_get_for_user(request.user, slug)
-        image = project.images.filter(pk=image_id).first()
-        if image is None:
-            raise NotFound(f"No image {image_id} in project '{slug}'.")
+        project, image, objects = scene_objects_for_user(request.user, slug=slug, image_id=image_id)
     except EngineError as exc:
         return _error(request, exc)
     return render(request, "workbench/scene.html", {
-        "project": project, "image": image, "objects": _scene_objects(project, image),
+        "project": project, "image": image, "objects": objects,
         "assets": vite_tags("src/pages/scene.js"),
     })
 
