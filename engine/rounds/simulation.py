@@ -48,6 +48,7 @@ class Setting:
     new_share: float = 0.5
     rating_round: bool = True  # one more generate + annotate round to rate the last checkpoint
     eval_n: int = 100
+    cumulative: bool = False  # train round r on the snapshots of rounds 1..r (else round r only)
     inline_generation: bool = False
     seed: int = 0
     hyperparameters: dict = field(default_factory=dict)
@@ -363,10 +364,12 @@ class Simulation:
                 if train_round:
                     if not rnd.sft_snapshot_id or not rnd.dpo_snapshot_id:
                         raise RuntimeError(f"round {index} produced no SFT or DPO data: {status}")
+                    sft_id, dpo_id = rnd.sft_snapshot_id, rnd.dpo_snapshot_id
+                    if self.st.cumulative and index > 1:
+                        sft_id, dpo_id = self._cumulative_snapshots(index)
                     run = training.training_run_create(
-                        project=self.project, stage="both", sft_snapshot_id=rnd.sft_snapshot_id,
-                        dpo_snapshot_id=rnd.dpo_snapshot_id, parent=checkpoints[-1], round=rnd,
-                        hyperparameters=self.st.hyperparameters)
+                        project=self.project, stage="both", sft_snapshot_id=sft_id, dpo_snapshot_id=dpo_id,
+                        parent=checkpoints[-1], round=rnd, hyperparameters=self.st.hyperparameters)
                     run = training.training_run_execute(run_id=run.pk, eval_n=self.st.eval_n,
                                                         log_fn=lambda m: self.log("  " + m))
                     cp = run.checkpoint
@@ -382,6 +385,18 @@ class Simulation:
             svc.stop()
         rt = self.ratings()
         return self.report(checkpoints, rt, time.time() - started)
+
+    def _cumulative_snapshots(self, index: int) -> tuple[int, int]:
+        from engine.exports import services as export_services
+        from engine.rounds.services import DEFAULT_PAIRING
+
+        ids = []
+        for kind in ("sft", "dpo"):
+            snap, _ = export_services.snapshot_define(
+                project=self.project, kind=kind, format="parquet", filters={"rounds": list(range(1, index + 1))},
+                pairing=DEFAULT_PAIRING if kind == "dpo" else None)
+            ids.append(export_services.snapshot_build(snapshot_id=snap.pk).pk)
+        return ids[0], ids[1]
 
     def _metrics(self, cp) -> dict:
         m = (cp.evaluation or {}).get("model", {})

@@ -44,6 +44,9 @@ class HyperParameters:
     dpo_batch: int = 32
     beta: float = 500.0  # errors are means over the flow vector's dimensions (see losses.py)
     weight_decay: float = 1e-4
+    # Exponential moving average of the weights (as in pretraining): the saved model is the
+    # average over the last ~1/(1-ema) steps, which damps the step-to-step noise of small data.
+    ema: float = 0.99
     # False: only the velocity network learns and each image is encoded once (fast on a CPU,
     # and a few hundred examples cannot overfit the image encoder); True: both learn.
     train_image_encoder: bool = False
@@ -108,6 +111,24 @@ def _threads_for(hp: HyperParameters):
         torch.set_num_threads(before)
 
 
+class _EMA:
+    def __init__(self, params: list[torch.nn.Parameter], decay: float):
+        self.params, self.decay = params, decay
+        self.shadow = [p.detach().clone() for p in params]
+
+    @torch.no_grad()
+    def update(self, step: int):
+        d = min(self.decay, (1 + step) / (10 + step))
+        for s, p in zip(self.shadow, self.params):
+            s.mul_(d).add_(p.detach(), alpha=1 - d)
+
+    @torch.no_grad()
+    def copy_to_params(self):
+        if self.decay > 0:
+            for s, p in zip(self.shadow, self.params):
+                p.copy_(s)
+
+
 def _lr(base: float, step: int, steps: int) -> float:
     warm = max(1, steps // 20)
     return base * min(1.0, (step + 1) / warm) * 0.5 * (1 + math.cos(math.pi * step / steps))
@@ -118,6 +139,7 @@ def train_sft(model: BuiltinModel, data: dict, hp: HyperParameters, log=print, p
     model.train()
     conds = _Conditions(model, data, hp.train_image_encoder)
     opt = torch.optim.AdamW(params, lr=hp.sft_lr, weight_decay=hp.weight_decay)
+    ema = _EMA(params, hp.ema)
     g = torch.Generator().manual_seed(hp.seed)
     n, hist, t0 = len(data["x1"]), [], time.time()
     R = hp.noise_repeats
@@ -132,11 +154,13 @@ def train_sft(model: BuiltinModel, data: dict, hp: HyperParameters, log=print, p
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
+        ema.update(step)
         if step % 25 == 0 or step == hp.sft_steps - 1:
             hist.append({"step": step, "loss": round(float(loss.detach()), 5), "seconds": round(time.time() - t0, 1)})
             log(f"sft step {step + 1}/{hp.sft_steps} loss {float(loss.detach()):.4f}")
         if progress:
             progress(stage="sft", step=step + 1, steps=hp.sft_steps)
+    ema.copy_to_params()
     model.eval()
     return hist
 
@@ -152,6 +176,7 @@ def train_dpo(model: BuiltinModel, reference: BuiltinModel, data: dict, hp: Hype
     conds = _Conditions(model, data, hp.train_image_encoder)
     ref_conds = _Conditions(reference, data, False)
     opt = torch.optim.AdamW(params, lr=hp.dpo_lr, weight_decay=hp.weight_decay)
+    ema = _EMA(params, hp.ema)
     g = torch.Generator().manual_seed(hp.seed + 1)
     n, hist, t0 = len(data["x1_w"]), [], time.time()
     R = hp.noise_repeats
@@ -169,6 +194,7 @@ def train_dpo(model: BuiltinModel, reference: BuiltinModel, data: dict, hp: Hype
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
+        ema.update(step)
         acc.append(stats["reward_accuracy"])
         if step % 25 == 0 or step == hp.dpo_steps - 1:
             recent = sum(acc[-25:]) / len(acc[-25:])
@@ -180,6 +206,7 @@ def train_dpo(model: BuiltinModel, reference: BuiltinModel, data: dict, hp: Hype
                 f"(ref {stats['err_l_ref']:.4f})")
         if progress:
             progress(stage="dpo", step=step + 1, steps=hp.dpo_steps)
+    ema.copy_to_params()
     model.eval()
     return hist
 

@@ -38,6 +38,8 @@ class Command(BaseCommand):
         parser.add_argument("--eval-n", type=int, default=d.eval_n, help="Gold scenes for the offline metrics.")
         parser.add_argument("--no-rating-round", action="store_true",
                             help="Skip the last generate+annotate round that rates the last checkpoint.")
+        parser.add_argument("--cumulative", action="store_true",
+                            help="Train round r on the data of rounds 1..r (default: round r only).")
         parser.add_argument("--inline-generation", action="store_true",
                             help="Generate in this process instead of a Celery worker.")
         parser.add_argument("--checkpoint", help="Start from this .pt instead of the committed bootstrap.")
@@ -65,7 +67,7 @@ class Command(BaseCommand):
         setting = Setting(rounds=opts["rounds"], annotators=opts["annotators"], items_per_round=opts["items"],
                           candidates=opts["candidates"], noise=opts["noise"], equal_margin=opts["equal_margin"],
                           alpha=opts["alpha"], new_share=opts["share"], rating_round=not opts["no_rating_round"],
-                          eval_n=opts["eval_n"], inline_generation=opts["inline_generation"], seed=opts["seed"],
+                          eval_n=opts["eval_n"], cumulative=opts["cumulative"], inline_generation=opts["inline_generation"], seed=opts["seed"],
                           hyperparameters=hp)
         t0 = time.time()
 
