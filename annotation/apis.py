@@ -97,7 +97,7 @@ class NextItemApi(APIView):
         lease, _ = services.lease_next(project=project, annotator=request.user, exclude=exclude)
         if lease is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        return Response(selectors.lease_payload(lease))
+        return Response(selectors.lease_payload(lease, project=project))
 
 
 class LeaseRenewApi(APIView):

@@ -149,14 +149,16 @@ def _layout_of(layout) -> dict:
     return {k: layout.get(k) for k in ("rotation", "translation", "scale")}
 
 
-def lease_payload(lease: Lease) -> dict:
-    """The next-item response of docs/annotation-api.md, for `lease`.
+def lease_payload(lease: Lease, *, project: Project | None = None) -> dict:
+    """The next-item response of docs/annotation-api.md, for `lease` (in `project`, if given).
 
     A lease fresh from `services.lease_next` carries `candidate_rows` (read with the pick);
     otherwise the candidates are read here.
     """
-    item = Item.objects.select_related("project", "round", "mask", "mask__image").get(pk=lease.item_id)
-    project, mask = item.project, item.mask
+    if project is None:
+        project = lease.project
+    item = Item.objects.select_related("round", "mask", "mask__image").get(pk=lease.item_id)
+    mask = item.mask
     image = mask.image
     slug = project.slug
     rows = getattr(lease, "candidate_rows", None)

@@ -172,9 +172,9 @@ def _lease_order(candidate_ids: list[int], seed: int) -> tuple[list[int], list[b
     return ids, sides
 
 
-# `claims < k` is a range on item_lease_idx (project, is_gold, claims DESC, id): the scan starts at
-# the first item with a free slot instead of walking past every full one (which made the query
-# grow with the number of open leases). The candidates are read once, for the chosen row only.
+# `claims < k` is an index range of item_lease_idx (project, is_gold, claims DESC, id). The
+# candidates are read in the outer SELECT, once, for the chosen row only (not for rows skipped
+# as locked).
 _PICK_SQL = """
 WITH picked AS (
   SELECT i.* FROM annotation_item i
@@ -317,16 +317,26 @@ def lease_next(*, project: Project, annotator, exclude: Iterable[int] = (),
     return lease, True
 
 
-def _lock_item_and_lease(lease: Lease, *, winner: int | None = None) -> tuple[Item, Lease]:
+def _lock_item_and_lease(lease: Lease, *, read: Item | None = None,
+                         winner: int | None = None) -> tuple[Item, Lease]:
     """Lock the lease's item, then the lease (the lock order everywhere). With `winner`, the item
-    comes with `winner_layout`, that candidate's layout, read in the same statement."""
-    # OF self: the joined project and round rows are read, not locked (locking the project row
-    # would make every submission in a project wait for every other).
-    items = Item.objects.select_for_update(of=("self",)).select_related("project", "round")
+    comes with `winner_layout`, that candidate's layout, read in the same statement.
+
+    `read`: the item as the caller fetched it (with project and round), whose project and round
+    the locked row reuses instead of joining them again.
+    """
+    if read is None:
+        # OF self: the joined project and round rows are read, not locked (locking the project
+        # row would make every submission in a project wait for every other).
+        items = Item.objects.select_for_update(of=("self",)).select_related("project", "round")
+    else:
+        items = Item.objects.select_for_update()
     if winner is not None:
         layout = Candidate.objects.filter(item_id=OuterRef("pk"), pk=winner).values("layout")[:1]
         items = items.annotate(winner_layout=Subquery(layout, output_field=JSONField()))
     item = items.get(pk=lease.item_id)
+    if read is not None:
+        item.project, item.round = read.project, read.round
     lease = Lease.objects.select_for_update().get(pk=lease.pk)
     return item, lease
 
@@ -525,7 +535,7 @@ def judgement_submit(
     now = timezone.now()
     try:
         with transaction.atomic():
-            item, lease = _lock_item_and_lease(lease, winner=data.winner)
+            item, lease = _lock_item_and_lease(lease, read=item, winner=data.winner)
             if supersedes is not None or lease.state != Lease.State.ACTIVE:
                 # A retry finds its lease closed (or, racing, waited for the lock while the first
                 # try committed): the stored judgement is the answer. An open lease carries no

@@ -1,11 +1,12 @@
 """Benchmark of the annotation queue on PostgreSQL (issue 4). Not a test: run it by hand.
 
-    .venv/bin/python bench/queue.py [--items 100000] [--duration 20] [--workers 4]
+    .venv/bin/python bench/queue.py [--items 100000] [--duration 20] [--workers 3] [--threads 4]
 
 It creates its own database (`engine_bench`, dropped at the end), fills it with ready items
 (4 candidates each) by SQL, then measures:
   1. the lease query itself (SELECT ... FOR UPDATE SKIP LOCKED + the lease insert), in-process,
-     10,000 leases from 8 concurrent connections, at 10,000 and at the full item count;
+     10,000 leases from 8 concurrent connections (8 forked processes), at 10,000 and at the full
+     item count;
   2. 64 simulated annotators through the HTTP API served by gunicorn, open loop at a fixed
      arrival rate of 100 next-item requests and 100 submissions per second together
      (each annotator: next-item, then submit half a period later; latency from the actual send,
@@ -60,6 +61,7 @@ def setup_django():
     os.environ["DATABASE_URL"] = DB_URL
     os.environ.setdefault("SECRET_KEY", "bench-only-secret")
     os.environ["CACHE_URL"] = ""
+    os.environ["ALLOWED_HOSTS"] = "127.0.0.1,localhost"
     os.environ["LOG_LEVEL"] = "WARNING"
     os.environ["DJANGO_SETTINGS_MODULE"] = "engine.settings"
     import django
@@ -154,12 +156,13 @@ def explain_lease_query(project) -> str:
 
     user = get_user_model().objects.get(username="bench0")
     with transaction.atomic(), connection.cursor() as cur:
-        cur.execute("EXPLAIN (ANALYZE) " + _PICK_SQL, [project.pk, False, project.overlap, user.pk])
+        cur.execute("EXPLAIN (ANALYZE) " + _PICK_SQL, [project.pk, False, project.overlap, [], user.pk])
         return "\n".join(r[0] for r in cur.fetchall())
 
 
 # ------------------------------------------------------------------ phase 1: the lease query
-def lease_query_bench(project, n_leases: int = 10_000, n_threads: int = 8) -> dict:
+def _lease_worker(project_id: int, user_ids: list[int], n: int, offset: int, out) -> None:
+    """One process, one connection: n leases, timing the pick query and the whole transaction."""
     import datetime as dt
     import random
 
@@ -168,48 +171,79 @@ def lease_query_bench(project, n_leases: int = 10_000, n_threads: int = 8) -> di
     from django.utils import timezone
 
     from annotation.models import Lease
-    from annotation.services import _lease_order, _pick_item, _save_counters
+    from annotation.services import _lease_order, _pick_item
     from annotation.states import item_transition
+    from engine.models import Project
 
-    users = list(get_user_model().objects.filter(username__startswith="bench").order_by("id"))
-    query_ms, txn_ms = [], []
-    lock = threading.Lock()
-    per_thread = n_leases // n_threads
+    project = Project.objects.get(pk=project_id)
+    users = list(get_user_model().objects.filter(pk__in=user_ids).order_by("id"))
+    q, x = [], []
+    for k in range(n):
+        user = users[(offset + k) % len(users)]
+        t0 = time.perf_counter()
+        with transaction.atomic():
+            item = _pick_item(project, user, gold=False)
+            t1 = time.perf_counter()
+            seed = random.getrandbits(63)
+            order, sides = _lease_order([c["id"] for c in item.candidate_rows], seed)
+            now = timezone.now()
+            Lease.objects.create(project=project, item=item, annotator=user, seed=seed, order=order,
+                                 sides=sides, protocol=project.ranking_protocol,
+                                 expires_at=now + dt.timedelta(seconds=600))
+            item.claims += 1
+            item_transition(item=item, to="in_progress", also=["claims"])
+        t2 = time.perf_counter()
+        q.append((t1 - t0) * 1000)
+        x.append((t2 - t0) * 1000)
+    connection.close()
+    out.put((q, x))
 
-    def work(t):
-        q, x = [], []
-        for k in range(per_thread):
-            user = users[(t * per_thread + k) % len(users)]
-            t0 = time.perf_counter()
-            with transaction.atomic():
-                item = _pick_item(project, user, gold=False)
-                t1 = time.perf_counter()
-                seed = random.getrandbits(63)
-                order, sides = _lease_order(item, seed)
-                now = timezone.now()
-                Lease.objects.create(project=project, item=item, annotator=user, seed=seed, order=order,
-                                     sides=sides, protocol=project.ranking_protocol, expires_at=now
-                                     + dt.timedelta(seconds=600))
-                item.claims += 1
-                _save_counters(item)
-                item_transition(item=item, to="in_progress")
-            t2 = time.perf_counter()
-            q.append((t1 - t0) * 1000)
-            x.append((t2 - t0) * 1000)
-        connection.close()
-        with lock:
-            query_ms.extend(q)
-            txn_ms.extend(x)
 
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(n_threads)]
+def lease_query_bench(project, n_leases: int = 10_000, n_conns: int = 8) -> dict:
+    """8 concurrent connections, each in its own process: threads of one process would time
+    each other's Python under the GIL, not the query."""
+    from django.contrib.auth import get_user_model
+    from django.db import connections
+
+    user_ids = list(get_user_model().objects.filter(username__startswith="bench").values_list("id", flat=True))
+    connections.close_all()  # the children open their own; none may inherit this socket
+    ctx = mp.get_context("fork")
+    out = ctx.Queue()
+    per = n_leases // n_conns
+    procs = [ctx.Process(target=_lease_worker, args=(project.pk, user_ids, per, t * per, out))
+             for t in range(n_conns)]
     start = time.perf_counter()
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
+    for p in procs:
+        p.start()
+    results = [out.get() for _ in procs]
     wall = time.perf_counter() - start
+    for p in procs:
+        p.join()
+    query_ms = [v for q, _ in results for v in q]
+    txn_ms = [v for _, x in results for v in x]
     return {"n": len(query_ms), "query_p50": pct(query_ms, 50), "query_p99": pct(query_ms, 99),
             "txn_p50": pct(txn_ms, 50), "txn_p99": pct(txn_ms, 99), "leases_per_s": len(query_ms) / wall}
+
+
+def queries_per_request(token: str) -> dict:
+    """Database round trips of one next-item and one submission through the API, in-process
+    (token authentication, BEGIN and COMMIT included; the next-item is the token's first use in a
+    minute, so it also writes the token's last_used_at)."""
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    client = Client(HTTP_AUTHORIZATION=f"Token {token}", HTTP_HOST="127.0.0.1")
+    with CaptureQueriesContext(connection) as nxt:
+        payload = client.post("/api/v1/projects/bench/next-item").json()
+    with CaptureQueriesContext(connection) as sub:
+        r = client.post(f"/api/v1/items/{payload['item']['id']}/judgements", _judgement(payload),
+                        content_type="application/json")
+    assert r.status_code == 201, r.content
+    if os.environ.get("BENCH_SHOW_QUERIES"):
+        for name, ctx in (("next-item", nxt), ("submit", sub)):
+            print(name, *(f"  {q['sql'][:150]}" for q in ctx.captured_queries), sep="\n")
+    return {"next": len(nxt.captured_queries), "submit": len(sub.captured_queries)}
 
 
 # ------------------------------------------------------------------ HTTP load (runs in child processes)
@@ -338,10 +372,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--items", type=int, default=100_000)
     ap.add_argument("--duration", type=float, default=20.0, help="Seconds of each HTTP phase.")
-    ap.add_argument("--workers", type=int, default=4, help="gunicorn workers (gthread, 4 threads each).")
+    # Two cores also run PostgreSQL and the clients: one process per core plus one covers the
+    # time a worker waits on the database; threads overlap the waits inside a worker.
+    ap.add_argument("--workers", type=int, default=(os.cpu_count() or 2) + 1, help="gunicorn gthread workers.")
+    ap.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker.")
     ap.add_argument("--client-processes", type=int, default=4)
     args = ap.parse_args()
 
+    load_at_start = os.getloadavg()[0]
     admin_sql(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
     admin_sql(f"CREATE DATABASE {DB_NAME}")
     server = None
@@ -362,6 +400,8 @@ def main() -> None:
         plan = explain_lease_query(project)
         large = lease_query_bench(project)
         reset_queue()
+        queries = queries_per_request(tokens[0])
+        reset_queue()
         connections.close_all()
 
         port = free_port()
@@ -369,7 +409,7 @@ def main() -> None:
                    LOG_LEVEL="WARNING", DEBUG="0")
         server = subprocess.Popen(
             [str(ROOT / ".venv/bin/gunicorn"), "engine.wsgi", "-b", f"127.0.0.1:{port}", "--workers",
-             str(args.workers), "--worker-class", "gthread", "--threads", "4", "--log-level", "warning",
+             str(args.workers), "--worker-class", "gthread", "--threads", str(args.threads), "--log-level", "warning",
              "--keep-alive", "30"], cwd=ROOT, env=env)
         base = f"http://127.0.0.1:{port}"
         import requests
@@ -394,6 +434,8 @@ def main() -> None:
             (f"lease query p50 / p99 @{args.items // 1000}k items",
              f"{large['query_p50']:.2f} / {large['query_p99']:.2f} ms",
              f"whole lease txn p99 {large['txn_p99']:.2f} ms, {large['leases_per_s']:.0f} leases/s"),
+            ("queries per next-item / submit", f"{queries['next']} / {queries['submit']}",
+             "in-process through the API, token auth included"),
             ("lease query plan uses item_lease_idx", str("item_lease_idx" in plan),
              "EXPLAIN ANALYZE " + next((ln.strip() for ln in plan.splitlines() if "Execution Time" in ln), "")),
             ("open loop next-item p50 / p99", f"{pct(open_loop['next'], 50):.1f} / {pct(open_loop['next'], 99):.1f} ms",
@@ -427,7 +469,12 @@ def main() -> None:
             "lost_judgements": open_counts["lost_judgements"] + sat_counts["lost_judgements"],
             "duplicated_judgements": open_counts["duplicated_judgements"] + sat_counts["duplicated_judgements"],
             "http_errors": open_loop["errors"] + sat["errors"],
+            "queries_next_item": queries["next"],
+            "queries_submit": queries["submit"],
             "gunicorn_workers": args.workers,
+            "gunicorn_threads": args.threads,
+            "load_avg_1m_at_start": round(load_at_start, 2),
+            "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
             "cpus": os.cpu_count(),
         }
     finally:
