@@ -48,7 +48,6 @@ def main() -> None:
     import django
 
     django.setup()
-    import torch
     from django.core.management import call_command
     from django.db import connection
 
@@ -60,7 +59,6 @@ def main() -> None:
     from modelzoo.models import Candidate, Checkpoint, GenerationJobItem
     from tests.engine.builders import box_mask, photo_bytes
 
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
     call_command("migrate", verbosity=0)
     services.job_items_enqueue = lambda *, job_item_ids: None  # in-process: no broker needed
     slug = f"bench-{os.getpid()}"
@@ -82,7 +80,7 @@ def main() -> None:
     else:
         sys.exit("No bootstrap checkpoint (modelzoo/checkpoints/bootstrap.pt) to benchmark; pass --checkpoint.")
     services.project_mix_set(project=project, mix=[(checkpoint, 1.0)])
-    generator_for_checkpoint(checkpoint)  # load once, as a worker does
+    generator = generator_for_checkpoint(checkpoint)  # load once, as a worker does
 
     rows, summary = [], {}
     try:
@@ -118,7 +116,8 @@ def main() -> None:
 
     cols = ["model", "meshing", "preview", "glb_encoding", "storage", "database", "overhead", "total"]
     print(f"built-in model, N={args.n} per item, {args.items} items, medians of {args.repeats} runs "
-          f"(ms per candidate), {os.cpu_count()} cores, database {connection.vendor}")
+          f"(ms per candidate), {os.cpu_count()} cores, {getattr(generator, 'threads', '?')} torch thread(s) "
+          f"per worker process, database {connection.vendor}")
     print(f"{'steps':>5} {'cand/s':>8} " + " ".join(f"{c:>12}" for c in cols))
     for steps, med in rows:
         print(f"{steps:>5} {1 / med['total']:>8.1f} " + " ".join(f"{1000 * med[c]:>12.2f}" for c in cols))

@@ -425,88 +425,87 @@ def _view_rotation(yaw_deg: float, elev_deg: float) -> np.ndarray:
     return rx @ ry
 
 
+_LIGHT = np.array([-0.4, 0.6, 0.7]) / np.linalg.norm([-0.4, 0.6, 0.7])  # upper left front, view space
+_DEPTH_BITS = 20  # depth rank resolution of the z-buffer (1 part in a million of the object's depth)
+_WINDOWS = (1, 2, 3, 4, 6, 8, 16, 32, 64)  # triangles are binned by box size; most cover 2-4 px
+
+
 def render_preview(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray | None = None,
                    size: int = 128, yaw: float = -35.0, elevation: float = 25.0,
                    rotation: np.ndarray | None = None) -> np.ndarray:
     """Flat-shaded orthographic render of the mesh, fitted to the frame: size x size x 4 uint8
-    (transparent background). A vectorised triangle rasteriser with a z-buffer."""
+    (transparent background). A vectorised triangle rasteriser with a z-buffer: ~2 ms for a
+    candidate (7k triangles) at 128 px.
+
+    A pixel is covered by a front-facing triangle when its centre is inside (barycentric
+    weights >= -1e-5). Barycentric weights and depth are affine in the pixel centre, so each
+    is three multiply-adds per candidate pixel; each pixel keeps its nearest triangle through
+    one `np.minimum.at` over keys (depth rank << 32 | triangle).
+    """
     v, f = _check(vertices, faces)
-    c = _as_rgba(colors, len(v)).astype(np.float32)
     R = _view_rotation(yaw, elevation) if rotation is None else np.asarray(rotation)
     p = v.astype(np.float64) @ R.T
     lo, hi = p.min(axis=0), p.max(axis=0)
     center = 0.5 * (lo + hi)
     half = max(0.5 * float((hi - lo)[:2].max()), 1e-9)
     pix = size * 0.45 / half
-    x = ((p[:, 0] - center[0]) * pix + size / 2).astype(np.float32)
-    y = (size / 2 - (p[:, 1] - center[1]) * pix).astype(np.float32)
-    z = p[:, 2].astype(np.float32)  # larger = nearer the viewer (looking down -Z)
-    tri_x, tri_y = x[f], y[f]
+    x = (p[:, 0] - center[0]) * pix + size / 2
+    y = size / 2 - (p[:, 1] - center[1]) * pix
+    x0, x1, x2 = x[f[:, 0]], x[f[:, 1]], x[f[:, 2]]
+    y0, y1, y2 = y[f[:, 0]], y[f[:, 1]], y[f[:, 2]]
     # Signed area in pixel space (y down): counter-clockwise faces in 3D have area < 0 here.
-    e1x, e1y = tri_x[:, 1] - tri_x[:, 0], tri_y[:, 1] - tri_y[:, 0]
-    e2x, e2y = tri_x[:, 2] - tri_x[:, 0], tri_y[:, 2] - tri_y[:, 0]
-    area = e1x * e2y - e1y * e2x
-    front = area < -1e-9
-    f, tri_x, tri_y, area = f[front], tri_x[front], tri_y[front], area[front]
+    area = (x1 - x0) * (y2 - y0) - (y1 - y0) * (x2 - x0)
+    # Pixel centres (i + 0.5) in a triangle's bounding box: i in [ceil(min - 0.5), floor(max - 0.5)].
+    bx = np.ceil(np.minimum(np.minimum(x0, x1), x2) - 0.5)
+    by = np.ceil(np.minimum(np.minimum(y0, y1), y2) - 0.5)
+    span = np.maximum(np.floor(np.maximum(np.maximum(x0, x1), x2) - 0.5) - bx,
+                      np.floor(np.maximum(np.maximum(y0, y1), y2) - 0.5) - by) + 1
+    keep = np.nonzero((area < -1e-9) & (span > 0))[0]  # front-facing and covering a pixel centre
     img = np.zeros((size, size, 4), np.uint8)
-    if len(f) == 0:
+    if len(keep) == 0:
         return img
-    # Flat shading from the face normal in view space, light from the upper left front.
+    f, area, span = f[keep], area[keep], span[keep]
+    bx, by = bx[keep].astype(np.int64), by[keep].astype(np.int64)
+    x0, x1, x2, y0, y1, y2 = x0[keep], x1[keep], x2[keep], y0[keep], y1[keep], y2[keep]
+    # Flat shading from the face normal in view space.
     pf = p[f]
     fn = np.cross(pf[:, 1] - pf[:, 0], pf[:, 2] - pf[:, 0])
-    fn /= np.linalg.norm(fn, axis=1, keepdims=True) + 1e-12
-    light = np.array([-0.4, 0.6, 0.7])
-    light /= np.linalg.norm(light)
-    lum = 0.35 + 0.65 * np.clip(fn @ light, 0.0, 1.0)
-    fcol = c[f].mean(axis=1)[:, :3] * lum[:, None]
-    x0 = np.floor(tri_x.min(axis=1)).astype(np.int64)
-    y0 = np.floor(tri_y.min(axis=1)).astype(np.int64)
-    extent = np.maximum(np.ceil(tri_x.max(axis=1)) - x0, np.ceil(tri_y.max(axis=1)) - y0).astype(np.int64) + 1
-    all_pix, all_z, all_face = [], [], []
-    tz = z[f]
-    # w0 = ((x1 - x)(y2 - y) - (y1 - y)(x2 - x)) / area, w1 likewise with vertices (2, 0).
-    A = np.stack([tri_y[:, 1] - tri_y[:, 2], tri_y[:, 2] - tri_y[:, 0]], axis=1) / area[:, None]
-    B = np.stack([tri_x[:, 2] - tri_x[:, 1], tri_x[:, 0] - tri_x[:, 2]], axis=1) / area[:, None]
-    C = np.stack([tri_x[:, 1] * tri_y[:, 2] - tri_y[:, 1] * tri_x[:, 2],
-                  tri_x[:, 2] * tri_y[:, 0] - tri_y[:, 2] * tri_x[:, 0]], axis=1) / area[:, None]
+    lum = 0.35 + 0.65 * np.clip((fn @ _LIGHT) / (np.sqrt((fn * fn).sum(axis=1)) + 1e-12), 0.0, 1.0)
+    c = _as_rgba(colors, len(v))[:, :3].astype(np.float32)
+    fcol = np.clip((c[f[:, 0]] + c[f[:, 1]] + c[f[:, 2]]) * (lum / 3.0)[:, None], 0, 255).astype(np.uint8)
+    # w_i = a_i gx + b_i gy + k_i at pixel centre (bx + gx + 0.5, by + gy + 0.5); w_2 = 1 - w_0 - w_1.
+    inv = 1.0 / area
+    a0, b0, a1, b1 = (y1 - y2) * inv, (x2 - x1) * inv, (y2 - y0) * inv, (x0 - x2) * inv
+    ox, oy = bx + 0.5, by + 0.5
+    k0 = ((x1 - ox) * (y2 - oy) - (y1 - oy) * (x2 - ox)) * inv
+    k1 = ((x2 - ox) * (y0 - oy) - (y2 - oy) * (x0 - ox)) * inv
+    # Depth rank (0 = nearest; larger z = nearer the viewer, who looks down -Z), affine likewise.
+    tz = p[:, 2][f]
+    zmax = float(tz.max())
+    r = (zmax - tz) * (((1 << _DEPTH_BITS) - 1) / max(zmax - float(tz.min()), 1e-12))
+    d0, d1 = r[:, 0] - r[:, 2], r[:, 1] - r[:, 2]
+    ar, br, kr = a0 * d0 + a1 * d1, b0 * d0 + b1 * d1, k0 * d0 + k1 * d1 + r[:, 2]
+    empty = np.iinfo(np.int64).max
+    zbuf = np.full(size * size, empty, np.int64)
     prev = 0
-    for win in (3, 4, 5, 6, 8, 12, 16, 32, 64, 128, int(extent.max())):
-        if win <= prev:
-            continue
-        sel = np.nonzero((extent > prev) & (extent <= win))[0]
+    for win in (*_WINDOWS, max(size, int(span.max()))):
+        sel = np.nonzero((span > prev) & (span <= win))[0]
         prev = win
         if len(sel) == 0:
             continue
-        oy, ox = np.mgrid[0:win, 0:win]
-        px = x0[sel, None] + ox.ravel()[None, :]
-        py = y0[sel, None] + oy.ravel()[None, :]
-        cx, cy = (px + 0.5).astype(np.float32), (py + 0.5).astype(np.float32)
-        # Barycentric weights are affine in the pixel centre: w_i = A_i x + B_i y + C_i.
-        wa = [A[sel, i, None] * cx + B[sel, i, None] * cy + C[sel, i, None] for i in range(2)]
-        w0, w1 = wa
-        w2 = 1.0 - w0 - w1
-        inside = (w0 >= -1e-5) & (w1 >= -1e-5) & (w2 >= -1e-5)
-        fi, ki = np.nonzero(inside)
+        gy, gx = np.divmod(np.arange(win * win, dtype=np.float64), win)
+        w0 = a0[sel, None] * gx + b0[sel, None] * gy + k0[sel, None]
+        w1 = a1[sel, None] * gx + b1[sel, None] * gy + k1[sel, None]
+        fi, ki = np.nonzero((w0 >= -1e-5) & (w1 >= -1e-5) & (w0 + w1 <= 1.0 + 1e-5))
         sf = sel[fi]
-        zz = w0[fi, ki] * tz[sf, 0] + w1[fi, ki] * tz[sf, 1] + w2[fi, ki] * tz[sf, 2]
-        pxi, pyi = px[fi, ki], py[fi, ki]
-        ok = (pxi >= 0) & (pxi < size) & (pyi >= 0) & (pyi < size)
-        all_pix.append((pyi * size + pxi)[ok])
-        all_z.append(zz[ok])
-        all_face.append(sf[ok])
-    pix_idx = np.concatenate(all_pix)
-    if len(pix_idx) == 0:
-        return img
-    zs = np.concatenate(all_z)
-    faces_hit = np.concatenate(all_face)
-    order = np.lexsort((-zs, pix_idx))  # per pixel, nearest first
-    pix_sorted = pix_idx[order]
-    first = np.ones(len(order), bool)
-    first[1:] = pix_sorted[1:] != pix_sorted[:-1]
-    win_pix, win_face = pix_sorted[first], faces_hit[order][first]
+        px, py = bx[sf] + gx[ki].astype(np.int64), by[sf] + gy[ki].astype(np.int64)
+        rank = (ar[sf] * gx[ki] + br[sf] * gy[ki] + kr[sf]).astype(np.int64)
+        ok = (px >= 0) & (px < size) & (py >= 0) & (py < size)
+        np.minimum.at(zbuf, (py * size + px)[ok], ((rank << 32) | sf)[ok])
+    hit = np.nonzero(zbuf != empty)[0]
     flat = img.reshape(-1, 4)
-    flat[win_pix, :3] = np.clip(fcol[win_face], 0, 255).astype(np.uint8)
-    flat[win_pix, 3] = 255
+    flat[hit, :3] = fcol[zbuf[hit] & 0xFFFFFFFF]
+    flat[hit, 3] = 255
     return img
 
 

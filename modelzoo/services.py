@@ -282,6 +282,8 @@ def job_item_generate(*, job_item_id: int) -> GenerationJobItem:
     Only (checkpoint, seed) pairs of the plan that do not exist yet are generated, and rows
     are inserted with ON CONFLICT DO NOTHING on (item, checkpoint, seed): a re-run after a
     crash, or a duplicate delivery running concurrently, creates every candidate exactly once.
+    The rows are written with the item's completion, in one transaction (one commit per
+    item); if a later checkpoint of a mix fails, what the earlier ones made is kept.
     When all planned candidates exist the item moves waiting -> ready.
     """
     job_item = GenerationJobItem.objects.select_related("job", "item__mask__image").filter(pk=job_item_id).first()
@@ -297,25 +299,37 @@ def job_item_generate(*, job_item_id: int) -> GenerationJobItem:
     for checkpoint_id, seed in plan:
         if (checkpoint_id, seed) not in have:
             todo.setdefault(checkpoint_id, []).append(seed)
-    checkpoints = Checkpoint.objects.in_bulk(list(todo))
-    for checkpoint_id, seeds in todo.items():
-        generator = generator_for_checkpoint(checkpoints[checkpoint_id])
-        request = generation_request(mask=item.mask, seeds=seeds, steps=job.steps)
-        started = time.perf_counter()
-        outputs = generator.generate(request)
-        wall = (time.perf_counter() - started) / max(len(outputs), 1)
-        rows = []
-        for output in outputs:
-            files = candidate_files_store(output)
-            files.timings.setdefault("model_wall", wall)
-            rows.append(Candidate(
-                item=item, checkpoint_id=checkpoint_id, seed=int(output.seed), steps=job.steps,
-                glb=files.glb, glb_compact=files.glb_compact, preview=files.preview,
-                layout=output.layout.as_dict(), num_vertices=len(output.vertices), num_faces=len(output.faces),
-                timings=files.timings,
-            ))
-        Candidate.objects.bulk_create(rows, ignore_conflicts=True)
-    return job_item_complete(job_item=job_item)
+    checkpoints = Checkpoint.objects.in_bulk(list(todo)) if todo else {}
+    made: list[Candidate] = []
+    try:
+        for checkpoint_id, seeds in todo.items():
+            made += _candidates_generate(item=item, checkpoint=checkpoints[checkpoint_id], seeds=seeds,
+                                         steps=job.steps)
+    except Exception:
+        if made:  # keep the earlier checkpoints' candidates: a retry makes only the rest
+            Candidate.objects.bulk_create(made, ignore_conflicts=True)
+        raise
+    return job_item_complete(job_item=job_item, candidates=made)
+
+
+def _candidates_generate(*, item: Item, checkpoint: Checkpoint, seeds: list[int], steps: int) -> list[Candidate]:
+    """Unsaved Candidate rows of one checkpoint's seeds, their files stored."""
+    generator = generator_for_checkpoint(checkpoint)
+    request = generation_request(mask=item.mask, seeds=seeds, steps=steps)
+    started = time.perf_counter()
+    outputs = generator.generate(request)
+    wall = (time.perf_counter() - started) / max(len(outputs), 1)
+    rows = []
+    for output in outputs:
+        files = candidate_files_store(output)
+        files.timings.setdefault("model_wall", wall)
+        rows.append(Candidate(
+            item=item, checkpoint=checkpoint, seed=int(output.seed), steps=steps,
+            glb=files.glb, glb_compact=files.glb_compact, preview=files.preview,
+            layout=output.layout.as_dict(), num_vertices=len(output.vertices), num_faces=len(output.faces),
+            timings=files.timings,
+        ))
+    return rows
 
 
 def _planned_done(*, item: Item, plan: list) -> int:
@@ -324,8 +338,11 @@ def _planned_done(*, item: Item, plan: list) -> int:
 
 
 @transaction.atomic
-def job_item_complete(*, job_item: GenerationJobItem) -> GenerationJobItem:
-    """Count the item's planned candidates; when all exist, the item becomes ready."""
+def job_item_complete(*, job_item: GenerationJobItem, candidates: list[Candidate] = ()) -> GenerationJobItem:
+    """Insert the new `candidates` (ON CONFLICT DO NOTHING), then count the item's planned
+    candidates; when all exist, the item becomes ready."""
+    if candidates:
+        Candidate.objects.bulk_create(candidates, ignore_conflicts=True)
     item = Item.objects.select_for_update().get(pk=job_item.item_id)
     done = _planned_done(item=item, plan=job_item.plan)
     complete = done == len(job_item.plan)
