@@ -149,43 +149,55 @@ def _layout_of(layout) -> dict:
     return {k: layout.get(k) for k in ("rotation", "translation", "scale")}
 
 
+def item_context(item: Item) -> dict:
+    """What the next-item payload shows of an item's round, mask and image (needs them loaded).
+    `services._PICK_SQL` builds the same object in the pick statement."""
+    mask, image = item.mask, item.mask.image
+    return {
+        "quality_threshold": item.round.quality_threshold,
+        "mask": {"id": mask.pk, "label": mask.label, "bbox": mask.bbox, "rle_counts": mask.rle_counts},
+        "image": {"id": image.pk, "width": image.width, "height": image.height, "thumbnail": image.thumbnail.name,
+                  "depth": image.depth.name, "intrinsics": image.intrinsics},
+    }
+
+
 def lease_payload(lease: Lease, *, project: Project | None = None) -> dict:
     """The next-item response of docs/annotation-api.md, for `lease` (in `project`, if given).
 
-    A lease fresh from `services.lease_next` carries `candidate_rows` (read with the pick);
-    otherwise the candidates are read here.
+    A lease fresh from `services.lease_next` carries `candidate_rows` and `item_context` (read
+    with the pick); otherwise they are read here.
     """
     if project is None:
         project = lease.project
-    item = Item.objects.select_related("round", "mask", "mask__image").get(pk=lease.item_id)
-    mask = item.mask
-    image = mask.image
-    slug = project.slug
-    rows = getattr(lease, "candidate_rows", None)
-    if rows is None:
+    context, rows = getattr(lease, "item_context", None), getattr(lease, "candidate_rows", None)
+    if context is None or rows is None:
+        item = Item.objects.select_related("round", "mask", "mask__image").get(pk=lease.item_id)
+        context = item_context(item)
         rows = item.candidates.values("id", "layout", "num_vertices", "num_faces")
+    mask, image = context["mask"], context["image"]
     by_id = {c["id"]: c for c in rows}
     seconds = max(0, round((lease.expires_at - timezone.now()).total_seconds()))
-    image_base = f"/api/v1/projects/{slug}/images/{image.pk}"
+    slug = project.slug
+    image_base = f"/api/v1/projects/{slug}/images/{image['id']}"
     return {
         "lease": {"id": lease.pk, "expires_at": lease.expires_at, "seconds": seconds},
         "item": {
-            "id": item.pk,
+            "id": lease.item_id,
             "protocol": lease.protocol,
             "layout_stage": lease.layout_stage,
-            "quality_scale": {"min": RATING_MIN, "max": RATING_MAX, "threshold": item.round.quality_threshold,
+            "quality_scale": {"min": RATING_MIN, "max": RATING_MAX, "threshold": context["quality_threshold"],
                               "labels": QUALITY_LABELS},
             "image": {
-                "id": image.pk, "width": image.width, "height": image.height,
+                "id": image["id"], "width": image["width"], "height": image["height"],
                 "url": f"{image_base}/file",
-                "thumbnail_url": f"{image_base}/thumbnail" if image.thumbnail else None,
-                "intrinsics": image.intrinsics,
-                "depth_url": f"{image_base}/depth" if image.depth else None,
+                "thumbnail_url": f"{image_base}/thumbnail" if image["thumbnail"] else None,
+                "intrinsics": image["intrinsics"],
+                "depth_url": f"{image_base}/depth" if image["depth"] else None,
             },
             "mask": {
-                "id": mask.pk, "label": mask.label, "bbox": mask.bbox,
-                "rle": {"size": [image.height, image.width], "counts": mask.rle_counts},
-                "png_url": f"/api/v1/projects/{slug}/masks/{mask.pk}.png",
+                "id": mask["id"], "label": mask["label"], "bbox": mask["bbox"],
+                "rle": {"size": [image["height"], image["width"]], "counts": mask["rle_counts"]},
+                "png_url": f"/api/v1/projects/{slug}/masks/{mask['id']}.png",
             },
             "candidates": [
                 {

@@ -185,9 +185,17 @@ WITH picked AS (
   LIMIT 1
   FOR UPDATE OF i SKIP LOCKED
 )
-SELECT p.*, (SELECT jsonb_agg(jsonb_build_object('id', c.id, 'layout', c.layout, 'num_vertices', c.num_vertices,
-                                                  'num_faces', c.num_faces) ORDER BY c.id)
-             FROM modelzoo_candidate c WHERE c.item_id = p.id) AS candidate_rows
+SELECT p.*,
+  (SELECT jsonb_agg(jsonb_build_object('id', c.id, 'layout', c.layout, 'num_vertices', c.num_vertices,
+                                       'num_faces', c.num_faces) ORDER BY c.id)
+   FROM modelzoo_candidate c WHERE c.item_id = p.id) AS candidate_rows,
+  (SELECT jsonb_build_object(
+     'quality_threshold', r.quality_threshold,
+     'mask', jsonb_build_object('id', m.id, 'label', m.label, 'bbox', m.bbox, 'rle_counts', m.rle_counts),
+     'image', jsonb_build_object('id', im.id, 'width', im.width, 'height', im.height, 'thumbnail', im.thumbnail,
+                                 'depth', im.depth, 'intrinsics', im.intrinsics))
+   FROM engine_round r, engine_objectmask m, engine_image im
+   WHERE r.id = p.round_id AND m.id = p.mask_id AND im.id = m.image_id) AS item_context
 FROM picked p
 """
 _CANDIDATE_FIELDS = ("id", "layout", "num_vertices", "num_faces")
@@ -196,7 +204,9 @@ _CANDIDATE_FIELDS = ("id", "layout", "num_vertices", "num_faces")
 def _pick_item(project: Project, annotator, *, gold: bool, exclude: Iterable[int] = ()) -> Item | None:
     """One indexed query: `SELECT ... FOR UPDATE SKIP LOCKED` on PostgreSQL (item_lease_idx).
 
-    The item comes with `candidate_rows` (id, layout, num_vertices, num_faces of each candidate).
+    The item comes with `candidate_rows` (id, layout, num_vertices, num_faces of each candidate)
+    and, on PostgreSQL, `item_context` (what the payload shows of its round, mask and image, as
+    `selectors.item_context` builds it), read once, for the chosen row.
     On SQLite select_for_update is a no-op, but the settings open every transaction with
     BEGIN IMMEDIATE, which serialises writers: slower, equally correct.
     """
@@ -207,8 +217,10 @@ def _pick_item(project: Project, annotator, *, gold: bool, exclude: Iterable[int
         claims_cap = 2**31 - 1 if gold else project.overlap
         rows = Item.objects.raw(_PICK_SQL, [project.pk, gold, claims_cap, exclude, annotator.pk])
         item = next(iter(rows), None)
-        if item is not None and isinstance(item.candidate_rows, str):
-            item.candidate_rows = json.loads(item.candidate_rows)
+        if item is not None:
+            for name in ("candidate_rows", "item_context"):
+                if isinstance(getattr(item, name), str):
+                    setattr(item, name, json.loads(getattr(item, name)))
     else:
         seen = Lease.objects.filter(item=OuterRef("pk"), annotator=annotator)
         qs = Item.objects.filter(project=project, state__in=QUEUE_STATES, is_gold=gold).exclude(pk__in=exclude)
@@ -218,6 +230,7 @@ def _pick_item(project: Project, annotator, *, gold: bool, exclude: Iterable[int
         item = qs.select_for_update(skip_locked=True, of=("self",)).first()
         if item is not None:
             item.candidate_rows = list(item.candidates.order_by("id").values(*_CANDIDATE_FIELDS))
+            item.item_context = None  # the payload reads it
     if item is not None:
         item.candidate_rows = item.candidate_rows or []
     return item
@@ -254,8 +267,8 @@ def lease_next(*, project: Project, annotator, exclude: Iterable[int] = (),
     the caller holds fewer than MAX_ACTIVE_LEASES, else Conflict(lease_limit). An older held
     lease is not handed out as the "next" item: it is the one whose judgement is on its way.
 
-    A new lease carries `candidate_rows` (read with the pick) so that the payload needs no
-    second read of the candidates.
+    A new lease carries `candidate_rows` and `item_context` (read with the pick) so that the
+    payload reads nothing again.
     """
     now = timezone.now()
     exclude = {int(i) for i in exclude}
@@ -313,7 +326,7 @@ def lease_next(*, project: Project, annotator, exclude: Iterable[int] = (),
         )
         item.claims += 1  # exact: the row is locked
         item_transition(item=item, to=ItemState.IN_PROGRESS, also=["claims"])
-    lease.candidate_rows = item.candidate_rows
+    lease.candidate_rows, lease.item_context = item.candidate_rows, item.item_context
     return lease, True
 
 

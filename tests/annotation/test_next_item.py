@@ -33,13 +33,22 @@ def test_next_item_payload_follows_the_contract(project, member, next_item):
 
 
 def test_same_lease_again_while_it_is_open(project, member, next_item):
+    project.gold_rate = 0
+    project.save()
+    item = ready_item(project)
     ready_item(project)
-    ready_item(project)
+    image = item.mask.image
+    image.intrinsics = [[50, 0, 32], [0, 50, 24], [0, 0, 1]]
+    image.thumbnail, image.depth = "thumbs/t.webp", "depth/d.npy"
+    image.save()
     annotator = member("annotator")
-    first = next_item(annotator, project).json()
-    again = next_item(annotator, project).json()
+    first = next_item(annotator, project).json()  # item and candidates read with the pick
+    again = next_item(annotator, project).json()  # read back through the ORM
     assert again["lease"]["id"] == first["lease"]["id"]
-    assert again["item"]["candidates"] == first["item"]["candidates"]
+    assert again["item"] == first["item"]
+    assert first["item"]["image"]["intrinsics"] == image.intrinsics
+    assert first["item"]["image"]["depth_url"].endswith(f"/images/{image.pk}/depth")
+    assert first["item"]["image"]["thumbnail_url"].endswith(f"/images/{image.pk}/thumbnail")
 
 
 def test_204_when_nothing_is_left(project, member, next_item):
@@ -178,13 +187,13 @@ def test_next_item_and_submit_use_a_bounded_number_of_queries(project, member, n
     for _ in range(3):
         ready_item(project, n=8)
     a = member("annotator")
-    # next-item: project, membership, (savepoint), annotator lock, leases, pick with candidates, lease
-    # insert, one item update, (release), payload. Submit: item, project, membership, lease,
+    # next-item: project, membership, (savepoint), annotator lock, leases, pick with candidates and
+    # what the payload shows, lease insert, one item update, (release). Submit: item, project, membership, lease,
     # (savepoint), item lock with the winner's layout, lease lock, judgement, comparisons (one bulk
     # insert), lease update, one item update, (release). Savepoints count here only.
-    with django_assert_max_num_queries(10):
+    with django_assert_max_num_queries(9):
         payload = next_item(a, project).json()
-    with django_assert_max_num_queries(10):
+    with django_assert_max_num_queries(9):
         prefetched = api(a).post(f"/api/v1/projects/{project.slug}/next-item",
                                  {"exclude": [payload["item"]["id"]]}, format="json").json()
     assert prefetched["item"]["id"] != payload["item"]["id"]
