@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import struct
+import zlib
 
 import numpy as np
 from scipy import ndimage
@@ -29,6 +30,7 @@ __all__ = [
     "glb_compact_bytes",
     "read_glb",
     "preview_png",
+    "png_rgba",
     "mesh_to_occupancy",
 ]
 
@@ -52,13 +54,19 @@ def clean_occupancy(prob: np.ndarray, level: float = 0.5, min_fraction: float = 
     return np.where(keep, prob, 0.0)
 
 
+def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cross product of N x 3 arrays (np.cross, without its per-call overhead)."""
+    return np.stack([a[:, 1] * b[:, 2] - a[:, 2] * b[:, 1],
+                     a[:, 2] * b[:, 0] - a[:, 0] * b[:, 2],
+                     a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]], axis=1)
+
+
 def remove_degenerate(vertices: np.ndarray, faces: np.ndarray, eps: float = 1e-12) -> tuple[np.ndarray, np.ndarray]:
     """Drop zero-area and repeated-index triangles, then unreferenced vertices."""
     f = faces
     ok = (f[:, 0] != f[:, 1]) & (f[:, 1] != f[:, 2]) & (f[:, 0] != f[:, 2])
     v = vertices.astype(np.float64)
-    cr = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
-    ok &= (cr * cr).sum(axis=1) > eps * eps
+    ok &= (_cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]]) ** 2).sum(axis=1) > eps * eps
     f = f[ok]
     used = np.zeros(len(vertices), bool)
     used[f.ravel()] = True
@@ -99,7 +107,7 @@ def occupancy_to_mesh(
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """Area-weighted vertex normals, unit length (float32); (0, 1, 0) for isolated vertices."""
     v = vertices.astype(np.float64)
-    fn = np.cross(v[faces[:, 1]] - v[faces[:, 0]], v[faces[:, 2]] - v[faces[:, 0]])
+    fn = _cross(v[faces[:, 1]] - v[faces[:, 0]], v[faces[:, 2]] - v[faces[:, 0]])
     n = np.zeros_like(v)
     idx = faces.ravel()
     for a in range(3):
@@ -469,7 +477,7 @@ def render_preview(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray |
     x0, x1, x2, y0, y1, y2 = x0[keep], x1[keep], x2[keep], y0[keep], y1[keep], y2[keep]
     # Flat shading from the face normal in view space.
     pf = p[f]
-    fn = np.cross(pf[:, 1] - pf[:, 0], pf[:, 2] - pf[:, 0])
+    fn = _cross(pf[:, 1] - pf[:, 0], pf[:, 2] - pf[:, 0])
     lum = 0.35 + 0.65 * np.clip((fn @ _LIGHT) / (np.sqrt((fn * fn).sum(axis=1)) + 1e-12), 0.0, 1.0)
     c = _as_rgba(colors, len(v))[:, :3].astype(np.float32)
     fcol = np.clip((c[f[:, 0]] + c[f[:, 1]] + c[f[:, 2]]) * (lum / 3.0)[:, None], 0, 255).astype(np.uint8)
@@ -509,12 +517,22 @@ def render_preview(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray |
     return img
 
 
+def png_rgba(img: np.ndarray, level: int = 1) -> bytes:
+    """An H x W x 4 uint8 image as an 8-bit RGBA PNG: no row filters, one zlib stream at a
+    fast level. Half the time of PIL's encoder for a preview, and no larger."""
+    h, w, _ = img.shape
+    raw = np.empty((h, 1 + 4 * w), np.uint8)
+    raw[:, 0] = 0  # filter type None on every row
+    raw[:, 1:] = img.reshape(h, 4 * w)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 6, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw.tobytes(), level)) + chunk(b"IEND", b""))
+
+
 def preview_png(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray | None = None, size: int = 128,
                 **view) -> bytes:
-    """`render_preview` encoded as a PNG (fast zlib level)."""
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(render_preview(vertices, faces, colors, size=size, **view), "RGBA").save(
-        buf, format="PNG", compress_level=1)
-    return buf.getvalue()
+    """`render_preview` encoded as a PNG."""
+    return png_rgba(render_preview(vertices, faces, colors, size=size, **view))

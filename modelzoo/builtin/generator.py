@@ -49,10 +49,17 @@ def seed_noise(seeds: list[int], dim: int) -> torch.Tensor:
     return torch.stack(rows)
 
 
-def vertex_colors_from_photo(vertices, R, t, s, K, image, mask) -> np.ndarray:
+def masked_mean_color(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """RGB uint8: the mean colour of the masked pixels (rounded), grey for an empty mask."""
+    mean = image[mask][:, :3].mean(axis=0) if mask.any() else np.array([180.0, 180.0, 180.0])
+    return np.clip(mean + 0.5, 0, 255).astype(np.uint8)
+
+
+def vertex_colors_from_photo(vertices, R, t, s, K, image, mask, fallback: np.ndarray | None = None) -> np.ndarray:
     """RGBA per vertex: the photo's pixel where the vertex projects at the layout, if that
-    pixel belongs to the mask; the mean colour of the masked pixels otherwise."""
-    mean = image[mask].mean(axis=0) if mask.any() else np.array([180.0, 180.0, 180.0])
+    pixel belongs to the mask; `fallback` (default: `masked_mean_color`) otherwise."""
+    if fallback is None:
+        fallback = masked_mean_color(image, mask)
     p = t[None, :] + (s * vertices.astype(np.float64)) @ R.T
     z = np.minimum(p[:, 2], -1e-6)
     u = np.floor(K[0, 2] + K[0, 0] * p[:, 0] / -z).astype(np.int64)
@@ -60,10 +67,9 @@ def vertex_colors_from_photo(vertices, R, t, s, K, image, mask) -> np.ndarray:
     H, W = mask.shape
     ok = (u >= 0) & (u < W) & (v >= 0) & (v < H)
     ok[ok] = mask[v[ok], u[ok]]
-    rgb = np.tile(mean, (len(vertices), 1))
-    rgb[ok] = image[v[ok], u[ok], :3]
     out = np.empty((len(vertices), 4), np.uint8)
-    out[:, :3] = np.clip(rgb + 0.5, 0, 255).astype(np.uint8)
+    out[:, :3] = fallback
+    out[ok, :3] = image[v[ok], u[ok], :3]
     out[:, 3] = 255
     return out
 
@@ -128,6 +134,7 @@ class BuiltinGenerator:
         mask = np.asarray(request.mask).astype(bool)
         pred = self.predict(image, mask, list(request.seeds), request.steps, request.intrinsics)
         model_share = (time.perf_counter() - t0) / len(request.seeds)
+        fallback = masked_mean_color(image, mask)  # once per request, not per candidate
         out = []
         for i, seed in enumerate(request.seeds):
             t1 = time.perf_counter()
@@ -138,7 +145,7 @@ class BuiltinGenerator:
             R, t, s = pred["R"][i], pred["t"][i].copy(), float(pred["s"][i])
             if request.depth is not None:
                 t, s = _fit_depth(verts, R, t, s, np.asarray(request.depth), mask)
-            colors = vertex_colors_from_photo(verts, R, t, s, pred["K"], image, mask)
+            colors = vertex_colors_from_photo(verts, R, t, s, pred["K"], image, mask, fallback)
             t2 = time.perf_counter()
             png = preview_png(verts, faces, colors, size=128)
             t3 = time.perf_counter()
