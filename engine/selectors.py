@@ -32,12 +32,20 @@ def user_roles(user, project: Project) -> set[str]:
 
 
 def project_get_for_user(user, slug: str, *, roles: Iterable[str] | None = None) -> Project:
-    """The project `slug` if `user` is a member (with one of `roles`, when given)."""
-    project = Project.objects.filter(slug=slug).first()
-    if project is None or not user.is_authenticated:
+    """The project `slug` if `user` is a member (with one of `roles`, when given).
+
+    One query on the hot path: the user's memberships in the project, with the project joined.
+    """
+    if not user.is_authenticated:
         raise NotFound(f"No project '{slug}' that you are a member of.")
-    held = user_roles(user, project)
-    if not held:
+    if user_is_site_admin(user):
+        project = Project.objects.filter(slug=slug).first()
+        held = {r.value for r in Role}
+    else:
+        memberships = list(Membership.objects.filter(project__slug=slug, user=user).select_related("project"))
+        project = memberships[0].project if memberships else None
+        held = {m.role for m in memberships}
+    if project is None or not held:
         raise NotFound(f"No project '{slug}' that you are a member of.")
     if roles is not None and not held & set(roles):
         wanted = " or ".join(sorted(roles))
