@@ -100,6 +100,28 @@ def test_batch_of_eight_is_fast(gen, scene):
     assert sum(c.timings["model"] for c in out) < 2.0
 
 
+def test_inference_runs_on_the_generators_threads_and_restores_the_process_setting(gen, scene):
+    seen = []
+    hook = gen.model.image_encoder.register_forward_hook(lambda *a: seen.append(torch.get_num_threads()))
+    before = torch.get_num_threads()
+    try:
+        outputs = []
+        for process_threads in (2, 1):
+            torch.set_num_threads(process_threads)
+            outputs.append(gen.generate(request(scene, [4, 7])))
+            assert torch.get_num_threads() == process_threads
+    finally:
+        hook.remove()
+        torch.set_num_threads(before)
+    assert seen == [gen.threads, gen.threads]
+    # a seed's candidate does not depend on the process's thread setting
+    for a, b in zip(*outputs):
+        assert np.array_equal(a.vertices, b.vertices) and a.layout == b.layout
+        assert np.array_equal(a.vertex_colors, b.vertex_colors) and a.preview_png == b.preview_png
+    x1 = gen.predict(scene.image, scene.mask, [4], steps=1, intrinsics=scene.intrinsics)["x1"]
+    assert not x1.is_inference()  # usable by autograd callers
+
+
 def test_target_encoding_roundtrip(gen, scene):
     model = gen.model
     R = quat_to_matrix(scene.layout.rotation)[None]

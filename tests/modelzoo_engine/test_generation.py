@@ -83,6 +83,30 @@ def test_rerun_after_partial_crash_creates_only_what_is_missing(gen_project, fre
     assert len(after) == N and sorted(first_ids)[N // 2:] == sorted(after & first_ids)
 
 
+def test_an_item_costs_a_fixed_number_of_queries(gen_project, fresh_registry, django_assert_max_num_queries):
+    job = services.generation_job_start(project=gen_project)
+    job_item = job.job_items.first()
+    services.job_item_generate(job_item_id=job.job_items.last().pk)  # the checkpoint is loaded
+    # read the job item, count the attempt, read existing candidates and checkpoints; one
+    # transaction inserts all N candidates and moves the item to ready.
+    with django_assert_max_num_queries(11):  # whatever N is
+        services.job_item_generate(job_item_id=job_item.pk)
+    assert Candidate.objects.filter(item=job_item.item).count() == N
+
+
+def test_a_failing_checkpoint_of_a_mix_keeps_what_the_others_made(gen_project, failing_backend, fresh_registry):
+    good = gen_project.current_checkpoints.first().checkpoint
+    bad, _ = services.checkpoint_register(name="failing", version="1", backend="failing")
+    services.project_mix_set(project=gen_project, mix=[(good, 1.0), (bad, 1.0)])
+    job = services.generation_job_start(project=gen_project)
+    job_item = job.job_items.first()
+    with pytest.raises(Exception, match="refuses every request"):
+        services.job_item_generate(job_item_id=job_item.pk)
+    made = Candidate.objects.filter(item=job_item.item)
+    assert made.count() == N // 2 and set(made.values_list("checkpoint_id", flat=True)) == {good.pk}
+    assert Item.objects.get(pk=job_item.item_id).state == ItemState.WAITING
+
+
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_duplicate_tasks_create_each_candidate_once(gen_project, fresh_registry, no_broker):
     job = services.generation_job_start(project=gen_project)
