@@ -20,10 +20,11 @@ from modelzoo.synth.shapes import NOMINAL_HALF_SIZE
 _CACHE: dict[tuple, "BuiltinGenerator"] = {}
 _CACHE_LOCK = threading.Lock()
 
-# Torch threads for inference. One: a batch of 8 is too small to split across cores (on an
-# idle 2-core machine two threads are no faster), and on a shared one the threads wait for
-# each other (a 4-step batch took 0.21 s with two threads, 0.05 s with one, at load ~8).
-# Workers scale over cores with processes (Celery prefork), not threads.
+# Torch threads for inference. One: a batch of 8 is too small to split across cores, and on
+# a shared machine the threads wait for each other. Measured on the 2-core machine, a 4-step
+# batch of 8: at load ~2.6, 30-36 ms with one thread, 35-43 ms with two (single layers up to
+# 20x slower); at load ~8, 48 ms vs 210 ms. Workers scale over cores with processes (Celery
+# prefork), not threads; MODELZOO_TORCH_THREADS raises it for a many-core inference server.
 THREADS = int(os.environ.get("MODELZOO_TORCH_THREADS", "1"))
 
 
