@@ -39,7 +39,7 @@ RATING_EDGES = (0.3, 0.45, 0.6, 0.75)
 class Setting:
     rounds: int = 2
     annotators: int = 2
-    items_per_round: int = 48
+    items_per_round: int = 96
     candidates: int = 6
     steps: int = 4
     noise: float = 0.1  # probability that a strict preference is flipped
@@ -258,10 +258,10 @@ class Simulation:
             s = sample_scene(seed)
             buf = io.BytesIO()
             PILImage.fromarray(s.image).save(buf, format="PNG")
-            # No intrinsics: exports do not carry them, so the default camera keeps generation
-            # and training consistent (see docs/loop.md).
+            # With the true camera, as the gold set is evaluated (the trainer gets it from the
+            # intrinsics.json sidecar of the snapshot folder).
             out = ingest_item(project=self.project, item=ItemInput(
-                name=f"scene-{seed}.png", image_bytes=buf.getvalue(),
+                name=f"scene-{seed}.png", image_bytes=buf.getvalue(), intrinsics=s.intrinsics.tolist(),
                 masks=[MaskInput(source_name=f"scene-{seed}", label="object", array=s.mask)]))
             self.pending_truth[out.image.pk] = s  # ground-truth meshes: while candidates generate
             mask_ids += list(out.image.masks.values_list("pk", flat=True))

@@ -7,6 +7,7 @@ also called in-process by `manage.py train`) runs it and records progress on the
 """
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import tempfile
@@ -128,6 +129,14 @@ def snapshot_materialise(*, snapshot, folder: Path) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         with default_storage.open(entry["storage_name"], "rb") as src, open(target, "wb") as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
+    # The rows carry no camera: photos ingested with intrinsics get them in a sidecar
+    # (image sha256 -> 3x3) so that the trainer encodes layouts in the camera generation used.
+    from engine.models import Image
+
+    cameras = dict(Image.objects.filter(project=snapshot.project, intrinsics__isnull=False)
+                   .values_list("sha256", "intrinsics"))
+    if cameras:
+        (folder / "intrinsics.json").write_text(json.dumps(cameras))
     return folder
 
 

@@ -69,6 +69,11 @@ def open_snapshot(path: str) -> Snapshot:
     else:
         raise TrainingError(f"{path}: neither an SFT nor a DPO snapshot (columns: {sorted(columns)}).")
     rows = [r for t in tables for r in t.to_pylist()]
+    sidecar = os.path.join(path, "intrinsics.json")
+    if os.path.exists(sidecar):  # {image_sha256: 3x3}, written by the engine for photos with intrinsics
+        cameras = json.load(open(sidecar))
+        for r in rows:
+            r.setdefault("intrinsics", cameras.get(r.get("image_sha256")))
     card_path = os.path.join(path, "README.md")
     prov = _provenance(open(card_path, encoding="utf-8").read()) if os.path.exists(card_path) else {}
     return Snapshot(path=path, kind=kind, rows=rows, provenance=prov)
@@ -121,8 +126,8 @@ class Encoder:
         key = (row["image_sha256"], row["mask"]["counts"])
         if key not in self._conds:
             image, mask = _image(row["image"]), _mask(row)
-            # Exports carry no intrinsics: the generator used the default camera unless the
-            # image had some, so an `intrinsics` column (3x3) wins when present.
+            # The rows carry no intrinsics: the generator used the default camera unless the
+            # photo had some, given by an `intrinsics` column or an intrinsics.json sidecar.
             K = np.asarray(row["intrinsics"], np.float64) if row.get("intrinsics") else \
                 default_intrinsics(image.shape[1], image.shape[0])
             box = mask_box(mask)
