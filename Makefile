@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 # Local state (SQLite, media, broker folders, logs); settings read the same variable.
-export VAR_DIR ?= $(CURDIR)/var
+VAR_DIR ?= $(CURDIR)/var
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: run test venv venv-dev frontend services browser bench clean
@@ -41,6 +41,7 @@ browser:
 	@./scripts/ensure_browser.sh
 
 run: export DEBUG ?= 1
+run: export VAR_DIR := $(VAR_DIR)
 run: venv frontend
 	@mkdir -p $(VAR_DIR)/celery/broker $(VAR_DIR)/celery/processed $(VAR_DIR)/celery/control
 	$(PY) manage.py migrate --noinput -v0
