@@ -43,7 +43,6 @@ browser:
 run: export DEBUG ?= 1
 run: export VAR_DIR := $(VAR_DIR)
 run: venv frontend
-	@mkdir -p $(VAR_DIR)/celery/broker $(VAR_DIR)/celery/processed $(VAR_DIR)/celery/control
 	$(PY) manage.py migrate --noinput -v0
 	$(PY) manage.py demo
 	$(PY) manage.py generate --project demo
