@@ -49,6 +49,7 @@ class Setting:
     rating_round: bool = True  # one more generate + annotate round to rate the last checkpoint
     eval_n: int = 100
     cumulative: bool = False  # train round r on the snapshots of rounds 1..r (else round r only)
+    from_start: bool = False  # train every round from the start checkpoint (else from the previous one)
     inline_generation: bool = False
     seed: int = 0
     hyperparameters: dict = field(default_factory=dict)
@@ -369,7 +370,8 @@ class Simulation:
                         sft_id, dpo_id = self._cumulative_snapshots(index)
                     run = training.training_run_create(
                         project=self.project, stage="both", sft_snapshot_id=sft_id, dpo_snapshot_id=dpo_id,
-                        parent=checkpoints[-1], round=rnd, hyperparameters=self.st.hyperparameters)
+                        parent=checkpoints[0] if self.st.from_start else checkpoints[-1], round=rnd,
+                        hyperparameters=self.st.hyperparameters)
                     run = training.training_run_execute(run_id=run.pk, eval_n=self.st.eval_n,
                                                         log_fn=lambda m: self.log("  " + m))
                     cp = run.checkpoint
@@ -443,7 +445,7 @@ class Simulation:
                             if self.bootstrap.pk in fitted else None)
                 viou.append(row["voxel_iou"])
                 cham.append(row["chamfer"])
-                cols += (f"{row['checkpoint'][:28]:<28} {row['voxel_iou']:>8.4f} {row['chamfer']:>8.4f} "
+                cols += (f"{row['checkpoint'].replace(self.slug + '-', '')[:28]:<28} {row['voxel_iou']:>8.4f} {row['chamfer']:>8.4f} "
                          f"{d_iou.mean():>+7.4f} {d_ch.mean():>+8.4f} {elo(cid):>22} "
                          f"{'-' if vs['win_rate'] is None else format(vs['win_rate'], '.3f'):>9} "
                          f"{f(row.get('dpo_reward_accuracy'), 7, 3)}")

@@ -40,6 +40,8 @@ class Command(BaseCommand):
                             help="Skip the last generate+annotate round that rates the last checkpoint.")
         parser.add_argument("--cumulative", action="store_true",
                             help="Train round r on the data of rounds 1..r (default: round r only).")
+        parser.add_argument("--from-start", action="store_true",
+                            help="Train every round from the start checkpoint (with --cumulative: on all data so far).")
         parser.add_argument("--inline-generation", action="store_true",
                             help="Generate in this process instead of a Celery worker.")
         parser.add_argument("--checkpoint", help="Start from this .pt instead of the committed bootstrap.")
@@ -67,7 +69,7 @@ class Command(BaseCommand):
         setting = Setting(rounds=opts["rounds"], annotators=opts["annotators"], items_per_round=opts["items"],
                           candidates=opts["candidates"], noise=opts["noise"], equal_margin=opts["equal_margin"],
                           alpha=opts["alpha"], new_share=opts["share"], rating_round=not opts["no_rating_round"],
-                          eval_n=opts["eval_n"], cumulative=opts["cumulative"], inline_generation=opts["inline_generation"], seed=opts["seed"],
+                          eval_n=opts["eval_n"], cumulative=opts["cumulative"], from_start=opts["from_start"], inline_generation=opts["inline_generation"], seed=opts["seed"],
                           hyperparameters=hp)
         t0 = time.time()
 
