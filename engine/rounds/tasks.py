@@ -1,4 +1,6 @@
 """Thin Celery wrapper of `engine.rounds.training` (queue "model"; status lives on TrainingRun)."""
+import os
+
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
@@ -17,5 +19,5 @@ def _on_failure(self, exc, task_id, args, kwargs, einfo):
 def training_run_task(self, run_id: int) -> None:
     import torch
 
-    torch.set_num_threads(int(__import__("os").environ.get("TORCH_THREADS", "2")))
+    torch.set_num_threads(int(os.environ.get("TORCH_THREADS", "2")))
     training.training_run_execute(run_id=run_id)
