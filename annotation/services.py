@@ -599,16 +599,28 @@ def judgement_submit(
 
 
 # ------------------------------------------------------------------ skip, flag
-@transaction.atomic
-def item_skip(*, item: Item, annotator, lease: Lease, reason: str) -> Skip:
+def _lease_end_by_action(*, item: Item, annotator, lease: Lease, state: str):
+    """Lock item and lease, and close the lease in `state` (skip, flag).
+
+    Returns (item, lease, now), or None when the lease already ended in `state` (a retry).
+    """
     if lease.item_id != item.pk or lease.annotator_id != annotator.pk:
         raise NotFound(f"You hold no lease {lease.pk} on item {item.pk}.")
     item, lease = _lock_item_and_lease(lease)
-    if lease.state == Lease.State.SKIPPED:
-        return lease.skip
+    if lease.state == state:
+        return None
     now = timezone.now()
     _lease_for_action(item, lease, now)
-    _lease_close(lease, Lease.State.SKIPPED, now)
+    _lease_close(lease, state, now)
+    return item, lease, now
+
+
+@transaction.atomic
+def item_skip(*, item: Item, annotator, lease: Lease, reason: str) -> Skip:
+    ended = _lease_end_by_action(item=item, annotator=annotator, lease=lease, state=Lease.State.SKIPPED)
+    if ended is None:
+        return Skip.objects.get(lease_id=lease.pk)
+    item, lease, now = ended
     skip = Skip.objects.create(project=item.project, item=item, annotator=annotator, lease=lease,
                                reason=reason[:2000], created_at=now)
     item.claims -= 1
@@ -624,14 +636,10 @@ def item_skip(*, item: Item, annotator, lease: Lease, reason: str) -> Skip:
 @transaction.atomic
 def item_flag(*, item: Item, annotator, lease: Lease, reason: str, note: str = "") -> Flag:
     """A flag (bad mask, bad photo) takes the item out of the queue until a lead reopens it."""
-    if lease.item_id != item.pk or lease.annotator_id != annotator.pk:
-        raise NotFound(f"You hold no lease {lease.pk} on item {item.pk}.")
-    item, lease = _lock_item_and_lease(lease)
-    if lease.state == Lease.State.FLAGGED:
-        return lease.flag
-    now = timezone.now()
-    _lease_for_action(item, lease, now)
-    _lease_close(lease, Lease.State.FLAGGED, now)
+    ended = _lease_end_by_action(item=item, annotator=annotator, lease=lease, state=Lease.State.FLAGGED)
+    if ended is None:
+        return Flag.objects.get(lease_id=lease.pk)
+    item, lease, now = ended
     flag = Flag.objects.create(project=item.project, item=item, annotator=annotator, lease=lease,
                                reason=reason, note=note[:2000], created_at=now)
     item.claims -= 1
