@@ -6,7 +6,7 @@ import struct
 import pytest
 from django.utils import timezone
 
-from annotation.models import ArtistMesh, Comparison, ItemState, Judgement, Lease
+from annotation.models import ArtistMesh, Comparison, Flag, ItemState, Judgement, Lease, Skip
 from annotation.tasks import leases_expire
 from tests.annotation.conftest import judgement_body
 from tests.annotation.factories import ready_item
@@ -216,3 +216,19 @@ def test_correction_supersedes_the_old_judgement(project, member, next_item, sub
     assert Judgement.objects.get(pk=first["id"]).status == "superseded"
     item.refresh_from_db()
     assert item.state == ItemState.HARD_CASE and item.judgements_done == 1
+
+
+def test_retried_skip_and_flag_store_one_record(project, member, next_item, api):
+    skipped, flagged = ready_item(project), ready_item(project)
+    a = member("annotator")
+    lease = next_item(a, project).json()["lease"]["id"]
+    for _ in range(2):  # the browser retries when the first answer is lost
+        r = api(a).post(f"/api/v1/items/{skipped.pk}/skip", {"lease": lease, "reason": "cannot tell"}, format="json")
+        assert r.status_code == 200
+    lease = next_item(a, project).json()["lease"]["id"]
+    for _ in range(2):
+        r = api(a).post(f"/api/v1/items/{flagged.pk}/flag", {"lease": lease, "reason": "bad_mask"}, format="json")
+        assert r.status_code == 200
+    skipped.refresh_from_db()
+    assert Skip.objects.filter(item=skipped).count() == 1 and skipped.skips == 1
+    assert Flag.objects.filter(item=flagged).count() == 1
