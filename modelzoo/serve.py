@@ -11,13 +11,13 @@ what a single GPU wants; batch size is the request's number of seeds.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from modelzoo.files import sha256_file
 from modelzoo.generators.base import Generator, GeneratorError
 from modelzoo.generators.http import CONTENT_TYPE, PROTOCOL_VERSION, request_decode, response_encode
 from modelzoo.generators.registry import import_target, load_generator
@@ -95,14 +95,6 @@ def make_server(generator: Generator, *, host: str = "127.0.0.1", port: int = 0,
     return server
 
 
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", help="Weights file (or folder) the backend loads.")
@@ -121,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     info = {"checkpoint": args.checkpoint}
     if args.checkpoint and not args.checkpoint.endswith("/"):
         try:
-            info["sha256"] = _sha256(args.checkpoint)
+            info["sha256"] = sha256_file(args.checkpoint)
         except (IsADirectoryError, FileNotFoundError):
             pass
     server = make_server(generator, host=args.host, port=args.port, info=info)

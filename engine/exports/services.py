@@ -7,7 +7,6 @@ thing twice returns the first snapshot. Files are stored content-addressed under
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
 import tempfile
@@ -26,6 +25,7 @@ from engine.exports.definition import definition_hash, definition_normalise
 from engine.exports.models import Snapshot
 from engine.exports.writers import WRITERS, FileCache
 from engine.models import Project
+from modelzoo.files import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -128,14 +128,6 @@ def snapshot_rebuild_request(*, snapshot: Snapshot) -> Snapshot:
     return snapshot
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _store(path: Path, sha: str) -> str:
     ext = path.suffix.lstrip(".") or "bin"
     name = f"exports/{sha[:2]}/{sha}.{ext}"
@@ -220,7 +212,7 @@ def snapshot_build(*, snapshot_id: int, on_progress=None) -> Snapshot:
         written = snapshot_files_write(snapshot=snapshot, folder=folder, progress=progress)
         files = []
         for rel, local in written["files"]:
-            sha = _sha256_file(local)
+            sha = sha256_file(local)
             files.append({"path": rel, "size": local.stat().st_size, "sha256": sha, "storage_name": _store(local, sha)})
     finally:
         shutil.rmtree(folder, ignore_errors=True)

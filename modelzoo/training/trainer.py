@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
 import json
 import math
 import os
@@ -28,6 +27,7 @@ import torch
 
 from modelzoo.builtin.losses import flow_dpo_loss, flow_matching_loss
 from modelzoo.builtin.model import BuiltinModel
+from modelzoo.files import sha256_file
 from modelzoo.training.snapshot import Encoder, TrainingError, dpo_tensors, open_snapshot, require_kind, sft_tensors
 
 STAGES = ("sft", "dpo", "both")
@@ -211,14 +211,6 @@ def train_dpo(model: BuiltinModel, reference: BuiltinModel, data: dict, hp: Hype
     return hist
 
 
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def train(*, checkpoint: str, out: str, stage: str = "both", sft_dir: str | None = None,
           dpo_dir: str | None = None, reference: str | None = None, hp: HyperParameters | None = None,
           lineage: dict | None = None, log=print, progress=None) -> dict:
@@ -252,7 +244,7 @@ def train(*, checkpoint: str, out: str, stage: str = "both", sft_dir: str | None
     t0 = time.time()
     encoder = Encoder(model)
     record: dict = {"format": "modelzoo.training/1", "stage": stage, "hyperparameters": asdict(hp),
-                    "parent": {"path": os.path.abspath(checkpoint), "sha256": _sha256(checkpoint)},
+                    "parent": {"path": os.path.abspath(checkpoint), "sha256": sha256_file(checkpoint)},
                     "snapshots": {}, "history": {}}
     if sft is not None:
         data = sft_tensors(sft, encoder)
@@ -277,7 +269,7 @@ def train(*, checkpoint: str, out: str, stage: str = "both", sft_dir: str | None
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     meta = {k: record[k] for k in ("format", "stage", "hyperparameters", "parent", "snapshots")}
     model.save(out, meta=json.loads(json.dumps(meta)))
-    record["sha256"] = _sha256(out)
+    record["sha256"] = sha256_file(out)
     with open(os.path.splitext(out)[0] + ".json", "w") as fh:
         json.dump(record, fh, indent=2)
     log(f"wrote {out} ({record['seconds']:.0f}s)")

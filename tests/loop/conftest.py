@@ -5,25 +5,15 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from modelzoo import services
 
 
 @pytest.fixture(scope="session")
-def start_checkpoint_file(tmp_path_factory) -> Path:
-    """The committed bootstrap checkpoint; a freshly initialised model until it is committed."""
-    if services.BOOTSTRAP_FILE.exists():
-        return services.BOOTSTRAP_FILE
-    import torch
-
-    from modelzoo.builtin import BuiltinModel
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "untrained.pt"
-    BuiltinModel().save(str(path))
-    return path
+def start_checkpoint_file() -> Path:
+    """The committed bootstrap checkpoint."""
+    return services.BOOTSTRAP_FILE
 
 
 def _write(folder: Path, kind: str, rows: list[dict]) -> Path:

@@ -17,18 +17,9 @@ N = 4  # candidates per item in most tests: small keeps the module fast
 
 
 @pytest.fixture(scope="session")
-def checkpoint_file(tmp_path_factory) -> Path:
-    """The committed bootstrap checkpoint; a freshly initialised model only until it is committed."""
-    if services.BOOTSTRAP_FILE.exists():
-        return services.BOOTSTRAP_FILE
-    import torch
-
-    from modelzoo.builtin import BuiltinModel
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "untrained.pt"
-    BuiltinModel().save(str(path))
-    return path
+def checkpoint_file() -> Path:
+    """The committed bootstrap checkpoint."""
+    return services.BOOTSTRAP_FILE
 
 
 @pytest.fixture
