@@ -13,6 +13,7 @@ An item is never offered twice to one annotator: `Lease(item, annotator)` is uni
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import random
@@ -25,6 +26,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, Exists, JSONField, OuterRef, Q, Subquery, When
 from django.utils import timezone
 
+from annotation import sql
 from annotation.models import (
     QUEUE_STATES,
     ArtistMesh,
@@ -59,9 +61,13 @@ def daily_cap_check(*, project: Project, annotator, now: dt.datetime | None = No
         return
     now = now or timezone.now()
     start = _utc_day_start(now)
-    done = Judgement.objects.filter(
-        project=project, annotator=annotator, created_at__gte=start, supersedes__isnull=True
-    ).count()
+    if sql.is_postgresql():  # judgement_annotator_idx; written out, as it runs on every lease and judgement
+        (done,) = sql.fetchone("SELECT count(*) FROM annotation_judgement WHERE project_id = %s AND annotator_id = %s "
+                               "AND created_at >= %s AND supersedes_id IS NULL", [project.pk, annotator.pk, start])
+    else:
+        done = Judgement.objects.filter(
+            project=project, annotator=annotator, created_at__gte=start, supersedes__isnull=True
+        ).count()
     if done >= project.daily_cap:
         retry = int((start + dt.timedelta(days=1) - now).total_seconds()) + 1
         raise RateLimited(
@@ -164,83 +170,178 @@ def leases_expire_due(*, project: Project | None = None, now: dt.datetime | None
     return _leases_expire_items(list(due.order_by("expires_at").values_list("item_id", flat=True)[:limit]), now)
 
 
-def _lease_order(candidate_ids: list[int], seed: int) -> tuple[list[int], list[bool]]:
-    ids = sorted(candidate_ids)
+# Candidate order and sides of a lease, drawn from its seed: `ORDER_KEYS` uniform keys (the
+# candidate of rank r in id order gets key r) and ORDER_KEYS - 1 coin flips. The same draw runs in
+# Python (here, for replay and for the portable path) and in _LEASE_SQL (the keys and flips are
+# its parameters), so the lease statement can order the candidates of the item it picks.
+ORDER_KEYS = 64  # Project.candidates_per_item is at most 64; further candidates go last, by id
+
+
+def _lease_draw(seed: int) -> tuple[list[float], list[bool]]:
     rng = random.Random(seed)
-    rng.shuffle(ids)
-    sides = [rng.random() < 0.5 for _ in range(max(0, len(ids) - 1))]
-    return ids, sides
+    return [rng.random() for _ in range(ORDER_KEYS)], [rng.random() < 0.5 for _ in range(ORDER_KEYS - 1)]
 
 
-# `claims < k` is an index range of item_lease_idx (project, is_gold, claims DESC, id). The
-# candidates are read in the outer SELECT, once, for the chosen row only (not for rows skipped
-# as locked).
-_PICK_SQL = """
-WITH picked AS (
-  SELECT i.* FROM annotation_item i
-  WHERE i.project_id = %s AND i.is_gold = %s AND i.state IN ('ready', 'in_progress') AND i.claims < %s
-    AND NOT (i.id = ANY(%s))
-    AND NOT EXISTS (SELECT 1 FROM annotation_lease l WHERE l.item_id = i.id AND l.annotator_id = %s)
-  ORDER BY i.claims DESC, i.id
-  LIMIT 1
-  FOR UPDATE OF i SKIP LOCKED
-)
-SELECT p.*,
-  (SELECT jsonb_agg(jsonb_build_object('id', c.id, 'layout', c.layout, 'num_vertices', c.num_vertices,
-                                       'num_faces', c.num_faces) ORDER BY c.id)
-   FROM modelzoo_candidate c WHERE c.item_id = p.id) AS candidate_rows,
-  (SELECT jsonb_build_object(
+def _lease_order(candidate_ids: list[int], seed: int) -> tuple[list[int], list[bool]]:
+    """The order and sides a lease with this seed shows for these candidates (replayable)."""
+    keys, flips = _lease_draw(seed)
+    ids = sorted(candidate_ids)
+    ranked = sorted((keys[r] if r < ORDER_KEYS else float("inf"), cid) for r, cid in enumerate(ids))
+    return [cid for _, cid in ranked], flips[: max(0, len(ids) - 1)]
+
+
+# What the next-item payload shows of an item's round, mask and image, and its candidates
+# (`selectors.item_context` builds the same object through the ORM). {item} is the item's alias.
+CONTEXT_SQL = """(SELECT jsonb_build_object(
      'quality_threshold', r.quality_threshold,
      'mask', jsonb_build_object('id', m.id, 'label', m.label, 'bbox', m.bbox, 'rle_counts', m.rle_counts),
      'image', jsonb_build_object('id', im.id, 'width', im.width, 'height', im.height, 'thumbnail', im.thumbnail,
                                  'depth', im.depth, 'intrinsics', im.intrinsics))
    FROM engine_round r, engine_objectmask m, engine_image im
-   WHERE r.id = p.round_id AND m.id = p.mask_id AND im.id = m.image_id) AS item_context
-FROM picked p
+   WHERE r.id = {item}.round_id AND m.id = {item}.mask_id AND im.id = m.image_id)"""
+CANDIDATES_SQL = """(SELECT jsonb_agg(jsonb_build_object('id', c.id, 'layout', c.layout, 'num_vertices', c.num_vertices,
+                                       'num_faces', c.num_faces) ORDER BY c.id)
+   FROM modelzoo_candidate c WHERE c.item_id = {item}.id)"""
+
+# One branch of the pick: `claims < cap` is an index range of item_lease_idx (project, is_gold,
+# claims DESC, id), partial on the same state list; the unique (item, annotator) lease index
+# answers NOT EXISTS. Rows another transaction holds are skipped, not waited for.
+_POOL_SQL = """SELECT * FROM (
+    SELECT i.id, i.round_id, i.mask_id, i.state, i.state_reason, i.claims FROM annotation_item i
+    WHERE EXISTS (SELECT 1 FROM go) AND i.project_id = %(project)s AND i.is_gold = {gold}
+      AND i.state IN ('ready', 'in_progress') AND i.claims < {cap}
+      AND NOT (i.id = ANY(%(exclude)s::bigint[]))
+      AND NOT EXISTS (SELECT 1 FROM annotation_lease l WHERE l.item_id = i.id AND l.annotator_id = %(annotator)s)
+    ORDER BY i.claims DESC, i.id
+    LIMIT 1
+    FOR UPDATE OF i SKIP LOCKED) AS {name}"""
+
+# The lease statement (PostgreSQL), run under the annotator's lock: reads the caller's active
+# leases and the project's due ones, and only if the caller may take a new lease (none held that
+# it should get back, fewer than MAX_ACTIVE_LEASES, no due lease to free first) picks an item
+# from the preferred pool, else from the other (UNION ALL under LIMIT 1 runs the second branch
+# only when the first finds nothing), draws the candidate order and inserts the lease.
+# One row comes back, with the new lease (or NULLs) and what the caller needs otherwise.
+_LEASE_SQL = f"""
+WITH mine AS (
+  SELECT id, item_id FROM annotation_lease
+  WHERE annotator_id = %(annotator)s AND project_id = %(project)s AND state = 'active' AND expires_at > %(now)s
+), due AS (
+  SELECT item_id FROM annotation_lease
+  WHERE %(check_due)s AND project_id = %(project)s AND state = 'active' AND expires_at < %(now)s
+  ORDER BY expires_at LIMIT 50
+), go AS (
+  SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM due)
+    AND (SELECT count(*) FROM mine) < %(max_leases)s
+    AND NOT EXISTS (SELECT 1 FROM mine WHERE NOT (item_id = ANY(%(exclude)s::bigint[]))
+                    AND id > (SELECT coalesce(max(id), 0) FROM mine WHERE item_id = ANY(%(exclude)s::bigint[])))
+), picked AS (
+  SELECT * FROM ({_POOL_SQL.format(gold="%(gold_first)s", cap="%(cap_first)s", name="first_pool")}
+                 UNION ALL
+                 {_POOL_SQL.format(gold="NOT %(gold_first)s", cap="%(cap_second)s", name="second_pool")}) AS pools
+  LIMIT 1
+), drawn AS (
+  SELECT coalesce(jsonb_agg(c.id ORDER BY (%(keys)s::float8[])[c.rank], c.id), '[]') AS "order",
+         to_jsonb((%(flips)s::bool[])[1:greatest(count(*) - 1, 0)::int]) AS sides
+  FROM (SELECT id, (row_number() OVER (ORDER BY id))::int AS rank
+        FROM modelzoo_candidate WHERE item_id = (SELECT id FROM picked)) AS c
+), lease AS (
+  INSERT INTO annotation_lease (project_id, item_id, annotator_id, state, seed, "order", sides, protocol,
+                                layout_stage, created_at, expires_at)
+  SELECT %(project)s, p.id, %(annotator)s, 'active', %(seed)s, d."order", d.sides, %(protocol)s,
+         %(layout_stage)s, %(now)s, %(expires_at)s
+  FROM picked p, drawn d
+  RETURNING id, item_id, "order", sides
+)
+SELECT l.id, l.item_id, l."order", l.sides, p.round_id, p.mask_id, p.state, p.state_reason, p.claims,
+       {CANDIDATES_SQL.format(item="p")}, {CONTEXT_SQL.format(item="p")},
+       (SELECT array_agg(id ORDER BY id) FROM mine), (SELECT array_agg(item_id ORDER BY id) FROM mine),
+       (SELECT array_agg(item_id) FROM due)
+FROM (SELECT 1) AS one LEFT JOIN lease l ON true LEFT JOIN picked p ON p.id = l.item_id
 """
-_CANDIDATE_FIELDS = ("id", "layout", "num_vertices", "num_faces")
 
 
-def _pick_item(project: Project, annotator, *, gold: bool, exclude: Iterable[int] = ()) -> Item | None:
-    """One indexed query: `SELECT ... FOR UPDATE SKIP LOCKED` on PostgreSQL (item_lease_idx).
+def _lease_sql_params(project: Project, annotator, exclude: list[int], *, gold_first: bool, seed: int,
+                      now: dt.datetime, check_due: bool = True) -> dict:
+    keys, flips = _lease_draw(seed)
+    uncapped = 2**31 - 1  # gold items go to every annotator once, whatever the overlap
+    return {
+        "project": project.pk, "annotator": annotator.pk, "exclude": exclude, "now": now, "check_due": check_due,
+        "max_leases": MAX_ACTIVE_LEASES, "gold_first": gold_first,
+        "cap_first": uncapped if gold_first else project.overlap,
+        "cap_second": project.overlap if gold_first else uncapped,
+        "keys": sql.array_literal(keys), "flips": sql.array_literal(flips), "seed": seed,
+        "protocol": project.ranking_protocol,
+        "layout_stage": project.layout_stage, "expires_at": now + dt.timedelta(seconds=project.lease_seconds),
+    }
 
-    The item comes with `candidate_rows` (id, layout, num_vertices, num_faces of each candidate)
-    and, on PostgreSQL, `item_context` (what the payload shows of its round, mask and image, as
-    `selectors.item_context` builds it), read once, for the chosen row.
-    On SQLite select_for_update is a no-op, but the settings open every transaction with
-    BEGIN IMMEDIATE, which serialises writers: slower, equally correct.
-    """
-    exclude = [int(i) for i in exclude]
-    if connection.vendor == "postgresql":
-        # Written out so that it stays one statement the planner serves from item_lease_idx
-        # (partial, on the same state list) and the unique (item, annotator) lease index.
-        claims_cap = 2**31 - 1 if gold else project.overlap
-        rows = Item.objects.raw(_PICK_SQL, [project.pk, gold, claims_cap, exclude, annotator.pk])
-        item = next(iter(rows), None)
-        if item is not None:
-            for name in ("candidate_rows", "item_context"):
-                if isinstance(getattr(item, name), str):
-                    setattr(item, name, json.loads(getattr(item, name)))
-    else:
-        seen = Lease.objects.filter(item=OuterRef("pk"), annotator=annotator)
+
+def _lease_take_pg(project: Project, annotator, exclude: list[int], *, gold_first: bool, now: dt.datetime,
+                   check_due: bool) -> tuple[Lease | None, list[tuple[int, int]], list[int]]:
+    """Run _LEASE_SQL: (the new lease or None, the caller's active leases as (lease id, item id)
+    oldest first, item ids with due leases). The lease's item is locked; its claim is not counted yet."""
+    seed = random.getrandbits(63)
+    params = _lease_sql_params(project, annotator, exclude, gold_first=gold_first, seed=seed, now=now,
+                               check_due=check_due)
+    with sql.cursor() as cur:
+        cur.execute(_LEASE_SQL, params)
+        (lease_id, item_id, order, sides, round_id, mask_id, state, state_reason, claims, rows, context,
+         mine_ids, mine_items, due) = cur.fetchone()
+    mine = list(zip(mine_ids or [], mine_items or []))
+    if lease_id is None:
+        return None, mine, due or []
+    item = Item(id=item_id, project=project, round_id=round_id, mask_id=mask_id, state=state,
+                state_reason=state_reason, claims=claims)
+    lease = Lease(id=lease_id, project=project, item=item, annotator=annotator, seed=seed, order=json.loads(order),
+                  sides=json.loads(sides), protocol=project.ranking_protocol, layout_stage=project.layout_stage,
+                  created_at=now, expires_at=params["expires_at"])
+    lease.candidate_rows, lease.item_context = json.loads(rows) if rows else [], json.loads(context)
+    return lease, mine, []
+
+
+def _lease_take_orm(project: Project, annotator, exclude: list[int], *, gold_first: bool, now: dt.datetime,
+                    check_due: bool) -> tuple[Lease | None, list[tuple[int, int]], list[int]]:
+    """The portable twin of `_lease_take_pg`, through the ORM (SQLite: select_for_update is a no-op
+    there, but the settings open every transaction with BEGIN IMMEDIATE, which serialises writers)."""
+    rows = list(
+        Lease.objects.filter(project=project, state=Lease.State.ACTIVE)
+        .filter(Q(annotator=annotator, expires_at__gt=now) | Q(expires_at__lt=now) if check_due
+                else Q(annotator=annotator, expires_at__gt=now))
+        .order_by("id").values_list("id", "item_id", "annotator_id", "expires_at")
+    )
+    mine = [(lid, iid) for lid, iid, who, expires in rows if who == annotator.pk and expires > now]
+    due = [iid for lid, iid, who, expires in rows if expires < now][:50]
+    floor = max((lid for lid, iid in mine if iid in exclude), default=0)
+    if due or len(mine) >= MAX_ACTIVE_LEASES or any(iid not in exclude and lid > floor for lid, iid in mine):
+        return None, mine, due
+    item = None
+    for gold in (gold_first, not gold_first):
         qs = Item.objects.filter(project=project, state__in=QUEUE_STATES, is_gold=gold).exclude(pk__in=exclude)
         if not gold:
             qs = qs.filter(claims__lt=project.overlap)
-        qs = qs.filter(~Exists(seen)).order_by("-claims", "id")
-        item = qs.select_for_update(skip_locked=True, of=("self",)).first()
+        seen = Lease.objects.filter(item=OuterRef("pk"), annotator=annotator)
+        item = qs.filter(~Exists(seen)).order_by("-claims", "id").select_for_update(skip_locked=True).first()
         if item is not None:
-            item.candidate_rows = list(item.candidates.order_by("id").values(*_CANDIDATE_FIELDS))
-            item.item_context = None  # the payload reads it
-    if item is not None:
-        item.candidate_rows = item.candidate_rows or []
-    return item
+            break
+    if item is None:
+        return None, mine, []
+    rows = list(item.candidates.order_by("id").values("id", "layout", "num_vertices", "num_faces"))
+    seed = random.getrandbits(63)
+    order, sides = _lease_order([c["id"] for c in rows], seed)
+    lease = Lease.objects.create(
+        project=project, item=item, annotator=annotator, seed=seed, order=order, sides=sides,
+        protocol=project.ranking_protocol, layout_stage=project.layout_stage, created_at=now,
+        expires_at=now + dt.timedelta(seconds=project.lease_seconds),
+    )
+    lease.candidate_rows, lease.item_context = rows, None  # the payload reads the context
+    return lease, mine, []
 
 
 def _annotator_lock(project: Project, annotator) -> None:
     """Serialise one annotator's next-item requests in a project (transaction-scoped), so that
     two at once cannot both take a lease past MAX_ACTIVE_LEASES. SQLite serialises writers anyway."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cur:
+    if sql.is_postgresql():
+        with sql.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
                         [f"annotation.lease_next:{project.pk}:{annotator.pk}"])
 
@@ -267,67 +368,59 @@ def lease_next(*, project: Project, annotator, exclude: Iterable[int] = (),
     the caller holds fewer than MAX_ACTIVE_LEASES, else Conflict(lease_limit). An older held
     lease is not handed out as the "next" item: it is the one whose judgement is on its way.
 
-    A new lease carries `candidate_rows` and `item_context` (read with the pick) so that the
-    payload reads nothing again.
+    On PostgreSQL that is three statements after BEGIN: the annotator's lock, _LEASE_SQL (the
+    caller's leases, the pick, the lease) and the item's claim; due leases found on the way are
+    expired first and the lease statement runs again. A new lease carries `candidate_rows` and
+    `item_context` (read with the pick) so that the payload reads nothing again.
     """
     now = timezone.now()
-    exclude = {int(i) for i in exclude}
+    exclude = sorted({int(i) for i in exclude})
     daily_cap_check(project=project, annotator=annotator, now=now)
     rng = rng or random
+    gold_first = project.gold_rate > 0 and rng.random() < project.gold_rate
+    take = _lease_take_pg if sql.is_postgresql() else _lease_take_orm
+    check_due, waited = True, False
     with transaction.atomic():
         _annotator_lock(project, annotator)
-        # One read: the caller's active leases, and due leases of anyone (freed here, at lookup).
-        rows = list(
-            Lease.objects.filter(project=project, state=Lease.State.ACTIVE)
-            .filter(Q(annotator=annotator) | Q(expires_at__lt=now))
-            .order_by(Case(When(annotator=annotator, then=0), default=1), "id")[: MAX_ACTIVE_LEASES + 50]
-        )
-        mine = [lease for lease in rows if lease.annotator_id == annotator.pk and lease.expires_at > now]
-        due = [lease.item_id for lease in rows if lease.expires_at < now]
-        if due:
-            _leases_expire_items(due, now)
-        floor = max((lease.pk for lease in mine if lease.item_id in exclude), default=0)
-        held = [lease for lease in mine if lease.item_id not in exclude and lease.pk > floor]
-        if held:
-            return held[0], False
-        if len(mine) >= MAX_ACTIVE_LEASES:
-            # The workbench sends the judgement of its older lease and, as soon as the prefetched
-            # item is drawn, asks for the next one: if that judgement is being stored right now,
-            # wait for it (its transaction holds the lease row) and count again.
-            mine = list(Lease.objects.select_for_update().filter(
-                pk__in=[lease.pk for lease in mine], state=Lease.State.ACTIVE, expires_at__gt=now))
-        if len(mine) >= MAX_ACTIVE_LEASES:
+        while True:
+            lease, mine, due = take(project, annotator, exclude, gold_first=gold_first, now=now, check_due=check_due)
+            if lease is not None:
+                item = lease.item
+                item.claims += 1  # exact: the row is locked
+                item_transition(item=item, to=ItemState.IN_PROGRESS, also=["claims"])
+                return lease, True
+            if due:  # freed here, at lookup, then look again (without looking for due leases)
+                _leases_expire_items(due, now)
+                check_due = False
+                continue
+            floor = max((lid for lid, iid in mine if iid in exclude), default=0)
+            held = [lid for lid, iid in mine if iid not in exclude and lid > floor]
+            if held:
+                return Lease.objects.get(pk=held[0]), False
+            if len(mine) < MAX_ACTIVE_LEASES:
+                return None, False  # nothing left for this annotator
+            if not waited:
+                # The workbench sends the judgement of its older lease and, as soon as the prefetched
+                # item is drawn, asks for the next one: if that judgement is being stored right now,
+                # wait for it (its transaction holds the lease row) and look again.
+                waited = True
+                still = list(Lease.objects.select_for_update().filter(
+                    pk__in=[lid for lid, _ in mine], state=Lease.State.ACTIVE, expires_at__gt=now).values_list("pk"))
+                if len(still) < MAX_ACTIVE_LEASES:
+                    continue
             raise Conflict(
                 f"You already hold {len(mine)} leases in '{project.slug}' (items "
-                f"{', '.join(str(lease.item_id) for lease in mine)}); submit, skip or release one first.",
+                f"{', '.join(str(iid) for _, iid in mine)}); submit, skip or release one first.",
                 code="lease_limit",
             )
-        pools = [True, False] if (project.gold_rate > 0 and rng.random() < project.gold_rate) else [False, True]
-        item = None
-        for gold in pools:
-            item = _pick_item(project, annotator, gold=gold, exclude=exclude)
-            if item is not None:
-                break
-        if item is None:
-            return None, False
-        seed = random.getrandbits(63)
-        order, sides = _lease_order([c["id"] for c in item.candidate_rows], seed)
-        lease = Lease.objects.create(
-            project=project,
-            item=item,
-            annotator=annotator,
-            seed=seed,
-            order=order,
-            sides=sides,
-            protocol=project.ranking_protocol,
-            layout_stage=project.layout_stage,
-            created_at=now,
-            expires_at=now + dt.timedelta(seconds=project.lease_seconds),
-        )
-        item.claims += 1  # exact: the row is locked
-        item_transition(item=item, to=ItemState.IN_PROGRESS, also=["claims"])
-    lease.candidate_rows, lease.item_context = item.candidate_rows, item.item_context
-    return lease, True
+
+
+@functools.cache
+def _lock_sql() -> str:
+    # FOR UPDATE OF i, l locks in that order (the item row, then its lease), as everywhere.
+    return (f"SELECT {sql.columns(Item, 'i')}, {sql.columns(Lease, 'l')}, "
+            "(SELECT c.layout FROM modelzoo_candidate c WHERE c.id = %s AND c.item_id = i.id) "
+            "FROM annotation_item i JOIN annotation_lease l ON l.id = %s WHERE i.id = %s FOR UPDATE OF i, l")
 
 
 def _lock_item_and_lease(lease: Lease, *, read: Item | None = None,
@@ -336,8 +429,19 @@ def _lock_item_and_lease(lease: Lease, *, read: Item | None = None,
     comes with `winner_layout`, that candidate's layout, read in the same statement.
 
     `read`: the item as the caller fetched it (with project and round), whose project and round
-    the locked row reuses instead of joining them again.
+    the locked row reuses instead of joining them again; then, on PostgreSQL, item, lease and
+    layout come in one written-out statement (a submission's path).
     """
+    if read is not None and sql.is_postgresql():
+        row = sql.fetchone(_lock_sql(), [winner, lease.pk, lease.item_id])
+        if row is None:
+            raise NotFound(f"You hold no lease {lease.pk} on item {lease.item_id}.")
+        n = len(Item._meta.concrete_fields)
+        item, lease = sql.from_row(Item, row[:n]), sql.from_row(Lease, row[n:-1])
+        item.winner_layout_json = row[-1]  # as stored (text), for the judgement's copy
+        item.winner_layout = json.loads(row[-1]) if row[-1] is not None else None
+        item.project, item.round = read.project, read.round
+        return item, lease
     if read is None:
         # OF self: the joined project and round rows are read, not locked (locking the project
         # row would make every submission in a project wait for every other).
@@ -507,6 +611,53 @@ def judgement_validate(*, lease: Lease, data: JudgementInput) -> list[dict]:
     return rows
 
 
+# A new judgement, its comparisons and its lease's closing in one statement (PostgreSQL).
+_JUDGEMENT_SQL = """
+WITH j AS (
+  INSERT INTO annotation_judgement (project_id, item_id, annotator_id, lease_id, key, supersedes_id, protocol, ranking,
+                                    winner_id, rating, below_threshold, layout, model_layout, time_spent_ms,
+                                    gold_correct, status, review_reason, created_at)
+  VALUES (%(project)s, %(item)s, %(annotator)s, %(lease)s, %(key)s, NULL, %(protocol)s, %(ranking)s::jsonb,
+          %(winner)s, %(rating)s, %(below)s, %(layout)s::jsonb, %(model_layout)s::jsonb, %(time_spent_ms)s,
+          %(gold_correct)s::boolean, 'accepted', '', %(now)s)
+  RETURNING id
+), c AS (
+  INSERT INTO annotation_comparison (judgement_id, "index", left_id, right_id, outcome, decided_ms)
+  SELECT j.id, x.n, x.left_id, x.right_id, x.outcome, x.decided_ms
+  FROM j, unnest(%(c_index)s::smallint[], %(c_left)s::bigint[], %(c_right)s::bigint[], %(c_outcome)s::text[],
+                 %(c_ms)s::integer[]) AS x(n, left_id, right_id, outcome, decided_ms)
+), l AS (
+  UPDATE annotation_lease SET state = 'submitted', closed_at = %(now)s WHERE id = %(lease)s
+)
+SELECT id FROM j
+"""
+
+
+def _json_or_null(value) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+def _judgement_insert_pg(fields: dict, rows: list[dict], *, layout_json: str | None) -> Judgement:
+    """Write a new judgement (not a correction) with `_JUDGEMENT_SQL`; returns it as the ORM would,
+    comparisons loaded. `layout_json`: the winner's model layout as stored (copied as is)."""
+    params = {
+        "project": fields["project"].pk, "item": fields["item"].pk, "annotator": fields["annotator"].pk,
+        "lease": fields["lease"].pk, "key": fields["key"], "protocol": fields["protocol"],
+        "ranking": _json_or_null(fields["ranking"]), "winner": fields["winner_id"], "rating": fields["rating"],
+        "below": fields["below_threshold"], "layout": _json_or_null(fields["layout"]), "model_layout": layout_json,
+        "time_spent_ms": fields["time_spent_ms"], "gold_correct": fields["gold_correct"], "now": fields["created_at"],
+        "c_index": [r["index"] for r in rows], "c_left": [r["left_id"] for r in rows],
+        "c_right": [r["right_id"] for r in rows], "c_outcome": [r["outcome"] for r in rows],
+        "c_ms": [r["decided_ms"] for r in rows],
+    }
+    (judgement_id,) = sql.fetchone(_JUDGEMENT_SQL, params)
+    judgement = Judgement(id=judgement_id, **fields)
+    judgement._state.adding, judgement._state.db = False, "default"
+    judgement._prefetched_objects_cache = {
+        "comparisons": [Comparison(judgement=judgement, **row) for row in rows]}
+    return judgement
+
+
 def _existing_for_key(annotator, key: str, item: Item) -> Judgement | None:
     found = Judgement.objects.filter(annotator=annotator, key=key).first()
     if found is not None and found.item_id != item.pk:
@@ -564,7 +715,7 @@ def judgement_submit(
             else:
                 daily_cap_check(project=project, annotator=annotator, now=now)
                 _lease_for_action(item, lease, now)
-            judgement = Judgement.objects.create(
+            fields = dict(
                 project=project, item=item, annotator=annotator, lease=lease, key=key, supersedes=supersedes,
                 protocol=lease.protocol, ranking=data.ranking, winner_id=data.winner, rating=data.rating,
                 below_threshold=data.rating < alpha, layout=layout, model_layout=item.winner_layout,
@@ -573,14 +724,20 @@ def judgement_submit(
                 else None,
                 created_at=now,
             )
-            comparisons = Comparison.objects.bulk_create(Comparison(judgement=judgement, **row) for row in rows)
-            judgement._prefetched_objects_cache = {"comparisons": comparisons}
+            if supersedes is None and sql.is_postgresql():
+                judgement = _judgement_insert_pg(fields, rows, layout_json=item.winner_layout_json)
+                lease.state, lease.closed_at = Lease.State.SUBMITTED, now  # written with the judgement
+            else:
+                judgement = Judgement.objects.create(**fields)
+                comparisons = Comparison.objects.bulk_create(Comparison(judgement=judgement, **row) for row in rows)
+                judgement._prefetched_objects_cache = {"comparisons": comparisons}
+                if supersedes is None:
+                    _lease_close(lease, Lease.State.SUBMITTED, now)
             ratings = None
             if supersedes is not None:
                 supersedes.status = Judgement.Status.SUPERSEDED
                 supersedes.save(update_fields=["status"])
             else:
-                _lease_close(lease, Lease.State.SUBMITTED, now)
                 item.judgements_done += 1
                 if item.judgements_done == 1:
                     ratings = [data.rating]  # the only accepted judgement is this one

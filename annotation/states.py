@@ -1,8 +1,10 @@
 """The item state machine: the one place that changes `Item.state`."""
 from collections.abc import Iterable
 
+from django.db import DatabaseError, connection
 from django.utils import timezone
 
+from annotation import sql
 from annotation.models import Item, ItemState
 from engine.errors import Conflict
 
@@ -40,5 +42,24 @@ def item_transition(*, item: Item, to: str, reason: str = "", also: Iterable[str
         fields += ["state", "state_reason"]
     if fields:
         item.updated_at = timezone.now()
-        item.save(update_fields=[*dict.fromkeys(fields), "updated_at"])
+        _item_write(item, (*dict.fromkeys(fields), "updated_at"))
     return item
+
+
+_UPDATES: dict[tuple[str, ...], tuple[str, list]] = {}
+
+
+def _item_write(item: Item, names: tuple[str, ...]) -> None:
+    """`item.save(update_fields=names)` as one written-out UPDATE (the ORM would build the same
+    statement at about ten times the Python cost, on every lease and every judgement)."""
+    statement, fields = _UPDATES.get(names) or (None, None)
+    if statement is None:
+        fields = [Item._meta.get_field(name) for name in names]
+        sets = ", ".join(f"{connection.ops.quote_name(f.column)} = %s" for f in fields)
+        statement = f"UPDATE {Item._meta.db_table} SET {sets} WHERE id = %s"
+        _UPDATES[names] = statement, fields
+    params = [f.get_db_prep_save(getattr(item, f.attname), connection) for f in fields]
+    with (sql.cursor() if sql.is_postgresql() else connection.cursor()) as cur:
+        cur.execute(statement, [*params, item.pk])
+        if cur.rowcount != 1:
+            raise DatabaseError(f"Item {item.pk} was not updated: it no longer exists.")

@@ -201,26 +201,42 @@ def test_next_item_and_submit_use_a_bounded_number_of_queries(project, member, n
         assert submit(a, payload).status_code == 201
 
 
-def test_the_portable_orm_path_picks_like_the_postgresql_query(project, member, monkeypatch):
-    """SQLite gets the ORM query; check it chooses exactly as the raw PostgreSQL statement does."""
-    from types import SimpleNamespace
-
+def test_the_portable_orm_path_leases_like_the_postgresql_statement(project, member):
+    """SQLite gets the ORM twin of the lease statement: the same item from the same pool, the
+    order and sides its seed gives, and the same refusals (a held lease, due leases)."""
     from django.db import transaction
 
     from annotation import services
 
     project.overlap = 2
     project.save()
-    items = [ready_item(project) for _ in range(3)]
+    items = [ready_item(project, n=n) for n in (3, 5, 6)]
     Item.objects.filter(pk=items[2].pk).update(claims=1)  # closest to complete
     Item.objects.filter(pk=items[1].pk).update(claims=2)  # full
-    a = member("annotator")
-    with transaction.atomic():
-        raw = services._pick_item(project, a, gold=False)
-    monkeypatch.setattr(services, "connection", SimpleNamespace(vendor="sqlite"))
-    with transaction.atomic():
-        orm = services._pick_item(project, a, gold=False)
-    assert raw.pk == orm.pk == items[2].pk
+    gold = ready_item(project, n=7, gold=True)
+    a, b = member("annotator"), member("annotator")
+    now = timezone.now()
+
+    def both(annotator, exclude, gold_first):
+        got = []
+        for take in (services._lease_take_pg, services._lease_take_orm):
+            with transaction.atomic():
+                lease, mine, due = take(project, annotator, exclude, gold_first=gold_first, now=now, check_due=True)
+                ids = list(Item.objects.get(pk=lease.item_id).candidates.values_list("id", flat=True)) if lease else []
+                got.append((lease and lease.item_id, lease and (lease.order, lease.sides) == services._lease_order(
+                    ids, lease.seed), lease and sorted(lease.order) == sorted(ids), mine, due))
+                transaction.set_rollback(True)
+        assert got[0] == got[1]
+        return got[0]
+
+    assert both(a, [], False)[:3] == (items[2].pk, True, True)
+    assert both(a, [items[2].pk], False)[:3] == (items[0].pk, True, True)
+    assert both(a, [], True)[:3] == (gold.pk, True, True)
+    assert both(a, [gold.pk], True)[:3] == (items[2].pk, True, True)  # no other gold item: the other pool
+    held = services.lease_next(project=project, annotator=a)[0]
+    assert both(a, [], False) == (None, None, None, [(held.pk, held.item_id)], [])  # a holds one: no new lease
+    Lease.objects.filter(pk=held.pk).update(expires_at=now - dt.timedelta(seconds=1))
+    assert both(b, [], False) == (None, None, None, [], [held.item_id])  # a due lease is freed first
 
 
 # ------------------------------------------------------------------ prefetch (a second lease)

@@ -1,0 +1,73 @@
+"""Written-out statements for the queue's hot paths (next-item, submit) on PostgreSQL.
+
+Building a statement with the ORM costs about half a millisecond of Python; these statements
+are written out once and run through `cursor()`: server-side binding, so that psycopg prepares
+each one on its connection after `prepare_threshold` runs (the DATABASES OPTIONS in
+engine/settings.py) and PostgreSQL no longer parses and plans it. They still go through
+Django's cursor wrapper, so that query logging and the query-count tests see them, and errors
+arrive as django.db errors (IntegrityError and so on).
+
+Everything else (and SQLite, which gets correct, slower ORM paths) stays with the ORM.
+"""
+from __future__ import annotations
+
+import functools
+
+import psycopg
+from django.db import DEFAULT_DB_ALIAS, connection, connections
+
+
+@functools.cache
+def is_postgresql() -> bool:
+    """The default database's backend (fixed for the process; asked on every hot-path call)."""
+    return connections[DEFAULT_DB_ALIAS].vendor == "postgresql"
+
+
+def cursor():
+    """A Django cursor over a server-side-binding psycopg cursor (PostgreSQL only).
+
+    Parameters are sent apart from the statement text, so that one text is one prepared
+    statement: cast parameters where PostgreSQL cannot infer their type (empty arrays, NULLs).
+    """
+    db = connections[DEFAULT_DB_ALIAS]  # the thread's wrapper, looked up once
+    db.ensure_connection()
+    db.validate_thread_sharing()
+    raw = psycopg.Cursor(db.connection)
+    return db.make_debug_cursor(raw) if db.queries_logged else db.make_cursor(raw)
+
+
+def fetchone(statement: str, params) -> tuple | None:
+    with cursor() as cur:
+        cur.execute(statement, params)
+        return cur.fetchone()
+
+
+def array_literal(values) -> str:
+    """A PostgreSQL array literal of numbers or booleans, for a parameter cast in the statement
+    (`%s::float8[]`): psycopg adapts a long list element by element, a string in one go."""
+    return "{" + ",".join(("t" if v else "f") if isinstance(v, bool) else repr(v) for v in values) + "}"
+
+
+def columns(model, alias: str = "") -> str:
+    """The model's concrete columns, quoted, in field order (the order `from_db` wants)."""
+    prefix = f"{alias}." if alias else ""
+    return ", ".join(prefix + connection.ops.quote_name(f.column) for f in model._meta.concrete_fields)
+
+
+_FIELDS: dict = {}
+
+
+def from_row(model, values):
+    """A model instance from a row of `columns(model)` (no query, no deferred fields); values
+    pass through their fields' `from_db_value` as the ORM does (JSON arrives as text)."""
+    fields = _FIELDS.get(model)
+    if fields is None:
+        concrete = model._meta.concrete_fields
+        fields = _FIELDS[model] = ([f.attname for f in concrete],
+                                   [(k, f) for k, f in enumerate(concrete) if hasattr(f, "from_db_value")])
+    names, converted = fields
+    if converted:
+        values = list(values)
+        for k, field in converted:
+            values[k] = field.from_db_value(values[k], None, connection)
+    return model.from_db(connection.alias, names, values)
