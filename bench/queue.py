@@ -24,13 +24,12 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import argparse
+import asyncio
 import json
 import multiprocessing as mp
 import os
 import socket
-import statistics
 import subprocess
-import threading
 import time
 import uuid
 
@@ -40,6 +39,7 @@ ADMIN_URL = os.environ.get("BENCH_ADMIN_URL", "postgres://postgres:postgres@127.
 DB_NAME = "engine_bench"
 DB_URL = ADMIN_URL.rsplit("/", 1)[0] + "/" + DB_NAME
 ANNOTATORS = 64
+WORKERS, THREADS = 3, 2  # gunicorn; see the docstring
 
 
 def pct(values, q):
@@ -149,54 +149,58 @@ def vacuum() -> None:
 
 
 def explain_lease_query(project) -> str:
+    """EXPLAIN ANALYZE of the lease statement (it inserts a lease: rolled back)."""
     from django.contrib.auth import get_user_model
-    from django.db import connection, transaction
+    from django.db import transaction
+    from django.utils import timezone
 
-    from annotation.services import _PICK_SQL
+    from annotation import services, sql
 
     user = get_user_model().objects.get(username="bench0")
-    with transaction.atomic(), connection.cursor() as cur:
-        cur.execute("EXPLAIN (ANALYZE) " + _PICK_SQL, [project.pk, False, project.overlap, [], user.pk])
-        return "\n".join(r[0] for r in cur.fetchall())
+    params = services._lease_sql_params(project, user, [], gold_first=False, seed=1, now=timezone.now())
+    with transaction.atomic(), sql.cursor() as cur:
+        cur.execute("EXPLAIN (ANALYZE) " + services._LEASE_SQL, params)
+        plan = "\n".join(r[0] for r in cur.fetchall())
+        transaction.set_rollback(True)
+    return plan
 
 
 # ------------------------------------------------------------------ phase 1: the lease query
-def _lease_worker(project_id: int, user_ids: list[int], n: int, offset: int, out) -> None:
-    """One process, one connection: n leases, timing the pick query and the whole transaction."""
-    import datetime as dt
-    import random
-
+def _lease_worker(project_id: int, user_ids: list[int], n: int, out) -> None:
+    """One process, one connection, its own annotators: n leases through `services.lease_next`,
+    timing the lease statement (from Django's cursor to its result) and the whole call (BEGIN,
+    the annotator's lock, the statement, the item's claim, COMMIT). Each lease is then closed as
+    if judged (untimed), so that its annotator may take the next one."""
     from django.contrib.auth import get_user_model
-    from django.db import connection, transaction
-    from django.utils import timezone
+    from django.db import connection
 
-    from annotation.models import Lease
-    from annotation.services import _lease_order, _pick_item
-    from annotation.states import item_transition
+    from annotation import services
     from engine.models import Project
 
     project = Project.objects.get(pk=project_id)
     users = list(get_user_model().objects.filter(pk__in=user_ids).order_by("id"))
-    q, x = [], []
-    for k in range(n):
-        user = users[(offset + k) % len(users)]
+    statement_ms: list[float] = []
+
+    def timed(execute, sql, params, many, context):
+        if sql is not services._LEASE_SQL:
+            return execute(sql, params, many, context)
         t0 = time.perf_counter()
-        with transaction.atomic():
-            item = _pick_item(project, user, gold=False)
-            t1 = time.perf_counter()
-            seed = random.getrandbits(63)
-            order, sides = _lease_order([c["id"] for c in item.candidate_rows], seed)
-            now = timezone.now()
-            Lease.objects.create(project=project, item=item, annotator=user, seed=seed, order=order,
-                                 sides=sides, protocol=project.ranking_protocol,
-                                 expires_at=now + dt.timedelta(seconds=600))
-            item.claims += 1
-            item_transition(item=item, to="in_progress", also=["claims"])
-        t2 = time.perf_counter()
-        q.append((t1 - t0) * 1000)
-        x.append((t2 - t0) * 1000)
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            statement_ms.append((time.perf_counter() - t0) * 1000)
+
+    call_ms = []
+    with connection.execute_wrapper(timed), connection.cursor() as closer:
+        for k in range(n):
+            t0 = time.perf_counter()
+            lease, created = services.lease_next(project=project, annotator=users[k % len(users)])
+            call_ms.append((time.perf_counter() - t0) * 1000)
+            assert created, "the queue ran dry"
+            closer.execute("UPDATE annotation_lease SET state = 'submitted', closed_at = now() WHERE id = %s",
+                           [lease.pk])
     connection.close()
-    out.put((q, x))
+    out.put((statement_ms, call_ms))
 
 
 def lease_query_bench(project, n_leases: int = 10_000, n_conns: int = 8) -> dict:
@@ -205,12 +209,13 @@ def lease_query_bench(project, n_leases: int = 10_000, n_conns: int = 8) -> dict
     from django.contrib.auth import get_user_model
     from django.db import connections
 
-    user_ids = list(get_user_model().objects.filter(username__startswith="bench").values_list("id", flat=True))
+    user_ids = list(get_user_model().objects.filter(username__startswith="bench").order_by("id")
+                    .values_list("id", flat=True))
     connections.close_all()  # the children open their own; none may inherit this socket
     ctx = mp.get_context("fork")
     out = ctx.Queue()
     per = n_leases // n_conns
-    procs = [ctx.Process(target=_lease_worker, args=(project.pk, user_ids, per, t * per, out))
+    procs = [ctx.Process(target=_lease_worker, args=(project.pk, user_ids[t::n_conns], per, out))
              for t in range(n_conns)]
     start = time.perf_counter()
     for p in procs:
@@ -261,85 +266,172 @@ def _judgement(payload: dict) -> dict:
             "winner": king, "rating": 4, "layout": None, "time_spent_ms": 5000}
 
 
-def _annotator(base, token, mode, start_at, duration, period, offset, out):
-    import requests
+class _Http:
+    """One keep-alive HTTP/1.1 connection, written and read by hand: the load generator shares
+    the two cores with the server, and `requests` in threads cost it about a millisecond of CPU
+    per request."""
 
-    s = requests.Session()
-    s.headers["Authorization"] = f"Token {token}"
-    rec = {"next": [], "next_sched": [], "submit": [], "acked": [], "errors": 0, "late_ms": []}
-    end = start_at + duration
+    def __init__(self, host: str, port: int, token: str):
+        self.host, self.port = host, port
+        self.head = (f"Host: {host}:{port}\r\nAuthorization: Token {token}\r\n"
+                     "Content-Type: application/json\r\nAccept: application/json\r\n").encode()
+        self.reader = self.writer = None
+
+    async def post(self, path: str, body: bytes = b"") -> tuple[int, bytes]:
+        for attempt in (0, 1):
+            if self.writer is None:
+                self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+            self.writer.write(b"POST " + path.encode() + b" HTTP/1.1\r\n" + self.head
+                              + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+            try:
+                status_line = await self.reader.readline()
+                if not status_line:
+                    raise ConnectionResetError("closed by the server")
+            except (ConnectionError, asyncio.IncompleteReadError):
+                # The server closed an idle keep-alive connection before reading this request
+                # (nothing came back): send it again on a new one, once.
+                self.close()
+                if attempt:
+                    raise
+                continue
+            length, close = 0, False
+            while (line := await self.reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.partition(b":")
+                name = name.strip().lower()
+                if name == b"content-length":
+                    length = int(value)
+                elif name == b"connection" and value.strip().lower() == b"close":
+                    close = True
+            payload = await self.reader.readexactly(length) if length else b""
+            if close:
+                self.close()
+            return int(status_line.split()[1]), payload
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+async def _annotator(http: _Http, mode: str, start_at: float, end: float, period: float, offset: float,
+                     rec: dict) -> None:
+    """One annotator: next-item, then its judgement half a period later (open loop, at times
+    fixed in advance) or at once (closed loop). Latency is counted from the actual send and,
+    in the open loop, also from the scheduled send (a late client counts against the server)."""
+    loop = asyncio.get_running_loop()
+    clock = loop.time
     cycle = 0
     while True:
+        sched = start_at + offset + cycle * period
         if mode == "open":
-            sched = start_at + offset + cycle * period
             if sched >= end:
                 break
-            delay = sched - time.time()
-            if delay > 0:
-                time.sleep(delay)
-        elif time.time() >= end:
+            if sched > clock():
+                await asyncio.sleep(sched - clock())
+        elif clock() >= end:
             break
-        t0 = time.time()
-        r = s.post(f"{base}/api/v1/projects/bench/next-item", timeout=30)
-        t1 = time.time()
+        t0 = clock()
+        status, body = await http.post("/api/v1/projects/bench/next-item")
+        t1 = clock()
         rec["next"].append((t1 - t0) * 1000)
         if mode == "open":
             rec["next_sched"].append((t1 - sched) * 1000)
-        if r.status_code != 200:
-            rec["errors"] += r.status_code != 204
-            cycle += 1
+            rec["late_ms"].append((t0 - sched) * 1000)
+        cycle += 1
+        if status != 200:
+            rec["errors"] += status != 204
+            if status == 204:
+                await asyncio.sleep(0.05)
             continue
-        body = _judgement(r.json())
+        payload = json.loads(body)
+        judgement = json.dumps(_judgement(payload)).encode()
         if mode == "open":
-            delay = sched + period / 2 - time.time()
-            if delay > 0:
-                time.sleep(delay)
-        t0 = time.time()
-        r2 = s.post(f"{base}/api/v1/items/{r.json()['item']['id']}/judgements", json=body, timeout=30)
-        rec["submit"].append((time.time() - t0) * 1000)
-        if r2.status_code in (200, 201):
-            rec["acked"].append(r2.json()["id"])
+            due = sched + period / 2
+            if due > clock():
+                await asyncio.sleep(due - clock())
+        else:
+            due = clock()
+        t0 = clock()
+        status, body = await http.post(f"/api/v1/items/{payload['item']['id']}/judgements", judgement)
+        t1 = clock()
+        rec["submit"].append((t1 - t0) * 1000)
+        if mode == "open":
+            rec["submit_sched"].append((t1 - due) * 1000)
+        if status in (200, 201):
+            rec["acked"].append(json.loads(body)["id"])
         else:
             rec["errors"] += 1
-        cycle += 1
-    out.append(rec)
 
 
-def _client_process(base, tokens, mode, start_at, duration, period, offsets, queue):
-    out: list = []
-    threads = [threading.Thread(target=_annotator, args=(base, tok, mode, start_at, duration, period, off, out))
-               for tok, off in zip(tokens, offsets)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    merged = {k: [] for k in ("next", "next_sched", "submit", "acked", "late_ms")}
-    merged["errors"] = 0
-    for rec in out:
-        for k in merged:
-            merged[k] = merged[k] + rec[k] if k != "errors" else merged[k] + rec[k]
-    queue.put(merged)
+async def _load(host: str, port: int, tokens: list[str], mode: str, duration: float, rate_per_s: float) -> dict:
+    period = len(tokens) / rate_per_s  # each annotator: one next-item and one submission per period
+    rec = {"next": [], "next_sched": [], "late_ms": [], "submit": [], "submit_sched": [], "acked": [], "errors": 0}
+    clients = [_Http(host, port, token) for token in tokens]
+    for http in clients:  # connect (and warm each connection) before the clock starts
+        http.reader, http.writer = await asyncio.open_connection(host, port)
+    loop = asyncio.get_running_loop()
+    start_at = loop.time() + 0.5
+    end = start_at + duration
+    await asyncio.gather(*(_annotator(http, mode, start_at, end, period, k * period / len(tokens), rec)
+                           for k, http in enumerate(clients)))
+    rec["wall_s"] = loop.time() - start_at
+    for http in clients:
+        http.close()
+    return rec
 
 
-def http_load(base, tokens, mode, duration, rate_per_s=100.0, processes=4) -> dict:
-    period = len(tokens) / rate_per_s  # each annotator: one next-item and one submit per period
-    offsets = [i * period / len(tokens) for i in range(len(tokens))]
-    start_at = time.time() + 1.0
-    ctx = mp.get_context("fork")
-    queue = ctx.Queue()
-    chunks = [list(range(i, len(tokens), processes)) for i in range(processes)]
-    procs = [ctx.Process(target=_client_process,
-                         args=(base, [tokens[i] for i in c], mode, start_at, duration, period,
-                               [offsets[i] for i in c], queue)) for c in chunks]
-    for p in procs:
-        p.start()
-    results = [queue.get() for _ in procs]
-    for p in procs:
-        p.join()
-    merged = {k: sum((r[k] for r in results), []) for k in ("next", "next_sched", "submit", "acked")}
-    merged["errors"] = sum(r["errors"] for r in results)
-    merged["wall_s"] = duration
-    return merged
+def http_load(host: str, port: int, tokens: list[str], mode: str, duration: float, rate_per_s: float = 100.0) -> dict:
+    """64 annotators as coroutines of this process, one keep-alive connection each; returns the
+    latencies, acknowledged judgement ids and this process's CPU seconds."""
+    cpu0 = time.process_time()
+    rec = asyncio.run(_load(host, port, tokens, mode, duration, rate_per_s))
+    rec["client_cpu_s"] = time.process_time() - cpu0
+    return rec
+
+
+def proc_cpu_s(pids) -> float:
+    """User + system CPU seconds of these processes so far (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def server_pids(server) -> list[int]:
+    """The gunicorn master and its workers."""
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(server.pid)], capture_output=True, text=True).stdout
+    return [server.pid, *(int(p) for p in out.split())]
+
+
+def backend_pids() -> list[int]:
+    """PostgreSQL backends connected to the bench database (other than this process's)."""
+    import psycopg
+
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        return [r[0] for r in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", [DB_NAME])]
+
+
+def measured_load(server, host, port, tokens, mode, duration) -> dict:
+    """http_load, with the CPU that the gunicorn processes and the bench database's backends spent
+    meanwhile (backends of persistent connections: CONN_MAX_AGE in the server's environment)."""
+    pids = server_pids(server)
+    before_pg = {pid: proc_cpu_s([pid]) for pid in backend_pids()}
+    gunicorn0 = proc_cpu_s(pids)
+    rec = http_load(host, port, tokens, mode, duration)
+    rec["server_cpu_s"] = proc_cpu_s(pids) - gunicorn0
+    rec["pg_cpu_s"] = sum(proc_cpu_s([pid]) - before_pg.get(pid, 0.0) for pid in backend_pids())
+    return rec
+
+
+def cpu_per_judgement(rec: dict) -> dict:
+    n = max(1, len(rec["acked"]))
+    return {k: round(1000 * rec[f"{k}_cpu_s"] / n, 2) for k in ("server", "pg", "client")}
 
 
 def db_counts(acked_ids: list[int]) -> dict:
@@ -362,6 +454,17 @@ def db_counts(acked_ids: list[int]) -> dict:
             "lost_judgements": lost, "counter_mismatch": counter_mismatch, "stored": len(stored)}
 
 
+def gunicorn_config() -> Path:
+    """A gunicorn config whose hook loads the URLconf in each worker at boot. Django imports it at
+    the first request, and through engine.stats that is scipy: about 1.7 s of CPU per worker,
+    which would land in the first phase's latencies and CPU figures."""
+    path = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-queue-gunicorn-{os.getpid()}.py"
+    path.write_text("def post_worker_init(worker):\n"
+                    "    from django.urls import get_resolver\n\n"
+                    "    get_resolver().url_patterns\n")
+    return path
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -372,11 +475,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--items", type=int, default=100_000)
     ap.add_argument("--duration", type=float, default=20.0, help="Seconds of each HTTP phase.")
-    # Two cores also run PostgreSQL and the clients: one process per core plus one covers the
-    # time a worker waits on the database; threads overlap the waits inside a worker.
-    ap.add_argument("--workers", type=int, default=(os.cpu_count() or 2) + 1, help="gunicorn gthread workers.")
-    ap.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker.")
-    ap.add_argument("--client-processes", type=int, default=4)
+    ap.add_argument("--workers", type=int, default=WORKERS, help="gunicorn worker processes.")
+    ap.add_argument("--threads", type=int, default=THREADS, help="threads per gunicorn worker (gthread).")
+    ap.add_argument("--skip-lease-query", action="store_true", help="Only the HTTP phases (for tuning runs).")
     args = ap.parse_args()
 
     load_at_start = os.getloadavg()[0]
@@ -390,61 +491,74 @@ def main() -> None:
 
         project, templates, tokens = seed_project(ANNOTATORS)
         t0 = time.perf_counter()
-        add_items(templates, 1, 10_000)
-        vacuum()
-        small = lease_query_bench(project)
-        reset_queue()
-        add_items(templates, 10_001, args.items - 10_000)
+        small = large = None
+        if not args.skip_lease_query:
+            add_items(templates, 1, 10_000)
+            vacuum()
+            small = lease_query_bench(project)
+            reset_queue()
+            add_items(templates, 10_001, args.items - 10_000)
+        else:
+            add_items(templates, 1, args.items)
         vacuum()
         seed_s = time.perf_counter() - t0
         plan = explain_lease_query(project)
-        large = lease_query_bench(project)
-        reset_queue()
+        if not args.skip_lease_query:
+            large = lease_query_bench(project)
+            reset_queue()
         queries = queries_per_request(tokens[0])
         reset_queue()
         connections.close_all()
 
-        port = free_port()
+        host, port = "127.0.0.1", free_port()
         env = dict(os.environ, DATABASE_URL=DB_URL, ALLOWED_HOSTS="127.0.0.1,localhost", CONN_MAX_AGE="600",
                    LOG_LEVEL="WARNING", DEBUG="0")
         server = subprocess.Popen(
-            [str(ROOT / ".venv/bin/gunicorn"), "engine.wsgi", "-b", f"127.0.0.1:{port}", "--workers",
+            [str(ROOT / ".venv/bin/gunicorn"), "engine.wsgi", "-b", f"{host}:{port}", "--workers",
              str(args.workers), "--worker-class", "gthread", "--threads", str(args.threads), "--log-level", "warning",
-             "--keep-alive", "30"], cwd=ROOT, env=env)
-        base = f"http://127.0.0.1:{port}"
-        import requests
-
+             "--keep-alive", "60", "--backlog", "256", "-c", str(gunicorn_config())], cwd=ROOT, env=env)
         for _ in range(100):
             try:
-                requests.get(base + "/api/v1/projects/", timeout=1)
-                break
-            except requests.RequestException:
+                with socket.create_connection((host, port), timeout=1):
+                    break
+            except OSError:
                 time.sleep(0.2)
-        open_loop = http_load(base, tokens, "open", args.duration, processes=args.client_processes)
+        time.sleep(1.0)  # the workers boot after the master listens
+        open_loop = measured_load(server, host, port, tokens, "open", args.duration)
         open_counts = db_counts(open_loop["acked"])
         reset_queue()
         connections.close_all()
-        sat = http_load(base, tokens, "closed", args.duration, processes=args.client_processes)
+        sat = measured_load(server, host, port, tokens, "closed", args.duration)
         sat_counts = db_counts(sat["acked"])
+        open_cpu, sat_cpu = cpu_per_judgement(open_loop), cpu_per_judgement(sat)
+
+        def lease_row(name, r):
+            if r is None:
+                return (name, "skipped", "")
+            return (name, f"{r['query_p50']:.2f} / {r['query_p99']:.2f} ms",
+                    f"whole lease_next p99 {r['txn_p99']:.2f} ms, {r['leases_per_s']:.0f} leases/s")
 
         rows = [
             ("items in queue", f"{args.items:,}", f"seeded in {seed_s:.1f} s"),
-            ("lease query p50 / p99 @10k items", f"{small['query_p50']:.2f} / {small['query_p99']:.2f} ms",
-             f"whole lease txn p99 {small['txn_p99']:.2f} ms, {small['leases_per_s']:.0f} leases/s"),
-            (f"lease query p50 / p99 @{args.items // 1000}k items",
-             f"{large['query_p50']:.2f} / {large['query_p99']:.2f} ms",
-             f"whole lease txn p99 {large['txn_p99']:.2f} ms, {large['leases_per_s']:.0f} leases/s"),
+            lease_row("lease statement p50 / p99 @10k items", small),
+            lease_row(f"lease statement p50 / p99 @{args.items // 1000}k items", large),
             ("queries per next-item / submit", f"{queries['next']} / {queries['submit']}",
-             "in-process through the API, token auth included"),
+             "in-process through the API, token auth, BEGIN and COMMIT included"),
             ("lease query plan uses item_lease_idx", str("item_lease_idx" in plan),
              "EXPLAIN ANALYZE " + next((ln.strip() for ln in plan.splitlines() if "Execution Time" in ln), "")),
             ("open loop next-item p50 / p99", f"{pct(open_loop['next'], 50):.1f} / {pct(open_loop['next'], 99):.1f} ms",
-             f"{len(open_loop['next'])} requests; from scheduled send p99 {pct(open_loop['next_sched'], 99):.1f} ms"),
+             f"{len(open_loop['next'])} requests; from the scheduled send p50 / p99 "
+             f"{pct(open_loop['next_sched'], 50):.1f} / {pct(open_loop['next_sched'], 99):.1f} ms "
+             f"(client late p99 {pct(open_loop['late_ms'], 99):.1f} ms)"),
             ("open loop submit p50 / p99", f"{pct(open_loop['submit'], 50):.1f} / {pct(open_loop['submit'], 99):.1f} ms",
              f"{len(open_loop['submit'])} submissions, {open_loop['errors']} errors"),
-            ("saturation judgements/s", f"{len(sat['acked']) / args.duration:.0f}",
+            ("open loop CPU ms per judgement", f"{sum(open_cpu.values()):.1f}",
+             f"gunicorn {open_cpu['server']}, PostgreSQL {open_cpu['pg']}, load generator {open_cpu['client']}"),
+            ("saturation judgements/s", f"{len(sat['acked']) / sat['wall_s']:.0f}",
              f"next p50 {pct(sat['next'], 50):.1f} ms, submit p50 {pct(sat['submit'], 50):.1f} ms, "
              f"{sat['errors']} errors"),
+            ("saturation CPU ms per judgement", f"{sum(sat_cpu.values()):.1f}",
+             f"gunicorn {sat_cpu['server']}, PostgreSQL {sat_cpu['pg']}, load generator {sat_cpu['client']}"),
             ("double leases / lost / duplicated",
              f"{open_counts['double_leases'] + sat_counts['double_leases']} / "
              f"{open_counts['lost_judgements'] + sat_counts['lost_judgements']} / "
@@ -457,20 +571,23 @@ def main() -> None:
             print(f"{name.ljust(width)}  {value:<22}  {note}")
         report = {
             "items": args.items,
-            "lease_query_p99_ms": round(large["query_p99"], 3),
-            "lease_query_p99_ms_10k": round(small["query_p99"], 3),
-            "lease_txn_p99_ms": round(large["txn_p99"], 3),
+            "lease_query_p99_ms": large and round(large["query_p99"], 3),
+            "lease_query_p99_ms_10k": small and round(small["query_p99"], 3),
+            "lease_txn_p99_ms": large and round(large["txn_p99"], 3),
             "next_p50_ms": round(pct(open_loop["next"], 50), 2),
             "next_p99_ms": round(pct(open_loop["next"], 99), 2),
             "next_p99_ms_from_schedule": round(pct(open_loop["next_sched"], 99), 2),
             "submit_p99_ms": round(pct(open_loop["submit"], 99), 2),
-            "submits_per_s": round(len(sat["acked"]) / args.duration, 1),
+            "submits_per_s": round(len(sat["acked"]) / sat["wall_s"], 1),
             "double_leases": open_counts["double_leases"] + sat_counts["double_leases"],
             "lost_judgements": open_counts["lost_judgements"] + sat_counts["lost_judgements"],
             "duplicated_judgements": open_counts["duplicated_judgements"] + sat_counts["duplicated_judgements"],
+            "counter_mismatches": open_counts["counter_mismatch"] + sat_counts["counter_mismatch"],
             "http_errors": open_loop["errors"] + sat["errors"],
             "queries_next_item": queries["next"],
             "queries_submit": queries["submit"],
+            "cpu_ms_per_judgement_saturation": sat_cpu,
+            "cpu_ms_per_judgement_open_loop": open_cpu,
             "gunicorn_workers": args.workers,
             "gunicorn_threads": args.threads,
             "load_avg_1m_at_start": round(load_at_start, 2),
