@@ -164,7 +164,9 @@ class JudgementSubmitApi(APIView):
     renderer_classes = [JSONRenderer]
     @extend_schema(request=JudgementIn, responses=JudgementOut)
     def post(self, request, item_id: int):
-        item = selectors.item_get_for_user(request.user, item_id, roles=ANNOTATOR)
+        # The lease named in the body (validated below) is read with the item, in one statement.
+        named = request.data.get("lease") if type(request.data) is dict else None
+        item = selectors.item_get_for_user(request.user, item_id, roles=ANNOTATOR, lease_id=named)
         data = judgement_in(request.data)
         supersedes = lease = None
         if data["supersedes"] is not None:

@@ -67,26 +67,36 @@ def project_get_for_member(user, slug: str, *, roles: Iterable[str] | None = Non
 @functools.cache
 def _item_sql() -> str:
     return (f"SELECT {sql.columns(Item, 'i')}, {sql.columns(Round, 'r')}, {sql.columns(Project, 'p')}, "
-            "(SELECT array_agg(m.role) FROM engine_membership m WHERE m.project_id = p.id AND m.user_id = %s) "
+            "(SELECT array_agg(m.role) FROM engine_membership m WHERE m.project_id = p.id AND m.user_id = %(user)s), "
+            f"{sql.columns(Lease, 'l')} "
             "FROM annotation_item i JOIN engine_round r ON r.id = i.round_id JOIN engine_project p ON p.id = i.project_id "
-            "WHERE i.id = %s")
+            "LEFT JOIN annotation_lease l ON l.id = %(lease)s AND l.item_id = i.id AND l.annotator_id = %(user)s "
+            "WHERE i.id = %(item)s")
 
 
-def item_get_for_user(user, item_id: int, *, roles: Iterable[str]) -> Item:
+def item_get_for_user(user, item_id: int, *, roles: Iterable[str], lease_id=None) -> Item:
     """The item, with its project (carrying `user_roles`) and round, if the user holds one of `roles`.
-    On PostgreSQL one written-out statement (every submission pays it)."""
+
+    On PostgreSQL one written-out statement (every submission pays it), which with `lease_id` (an
+    int the request names, not yet validated) also reads the caller's lease of that id on this
+    item for `lease_get_for_item`.
+    """
     if sql.is_postgresql() and user.is_authenticated:
-        row = sql.fetchone(_item_sql(), [user.pk, item_id])
+        lease_id = lease_id if type(lease_id) is int and -(2**63) <= lease_id < 2**63 else None
+        row = sql.fetchone(_item_sql(), {"user": user.pk, "item": item_id, "lease": lease_id})
         if row is None:
             raise NotFound(f"No item {item_id} in a project you are a member of.")
-        n_item, n_round = len(Item._meta.concrete_fields), len(Round._meta.concrete_fields)
+        n_item, n_round, n_project = (len(m._meta.concrete_fields) for m in (Item, Round, Project))
         item = sql.from_row(Item, row[:n_item])
         item.round = sql.from_row(Round, row[n_item:n_item + n_round])
-        project = sql.from_row(Project, row[n_item + n_round:-1])
+        project = sql.from_row(Project, row[n_item + n_round:n_item + n_round + n_project])
+        roles_held, lease_row = row[n_item + n_round + n_project], row[n_item + n_round + n_project + 1:]
         try:
-            item.project = _roles_check(user, project, set(row[-1] or ()), project.slug, roles)
+            item.project = _roles_check(user, project, set(roles_held or ()), project.slug, roles)
         except NotFound:
             raise NotFound(f"No item {item_id} in a project you are a member of.") from None
+        if lease_id is not None:
+            item.caller_lease = (lease_id, sql.from_row(Lease, lease_row) if lease_row[0] is not None else None)
         return item
     item = Item.objects.select_related("project", "round").filter(pk=item_id).first()
     if item is None:
@@ -115,7 +125,10 @@ def _lease_sql() -> str:
 
 def lease_get_for_item(user, item: Item, lease_id: int) -> Lease:
     """The caller's own lease on `item` (already fetched through `item_get_for_user`)."""
-    if sql.is_postgresql():
+    read = getattr(item, "caller_lease", None)
+    if read is not None and read[0] == lease_id:  # read with the item
+        lease = read[1]
+    elif sql.is_postgresql():
         row = sql.fetchone(_lease_sql(), [lease_id, user.pk, item.pk])
         lease = sql.from_row(Lease, row) if row else None
     else:

@@ -283,10 +283,8 @@ def _lease_take_pg(project: Project, annotator, exclude: list[int], *, gold_firs
     seed = random.getrandbits(63)
     params = _lease_sql_params(project, annotator, exclude, gold_first=gold_first, seed=seed, now=now,
                                check_due=check_due)
-    with sql.cursor() as cur:
-        cur.execute(_LEASE_SQL, params)
-        (lease_id, item_id, order, sides, round_id, mask_id, state, state_reason, claims, rows, context,
-         mine_ids, mine_items, due) = cur.fetchone()
+    (lease_id, item_id, order, sides, round_id, mask_id, state, state_reason, claims, rows, context,
+     mine_ids, mine_items, due) = sql.fetchone(_LEASE_SQL, params)
     mine = list(zip(mine_ids or [], mine_items or []))
     if lease_id is None:
         return None, mine, due or []
@@ -341,9 +339,8 @@ def _annotator_lock(project: Project, annotator) -> None:
     """Serialise one annotator's next-item requests in a project (transaction-scoped), so that
     two at once cannot both take a lease past MAX_ACTIVE_LEASES. SQLite serialises writers anyway."""
     if sql.is_postgresql():
-        with sql.cursor() as cur:
-            cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-                        [f"annotation.lease_next:{project.pk}:{annotator.pk}"])
+        sql.fetchone("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                     [f"annotation.lease_next:{project.pk}:{annotator.pk}"])
 
 
 def lease_active_for(*, project: Project, annotator, now: dt.datetime | None = None) -> Lease | None:
@@ -415,12 +412,15 @@ def lease_next(*, project: Project, annotator, exclude: Iterable[int] = (),
             )
 
 
-@functools.cache
-def _lock_sql() -> str:
-    # FOR UPDATE OF i, l locks in that order (the item row, then its lease), as everywhere.
-    return (f"SELECT {sql.columns(Item, 'i')}, {sql.columns(Lease, 'l')}, "
-            "(SELECT c.layout FROM modelzoo_candidate c WHERE c.id = %s AND c.item_id = i.id) "
-            "FROM annotation_item i JOIN annotation_lease l ON l.id = %s WHERE i.id = %s FOR UPDATE OF i, l")
+# What a submission re-reads under the locks: the columns of item and lease that other
+# transactions may have changed since the caller read them (the rest never changes).
+_ITEM_LIVE = ("state", "state_reason", "is_gold", "gold_candidate_id", "judgements_done", "claims", "skips",
+              "hard_case", "updated_at")
+_LEASE_LIVE = ("state", "closed_at", "expires_at")
+# FOR UPDATE OF i, l locks in that order (the item row, then its lease), as everywhere.
+_LOCK_SQL = (f"SELECT {', '.join('i.' + c for c in _ITEM_LIVE)}, {', '.join('l.' + c for c in _LEASE_LIVE)}, "
+             "(SELECT c.layout FROM modelzoo_candidate c WHERE c.id = %s AND c.item_id = i.id) "
+             "FROM annotation_item i JOIN annotation_lease l ON l.id = %s WHERE i.id = %s FOR UPDATE OF i, l")
 
 
 def _lock_item_and_lease(lease: Lease, *, read: Item | None = None,
@@ -429,19 +429,22 @@ def _lock_item_and_lease(lease: Lease, *, read: Item | None = None,
     comes with `winner_layout`, that candidate's layout, read in the same statement.
 
     `read`: the item as the caller fetched it (with project and round), whose project and round
-    the locked row reuses instead of joining them again; then, on PostgreSQL, item, lease and
-    layout come in one written-out statement (a submission's path).
+    the locked row reuses instead of joining them again. Then, on PostgreSQL, one written-out
+    statement locks both rows and brings what may have changed since, into `read` and `lease`
+    (a submission's path).
     """
     if read is not None and sql.is_postgresql():
-        row = sql.fetchone(_lock_sql(), [winner, lease.pk, lease.item_id])
+        row = sql.fetchone(_LOCK_SQL, [winner, lease.pk, lease.item_id])
         if row is None:
             raise NotFound(f"You hold no lease {lease.pk} on item {lease.item_id}.")
-        n = len(Item._meta.concrete_fields)
-        item, lease = sql.from_row(Item, row[:n]), sql.from_row(Lease, row[n:-1])
-        item.winner_layout_json = row[-1]  # as stored (text), for the judgement's copy
-        item.winner_layout = json.loads(row[-1]) if row[-1] is not None else None
-        item.project, item.round = read.project, read.round
-        return item, lease
+        n = len(_ITEM_LIVE)
+        for name, value in zip(_ITEM_LIVE, row[:n]):
+            setattr(read, name, value)
+        for name, value in zip(_LEASE_LIVE, row[n:-1]):
+            setattr(lease, name, value)
+        read.winner_layout_json = row[-1]  # as stored (text), for the judgement's copy
+        read.winner_layout = json.loads(row[-1]) if row[-1] is not None else None
+        return read, lease
     if read is None:
         # OF self: the joined project and round rows are read, not locked (locking the project
         # row would make every submission in a project wait for every other).

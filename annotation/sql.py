@@ -24,22 +24,27 @@ def is_postgresql() -> bool:
 
 
 def cursor():
-    """A Django cursor over a server-side-binding psycopg cursor (PostgreSQL only).
+    """A Django cursor over a server-side-binding psycopg cursor (PostgreSQL only), one per
+    connection, kept for the next statement (do not close it; closing the connection does).
 
     Parameters are sent apart from the statement text, so that one text is one prepared
     statement: cast parameters where PostgreSQL cannot infer their type (empty arrays, NULLs).
     """
     db = connections[DEFAULT_DB_ALIAS]  # the thread's wrapper, looked up once
     db.ensure_connection()
-    db.validate_thread_sharing()
-    raw = psycopg.Cursor(db.connection)
-    return db.make_debug_cursor(raw) if db.queries_logged else db.make_cursor(raw)
+    kept = getattr(db, "_annotation_cursor", None)
+    if kept is None or kept[0] is not db.connection or kept[1] != db.queries_logged:
+        db.validate_thread_sharing()
+        raw = psycopg.Cursor(db.connection)
+        wrapped = db.make_debug_cursor(raw) if db.queries_logged else db.make_cursor(raw)
+        kept = db._annotation_cursor = (db.connection, db.queries_logged, wrapped)
+    return kept[2]
 
 
 def fetchone(statement: str, params) -> tuple | None:
-    with cursor() as cur:
-        cur.execute(statement, params)
-        return cur.fetchone()
+    cur = cursor()
+    cur.execute(statement, params)
+    return cur.fetchone()
 
 
 def array_literal(values) -> str:

@@ -59,7 +59,13 @@ def _item_write(item: Item, names: tuple[str, ...]) -> None:
         statement = f"UPDATE {Item._meta.db_table} SET {sets} WHERE id = %s"
         _UPDATES[names] = statement, fields
     params = [f.get_db_prep_save(getattr(item, f.attname), connection) for f in fields]
-    with (sql.cursor() if sql.is_postgresql() else connection.cursor()) as cur:
+    if sql.is_postgresql():
+        cur = sql.cursor()
         cur.execute(statement, [*params, item.pk])
-        if cur.rowcount != 1:
-            raise DatabaseError(f"Item {item.pk} was not updated: it no longer exists.")
+        updated = cur.rowcount
+    else:
+        with connection.cursor() as cur:
+            cur.execute(statement, [*params, item.pk])
+            updated = cur.rowcount
+    if updated != 1:
+        raise DatabaseError(f"Item {item.pk} was not updated: it no longer exists.")

@@ -158,7 +158,8 @@ def explain_lease_query(project) -> str:
 
     user = get_user_model().objects.get(username="bench0")
     params = services._lease_sql_params(project, user, [], gold_first=False, seed=1, now=timezone.now())
-    with transaction.atomic(), sql.cursor() as cur:
+    with transaction.atomic():
+        cur = sql.cursor()
         cur.execute("EXPLAIN (ANALYZE) " + services._LEASE_SQL, params)
         plan = "\n".join(r[0] for r in cur.fetchall())
         transaction.set_rollback(True)
