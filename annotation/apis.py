@@ -8,6 +8,7 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -135,9 +136,18 @@ class NextItemIn(serializers.Serializer):
     exclude = serializers.ListField(child=serializers.IntegerField(), required=False, default=list, max_length=10)
 
 
+class JsonOnly(DefaultContentNegotiation):
+    """For views that render JSON only: JSON whatever the Accept header says, without DRF's
+    media-type matching (a tenth of a millisecond per request on the queue's hot paths)."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
 # ------------------------------------------------------------------ annotator
 class NextItemApi(APIView):
     renderer_classes = [JSONRenderer]  # an API for the workbench and scripts: no browsable page to negotiate
+    content_negotiation_class = JsonOnly
     @extend_schema(request=NextItemIn)
     def post(self, request, slug: str):
         project = selectors.project_get_for_member(request.user, slug, roles=ANNOTATOR)
@@ -162,6 +172,7 @@ class LeaseReleaseApi(APIView):
 
 class JudgementSubmitApi(APIView):
     renderer_classes = [JSONRenderer]
+    content_negotiation_class = JsonOnly
     @extend_schema(request=JudgementIn, responses=JudgementOut)
     def post(self, request, item_id: int):
         # The lease named in the body (validated below) is read with the item, in one statement.

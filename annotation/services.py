@@ -270,7 +270,7 @@ def _lease_sql_params(project: Project, annotator, exclude: list[int], *, gold_f
         "max_leases": MAX_ACTIVE_LEASES, "gold_first": gold_first,
         "cap_first": uncapped if gold_first else project.overlap,
         "cap_second": project.overlap if gold_first else uncapped,
-        "keys": sql.array_literal(keys), "flips": sql.array_literal(flips), "seed": seed,
+        "keys": sql.float_array(keys), "flips": sql.bool_array(flips), "seed": seed,
         "protocol": project.ranking_protocol,
         "layout_stage": project.layout_stage, "expires_at": now + dt.timedelta(seconds=project.lease_seconds),
     }

@@ -47,10 +47,18 @@ def fetchone(statement: str, params) -> tuple | None:
     return cur.fetchone()
 
 
-def array_literal(values) -> str:
-    """A PostgreSQL array literal of numbers or booleans, for a parameter cast in the statement
-    (`%s::float8[]`): psycopg adapts a long list element by element, a string in one go."""
-    return "{" + ",".join(("t" if v else "f") if isinstance(v, bool) else repr(v) for v in values) + "}"
+def float_array(values) -> str:
+    """A PostgreSQL float8[] literal, for a parameter cast in the statement (`%s::float8[]`):
+    psycopg adapts a long list element by element, a string in one go. repr() round-trips."""
+    return "{" + ",".join(map(repr, values)) + "}"
+
+
+def bool_array(values) -> str:
+    """A PostgreSQL bool[] literal (`%s::bool[]`), as `float_array`."""
+    return "{" + ",".join(map(_BOOL.__getitem__, values)) + "}"
+
+
+_BOOL = {True: "t", False: "f"}
 
 
 def columns(model, alias: str = "") -> str:

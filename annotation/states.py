@@ -58,12 +58,13 @@ def _item_write(item: Item, names: tuple[str, ...]) -> None:
         sets = ", ".join(f"{connection.ops.quote_name(f.column)} = %s" for f in fields)
         statement = f"UPDATE {Item._meta.db_table} SET {sets} WHERE id = %s"
         _UPDATES[names] = statement, fields
-    params = [f.get_db_prep_save(getattr(item, f.attname), connection) for f in fields]
-    if sql.is_postgresql():
+    if sql.is_postgresql():  # psycopg adapts these columns' Python values (int, str, bool, datetime) as they are
+        params = [getattr(item, f.attname) for f in fields]
         cur = sql.cursor()
         cur.execute(statement, [*params, item.pk])
         updated = cur.rowcount
     else:
+        params = [f.get_db_prep_save(getattr(item, f.attname), connection) for f in fields]
         with connection.cursor() as cur:
             cur.execute(statement, [*params, item.pk])
             updated = cur.rowcount
