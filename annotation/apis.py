@@ -83,9 +83,11 @@ def judgement_in(data) -> dict:
         if "decided_ms" in c:
             comp["decided_ms"] = c["decided_ms"]
         comps.append(comp)
-    return {"lease": get("lease"), "key": key, "comparisons": comps, "ranking": ranking, "winner": data["winner"],
-            "rating": data["rating"], "layout": get("layout"), "time_spent_ms": get("time_spent_ms", 0),
-            "supersedes": get("supersedes")}
+    out = {"key": key, "comparisons": comps, "ranking": ranking, "winner": data["winner"], "rating": data["rating"],
+           "layout": get("layout"), "time_spent_ms": get("time_spent_ms", 0), "supersedes": get("supersedes")}
+    if "lease" in data:  # no default: the serializer leaves it out when absent
+        out["lease"] = data["lease"]
+    return out
 
 
 class ComparisonOut(serializers.Serializer):

@@ -187,17 +187,19 @@ def test_next_item_and_submit_use_a_bounded_number_of_queries(project, member, n
     for _ in range(3):
         ready_item(project, n=8)
     a = member("annotator")
-    # next-item: project, membership, (savepoint), annotator lock, leases, pick with candidates and
-    # what the payload shows, lease insert, one item update, (release). Submit: item, project, membership, lease,
-    # (savepoint), item lock with the winner's layout, lease lock, judgement, comparisons (one bulk
-    # insert), lease update, one item update, (release). Savepoints count here only.
-    with django_assert_max_num_queries(9):
+    # next-item: project with the caller's roles, (savepoint), annotator lock, the lease statement
+    # (caller's leases, pick, candidates and what the payload shows, lease insert), the item's
+    # claim, (release). Submit: item with round, project, roles and the named lease, (savepoint),
+    # item and lease locked with the winner's layout, the judgement statement (judgement,
+    # comparisons, lease closed), the item's update, (release). Savepoints count here only;
+    # over HTTP add the token look-up, and BEGIN and COMMIT instead of the savepoints.
+    with django_assert_max_num_queries(6):
         payload = next_item(a, project).json()
-    with django_assert_max_num_queries(9):
+    with django_assert_max_num_queries(6):
         prefetched = api(a).post(f"/api/v1/projects/{project.slug}/next-item",
                                  {"exclude": [payload["item"]["id"]]}, format="json").json()
     assert prefetched["item"]["id"] != payload["item"]["id"]
-    with django_assert_max_num_queries(12):
+    with django_assert_max_num_queries(6):
         assert submit(a, payload).status_code == 201
 
 
