@@ -1,19 +1,44 @@
 """Benchmark of the annotation queue on PostgreSQL (issue 4). Not a test: run it by hand.
 
-    .venv/bin/python bench/queue.py [--items 100000] [--duration 20] [--workers 3] [--threads 4]
+    .venv/bin/python bench/queue.py [--items 100000] [--duration 20] [--workers 3] [--threads 2]
 
 It creates its own database (`engine_bench`, dropped at the end), fills it with ready items
 (4 candidates each) by SQL, then measures:
-  1. the lease query itself (SELECT ... FOR UPDATE SKIP LOCKED + the lease insert), in-process,
-     10,000 leases from 8 concurrent connections (8 forked processes), at 10,000 and at the full
-     item count;
+  1. the lease statement itself (services._LEASE_SQL: the caller's leases, SELECT ... FOR UPDATE
+     SKIP LOCKED, the candidate order and the lease insert, one statement), timed inside
+     `services.lease_next` from Django's cursor to its result: 10,000 leases from 8 concurrent
+     connections (8 forked processes, 8 annotators each), at 10,000 and at the full item count;
+     also the whole lease_next call (BEGIN, the annotator's lock, the statement, the item's
+     claim, COMMIT);
   2. 64 simulated annotators through the HTTP API served by gunicorn, open loop at a fixed
-     arrival rate of 100 next-item requests and 100 submissions per second together
-     (each annotator: next-item, then submit half a period later; latency from the actual send,
-     and from the scheduled send, which also counts client-side lateness);
-  3. saturation: the same 64 annotators in a closed loop as fast as the server allows;
-  4. from the database afterwards: double leases, lost and duplicated judgements.
+     arrival rate of 100 next-item requests and 100 submissions per second together: each
+     annotator asks for its next item at times fixed in advance (one every 0.64 s, the 64
+     spread evenly) and submits half a period later. Latency is counted from the actual send
+     and from the scheduled send; the latter also counts a client that is late because its
+     previous request was slow, so that a slow server cannot hide behind a waiting client;
+  3. saturation: the same 64 annotators in a closed loop as fast as the server allows
+     (judgements per second; latencies there are queueing, by Little's law);
+  4. from the database afterwards: double leases, lost and duplicated judgements, and items whose
+     counters disagree with their judgements;
+  5. CPU per judgement in each HTTP phase: the gunicorn processes, the PostgreSQL backends of the
+     bench database, and the load generator itself, from /proc (the machine may be shared:
+     wall-clock figures then measure the machine, CPU per judgement still the code).
 It prints a table, then one JSON line (its last line).
+
+The load generator is one process: 64 coroutines, each with one keep-alive HTTP/1.1 connection
+written and read by hand (about 0.5 ms of CPU per judgement; `requests` in threads took several
+times that from the two cores it shares with the server).
+
+gunicorn: 3 gthread workers x 2 threads by default, for two cores. A worker's Python is about
+60% of the CPU of a request and PostgreSQL the rest, so two busy cores need more than one
+process's worth of Python (one process holds the GIL on one core at a time) and, while a worker
+waits for PostgreSQL, something else to run: three processes keep both cores fed without the
+GIL switching that many threads in one process cost, and a second thread per worker covers the
+database waits. More processes or threads only add context switches and memory; an open loop
+of 200 requests per second needs few requests in flight (Little's law: 200/s x 10 ms = 2).
+Each worker loads the URLconf at boot (a config hook): Django imports it at the first request,
+and through engine.stats that is scipy, 1.7 s of CPU per worker that would land in the first
+phase.
 """
 from __future__ import annotations
 
@@ -170,8 +195,9 @@ def explain_lease_query(project) -> str:
 def _lease_worker(project_id: int, user_ids: list[int], n: int, out) -> None:
     """One process, one connection, its own annotators: n leases through `services.lease_next`,
     timing the lease statement (from Django's cursor to its result) and the whole call (BEGIN,
-    the annotator's lock, the statement, the item's claim, COMMIT). Each lease is then closed as
-    if judged (untimed), so that its annotator may take the next one."""
+    the annotator's lock, the statement, the item's claim, COMMIT). The annotators take turns;
+    after each turn their leases are closed as if judged (one untimed UPDATE), so that each may
+    take the next one."""
     from django.contrib.auth import get_user_model
     from django.db import connection
 
@@ -191,15 +217,18 @@ def _lease_worker(project_id: int, user_ids: list[int], n: int, out) -> None:
         finally:
             statement_ms.append((time.perf_counter() - t0) * 1000)
 
-    call_ms = []
+    call_ms, turn = [], []
     with connection.execute_wrapper(timed), connection.cursor() as closer:
         for k in range(n):
             t0 = time.perf_counter()
             lease, created = services.lease_next(project=project, annotator=users[k % len(users)])
             call_ms.append((time.perf_counter() - t0) * 1000)
             assert created, "the queue ran dry"
-            closer.execute("UPDATE annotation_lease SET state = 'submitted', closed_at = now() WHERE id = %s",
-                           [lease.pk])
+            turn.append(lease.pk)
+            if len(turn) == len(users) or k == n - 1:
+                closer.execute("UPDATE annotation_lease SET state = 'submitted', closed_at = now() "
+                               "WHERE id = ANY(%s)", [turn])
+                turn = []
     connection.close()
     out.put((statement_ms, call_ms))
 

@@ -71,6 +71,19 @@ def _token_statement():
     return cached
 
 
+def _cursor():
+    """On PostgreSQL a server-side-binding cursor, so that psycopg prepares the look-up on each
+    connection (DATABASES OPTIONS prepare_threshold) and PostgreSQL stops parsing and planning
+    it; Django's cursor wrapper keeps it visible to query logging."""
+    if connection.vendor != "postgresql":
+        return connection.cursor()
+    import psycopg
+
+    connection.ensure_connection()
+    raw = psycopg.Cursor(connection.connection)
+    return connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
+
+
 def token_with_user(key_sha256: str) -> ApiToken | None:
     """The token with this key hash and its user, in one written-out statement.
 
@@ -80,7 +93,7 @@ def token_with_user(key_sha256: str) -> ApiToken | None:
     last_used_at loaded (other fields load on access).
     """
     statement, converters, user_names = _token_statement()
-    with connection.cursor() as cur:
+    with _cursor() as cur:
         cur.execute(statement, [key_sha256])
         row = cur.fetchone()
     if row is None:
