@@ -33,7 +33,9 @@ QUEUE_STATES = [ItemState.READY, ItemState.IN_PROGRESS]
 class Item(models.Model):
     """The unit of annotation. Its `state` moves only through `annotation.states.item_transition`."""
 
-    project = models.ForeignKey("engine.Project", on_delete=models.CASCADE, related_name="items")
+    # db_index=False here and on the foreign keys so marked below: another index of the table leads
+    # with the column already, and every index is one more write per lease, judgement and comparison.
+    project = models.ForeignKey("engine.Project", on_delete=models.CASCADE, related_name="items", db_index=False)
     round = models.ForeignKey("engine.Round", on_delete=models.CASCADE, related_name="items")
     mask = models.ForeignKey("engine.ObjectMask", on_delete=models.CASCADE, related_name="items")
     state = models.CharField(max_length=16, choices=ItemState.choices, default=ItemState.WAITING)
@@ -89,8 +91,9 @@ class Lease(models.Model):
         EXPIRED = "expired", "Expired"
 
     project = models.ForeignKey("engine.Project", on_delete=models.CASCADE, related_name="+")
-    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="leases")
-    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="leases")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="leases", db_index=False)
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="leases",
+                                  db_index=False)
     state = models.CharField(max_length=16, choices=State.choices, default=State.ACTIVE)
     seed = models.BigIntegerField(help_text="Seed of the random candidate order and sides (replayable).")
     order = models.JSONField(help_text="Candidate ids in this annotator's tournament order.")
@@ -122,9 +125,10 @@ class Judgement(models.Model):
         REJECTED = "rejected", "Rejected by review (left out of exports)"
         SUPERSEDED = "superseded", "Superseded by a correction (left out of exports)"
 
-    project = models.ForeignKey("engine.Project", on_delete=models.CASCADE, related_name="+")
-    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="judgements")
-    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="judgements")
+    project = models.ForeignKey("engine.Project", on_delete=models.CASCADE, related_name="+", db_index=False)
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="judgements", db_index=False)
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="judgements",
+                                  db_index=False)
     lease = models.ForeignKey(Lease, on_delete=models.PROTECT, related_name="judgements")
     key = models.CharField(max_length=64, help_text="Client-generated idempotency key, unique per annotator.")
     supersedes = models.OneToOneField(
@@ -176,7 +180,7 @@ class Comparison(models.Model):
         RIGHT = "right", "Right better"
         EQUAL = "equal", "Equal"
 
-    judgement = models.ForeignKey(Judgement, on_delete=models.CASCADE, related_name="comparisons")
+    judgement = models.ForeignKey(Judgement, on_delete=models.CASCADE, related_name="comparisons", db_index=False)
     index = models.PositiveSmallIntegerField(help_text="1 for the first comparison of the run.")
     left = models.ForeignKey("modelzoo.Candidate", on_delete=models.PROTECT, related_name="+")
     right = models.ForeignKey("modelzoo.Candidate", on_delete=models.PROTECT, related_name="+")

@@ -1,6 +1,6 @@
 """Benchmark of the annotation queue on PostgreSQL (issue 4). Not a test: run it by hand.
 
-    .venv/bin/python bench/queue.py [--items 100000] [--duration 20] [--workers 3] [--threads 2]
+    .venv/bin/python bench/queue.py [--items 100000] [--duration 20] [--workers 2] [--threads 3]
 
 It creates its own database (`engine_bench`, dropped at the end), fills it with ready items
 (4 candidates each) by SQL, then measures:
@@ -29,16 +29,16 @@ The load generator is one process: 64 coroutines, each with one keep-alive HTTP/
 written and read by hand (about 0.5 ms of CPU per judgement; `requests` in threads took several
 times that from the two cores it shares with the server).
 
-gunicorn: 3 gthread workers x 2 threads by default, for two cores. A worker's Python is about
-60% of the CPU of a request and PostgreSQL the rest, so two busy cores need more than one
-process's worth of Python (one process holds the GIL on one core at a time) and, while a worker
-waits for PostgreSQL, something else to run: three processes keep both cores fed without the
-GIL switching that many threads in one process cost, and a second thread per worker covers the
-database waits. More processes or threads only add context switches and memory; an open loop
-of 200 requests per second needs few requests in flight (Little's law: 200/s x 10 ms = 2).
-Each worker loads the URLconf at boot (a config hook): Django imports it at the first request,
-and through engine.stats that is scipy, 1.7 s of CPU per worker that would land in the first
-phase.
+gunicorn: 2 gthread workers x 3 threads by default, for two cores. A worker's Python is about
+two thirds of the CPU of a judgement and PostgreSQL the rest, so both cores need Python from
+more than one process (one process runs Python on one core at a time, the GIL), and a worker
+waiting for PostgreSQL needs another request to go on with: two processes, one per core, with
+three threads each. More processes cost more than they gain on two cores: measured on this
+machine with 64 annotators at saturation, 2x3 gave 179-270 judgements/s at 4.6-5.3 ms of
+gunicorn CPU per judgement, 2x2 122-175 at 5.1-7.0, 3x2 83-131 at 5.3-7.7, 4x1 81-107 at
+6.9-9.8 and 6x1 88 at 10.5 (the other core busy with someone's training, hence the spread).
+Each worker loads the URLconf at boot and freezes the garbage collector's view (see
+`gunicorn_config`).
 """
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ ADMIN_URL = os.environ.get("BENCH_ADMIN_URL", "postgres://postgres:postgres@127.
 DB_NAME = "engine_bench"
 DB_URL = ADMIN_URL.rsplit("/", 1)[0] + "/" + DB_NAME
 ANNOTATORS = 64
-WORKERS, THREADS = 3, 2  # gunicorn; see the docstring
+WORKERS, THREADS = 2, 3  # gunicorn; see the docstring
 
 
 def pct(values, q):
@@ -485,13 +485,16 @@ def db_counts(acked_ids: list[int]) -> dict:
 
 
 def gunicorn_config() -> Path:
-    """A gunicorn config whose hook loads the URLconf in each worker at boot. Django imports it at
-    the first request, and through engine.stats that is scipy: about 1.7 s of CPU per worker,
-    which would land in the first phase's latencies and CPU figures."""
+    """A gunicorn config whose hook, in each worker at boot, loads the URLconf (Django imports it
+    at the first request, and through engine.stats that is scipy: about 1.7 s of CPU per worker,
+    which would land in the first phase) and then freezes the objects made so far out of the
+    garbage collector's sight (a full collection then took 5 ms instead of 70 ms)."""
     path = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-queue-gunicorn-{os.getpid()}.py"
     path.write_text("def post_worker_init(worker):\n"
+                    "    import gc\n\n"
                     "    from django.urls import get_resolver\n\n"
-                    "    get_resolver().url_patterns\n")
+                    "    get_resolver().url_patterns\n"
+                    "    gc.freeze()\n")
     return path
 
 
