@@ -36,7 +36,7 @@ class Item(models.Model):
     # db_index=False here and on the foreign keys so marked below: another index of the table leads
     # with the column already, and every index is one more write per lease, judgement and comparison.
     project = models.ForeignKey("engine.Project", on_delete=models.CASCADE, related_name="items", db_index=False)
-    round = models.ForeignKey("engine.Round", on_delete=models.CASCADE, related_name="items")
+    round = models.ForeignKey("engine.Round", on_delete=models.CASCADE, related_name="items", db_index=False)
     mask = models.ForeignKey("engine.ObjectMask", on_delete=models.CASCADE, related_name="items")
     state = models.CharField(max_length=16, choices=ItemState.choices, default=ItemState.WAITING)
     state_reason = models.TextField(blank=True, help_text="Why the item is in its state (failure, flag, skip).")
@@ -148,7 +148,8 @@ class Judgement(models.Model):
     gold_correct = models.BooleanField(null=True, blank=True, help_text="On a gold item: winner == gold answer.")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACCEPTED)
     reviewed_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        db_index=False,  # judgement_reviewed_idx, partial: most judgements are never reviewed
     )
     review_reason = models.TextField(blank=True)
     reviewed_at = models.DateTimeField(null=True, blank=True)
@@ -166,6 +167,7 @@ class Judgement(models.Model):
             models.Index(fields=["project", "annotator", "created_at"], name="judgement_annotator_idx"),
             models.Index(fields=["item", "status"], name="judgement_item_idx"),
             models.Index(fields=["project", "status", "created_at"], name="judgement_review_idx"),
+            models.Index(fields=["reviewed_by"], condition=Q(reviewed_by__isnull=False), name="judgement_reviewed_idx"),
         ]
 
     def __str__(self) -> str:

@@ -94,7 +94,10 @@ def _item_settle(item: Item, project: Project, *, ratings: list[int] | None = No
         return
     active = item.claims - item.judgements_done
     if not item.is_gold and item.judgements_done >= project.overlap:
-        if ratings is None:
+        if ratings is None and sql.is_postgresql():  # every completed item of an overlap k > 1 asks
+            ratings = sql.fetchone("SELECT array_agg(rating) FROM annotation_judgement WHERE item_id = %s "
+                                   "AND status = 'accepted'", [item.pk])[0] or []
+        elif ratings is None:
             ratings = list(
                 item.judgements.filter(status=Judgement.Status.ACCEPTED).values_list("rating", flat=True)
             )
@@ -102,13 +105,19 @@ def _item_settle(item: Item, project: Project, *, ratings: list[int] | None = No
         hard = bool(ratings) and statistics.median(ratings) < alpha
         also = [*COUNTERS, "hard_case"] if item.hard_case != hard else COUNTERS
         item.hard_case = hard
-        if hard and not item.artist_meshes.exists():
+        if hard and not _has_artist_mesh(item):
             item_transition(item=item, to=ItemState.HARD_CASE, reason=f"median rating below alpha={alpha}",
                             also=also)
         else:
             item_transition(item=item, to=ItemState.DONE, reason="artist mesh" if hard else "", also=also)
     else:
         item_transition(item=item, to=ItemState.IN_PROGRESS if active > 0 else ItemState.READY, also=COUNTERS)
+
+
+def _has_artist_mesh(item: Item) -> bool:
+    if sql.is_postgresql():  # every hard case at its last judgement asks
+        return sql.fetchone("SELECT EXISTS (SELECT 1 FROM annotation_artistmesh WHERE item_id = %s)", [item.pk])[0]
+    return item.artist_meshes.exists()
 
 
 def _save_counters(item: Item) -> None:
