@@ -135,7 +135,8 @@ def _judgement_body(judgement: Judgement, *, loaded: bool = False) -> dict:
 
 
 class NextItemIn(serializers.Serializer):
-    exclude = serializers.ListField(child=serializers.IntegerField(), required=False, default=list, max_length=10)
+    exclude = serializers.ListField(child=serializers.IntegerField(min_value=-(2**63), max_value=2**63 - 1),
+                                    required=False, default=list, max_length=10)  # ids are bigint
 
 
 class JsonOnly(DefaultContentNegotiation):

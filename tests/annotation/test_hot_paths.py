@@ -63,6 +63,8 @@ def test_malformed_submissions_fail_as_in_the_serializer(body):
     ({"lease": 10**30}, 404, "not_found"),
     ({"lease": "abc"}, 400, "invalid"),
     ({"winner": 10**30}, 400, "invalid_candidate"),
+    ({"supersedes": 10**30}, 404, "not_found"),
+    ({"comparisons": [{"left": 10**30, "right": 1, "outcome": "left"}] * 3}, 400, "invalid_candidate"),
     ({"key": 5}, 201, None),  # the serializer reads a number as its text, as before
 ])
 def test_odd_submissions_get_a_clear_answer(project, member, next_item, api, change, status, code):
@@ -157,3 +159,20 @@ def test_token_authentication_on_the_queue(project, member):
     assert r.status_code == 401 and "revoked" in r.json()["error"]["message"]
     assert APIClient(HTTP_AUTHORIZATION=f"Token {uuid.uuid4()}").post(
         f"/api/v1/projects/{project.slug}/next-item").status_code == 401
+
+
+@pytest.mark.parametrize("path, body", [
+    ("next-item", {"exclude": [10**30]}),
+    ("next-item", {"exclude": [-(10**30), 5]}),
+    ("next-item", {"exclude": "5"}),
+    ("next-item", {"exclude": [None]}),
+    ("items/{big}/judgements", None),
+    ("leases/{big}/renew", {}),
+])
+def test_ids_beyond_the_database_range_are_4xx(project, member, api, path, body):
+    ready_item(project)
+    a = member("annotator")
+    url = f"/api/v1/projects/{project.slug}/{path}" if path == "next-item" else "/api/v1/" + path.format(big=10**30)
+    r = api(a).post(url, body if body is not None else judgement_body(
+        api(a).post(f"/api/v1/projects/{project.slug}/next-item").json()), format="json")
+    assert 400 <= r.status_code < 500, (r.status_code, r.content[:300])
