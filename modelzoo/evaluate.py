@@ -29,8 +29,10 @@ KEYS = ("voxel_iou@64", "chamfer", "fscore@0.01", "fscore@0.05", "rotation_error
         "box_iou_3d", "translation_error_m")
 
 
-def gold_set(n: int, start: int = 0):
-    return (sample_scene(GOLD_SEED_BASE + i) for i in range(start, start + n))
+def gold_set(n: int, start: int = 0, domain: str = "primitives"):
+    """Scenes `start`..`start + n` of the gold set of a scene domain (`modelzoo.synth.DOMAINS`):
+    the same seeds for every domain, never used for training."""
+    return (sample_scene(GOLD_SEED_BASE + i, domain=domain) for i in range(start, start + n))
 
 
 def baseline_candidate(sample) -> tuple[np.ndarray, np.ndarray, Layout]:
@@ -60,14 +62,15 @@ def _summary(rows: list[dict]) -> dict:
     return out
 
 
-def evaluate(checkpoint: str, n: int = 200, steps: int = 4, best_of: int = 0, start: int = 0, log=print) -> dict:
+def evaluate(checkpoint: str, n: int = 200, steps: int = 4, best_of: int = 0, start: int = 0, log=print,
+             domain: str = "primitives") -> dict:
     from modelzoo.builtin import BuiltinGenerator
 
     gen = BuiltinGenerator.from_checkpoint(checkpoint)
     model_rows, base_rows, best_rows = [], [], []
     t0 = time.time()
     gen_time = 0.0
-    for i, s in enumerate(gold_set(n, start)):
+    for i, s in enumerate(gold_set(n, start, domain)):
         gt_v, gt_f = s.gt_mesh(64)
         seeds = list(range(max(1, best_of)))
         tg = time.perf_counter()
@@ -85,7 +88,7 @@ def evaluate(checkpoint: str, n: int = 200, steps: int = 4, best_of: int = 0, st
         if log and (i + 1) % 50 == 0:
             log(f"evaluated {i + 1}/{n} ({time.time() - t0:.0f}s)")
     result = {
-        "gold_set": {"n": n, "seed_base": GOLD_SEED_BASE + start, "steps": steps},
+        "gold_set": {"n": n, "seed_base": GOLD_SEED_BASE + start, "steps": steps, "domain": domain},
         "model": _summary(model_rows),
         "baseline_sphere": _summary(base_rows),
         "generate_seconds_per_object": gen_time / n,
@@ -111,12 +114,13 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--best-of", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--domain", default="primitives", help="Scene domain of the gold set (modelzoo.synth.DOMAINS).")
     args = ap.parse_args(argv)
     import torch
 
     torch.set_num_threads(args.threads)
     result = evaluate(args.checkpoint, n=args.n, steps=args.steps, best_of=args.best_of,
-                      log=lambda m: print(m, flush=True))
+                      log=lambda m: print(m, flush=True), domain=args.domain)
     print(format_table(result))
     print(json.dumps(result))
     return 0

@@ -39,8 +39,12 @@ RATING_EDGES = (0.3, 0.45, 0.6, 0.75)
 class Setting:
     rounds: int = 2
     annotators: int = 2
-    items_per_round: int = 96
+    items_per_round: int = 300
     candidates: int = 6
+    # The objects' shape distribution (`modelzoo.synth.DOMAINS`). "household" is a target domain
+    # the bootstrap was not pretrained on, as real photos are for SAM 3D; "primitives" is the
+    # pretraining distribution itself (docs/loop.md: where the loop cannot add much).
+    domain: str = "household"
     steps: int = 4
     noise: float = 0.1  # probability that a strict preference is flipped
     equal_margin: float = 0.02  # |IoU difference| below this: "equal"
@@ -52,6 +56,9 @@ class Setting:
     from_start: bool = False  # train every round from the start checkpoint (else from the previous one)
     inline_generation: bool = False
     seed: int = 0
+    # "dpo": preferences from the parent as reference; "both": SFT on the chosen candidates first
+    # (docs/loop.md: SFT on the model's own samples lowered the gold metrics in every variant tried).
+    stage: str = "dpo"
     hyperparameters: dict = field(default_factory=dict)
 
 
@@ -256,7 +263,7 @@ class Simulation:
         mask_ids = []
         for i in range(self.st.items_per_round):
             seed = SIM_SEED_BASE + self.st.seed * 1_000_000 + round_index * 10_000 + i
-            s = sample_scene(seed)
+            s = sample_scene(seed, domain=self.st.domain)
             buf = io.BytesIO()
             PILImage.fromarray(s.image).save(buf, format="PNG")
             # With the true camera, as the gold set is evaluated (the trainer gets it from the
@@ -342,9 +349,11 @@ class Simulation:
         try:
             self.log(f"project {self.slug}: evaluating the start checkpoint {self.bootstrap} on "
                      f"{self.st.eval_n} gold scenes")
-            ev = self.bootstrap.evaluation or {}
-            if (ev.get("gold_set") or {}).get("n") != self.st.eval_n or "per_scene" not in ev:
-                training.checkpoint_evaluate(checkpoint=self.bootstrap, n=self.st.eval_n, log_fn=self.log)
+            for domain in self._eval_domains():
+                ev = training.checkpoint_evaluation(self.bootstrap, domain)
+                if (ev.get("gold_set") or {}).get("n") != self.st.eval_n or "per_scene" not in ev:
+                    training.checkpoint_evaluate(checkpoint=self.bootstrap, n=self.st.eval_n, domain=domain,
+                                                 log_fn=self.log)
             checkpoints = [self.bootstrap]
             total_rounds = self.st.rounds + (1 if self.st.rating_round else 0)
             for index in range(1, total_rounds + 1):
@@ -369,12 +378,15 @@ class Simulation:
                     if self.st.cumulative and index > 1:
                         sft_id, dpo_id = self._cumulative_snapshots(index)
                     run = training.training_run_create(
-                        project=self.project, stage="both", sft_snapshot_id=sft_id, dpo_snapshot_id=dpo_id,
+                        project=self.project, stage=self.st.stage, sft_snapshot_id=sft_id, dpo_snapshot_id=dpo_id,
                         parent=checkpoints[0] if self.st.from_start else checkpoints[-1], round=rnd,
                         hyperparameters=self.st.hyperparameters)
                     run = training.training_run_execute(run_id=run.pk, eval_n=self.st.eval_n,
                                                         log_fn=lambda m: self.log("  " + m))
                     cp = run.checkpoint
+                    if self.st.domain != "primitives":  # the run evaluated it on the pretraining domain
+                        training.checkpoint_evaluate(checkpoint=cp, n=self.st.eval_n, domain=self.st.domain,
+                                                     log_fn=lambda m: self.log("  " + m))
                     services.round_checkpoint_set(round=rnd, checkpoint=cp, share=self.st.new_share)
                     checkpoints.append(cp)
                     row.update(checkpoint=str(cp), checkpoint_id=cp.pk, parent_id=cp.parent_id,
@@ -400,19 +412,29 @@ class Simulation:
             ids.append(export_services.snapshot_build(snapshot_id=snap.pk).pk)
         return ids[0], ids[1]
 
+    def _eval_domains(self) -> list[str]:
+        """Gold sets every checkpoint is scored on: the project's domain, and the pretraining one."""
+        return list(dict.fromkeys([self.st.domain, "primitives"]))
+
     def _metrics(self, cp) -> dict:
-        m = (cp.evaluation or {}).get("model", {})
+        from engine.rounds.training import checkpoint_evaluation
+
+        m = checkpoint_evaluation(cp, self.st.domain).get("model", {})
+        pre = checkpoint_evaluation(cp, "primitives").get("model", {})
         return {"voxel_iou": m.get("voxel_iou@64"), "chamfer": m.get("chamfer"), "fscore@0.05": m.get("fscore@0.05"),
-                "rotation_error_deg": m.get("rotation_error_deg")}
+                "rotation_error_deg": m.get("rotation_error_deg"), "voxel_iou_primitives": pre.get("voxel_iou@64"),
+                "chamfer_primitives": pre.get("chamfer")}
 
     # -- report --------------------------------------------------------------------------------
     def report(self, checkpoints, rt, seconds) -> dict:
         fitted, comps, win_rate = rt["fitted"], rt["comparisons"], rt["win_rate"]
         b = self._metrics(self.bootstrap)
-        per_b = self.bootstrap.evaluation["per_scene"]
+        from engine.rounds.training import checkpoint_evaluation
+
+        per_b = checkpoint_evaluation(self.bootstrap, self.st.domain)["per_scene"]
         lines = []
         head = (f"{'round':>5} {'items':>5} {'judged':>6} {'accept':>6} {'hard':>5} {'sft':>4} {'dpo':>5} "
-                f"{'checkpoint':<28} {'vIoU@64':>8} {'chamfer':>8} {'dIoU':>7} {'dCham':>8} {'elo [95% CI]':>22} "
+                f"{'checkpoint':<28} {'vIoU@64':>8} {'chamfer':>8} {'dIoU':>7} {'dCham':>8} {'prim.IoU':>8} {'elo [95% CI]':>22} "
                 f"{'vs parent':>9} {'dpo acc':>7}")
         lines.append(head)
 
@@ -421,8 +443,10 @@ class Simulation:
             return "-" if r is None else f"{r.rating:.0f} [{r.ci_low:.0f},{r.ci_high:.0f}] n={r.comparisons}"
 
         lines.append(f"{0:>5} {'-':>5} {'-':>6} {'-':>6} {'-':>5} {'-':>4} {'-':>5} {str(self.bootstrap)[:28]:<28} "
-                     f"{b['voxel_iou']:>8.4f} {b['chamfer']:>8.4f} {'':>7} {'':>8} {elo(self.bootstrap.pk):>22}")
+                     f"{b['voxel_iou']:>8.4f} {b['chamfer']:>8.4f} {'':>7} {'':>8} {b['voxel_iou_primitives']:>8.4f} "
+                     f"{elo(self.bootstrap.pk):>22}")
         viou, cham, elos = [b["voxel_iou"]], [b["chamfer"]], [0.0 if self.bootstrap.pk in fitted else None]
+        viou_pre, cham_pre = [b["voxel_iou_primitives"]], [b["chamfer_primitives"]]
         paired = []
         for row in self.rows:
             f = lambda v, w=6, p=2: "-" if v is None else f"{v:>{w}.{p}f}"  # noqa: E731
@@ -433,7 +457,7 @@ class Simulation:
                 from modelzoo.models import Checkpoint
 
                 cp = Checkpoint.objects.get(pk=cid)
-                per = cp.evaluation["per_scene"]
+                per = checkpoint_evaluation(cp, self.st.domain)["per_scene"]
                 d_iou = np.asarray(per["voxel_iou@64"]) - np.asarray(per_b["voxel_iou@64"])
                 d_ch = np.asarray(per["chamfer"]) - np.asarray(per_b["chamfer"])
                 se = lambda d: float(d.std(ddof=1) / np.sqrt(len(d)))  # noqa: E731
@@ -445,8 +469,10 @@ class Simulation:
                             if self.bootstrap.pk in fitted else None)
                 viou.append(row["voxel_iou"])
                 cham.append(row["chamfer"])
+                viou_pre.append(row["voxel_iou_primitives"])
+                cham_pre.append(row["chamfer_primitives"])
                 cols += (f"{row['checkpoint'].replace(self.slug + '-', '')[:28]:<28} {row['voxel_iou']:>8.4f} {row['chamfer']:>8.4f} "
-                         f"{d_iou.mean():>+7.4f} {d_ch.mean():>+8.4f} {elo(cid):>22} "
+                         f"{d_iou.mean():>+7.4f} {d_ch.mean():>+8.4f} {row['voxel_iou_primitives']:>8.4f} {elo(cid):>22} "
                          f"{'-' if vs['win_rate'] is None else format(vs['win_rate'], '.3f'):>9} "
                          f"{f(row.get('dpo_reward_accuracy'), 7, 3)}")
             else:
@@ -455,6 +481,9 @@ class Simulation:
         table = "\n".join(lines)
         result = {
             "viou_by_round": [round(v, 5) for v in viou], "chamfer_by_round": [round(v, 5) for v in cham],
+            "domain": self.st.domain,
+            "viou_by_round_primitives_gold": [round(v, 5) for v in viou_pre],
+            "chamfer_by_round_primitives_gold": [round(v, 5) for v in cham_pre],
             "elo_by_round": elos, "paired_vs_bootstrap": paired,
             "judgements_by_round": [r["judgements"] for r in self.rows],
             "acceptance_by_round": [r["acceptance_rate"] for r in self.rows],

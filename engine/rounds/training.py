@@ -27,7 +27,7 @@ MODEL_QUEUE = "model"
 #: Gold scenes of the offline evaluation of every new checkpoint (modelzoo.evaluate's set).
 EVAL_GOLD_SIZE = 100
 PROGRESS_EVERY_STEPS = 10
-_GOLD: list = []  # (scene, gt vertices, gt faces) of the gold set, per process
+_GOLD: dict[str, list] = {}  # domain -> [(scene, gt vertices, gt faces)] of its gold set, per process
 
 _TRANSITIONS = {
     TrainingRun.State.PENDING: {TrainingRun.State.RUNNING, TrainingRun.State.FAILED},
@@ -140,35 +140,48 @@ def snapshot_materialise(*, snapshot, folder: Path) -> Path:
     return folder
 
 
-def checkpoint_evaluate(*, checkpoint, n: int = EVAL_GOLD_SIZE, log_fn=None) -> dict:
+def checkpoint_evaluate(*, checkpoint, n: int = EVAL_GOLD_SIZE, domain: str = "primitives", log_fn=None) -> dict:
     """Offline metrics of a built-in checkpoint on the first `n` scenes of the held-out synthetic
-    gold set (`modelzoo.evaluate`: seed 0, 4 steps), stored on `Checkpoint.evaluation`."""
-    from modelzoo.evaluate import _summary, gold_set, score
+    gold set of a scene domain (`modelzoo.evaluate`: seed 0, 4 steps), stored on
+    `Checkpoint.evaluation`: the pretraining domain ("primitives") at the top level, any other
+    under `evaluation["domains"][domain]` (a simulated project's target domain)."""
+    from modelzoo.evaluate import GOLD_SEED_BASE, _summary, gold_set, score
     from modelzoo.generators.base import GenerationRequest
     from modelzoo.generators.registry import generator_for_checkpoint
+    from modelzoo.models import Checkpoint
 
     gen = generator_for_checkpoint(checkpoint)
     rows, t0 = [], time.time()
-    if len(_GOLD) < n:  # scenes and ground-truth meshes, kept for the next checkpoint
-        _GOLD.extend((s, *s.gt_mesh(64)) for s in gold_set(n - len(_GOLD), start=len(_GOLD)))
-    for s, gt_v, gt_f in _GOLD[:n]:
+    gold = _GOLD.setdefault(domain, [])
+    if len(gold) < n:  # scenes and ground-truth meshes, kept for the next checkpoint
+        gold.extend((s, *s.gt_mesh(64)) for s in gold_set(n - len(gold), start=len(gold), domain=domain))
+    for s, gt_v, gt_f in gold[:n]:
         c = gen.generate(GenerationRequest(image=s.image, mask=s.mask, seeds=[0], steps=4,
                                            intrinsics=s.intrinsics))[0]
         rows.append(score(c.vertices, c.faces, c.layout, gt_v, gt_f, s.layout))
-    from modelzoo.evaluate import GOLD_SEED_BASE
-
-    result = {"gold_set": {"n": n, "seed_base": GOLD_SEED_BASE, "steps": 4}, "model": _summary(rows),
+    result = {"gold_set": {"n": n, "seed_base": GOLD_SEED_BASE, "steps": 4, "domain": domain},
+              "model": _summary(rows),
               "per_scene": {"voxel_iou@64": [round(r["voxel_iou@64"], 4) for r in rows],
                             "chamfer": [round(r["chamfer"], 5) for r in rows]},
               "seconds": round(time.time() - t0, 1)}
-    from modelzoo.models import Checkpoint
-
-    Checkpoint.objects.filter(pk=checkpoint.pk).update(evaluation=result)
-    checkpoint.evaluation = result
+    with transaction.atomic():  # merge: another domain's figures may be stored meanwhile
+        stored = Checkpoint.objects.select_for_update().get(pk=checkpoint.pk).evaluation or {}
+        if domain == "primitives":
+            evaluation = {**result, "domains": stored.get("domains", {})}
+        else:
+            evaluation = {**stored, "domains": {**stored.get("domains", {}), domain: result}}
+        Checkpoint.objects.filter(pk=checkpoint.pk).update(evaluation=evaluation)
+    checkpoint.evaluation = evaluation
     if log_fn:
-        log_fn(f"evaluated {checkpoint} on {n} gold scenes: voxel IoU {result['model']['voxel_iou@64']:.4f}, "
+        log_fn(f"evaluated {checkpoint} on {n} {domain} gold scenes: voxel IoU {result['model']['voxel_iou@64']:.4f}, "
                f"Chamfer {result['model']['chamfer']:.4f} ({result['seconds']:.0f}s)")
     return result
+
+
+def checkpoint_evaluation(checkpoint, domain: str = "primitives") -> dict:
+    """The stored evaluation of `checkpoint` on a domain's gold set ({} if none)."""
+    ev = checkpoint.evaluation or {}
+    return ev if domain == "primitives" else (ev.get("domains") or {}).get(domain, {})
 
 
 def training_run_execute(*, run_id: int, evaluate: bool = True, eval_n: int = EVAL_GOLD_SIZE,

@@ -14,7 +14,7 @@ from scipy import ndimage
 from modelzoo.generators.base import Layout
 from modelzoo.synth.render import shade, sphere_trace
 from modelzoo.synth.rotations import axis_angle, matrix_to_quat, quat_to_matrix
-from modelzoo.synth.shapes import NOMINAL_HALF_SIZE, Shape, gt_mesh, occupancy, random_shape
+from modelzoo.synth.shapes import DOMAINS, NOMINAL_HALF_SIZE, Shape, gt_mesh, occupancy
 
 IMAGE_SIZE = 128
 OCC_RES = 32
@@ -140,10 +140,14 @@ def _connected(occ: np.ndarray) -> bool:
     return n == 1
 
 
-def sample_scene(seed: int, size: int = IMAGE_SIZE) -> SynthSample:
+def sample_scene(seed: int, size: int = IMAGE_SIZE, domain: str = "primitives") -> SynthSample:
+    """The scene of `seed`; `domain` names the shape distribution (`shapes.DOMAINS`)."""
+    if domain not in DOMAINS:
+        raise ValueError(f"unknown scene domain {domain!r}; one of {', '.join(DOMAINS)}")
+    make_shape = DOMAINS[domain]
     rng = np.random.default_rng([seed, 20251119])
     while True:
-        shape = random_shape(rng)
+        shape = make_shape(rng)
         occ = occupancy(shape, OCC_RES)
         if occ.sum() > 30 and _connected(occ):
             break

@@ -210,6 +210,60 @@ def random_shape(rng: np.random.Generator) -> Shape:
     return normalise(prims)
 
 
+def household_shape(rng: np.random.Generator) -> Shape:
+    """An everyday tabletop object, upright, made of the same primitives: mug, bottle, can,
+    bowl-like dish, lamp, pedestal table, stool, carton, ball. Its own structured
+    distribution (parts in fixed arrangements, never lying on a side), unlike the random
+    unions of `random_shape` that pretraining sees: the simulated project's target domain."""
+    u = lambda lo, hi: float(rng.uniform(lo, hi))  # noqa: E731
+    kind = str(rng.choice(HOUSEHOLD_KINDS))
+    up = np.eye(3)
+    if kind == "mug":
+        r, h = u(0.45, 0.65), u(0.55, 0.9)
+        tube = u(0.12, 0.16)
+        ring = u(0.28, 0.4) * h
+        handle = Primitive("torus", np.array([ring + tube, tube]), _rot_axis("x", np.pi / 2),
+                           np.array([r + ring * 0.6, u(-0.1, 0.1) * h, 0.0]))
+        prims = [Primitive("cylinder", np.array([r, h]), up, np.zeros(3)), handle]
+    elif kind == "bottle":
+        r, h = u(0.3, 0.45), u(0.7, 1.0)
+        nr, nh = u(0.12, 0.18), u(0.2, 0.35)
+        shoulder = Primitive("cone", np.array([u(0.12, 0.2), r, nr]), up, np.array([0.0, h + 0.1, 0.0]))
+        prims = [Primitive("cylinder", np.array([r, h]), up, np.zeros(3)), shoulder,
+                 Primitive("cylinder", np.array([nr, nh]), up, np.array([0.0, h + 0.2 + nh, 0.0]))]
+    elif kind == "can":
+        prims = [Primitive("cylinder", np.array([u(0.35, 0.6), u(0.45, 0.9)]), up, np.zeros(3))]
+    elif kind == "dish":
+        h = u(0.18, 0.3)
+        prims = [Primitive("cone", np.array([h, u(0.45, 0.6), u(0.8, 1.0)]), up, np.zeros(3)),
+                 Primitive("cylinder", np.array([u(0.3, 0.4), 0.08]), up, np.array([0.0, -h - 0.06, 0.0]))]
+    elif kind == "lamp":
+        sh = u(0.25, 0.4)
+        stem = u(0.4, 0.7)
+        prims = [Primitive("cylinder", np.array([u(0.35, 0.5), 0.07]), up, np.array([0.0, -stem, 0.0])),
+                 Primitive("cylinder", np.array([0.12, stem]), up, np.zeros(3)),
+                 Primitive("cone", np.array([sh, u(0.5, 0.7), u(0.2, 0.35)]), up, np.array([0.0, stem + sh * 0.8, 0.0]))]
+    elif kind == "table":
+        top, leg = u(0.7, 1.0), u(0.5, 0.8)
+        prims = [Primitive("box", np.array([top, 0.08, top * u(0.6, 1.0)]), up, np.array([0.0, leg, 0.0])),
+                 Primitive("cylinder", np.array([u(0.1, 0.15), leg]), up, np.zeros(3)),
+                 Primitive("cylinder", np.array([u(0.35, 0.5), 0.06]), up, np.array([0.0, -leg, 0.0]))]
+    elif kind == "stool":
+        seat = u(0.5, 0.7)
+        prims = [Primitive("cylinder", np.array([seat, 0.09]), up, np.array([0.0, 0.6, 0.0])),
+                 Primitive("cone", np.array([0.6, u(0.35, 0.5), u(0.12, 0.2)]), up, np.zeros(3))]
+    elif kind == "carton":
+        prims = [Primitive("box", np.array([u(0.3, 0.5), u(0.6, 1.0), u(0.3, 0.5)]), up, np.zeros(3))]
+    else:  # ball
+        prims = [Primitive("sphere", np.array([1.0]), up, np.zeros(3))]
+    return normalise(prims)
+
+
+HOUSEHOLD_KINDS = ("mug", "bottle", "can", "dish", "lamp", "table", "stool", "carton", "ball")
+#: Shape distributions by name: "primitives" (pretraining, the gold set) and "household".
+DOMAINS = {"primitives": random_shape, "household": household_shape}
+
+
 def grid_points(resolution: int, lo: float = -1.0, hi: float = 1.0) -> np.ndarray:
     """Cell centres of a resolution^3 grid over [lo, hi]^3, indexed [x, y, z] (ij order)."""
     c = lo + (np.arange(resolution) + 0.5) * (hi - lo) / resolution

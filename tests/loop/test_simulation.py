@@ -16,7 +16,7 @@ from modelzoo.models import Checkpoint, ProjectCheckpoint
 @pytest.mark.django_db(transaction=True)
 def test_one_round_of_the_loop_registers_a_checkpoint_with_lineage(live_server, start_checkpoint_file):
     setting = Setting(rounds=1, annotators=2, items_per_round=3, candidates=3, steps=2, alpha=1, eval_n=2,
-                      rating_round=False, inline_generation=True,
+                      rating_round=False, inline_generation=True, stage="both", domain="household",
                       hyperparameters={"sft_steps": 3, "dpo_steps": 3, "sft_batch": 4, "dpo_batch": 4,
                                        "noise_repeats": 2})
     out = Simulation(setting, slug="tiny-sim", base_url=live_server.url, checkpoint_path=str(start_checkpoint_file),
@@ -32,6 +32,9 @@ def test_one_round_of_the_loop_registers_a_checkpoint_with_lineage(live_server, 
     assert cp.lineage["round"] == 1 and cp.lineage["parent_sha256"] == start.sha256
     assert cp.recipe["hyperparameters"]["sft_steps"] == 3 and "dpo" in cp.recipe["history"]
     assert cp.evaluation["gold_set"]["n"] == 2 and 0 <= cp.evaluation["model"]["voxel_iou@64"] <= 1
+    # scored on the project's own domain too, stored beside the pretraining gold set's figures
+    household = cp.evaluation["domains"]["household"]
+    assert household["gold_set"]["domain"] == "household" and len(household["per_scene"]["voxel_iou@64"]) == 2
     run = TrainingRun.objects.get(round=rnd)
     assert run.state == "done" and run.progress["stage"] == "dpo" and run.progress["fraction"] == 1.0
     # the new checkpoint generates next, mixed with its parent
@@ -39,6 +42,8 @@ def test_one_round_of_the_loop_registers_a_checkpoint_with_lineage(live_server, 
         cp.pk: 0.5, start.pk: 0.5}
     result = out["result"]
     assert len(result["viou_by_round"]) == 2 and len(result["chamfer_by_round"]) == 2
+    assert result["viou_by_round"][1] == round(household["model"]["voxel_iou@64"], 5)
+    assert len(result["viou_by_round_primitives_gold"]) == 2 and result["domain"] == "household"
     assert result["judgements_by_round"] == [3]
     json.dumps(result)
     call_command("round", "status", "--project", "tiny-sim")

@@ -23,6 +23,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         from engine.rounds.simulation import Setting
+        from modelzoo.synth.shapes import DOMAINS
 
         d = Setting()
         parser.add_argument("--rounds", type=int, default=d.rounds)
@@ -49,6 +50,11 @@ class Command(BaseCommand):
         parser.add_argument("--base-url", help="Use this running server instead of starting gunicorn.")
         parser.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE",
                             help="Trainer hyper-parameter, e.g. --hp beta=500 --hp sft_steps=300.")
+        parser.add_argument("--domain", default=d.domain, choices=sorted(DOMAINS),
+                            help="Shape distribution of the objects (the held-out gold set of the same domain "
+                                 "gives the table's metrics; the pretraining gold set is shown beside).")
+        parser.add_argument("--stage", default=d.stage, choices=["dpo", "both", "sft"],
+                            help="What each round trains (default dpo; docs/loop.md says why).")
         parser.add_argument("--seed", type=int, default=0)
 
     def handle(self, *args, **opts):
@@ -70,7 +76,7 @@ class Command(BaseCommand):
                           candidates=opts["candidates"], noise=opts["noise"], equal_margin=opts["equal_margin"],
                           alpha=opts["alpha"], new_share=opts["share"], rating_round=not opts["no_rating_round"],
                           eval_n=opts["eval_n"], cumulative=opts["cumulative"], from_start=opts["from_start"], inline_generation=opts["inline_generation"], seed=opts["seed"],
-                          hyperparameters=hp)
+                          domain=opts["domain"], stage=opts["stage"], hyperparameters=hp)
         t0 = time.time()
 
         def log(msg):
