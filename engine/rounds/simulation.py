@@ -39,8 +39,8 @@ RATING_EDGES = (0.3, 0.45, 0.6, 0.75)
 class Setting:
     rounds: int = 2
     annotators: int = 2
-    items_per_round: int = 300
-    candidates: int = 6
+    items_per_round: int = 400
+    candidates: int = 8  # best-of-8, as in SAM 3D
     # The objects' shape distribution (`modelzoo.synth.DOMAINS`). "household" is a target domain
     # the bootstrap was not pretrained on, as real photos are for SAM 3D; "primitives" is the
     # pretraining distribution itself (docs/loop.md: where the loop cannot add much).
@@ -351,7 +351,8 @@ class Simulation:
                      f"{self.st.eval_n} gold scenes")
             for domain in self._eval_domains():
                 ev = training.checkpoint_evaluation(self.bootstrap, domain)
-                if (ev.get("gold_set") or {}).get("n") != self.st.eval_n or "per_scene" not in ev:
+                if (ev.get("gold_set") or {}).get("n") != self.st.eval_n or "per_scene" not in ev or \
+                        ev["gold_set"].get("seeds") != list(training.EVAL_SEEDS):
                     training.checkpoint_evaluate(checkpoint=self.bootstrap, n=self.st.eval_n, domain=domain,
                                                  log_fn=self.log)
             checkpoints = [self.bootstrap]
