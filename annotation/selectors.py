@@ -69,7 +69,8 @@ def _item_sql() -> str:
     return (f"SELECT {sql.columns(Item, 'i')}, {sql.columns(Round, 'r')}, {sql.columns(Project, 'p')}, "
             "(SELECT array_agg(m.role) FROM engine_membership m WHERE m.project_id = p.id AND m.user_id = %(user)s), "
             f"{sql.columns(Lease, 'l')} "
-            "FROM annotation_item i JOIN engine_round r ON r.id = i.round_id JOIN engine_project p ON p.id = i.project_id "
+            "FROM annotation_item i JOIN engine_round r ON r.id = i.round_id "
+            "JOIN engine_project p ON p.id = i.project_id "
             "LEFT JOIN annotation_lease l ON l.id = %(lease)s AND l.item_id = i.id AND l.annotator_id = %(user)s "
             "WHERE i.id = %(item)s")
 

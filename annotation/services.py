@@ -13,7 +13,6 @@ An item is never offered twice to one annotator: `Lease(item, annotator)` is uni
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import hashlib
 import json
 import random
@@ -22,8 +21,8 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from django.db import IntegrityError, connection, transaction
-from django.db.models import Case, Exists, JSONField, OuterRef, Q, Subquery, When
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, JSONField, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from annotation import sql
