@@ -397,9 +397,10 @@ async def _annotator(http: _Http, mode: str, start_at: float, end: float, period
 async def _load(host: str, port: int, tokens: list[str], mode: str, duration: float, rate_per_s: float) -> dict:
     period = len(tokens) / rate_per_s  # each annotator: one next-item and one submission per period
     rec = {"next": [], "next_sched": [], "late_ms": [], "submit": [], "submit_sched": [], "acked": [], "errors": 0}
+    # Each annotator connects at its first request, as a browser does. (Connected ahead and left
+    # silent, the connections would each hold one of gunicorn's gthread threads, which waits up
+    # to 5 s for a new connection's first request: a start-up stall of hundreds of ms.)
     clients = [_Http(host, port, token) for token in tokens]
-    for http in clients:  # connect (and warm each connection) before the clock starts
-        http.reader, http.writer = await asyncio.open_connection(host, port)
     loop = asyncio.get_running_loop()
     start_at = loop.time() + 0.5
     end = start_at + duration
