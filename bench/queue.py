@@ -10,7 +10,8 @@ It creates its own database (`engine_bench`, dropped at the end), fills it with 
      connections (8 forked processes, 8 annotators each), at 10,000 and at the full item count;
      also the whole lease_next call (BEGIN, the annotator's lock, the statement, the item's
      claim, COMMIT);
-  2. 64 simulated annotators through the HTTP API served by gunicorn, open loop at a fixed
+  2. after a 3 s warm-up (the same annotators, not measured; then the queue is reset as before
+     each phase), 64 simulated annotators through the HTTP API served by gunicorn, open loop at a fixed
      arrival rate of 100 next-item requests and 100 submissions per second together: each
      annotator asks for its next item at times fixed in advance (one every 0.64 s, the 64
      spread evenly) and submits half a period later. Latency is counted from the actual send
@@ -65,6 +66,7 @@ DB_NAME = "engine_bench"
 DB_URL = ADMIN_URL.rsplit("/", 1)[0] + "/" + DB_NAME
 ANNOTATORS = 64
 WORKERS, THREADS = 2, 3  # gunicorn; see the docstring
+WARM_UP_S = 3.0  # closed loop before the measured phases, then the queue is reset
 
 
 def pct(values, q):
@@ -558,6 +560,11 @@ def main() -> None:
             except OSError:
                 time.sleep(0.2)
         time.sleep(1.0)  # the workers boot after the master listens
+        # Warm-up, not measured: the workers open their database connections (a new backend
+        # fills its caches) and prepare their statements, as a server running for a while has.
+        http_load(host, port, tokens, "closed", WARM_UP_S)
+        reset_queue()
+        connections.close_all()
         open_loop = measured_load(server, host, port, tokens, "open", args.duration)
         open_counts = db_counts(open_loop["acked"])
         reset_queue()
