@@ -27,8 +27,8 @@ It creates its own database (`engine_bench`, dropped at the end), fills it with 
 It prints a table, then one JSON line (its last line).
 
 The load generator is one process: 64 coroutines, each with one keep-alive HTTP/1.1 connection
-written and read by hand (about 0.5 ms of CPU per judgement; `requests` in threads took several
-times that from the two cores it shares with the server).
+written and read by hand: 0.3-0.6 ms of CPU per judgement (next-item and submission), measured
+in each run, so that it takes little from the two cores it shares with the server.
 
 gunicorn: 2 gthread workers x 3 threads by default, for two cores. A worker's Python is about
 two thirds of the CPU of a judgement and PostgreSQL the rest, so both cores need Python from
@@ -300,8 +300,7 @@ def _judgement(payload: dict) -> dict:
 
 class _Http:
     """One keep-alive HTTP/1.1 connection, written and read by hand: the load generator shares
-    the two cores with the server, and `requests` in threads cost it about a millisecond of CPU
-    per request."""
+    the two cores with the server (its CPU per judgement is in the report)."""
 
     def __init__(self, host: str, port: int, token: str):
         self.host, self.port = host, port
