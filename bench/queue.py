@@ -39,7 +39,7 @@ machine with 64 annotators at saturation, 2x3 gave 179-270 judgements/s at 4.6-5
 gunicorn CPU per judgement, 2x2 122-175 at 5.1-7.0, 3x2 83-131 at 5.3-7.7, 4x1 81-107 at
 6.9-9.8 and 6x1 88 at 10.5 (the other core busy with someone's training, hence the spread).
 Each worker loads the URLconf at boot and freezes the garbage collector's view (see
-`gunicorn_config`).
+`engine/gunicorn_conf.py`).
 """
 from __future__ import annotations
 
@@ -486,20 +486,6 @@ def db_counts(acked_ids: list[int]) -> dict:
             "lost_judgements": lost, "counter_mismatch": counter_mismatch, "stored": len(stored)}
 
 
-def gunicorn_config() -> Path:
-    """A gunicorn config whose hook, in each worker at boot, loads the URLconf (Django imports it
-    at the first request, and through engine.stats that is scipy: about 1.7 s of CPU per worker,
-    which would land in the first phase) and then freezes the objects made so far out of the
-    garbage collector's sight (a full collection then took 5 ms instead of 70 ms)."""
-    path = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-queue-gunicorn-{os.getpid()}.py"
-    path.write_text("def post_worker_init(worker):\n"
-                    "    import gc\n\n"
-                    "    from django.urls import get_resolver\n\n"
-                    "    get_resolver().url_patterns\n"
-                    "    gc.freeze()\n")
-    return path
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -551,7 +537,7 @@ def main() -> None:
         server = subprocess.Popen(
             [str(ROOT / ".venv/bin/gunicorn"), "engine.wsgi", "-b", f"{host}:{port}", "--workers",
              str(args.workers), "--worker-class", "gthread", "--threads", str(args.threads), "--log-level", "warning",
-             "--keep-alive", "60", "--backlog", "256", "-c", str(gunicorn_config())], cwd=ROOT, env=env)
+             "--keep-alive", "60", "--backlog", "256", "-c", str(ROOT / "engine" / "gunicorn_conf.py")], cwd=ROOT, env=env)
         for _ in range(100):
             try:
                 with socket.create_connection((host, port), timeout=1):

@@ -26,13 +26,15 @@ api_v1 = [
 ]
 
 urlpatterns = [
+    # First: the annotation queue's routes are the hot ones (resolution tries patterns in order,
+    # and no other pattern matches their paths).
+    path("api/v1/", include("annotation.urls")),
     path("", views.project_list, name="project-list"),
     path("projects/<slug:slug>/", views.project_detail, name="project-detail"),
     path("accounts/login/", views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
-    path("api/v1/", include("annotation.urls")),
     path("api/v1/", include("modelzoo.urls")),
     path("api/v1/", include("engine.exports.urls")),
     path("api/v1/", include("engine.rounds.urls")),
