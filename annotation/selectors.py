@@ -20,31 +20,15 @@ from django.utils import timezone
 
 from annotation import sql
 from annotation.models import Comparison, Item, ItemState, Judgement, Lease
-from engine.errors import Forbidden, NotFound
+from engine.errors import NotFound
 from engine.models import RATING_MAX, RATING_MIN, Image, Project, Role, Round
-from engine.selectors import image_get, project_get_for_user, user_is_site_admin
+from engine.selectors import image_get, project_access_decide, project_get_for_user
 
 ANNOTATOR = [Role.ANNOTATOR]
 LEAD = [Role.LEAD]
 ARTIST = [Role.ARTIST, Role.LEAD]
 
 QUALITY_LABELS = {"1": "unusable", "2": "poor", "3": "acceptable", "4": "good", "5": "excellent"}
-
-
-def _roles_check(user, project: Project | None, held: set[str], slug: str, roles: Iterable[str] | None) -> Project:
-    """`engine.selectors.project_get_for_user`'s decision, for the written-out reads below: the same
-    answers and messages (non-members: not found; members without the role: 403)."""
-    if not user.is_authenticated:
-        raise NotFound(f"No project '{slug}' that you are a member of.")
-    if user_is_site_admin(user):
-        held = {r.value for r in Role}
-    if project is None or not held:
-        raise NotFound(f"No project '{slug}' that you are a member of.")
-    if roles is not None and not held & set(roles):
-        wanted = " or ".join(sorted(roles))
-        raise Forbidden(f"This needs the {wanted} role in project '{slug}'.", code="role_required")
-    project.user_roles = held
-    return project
 
 
 @functools.cache
@@ -61,7 +45,7 @@ def project_get_for_member(user, slug: str, *, roles: Iterable[str] | None = Non
         return project_get_for_user(user, slug, roles=roles)
     row = sql.fetchone(_project_sql(), [user.pk, slug])
     project = sql.from_row(Project, row[:-1]) if row else None
-    return _roles_check(user, project, set(row[-1] or ()) if row else set(), slug, roles)
+    return project_access_decide(user, project, set(row[-1] or ()) if row else set(), slug, roles)
 
 
 @functools.cache
@@ -93,7 +77,7 @@ def item_get_for_user(user, item_id: int, *, roles: Iterable[str], lease_id=None
         project = sql.from_row(Project, row[n_item + n_round:n_item + n_round + n_project])
         roles_held, lease_row = row[n_item + n_round + n_project], row[n_item + n_round + n_project + 1:]
         try:
-            item.project = _roles_check(user, project, set(roles_held or ()), project.slug, roles)
+            item.project = project_access_decide(user, project, set(roles_held or ()), project.slug, roles)
         except NotFound:
             raise NotFound(f"No item {item_id} in a project you are a member of.") from None
         if lease_id is not None:
