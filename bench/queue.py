@@ -66,6 +66,7 @@ DB_NAME = "engine_bench"
 DB_URL = ADMIN_URL.rsplit("/", 1)[0] + "/" + DB_NAME
 ANNOTATORS = 64
 WORKERS, THREADS = 2, 3  # gunicorn; see the docstring
+HISTORY_ITEMS = 2_000  # judged items of an earlier project (add_history)
 WARM_UP_S = 3.0  # closed loop before the measured phases, then the queue is reset
 
 
@@ -99,28 +100,28 @@ def setup_django():
     call_command("migrate", verbosity=0)
 
 
-def seed_project(n_users: int):
+def seed_project(n_users: int, slug: str = "bench"):
     from engine.models import Image, Membership, ObjectMask, Project
     from engine.services import round_current, token_create
     from django.contrib.auth import get_user_model
     from modelzoo.models import Candidate, Checkpoint
     from annotation.models import Item, ItemState
 
-    project = Project.objects.create(name="bench", slug="bench", overlap=1, gold_rate=0.0, lease_seconds=600)
+    project = Project.objects.create(name=slug, slug=slug, overlap=1, gold_rate=0.0, lease_seconds=600)
     rnd = round_current(project=project)
     image = Image.objects.create(project=project, file="images/x.png", sha256="0" * 64, width=64, height=48,
                                  format="png", source_name="x.png")
     mask = ObjectMask.objects.create(image=image, rle_counts="PPYo0", rle_sha256="t" * 64, bbox=[1, 1, 5, 5],
                                      area=25, label="obj")
     item = Item.objects.create(project=project, round=rnd, mask=mask, state=ItemState.WAITING)
-    ckpt = Checkpoint.objects.create(name="bench", version="1", backend="builtin")
+    ckpt, _ = Checkpoint.objects.get_or_create(name="bench", version="1", backend="builtin")
     cand = Candidate.objects.create(item=item, checkpoint=ckpt, seed=0, steps=4, glb="c.glb", num_vertices=100,
                                     num_faces=200, layout={"rotation": [1, 0, 0, 0], "translation": [0, 0, -2],
                                                            "scale": [1, 1, 1]})
     User = get_user_model()
     tokens = []
     for i in range(n_users):
-        user = User.objects.create(username=f"bench{i}")
+        user = User.objects.create(username=f"{slug}{i}")
         Membership.objects.create(project=project, user=user, role="annotator")
         tokens.append(token_create(user=user, name="bench")[1])
     return project, {"mask": mask.pk, "item": item.pk, "candidate": cand.pk}, tokens
@@ -156,15 +157,37 @@ def add_items(templates: dict, first: int, count: int) -> None:
         cur.execute(f"DELETE FROM annotation_item WHERE id = {templates['item']}")
 
 
+def add_history(n_items: int) -> None:
+    """An earlier, finished project in the same database: n_items judged through the API by one
+    annotator (lease, judgement, comparisons). A server that has run for a while has such rows, and
+    PostgreSQL plans by its statistics: over empty lease and judgement tables it plans sequential
+    scans (its own foreign-key checks included), which get slower as the tables fill during a phase
+    until autovacuum analyses them again. The measured project is reset around them."""
+    from django.test import Client
+
+    _project, templates, tokens = seed_project(1, slug="history")
+    add_items(templates, 1_000_001, n_items)
+    client = Client(HTTP_AUTHORIZATION=f"Token {tokens[0]}", HTTP_HOST="127.0.0.1")
+    for _ in range(n_items):
+        payload = client.post("/api/v1/projects/history/next-item").json()
+        r = client.post(f"/api/v1/items/{payload['item']['id']}/judgements", _judgement(payload),
+                        content_type="application/json")
+        assert r.status_code == 201, r.content
+
+
 def reset_queue() -> None:
+    """The measured project's queue as seeded: its leases and judgements deleted, its items ready."""
     from django.db import connection
 
     with connection.cursor() as cur:
-        cur.execute("DELETE FROM annotation_comparison")
-        cur.execute("DELETE FROM annotation_judgement")
-        cur.execute("DELETE FROM annotation_lease")
+        cur.execute("SELECT id FROM engine_project WHERE slug = 'bench'")
+        (project,) = cur.fetchone()
+        cur.execute("DELETE FROM annotation_comparison WHERE judgement_id IN "
+                    "(SELECT id FROM annotation_judgement WHERE project_id = %s)", [project])
+        cur.execute("DELETE FROM annotation_judgement WHERE project_id = %s", [project])
+        cur.execute("DELETE FROM annotation_lease WHERE project_id = %s", [project])
         cur.execute("UPDATE annotation_item SET claims = 0, judgements_done = 0, state = 'ready' "
-                    "WHERE claims <> 0 OR state <> 'ready'")
+                    "WHERE project_id = %s AND (claims <> 0 OR state <> 'ready')", [project])
     vacuum()
 
 
@@ -510,8 +533,9 @@ def main() -> None:
         setup_django()
         from django.db import connections
 
-        project, templates, tokens = seed_project(ANNOTATORS)
         t0 = time.perf_counter()
+        add_history(HISTORY_ITEMS)
+        project, templates, tokens = seed_project(ANNOTATORS)
         small = large = None
         if not args.skip_lease_query:
             add_items(templates, 1, 10_000)
@@ -565,7 +589,8 @@ def main() -> None:
                     f"whole lease_next p99 {r['txn_p99']:.2f} ms, {r['leases_per_s']:.0f} leases/s")
 
         rows = [
-            ("items in queue", f"{args.items:,}", f"seeded in {seed_s:.1f} s"),
+            ("items in queue", f"{args.items:,}",
+             f"seeded in {seed_s:.1f} s, after an earlier project of {HISTORY_ITEMS:,} judged items"),
             lease_row("lease statement p50 / p99 @10k items", small),
             lease_row(f"lease statement p50 / p99 @{args.items // 1000}k items", large),
             ("queries per next-item / submit", f"{queries['next']} / {queries['submit']}",
