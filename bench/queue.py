@@ -2,8 +2,10 @@
 
     .venv/bin/python bench/queue.py [--items 100000] [--duration 20] [--workers 2] [--threads 3]
 
-It creates its own database (`engine_bench`, dropped at the end), fills it with ready items
-(4 candidates each) by SQL, then measures:
+It creates its own database (`engine_bench`, dropped at the end) with an earlier, finished
+project (2,000 items judged through the API, so that PostgreSQL plans over tables with rows in
+them, as on a server that has run for a while: see `add_history`), fills the measured project with
+ready items (4 candidates each) by SQL, then measures:
   1. the lease statement itself (services._LEASE_SQL: the caller's leases, SELECT ... FOR UPDATE
      SKIP LOCKED, the candidate order and the lease insert, one statement), timed inside
      `services.lease_next` from Django's cursor to its result: 10,000 leases from 8 concurrent
