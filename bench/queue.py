@@ -524,6 +524,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=WORKERS, help="gunicorn worker processes.")
     ap.add_argument("--threads", type=int, default=THREADS, help="threads per gunicorn worker (gthread).")
     ap.add_argument("--skip-lease-query", action="store_true", help="Only the HTTP phases (for tuning runs).")
+    ap.add_argument("--history", type=int, default=HISTORY_ITEMS,
+                    help="Judged items of the earlier project (add_history).")
     args = ap.parse_args()
 
     load_at_start = os.getloadavg()[0]
@@ -536,7 +538,7 @@ def main() -> None:
         from django.db import connections
 
         t0 = time.perf_counter()
-        add_history(HISTORY_ITEMS)
+        add_history(args.history)
         project, templates, tokens = seed_project(ANNOTATORS)
         small = large = None
         if not args.skip_lease_query:
@@ -592,7 +594,7 @@ def main() -> None:
 
         rows = [
             ("items in queue", f"{args.items:,}",
-             f"seeded in {seed_s:.1f} s, after an earlier project of {HISTORY_ITEMS:,} judged items"),
+             f"seeded in {seed_s:.1f} s, after an earlier project of {args.history:,} judged items"),
             lease_row("lease statement p50 / p99 @10k items", small),
             lease_row(f"lease statement p50 / p99 @{args.items // 1000}k items", large),
             ("queries per next-item / submit", f"{queries['next']} / {queries['submit']}",
