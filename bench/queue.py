@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/queue.py [--items 100000] [--duration 20] [--workers 2] [--threads 3]
 
-It creates its own database (`engine_bench`, dropped at the end) with an earlier, finished
+It creates its own database (`engine_bench`, or $BENCH_DB; dropped at the end) with an earlier, finished
 project (2,000 items judged through the API, so that PostgreSQL plans over tables with rows in
 them, as on a server that has run for a while: see `add_history`), fills the measured project with
 ready items (4 candidates each) by SQL, then measures:
@@ -64,7 +64,7 @@ import uuid
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 ADMIN_URL = os.environ.get("BENCH_ADMIN_URL", "postgres://postgres:postgres@127.0.0.1:5432/postgres")
-DB_NAME = "engine_bench"
+DB_NAME = os.environ.get("BENCH_DB", "engine_bench")  # created and dropped by the bench
 DB_URL = ADMIN_URL.rsplit("/", 1)[0] + "/" + DB_NAME
 ANNOTATORS = 64
 WORKERS, THREADS = 2, 3  # gunicorn; see the docstring

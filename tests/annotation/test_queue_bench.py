@@ -21,7 +21,8 @@ def test_the_queue_bench_runs_and_counts_nothing_lost_under_load():
     out = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "queue.py"), "--items", "3000", "--history", "100",
          "--skip-lease-query", "--duration", "2"],
-        capture_output=True, text=True, timeout=300, cwd=ROOT, env={"PATH": "/usr/bin:/bin", "BENCH_ADMIN_URL": admin_url},
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "BENCH_ADMIN_URL": admin_url, "BENCH_DB": "engine_bench_test"},
     )
     assert out.returncode == 0, out.stderr[-3000:]
     lines = out.stdout.strip().splitlines()
