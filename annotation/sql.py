@@ -1,44 +1,14 @@
-"""Written-out statements for the queue's hot paths (next-item, submit) on PostgreSQL.
-
-Building a statement with the ORM costs about half a millisecond of Python; these statements
-are written out once and run through `cursor()`: server-side binding, so that psycopg prepares
-each one on its connection after `prepare_threshold` runs (the DATABASES OPTIONS in
-engine/settings.py) and PostgreSQL no longer parses and plans it. They still go through
-Django's cursor wrapper, so that query logging and the query-count tests see them, and errors
-arrive as django.db errors (IntegrityError and so on).
+"""Written-out statements for the queue's hot paths (next-item, submit) on PostgreSQL, run
+through `engine.db.cursor()` (a kept, server-side-binding cursor: psycopg prepares them; see
+there), and the helpers they share.
 
 Everything else (and SQLite, which gets correct, slower ORM paths) stays with the ORM.
 """
 from __future__ import annotations
 
-import functools
+from django.db import connection
 
-import psycopg
-from django.db import DEFAULT_DB_ALIAS, connection, connections
-
-
-@functools.cache
-def is_postgresql() -> bool:
-    """The default database's backend (fixed for the process; asked on every hot-path call)."""
-    return connections[DEFAULT_DB_ALIAS].vendor == "postgresql"
-
-
-def cursor():
-    """A Django cursor over a server-side-binding psycopg cursor (PostgreSQL only), one per
-    connection, kept for the next statement (do not close it; closing the connection does).
-
-    Parameters are sent apart from the statement text, so that one text is one prepared
-    statement: cast parameters where PostgreSQL cannot infer their type (empty arrays, NULLs).
-    """
-    db = connections[DEFAULT_DB_ALIAS]  # the thread's wrapper, looked up once
-    db.ensure_connection()
-    kept = getattr(db, "_annotation_cursor", None)
-    if kept is None or kept[0] is not db.connection or kept[1] != db.queries_logged:
-        db.validate_thread_sharing()
-        raw = psycopg.Cursor(db.connection)
-        wrapped = db.make_debug_cursor(raw) if db.queries_logged else db.make_cursor(raw)
-        kept = db._annotation_cursor = (db.connection, db.queries_logged, wrapped)
-    return kept[2]
+from engine.db import cursor, is_postgresql  # noqa: F401 - the queue's modules use them as sql.*
 
 
 def fetchone(statement: str, params) -> tuple | None:

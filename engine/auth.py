@@ -10,6 +10,7 @@ from django.db import connection
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
+from engine import db
 from engine.errors import RateLimited
 from engine.models import ApiToken
 
@@ -71,19 +72,6 @@ def _token_statement():
     return cached
 
 
-def _cursor():
-    """On PostgreSQL a server-side-binding cursor, so that psycopg prepares the look-up on each
-    connection (DATABASES OPTIONS prepare_threshold) and PostgreSQL stops parsing and planning
-    it; Django's cursor wrapper keeps it visible to query logging."""
-    if connection.vendor != "postgresql":
-        return connection.cursor()
-    import psycopg
-
-    connection.ensure_connection()
-    raw = psycopg.Cursor(connection.connection)
-    return connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
-
-
 def token_with_user(key_sha256: str) -> ApiToken | None:
     """The token with this key hash and its user, in one written-out statement.
 
@@ -93,9 +81,14 @@ def token_with_user(key_sha256: str) -> ApiToken | None:
     last_used_at loaded (other fields load on access).
     """
     statement, converters, user_names = _token_statement()
-    with _cursor() as cur:
+    if db.is_postgresql():
+        cur = db.cursor()  # kept: not closed
         cur.execute(statement, [key_sha256])
         row = cur.fetchone()
+    else:
+        with connection.cursor() as cur:
+            cur.execute(statement, [key_sha256])
+            row = cur.fetchone()
     if row is None:
         return None
     values = list(row)

@@ -90,8 +90,8 @@ DATABASES = {
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # psycopg prepares a statement on its connection after this many runs, but only for
-    # server-side-binding cursors: the written-out statements of the annotation queue
-    # (annotation/sql.py); the ORM's cursors bind client-side and are never prepared.
+    # server-side-binding cursors (engine/db.py): the written-out statements of the token
+    # look-up and the annotation queue; the ORM's cursors bind client-side and are never prepared.
     # DB_PREPARE_THRESHOLD=none turns it off (for a transaction-pooling proxy such as PgBouncer
     # before 1.21).
     _prepare = env.str("DB_PREPARE_THRESHOLD", default="5")
