@@ -1,6 +1,6 @@
 """Benchmark of the annotation queue on PostgreSQL (issue 4). Not a test: run it by hand.
 
-    .venv/bin/python bench/queue.py [--items 100000] [--duration 20] [--workers 2] [--threads 3]
+    .venv/bin/python bench/queue.py [--items 100000] [--history 2000] [--duration 20] [--workers 2] [--threads 3]
 
 It creates its own database (`engine_bench`, or $BENCH_DB; dropped at the end) with an earlier, finished
 project (2,000 items judged through the API, so that PostgreSQL plans over tables with rows in
