@@ -1,4 +1,5 @@
-"""Benchmark of the annotation queue on PostgreSQL (issue 4). Not a test: run it by hand.
+"""Benchmark of the annotation queue on PostgreSQL (issue 4). Run it by hand for the figures;
+tests/annotation/test_queue_bench.py runs it small, for its counts of double leases and lost judgements.
 
     .venv/bin/python bench/queue.py [--items 100000] [--history 2000] [--duration 20] [--workers 2] [--threads 3]
 
