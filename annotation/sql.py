@@ -8,13 +8,7 @@ from __future__ import annotations
 
 from django.db import connection
 
-from engine.db import cursor, is_postgresql  # noqa: F401 - the queue's modules use them as sql.*
-
-
-def fetchone(statement: str, params) -> tuple | None:
-    cur = cursor()
-    cur.execute(statement, params)
-    return cur.fetchone()
+from engine.db import cursor, fetchone, is_postgresql  # noqa: F401 - the queue's modules use them as sql.*
 
 
 def float_array(values) -> str:

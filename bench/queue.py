@@ -172,10 +172,15 @@ def add_history(n_items: int) -> None:
     add_items(templates, 1_000_001, n_items)
     client = Client(HTTP_AUTHORIZATION=f"Token {tokens[0]}", HTTP_HOST="127.0.0.1")
     for _ in range(n_items):
-        payload = client.post("/api/v1/projects/history/next-item").json()
-        r = client.post(f"/api/v1/items/{payload['item']['id']}/judgements", _judgement(payload),
-                        content_type="application/json")
-        assert r.status_code == 201, r.content
+        judge_next(client, "history")
+
+
+def judge_next(client, slug: str) -> None:
+    """One next-item and its judgement through the API, in-process (a Django test Client)."""
+    payload = client.post(f"/api/v1/projects/{slug}/next-item").json()
+    r = client.post(f"/api/v1/items/{payload['item']['id']}/judgements", _judgement(payload),
+                    content_type="application/json")
+    assert r.status_code == 201, r.content
 
 
 def reset_queue() -> None:

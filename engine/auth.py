@@ -82,9 +82,7 @@ def token_with_user(key_sha256: str) -> ApiToken | None:
     """
     statement, converters, user_names = _token_statement()
     if db.is_postgresql():
-        cur = db.cursor()  # kept: not closed
-        cur.execute(statement, [key_sha256])
-        row = cur.fetchone()
+        row = db.fetchone(statement, [key_sha256])
     else:
         with connection.cursor() as cur:
             cur.execute(statement, [key_sha256])

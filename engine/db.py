@@ -38,3 +38,10 @@ def cursor():
         wrapped = db.make_debug_cursor(raw) if db.queries_logged else db.make_cursor(raw)
         kept = db._kept_cursor = (db.connection, db.queries_logged, wrapped)
     return kept[2]
+
+
+def fetchone(statement: str, params) -> tuple | None:
+    """Run a written-out statement on the kept cursor; its first row."""
+    cur = cursor()
+    cur.execute(statement, params)
+    return cur.fetchone()
