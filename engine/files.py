@@ -1,9 +1,40 @@
-"""Serving stored files: a presigned URL on S3, a streamed response on local storage."""
+"""Stored files: content-addressed writes, and serving them (a presigned URL on S3, a streamed
+response on local storage).
+
+Every stored file is named by its content, `<folder>/<sha[:2]>/<sha>.<ext>`: the same bytes
+always get the same name, so a retry or a concurrent writer stores nothing twice, an orphan left
+by a failed transaction is harmless, and a name never changes what it points at.
+"""
+import hashlib
+
 from django.conf import settings
+from django.core.files import File
+from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.http import FileResponse, HttpResponseRedirect
 
 from engine.errors import NotFound
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex SHA-256 of bytes: the content address of a stored file (and the dedupe key of images)."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def store_content_addressed(*, folder: str, extension: str, data: bytes | File, sha256: str | None = None) -> str:
+    """Save `data` under folder/<sha[:2]>/<sha>.<ext> unless it is there already; return the name.
+
+    `data` is bytes, or a Django File to stream from (large files: snapshot shards). `sha256`
+    is the content's hex SHA-256; computed here for bytes when not given, a File's caller gives it.
+    """
+    if sha256 is None:
+        sha256 = sha256_bytes(data)
+    name = f"{folder}/{sha256[:2]}/{sha256}.{extension}"
+    if not default_storage.exists(name):
+        saved = default_storage.save(name, data if isinstance(data, File) else ContentFile(data))
+        if saved != name:  # a concurrent writer won the race; keep one copy
+            default_storage.delete(saved)
+    return name
 
 
 def storage_is_s3() -> bool:

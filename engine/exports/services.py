@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 from django.core.files import File
-from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -24,6 +23,7 @@ from engine.exports.card import card_text
 from engine.exports.definition import definition_hash, definition_normalise
 from engine.exports.models import Snapshot
 from engine.exports.writers import WRITERS, FileCache
+from engine.files import store_content_addressed
 from engine.models import Project
 from modelzoo.files import sha256_file
 
@@ -128,17 +128,6 @@ def snapshot_rebuild_request(*, snapshot: Snapshot) -> Snapshot:
     return snapshot
 
 
-def _store(path: Path, sha: str) -> str:
-    ext = path.suffix.lstrip(".") or "bin"
-    name = f"exports/{sha[:2]}/{sha}.{ext}"
-    if not default_storage.exists(name):
-        with open(path, "rb") as handle:
-            saved = default_storage.save(name, File(handle))
-        if saved != name:  # a concurrent build stored it first; same bytes
-            default_storage.delete(saved)
-    return name
-
-
 def snapshot_files_write(*, snapshot: Snapshot, folder: Path, progress=None) -> dict:
     """Write the snapshot's files into `folder`; return {"files": [(path, local)], "counts", ...}.
 
@@ -213,7 +202,10 @@ def snapshot_build(*, snapshot_id: int, on_progress=None) -> Snapshot:
         files = []
         for rel, local in written["files"]:
             sha = sha256_file(local)
-            files.append({"path": rel, "size": local.stat().st_size, "sha256": sha, "storage_name": _store(local, sha)})
+            with open(local, "rb") as handle:  # streamed into storage, unless these bytes are there already
+                name = store_content_addressed(folder="exports", sha256=sha, data=File(handle),
+                                               extension=local.suffix.lstrip(".") or "bin")
+            files.append({"path": rel, "size": local.stat().st_size, "sha256": sha, "storage_name": name})
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     with transaction.atomic():

@@ -1,7 +1,6 @@
 """The one write path for ingest: validate everything of an item, then write it atomically."""
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 from collections.abc import Callable, Iterable
@@ -9,10 +8,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from django.conf import settings
-from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 
+from engine.files import sha256_bytes, store_content_addressed
 from engine.ingest.validation import (
     IngestRejected,
     ItemInput,
@@ -61,20 +59,6 @@ class IngestSummary:
         self.masks_duplicate += outcome.masks_duplicate
 
 
-def store_content_addressed(*, folder: str, sha256: str, extension: str, data: bytes) -> str:
-    """Save bytes under folder/<sha[:2]>/<sha>.<ext> unless already there; return the name.
-
-    The same content always maps to the same name, so a retry or a concurrent writer
-    stores nothing twice and an orphan left by a failed transaction is harmless.
-    """
-    name = f"{folder}/{sha256[:2]}/{sha256}.{extension}"
-    if not default_storage.exists(name):
-        saved = default_storage.save(name, ContentFile(data))
-        if saved != name:  # a concurrent writer won the race; keep one copy
-            default_storage.delete(saved)
-    return name
-
-
 def _thumbnail_bytes(image: ValidImage) -> bytes:
     thumb = image.pil.convert("RGB")
     thumb.thumbnail((settings.THUMBNAIL_SIZE, settings.THUMBNAIL_SIZE))
@@ -120,7 +104,7 @@ def ingest_item(*, project: Project, item: ItemInput) -> ItemOutcome:
         np.save(buf, depth, allow_pickle=False)
         depth_bytes = buf.getvalue()
         depth_name = store_content_addressed(
-            folder="depth", sha256=hashlib.sha256(depth_bytes).hexdigest(), extension="npy", data=depth_bytes
+            folder="depth", sha256=sha256_bytes(depth_bytes), extension="npy", data=depth_bytes
         )
 
     with transaction.atomic():

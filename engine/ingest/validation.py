@@ -1,7 +1,6 @@
 """Checks that turn untrusted bytes into validated arrays, or an IngestRejected saying why."""
 from __future__ import annotations
 
-import hashlib
 import io
 import warnings
 from dataclasses import dataclass, field
@@ -12,6 +11,7 @@ from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
 from engine import masks as mask_codec
+from engine.files import sha256_bytes
 
 ALLOWED_FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
 
@@ -96,7 +96,7 @@ def validate_image(data: bytes, name: str) -> ValidImage:
         pil = pil.convert("RGB")
     return ValidImage(
         data=data,
-        sha256=hashlib.sha256(data).hexdigest(),
+        sha256=sha256_bytes(data),
         width=width,
         height=height,
         extension=ALLOWED_FORMATS[fmt],
@@ -127,7 +127,7 @@ def validate_mask(mask_input: MaskInput, width: int, height: int, image_name: st
     counts = mask_codec.encode(array)
     return ValidMask(
         rle_counts=counts,
-        rle_sha256=hashlib.sha256(counts.encode()).hexdigest(),
+        rle_sha256=sha256_bytes(counts.encode()),
         bbox=mask_codec.bbox_of(array),
         area=area,
         label=(mask_input.label or "")[:200],

@@ -220,7 +220,9 @@ class Simulation:
     def setup(self):
         from django.contrib.auth import get_user_model
 
+        from engine.files import sha256_bytes
         from engine.models import Membership, Project, Role
+        from modelzoo.models import Checkpoint
         from modelzoo.services import bootstrap_register, checkpoint_register, project_mix_set
 
         User = get_user_model()
@@ -240,11 +242,7 @@ class Simulation:
             self.passwords[name] = password
         if self.checkpoint_path:
             data = open(self.checkpoint_path, "rb").read()
-            import hashlib
-
-            sha = hashlib.sha256(data).hexdigest()
-            from modelzoo.models import Checkpoint
-
+            sha = sha256_bytes(data)
             self.bootstrap = Checkpoint.objects.filter(sha256=sha, backend="builtin").first() or checkpoint_register(
                 name="builtin", version=f"sim-start-{sha[:8]}", backend="builtin", data=data,
                 lineage={"bootstrap": True})[0]

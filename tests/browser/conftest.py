@@ -8,7 +8,6 @@ content-addressed as the generator would, with layouts around the true one.
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 from pathlib import Path
@@ -67,12 +66,6 @@ def _candidate_meshes(sample, n: int, seed: int):
     return out
 
 
-def _store(data: bytes, folder: str, ext: str) -> str:
-    from engine.ingest.services import store_content_addressed
-
-    return store_content_addressed(folder=folder, sha256=hashlib.sha256(data).hexdigest(), extension=ext, data=data)
-
-
 def _npy(arr: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, arr.astype(np.float32))
@@ -87,6 +80,7 @@ def make_items(project, *, count: int, n: int = N, first_seed: int = 11, depth: 
     layout tool that must not depend on how good the checkpoint's layouts are."""
     from annotation.models import Item, ItemState
     from annotation.states import item_transition
+    from engine.files import store_content_addressed
     from engine.ingest.services import ingest_item
     from engine.ingest.validation import ItemInput, MaskInput
     from engine.services import round_current
@@ -127,8 +121,9 @@ def make_items(project, *, count: int, n: int = N, first_seed: int = 11, depth: 
             full, compact = glb_bytes(v, f, c), glb_compact_bytes(v, f, c)
             Candidate.objects.create(
                 item=item, checkpoint=ckpt, seed=i, steps=1, layout=layout.as_dict(),
-                glb=_store(full, "candidates", "glb"), glb_compact=_store(compact, "candidates", "glb"),
-                preview=_store(preview_png(v, f, c), "previews", "png"),
+                glb=store_content_addressed(folder="candidates", extension="glb", data=full),
+                glb_compact=store_content_addressed(folder="candidates", extension="glb", data=compact),
+                preview=store_content_addressed(folder="previews", extension="png", data=preview_png(v, f, c)),
                 num_vertices=len(v), num_faces=len(f),
             )
         items.append(item_transition(item=item, to=ItemState.READY))

@@ -1,7 +1,6 @@
 """Real rows for export tests: stored photos and GLBs, items, leases, judgements, comparisons."""
 from __future__ import annotations
 
-import hashlib
 import uuid
 from pathlib import Path
 
@@ -12,17 +11,13 @@ from django.utils import timezone
 
 from annotation.models import ArtistMesh, Comparison, Item, ItemState, Judgement, Lease
 from engine import masks as mask_codec
-from engine.ingest.services import store_content_addressed
+from engine.files import sha256_bytes, store_content_addressed
 from engine.models import Image, ObjectMask, RankingProtocol
 from modelzoo import mesh
 from tests.annotation.factories import CandidateFactory, CheckpointFactory, ItemFactory, RoundFactory
 from tests.engine.builders import box_mask, photo_bytes
 
 TETRA_F = np.array([[0, 1, 2], [0, 3, 1], [0, 2, 3], [1, 3, 2]], dtype=np.uint32)
-
-
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def glb(seed: int) -> bytes:
@@ -32,7 +27,7 @@ def glb(seed: int) -> bytes:
 
 def stored_glb(seed: int, folder: str = "candidates") -> tuple[str, str]:
     data = glb(seed)
-    sha = _sha(data)
+    sha = sha256_bytes(data)
     return store_content_addressed(folder=folder, sha256=sha, extension="glb", data=data), sha
 
 
@@ -49,12 +44,12 @@ class World:
     def item(self, n_candidates: int, *, round_index: int = 1, gold: bool = False, checkpoints=None) -> tuple:
         self.n += 1
         photo = photo_bytes(seed=self.n)
-        sha = _sha(photo)
+        sha = sha256_bytes(photo)
         name = store_content_addressed(folder="images", sha256=sha, extension="png", data=photo)
         image = Image.objects.create(project=self.project, file=name, sha256=sha, width=64, height=48,
                                      format="png", source_name=f"photo{self.n}.png")
         rle = mask_codec.encode(box_mask(64, 48))
-        mask = ObjectMask.objects.create(image=image, rle_counts=rle, rle_sha256=_sha(rle.encode()),
+        mask = ObjectMask.objects.create(image=image, rle_counts=rle, rle_sha256=sha256_bytes(rle.encode()),
                                          bbox=[10, 10, 20, 15], area=300, label="cup")
         rnd = RoundFactory(project=self.project, index=round_index)
         item = ItemFactory(project=self.project, round=rnd, mask=mask, state=ItemState.DONE, is_gold=gold)
