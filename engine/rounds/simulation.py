@@ -28,6 +28,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from annotation.king_of_the_hill import run_build
+
 #: Scenes of the simulated projects: disjoint from pretraining (seed * 1e7 + i, i < 1e6 or so)
 #: and from the gold set (9e8 + i).
 SIM_SEED_BASE = 700_000_000
@@ -122,19 +124,12 @@ class SimulatedAnnotator:
             truth = self.oracle(item["image"]["id"])
             cands = item["candidates"]
             scores = {c["id"]: self.score(c, truth) for c in cands}
-            king, comparisons = cands[0]["id"], []
-            for k in range(1, len(cands)):
-                challenger = cands[k]["id"]
-                verdict = self.prefer(scores[king], scores[challenger])
-                left, right = (king, challenger) if item["sides"][k - 1] else (challenger, king)
-                if verdict == "equal":
-                    outcome = "equal"
-                else:
-                    winner = king if verdict == "a" else challenger
-                    outcome = "left" if winner == left else "right"
-                    king = winner
-                comparisons.append({"left": left, "right": right, "outcome": outcome,
-                                    "decided_ms": self.rng.randint(1500, 6000)})
+
+            def decide(m):
+                verdict = self.prefer(scores[m.king], scores[m.challenger])
+                return None if verdict == "equal" else (m.king if verdict == "a" else m.challenger)
+
+            comparisons, king = run_build(item, decide, decided_ms=lambda: self.rng.randint(1500, 6000))
             rating = rating_for(scores[king])
             if self.rng.random() < self.noise:
                 rating = min(5, max(1, rating + self.rng.choice((-1, 1))))

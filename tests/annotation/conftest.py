@@ -5,29 +5,17 @@ import uuid
 
 import pytest
 
-
-def koth_run(payload: dict, prefer=None) -> tuple[list[dict], int]:
-    """A valid run over the offered candidates. `prefer(a, b)` -> 'a' | 'b' | 'equal' (default: keep king)."""
-    item = payload["item"]
-    order = [c["id"] for c in item["candidates"]]
-    sides = item["sides"]
-    king, comps = order[0], []
-    for k in range(1, len(order)):
-        challenger = order[k]
-        left, right = (king, challenger) if sides[k - 1] else (challenger, king)
-        choice = prefer(king, challenger) if prefer else "equal"
-        if choice == "equal":
-            outcome = "equal"
-        else:
-            better = king if choice == "a" else challenger
-            outcome = "left" if better == left else "right"
-            king = better
-        comps.append({"left": left, "right": right, "outcome": outcome, "decided_ms": 1500})
-    return comps, king
+from annotation.king_of_the_hill import run_build
 
 
 def judgement_body(payload: dict, *, rating: int = 4, prefer=None, key: str | None = None, **extra) -> dict:
-    comps, winner = koth_run(payload, prefer)
+    """A valid king-of-the-hill submission for a next-item payload. `prefer(king, challenger)` ->
+    'a' | 'b' | 'equal' (default: 'equal', the first candidate stays king)."""
+
+    def decide(m):
+        return {"a": m.king, "b": m.challenger}.get(prefer(m.king, m.challenger)) if prefer else None
+
+    comps, winner = run_build(payload["item"], decide, decided_ms=1500)
     body = {"lease": payload["lease"]["id"], "key": key or str(uuid.uuid4()), "comparisons": comps,
             "ranking": None, "winner": winner, "rating": rating, "layout": None, "time_spent_ms": 9000}
     body.update(extra)

@@ -1,6 +1,7 @@
 """Quality control: gold accuracy, agreement, review and reject, outliers."""
 import pytest
 
+from annotation.king_of_the_hill import run_build
 from annotation.models import ItemState, Judgement
 from tests.annotation.factories import ready_item
 
@@ -76,12 +77,7 @@ def test_outlier_flags_for_fast_one_sided_voting(project, member, next_item, api
     a, lead = member("annotator"), member("lead")
     for _ in range(3):
         p = next_item(a, project).json()
-        order = [c["id"] for c in p["item"]["candidates"]]
-        king, comps = order[0], []
-        for k, challenger in enumerate(order[1:], start=1):
-            left, right = (king, challenger) if p["item"]["sides"][k - 1] else (challenger, king)
-            comps.append({"left": left, "right": right, "outcome": "left", "decided_ms": 120})
-            king = left
+        comps, king = run_build(p["item"], lambda m: m.left, decided_ms=120)  # always the left one, fast
         body = {"lease": p["lease"]["id"], "key": f"k{p['item']['id']}", "comparisons": comps,
                 "winner": king, "rating": 4}
         assert api(a).post(f"/api/v1/items/{p['item']['id']}/judgements", body, format="json").status_code == 201
