@@ -55,7 +55,10 @@ run: venv frontend
 
 test: venv-dev services browser frontend
 	cd frontend && npm test
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest $(PYTEST_ARGS)
+	@echo "== The laptop's path: the annotation and engine tests again, on SQLite (make run's database)"
+	DATABASE_URL=sqlite:///$(VAR_DIR)/test-sqlite.db $(PY) -m pytest tests/annotation tests/engine -m "not postgresql" -q
 
 bench: venv-dev services
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -28,6 +28,9 @@ class ItemState(models.TextChoices):
 
 # States in which an item can be offered to annotators (the lease queue).
 QUEUE_STATES = [ItemState.READY, ItemState.IN_PROGRESS]
+# The workbench holds the item on screen and prefetches the next one: two active leases per
+# annotator and project, no more.
+MAX_ACTIVE_LEASES = 2
 
 
 class Item(models.Model):

@@ -8,8 +8,6 @@ are reported as not found.
 from __future__ import annotations
 
 import datetime as dt
-import functools
-import json
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable
@@ -18,10 +16,10 @@ from django.contrib.auth import get_user_model
 from django.db.models import Count, QuerySet
 from django.utils import timezone
 
-from annotation import sql
 from annotation.models import Comparison, Item, ItemState, Judgement, Lease
+from annotation.store import queue_store
 from engine.errors import NotFound
-from engine.models import RATING_MAX, RATING_MIN, Image, Project, Role, Round
+from engine.models import RATING_MAX, RATING_MIN, Image, Project, Role
 from engine.selectors import image_get, project_access_decide, project_get_for_user
 
 ANNOTATOR = [Role.ANNOTATOR]
@@ -31,66 +29,35 @@ ARTIST = [Role.ARTIST, Role.LEAD]
 QUALITY_LABELS = {"1": "unusable", "2": "poor", "3": "acceptable", "4": "good", "5": "excellent"}
 
 
-@functools.cache
-def _project_sql() -> str:
-    return (f"SELECT {sql.columns(Project, 'p')}, (SELECT array_agg(m.role) FROM engine_membership m "
-            "WHERE m.project_id = p.id AND m.user_id = %s) FROM engine_project p WHERE p.slug = %s")
-
-
 def project_get_for_member(user, slug: str, *, roles: Iterable[str] | None = None) -> Project:
-    """`engine.selectors.project_get_for_user` for the queue's hot path (next-item): on PostgreSQL
-    one written-out statement, project and the user's roles in it (the ORM's statement building
-    costs more than the rest of the request's reads)."""
-    if not sql.is_postgresql() or not user.is_authenticated:
+    """`engine.selectors.project_get_for_user` for the queue's hot path (next-item): the project
+    and the user's roles in it through the queue's store (on PostgreSQL one written-out statement:
+    the ORM's statement building costs more than the rest of the request's reads)."""
+    if not user.is_authenticated:
         return project_get_for_user(user, slug, roles=roles)
-    row = sql.fetchone(_project_sql(), [user.pk, slug])
-    project = sql.from_row(Project, row[:-1]) if row else None
-    return project_access_decide(user, project, set(row[-1] or ()) if row else set(), slug, roles)
+    project, held = queue_store().project_with_roles(user, slug)
+    return project_access_decide(user, project, held, slug, roles)
 
 
-@functools.cache
-def _item_sql() -> str:
-    return (f"SELECT {sql.columns(Item, 'i')}, {sql.columns(Round, 'r')}, {sql.columns(Project, 'p')}, "
-            "(SELECT array_agg(m.role) FROM engine_membership m WHERE m.project_id = p.id AND m.user_id = %(user)s), "
-            f"{sql.columns(Lease, 'l')} "
-            "FROM annotation_item i JOIN engine_round r ON r.id = i.round_id "
-            "JOIN engine_project p ON p.id = i.project_id "
-            "LEFT JOIN annotation_lease l ON l.id = %(lease)s AND l.item_id = i.id AND l.annotator_id = %(user)s "
-            "WHERE i.id = %(item)s")
+_BIGINT = range(-(2**63), 2**63)
 
 
 def item_get_for_user(user, item_id: int, *, roles: Iterable[str], lease_id=None) -> Item:
     """The item, with its project (carrying `user_roles`) and round, if the user holds one of `roles`.
 
-    On PostgreSQL one written-out statement (every submission pays it), which with `lease_id` (an
-    int the request names, not yet validated) also reads the caller's lease of that id on this
-    item for `lease_get_for_item`.
+    Every submission pays this read; with `lease_id` (the id the request names, not yet
+    validated) it also reads the caller's lease of that id on this item, for `lease_get_for_item`.
     """
-    if sql.is_postgresql() and user.is_authenticated:
-        lease_id = lease_id if type(lease_id) is int and -(2**63) <= lease_id < 2**63 else None
-        row = sql.fetchone(_item_sql(), {"user": user.pk, "item": item_id, "lease": lease_id})
-        if row is None:
-            raise NotFound(f"No item {item_id} in a project you are a member of.")
-        n_item, n_round, n_project = (len(m._meta.concrete_fields) for m in (Item, Round, Project))
-        item = sql.from_row(Item, row[:n_item])
-        item.round = sql.from_row(Round, row[n_item:n_item + n_round])
-        project = sql.from_row(Project, row[n_item + n_round:n_item + n_round + n_project])
-        roles_held, lease_row = row[n_item + n_round + n_project], row[n_item + n_round + n_project + 1:]
-        try:
-            item.project = project_access_decide(user, project, set(roles_held or ()), project.slug, roles)
-        except NotFound:
-            raise NotFound(f"No item {item_id} in a project you are a member of.") from None
-        if lease_id is not None:
-            item.caller_lease = (lease_id, sql.from_row(Lease, lease_row) if lease_row[0] is not None else None)
-        return item
-    item = Item.objects.select_related("project", "round").filter(pk=item_id).first()
+    if not user.is_authenticated:
+        raise NotFound(f"No item {item_id} in a project you are a member of.")
+    lease_id = lease_id if type(lease_id) is int and lease_id in _BIGINT else None
+    item, held = queue_store().item_with_roles(user, item_id, lease_id=lease_id)
     if item is None:
         raise NotFound(f"No item {item_id} in a project you are a member of.")
     try:
-        project = project_get_for_user(user, item.project.slug, roles=roles)
+        item.project = project_access_decide(user, item.project, held, item.project.slug, roles)
     except NotFound:
         raise NotFound(f"No item {item_id} in a project you are a member of.") from None
-    item.project = project
     return item
 
 
@@ -103,21 +70,13 @@ def lease_get_for_annotator(user, lease_id: int) -> Lease:
     return lease
 
 
-@functools.cache
-def _lease_sql() -> str:
-    return f"SELECT {sql.columns(Lease)} FROM annotation_lease WHERE id = %s AND annotator_id = %s AND item_id = %s"
-
-
 def lease_get_for_item(user, item: Item, lease_id: int) -> Lease:
     """The caller's own lease on `item` (already fetched through `item_get_for_user`)."""
     read = getattr(item, "caller_lease", None)
     if read is not None and read[0] == lease_id:  # read with the item
         lease = read[1]
-    elif sql.is_postgresql():
-        row = sql.fetchone(_lease_sql(), [lease_id, user.pk, item.pk])
-        lease = sql.from_row(Lease, row) if row else None
     else:
-        lease = Lease.objects.filter(pk=lease_id, annotator_id=user.pk, item_id=item.pk).first()
+        lease = queue_store().lease_of_annotator(user.pk, item.pk, lease_id)
     if lease is None:
         raise NotFound(f"You hold no lease {lease_id} on item {item.pk}.")
     lease.project = item.project
@@ -214,38 +173,17 @@ def _layout_of(layout) -> dict:
     return {k: layout.get(k) for k in ("rotation", "translation", "scale")}
 
 
-def item_context(item: Item) -> dict:
-    """What the next-item payload shows of an item's round, mask and image (needs them loaded).
-    `services._PICK_SQL` builds the same object in the pick statement."""
-    mask, image = item.mask, item.mask.image
-    return {
-        "quality_threshold": item.round.quality_threshold,
-        "mask": {"id": mask.pk, "label": mask.label, "bbox": mask.bbox, "rle_counts": mask.rle_counts},
-        "image": {"id": image.pk, "width": image.width, "height": image.height, "thumbnail": image.thumbnail.name,
-                  "depth": image.depth.name, "intrinsics": image.intrinsics},
-    }
-
-
 def lease_payload(lease: Lease, *, project: Project | None = None) -> dict:
     """The next-item response of docs/annotation-api.md, for `lease` (in `project`, if given).
 
-    A lease fresh from `services.lease_next` carries `candidate_rows` and `item_context` (read
-    with the pick); otherwise they are read here.
+    A lease fresh from `services.lease_next` carries `candidate_rows` (and on PostgreSQL
+    `item_context`), read with the pick; otherwise they are read here.
     """
     if project is None:
         project = lease.project
     context, rows = getattr(lease, "item_context", None), getattr(lease, "candidate_rows", None)
-    if (context is None or rows is None) and sql.is_postgresql():
-        from annotation.services import CANDIDATES_SQL, CONTEXT_SQL
-
-        context, rows = (json.loads(v) if v else v for v in sql.fetchone(
-            f"SELECT {CONTEXT_SQL.format(item='i')}, {CANDIDATES_SQL.format(item='i')} FROM annotation_item i "
-            "WHERE i.id = %s", [lease.item_id]))
-        rows = rows or []
-    elif context is None or rows is None:
-        item = Item.objects.select_related("round", "mask", "mask__image").get(pk=lease.item_id)
-        context = item_context(item)
-        rows = item.candidates.values("id", "layout", "num_vertices", "num_faces")
+    if context is None or rows is None:
+        context, rows = queue_store().item_context(lease.item_id)
     mask, image = context["mask"], context["image"]
     by_id = {c["id"]: c for c in rows}
     seconds = max(0, round((lease.expires_at - timezone.now()).total_seconds()))

@@ -1,12 +1,16 @@
-"""The item state machine: the one place that changes `Item.state`."""
+"""The item state machine: the one place that changes `Item.state`, and the rule that puts an
+item in the state its counters say (`item_settle`)."""
+from __future__ import annotations
+
+import statistics
 from collections.abc import Iterable
 
-from django.db import DatabaseError, connection
 from django.utils import timezone
 
-from annotation import sql
 from annotation.models import Item, ItemState
+from annotation.store import queue_store
 from engine.errors import Conflict
+from engine.models import Project
 
 S = ItemState
 ALLOWED_TRANSITIONS: dict[str, set[str]] = {
@@ -20,6 +24,9 @@ ALLOWED_TRANSITIONS: dict[str, set[str]] = {
     # A lead's review (reject) can reopen an item; a correction can turn it into a hard case.
     S.DONE: {S.READY, S.IN_PROGRESS, S.HARD_CASE},
 }
+
+# Counters on Item change only under the item's row lock.
+COUNTERS = ("claims", "judgements_done", "skips")
 
 
 def item_transition(*, item: Item, to: str, reason: str = "", also: Iterable[str] = ()) -> Item:
@@ -42,31 +49,40 @@ def item_transition(*, item: Item, to: str, reason: str = "", also: Iterable[str
         fields += ["state", "state_reason"]
     if fields:
         item.updated_at = timezone.now()
-        _item_write(item, (*dict.fromkeys(fields), "updated_at"))
+        queue_store().item_update(item, (*dict.fromkeys(fields), "updated_at"))
     return item
 
 
-_UPDATES: dict[tuple[str, ...], tuple[str, list]] = {}
+def item_counters_save(item: Item) -> None:
+    """Write the item's counters alone (its state stays)."""
+    item.updated_at = timezone.now()
+    queue_store().item_update(item, (*COUNTERS, "updated_at"))
 
 
-def _item_write(item: Item, names: tuple[str, ...]) -> None:
-    """`item.save(update_fields=names)` as one written-out UPDATE (the ORM would build the same
-    statement at about ten times the Python cost, on every lease and every judgement)."""
-    statement, fields = _UPDATES.get(names) or (None, None)
-    if statement is None:
-        fields = [Item._meta.get_field(name) for name in names]
-        sets = ", ".join(f"{connection.ops.quote_name(f.column)} = %s" for f in fields)
-        statement = f"UPDATE {Item._meta.db_table} SET {sets} WHERE id = %s"
-        _UPDATES[names] = statement, fields
-    if sql.is_postgresql():  # psycopg adapts these columns' Python values (int, str, bool, datetime) as they are
-        params = [getattr(item, f.attname) for f in fields]
-        cur = sql.cursor()
-        cur.execute(statement, [*params, item.pk])
-        updated = cur.rowcount
+def item_settle(item: Item, project: Project, *, ratings: list[int] | None = None) -> None:
+    """Put an item (row locked by the caller) in the state its counters say, writing the
+    counters in the same UPDATE.
+
+    Items a person took out of the queue (flagged, skipped) or without candidates keep their
+    state; only their counters are written. `ratings`: the accepted ratings of the item when the
+    caller knows them already (saves reading them back). An item whose median rating is below
+    the round's alpha is a hard case, done once an artist's mesh exists.
+    """
+    if item.state not in (ItemState.READY, ItemState.IN_PROGRESS, ItemState.DONE, ItemState.HARD_CASE):
+        item_counters_save(item)
+        return
+    active = item.claims - item.judgements_done
+    if not item.is_gold and item.judgements_done >= project.overlap:
+        if ratings is None:
+            ratings = queue_store().accepted_ratings(item.pk)
+        alpha = item.round.quality_threshold
+        hard = bool(ratings) and statistics.median(ratings) < alpha
+        also = [*COUNTERS, "hard_case"] if item.hard_case != hard else COUNTERS
+        item.hard_case = hard
+        if hard and not queue_store().artist_mesh_exists(item.pk):
+            item_transition(item=item, to=ItemState.HARD_CASE, reason=f"median rating below alpha={alpha}",
+                            also=also)
+        else:
+            item_transition(item=item, to=ItemState.DONE, reason="artist mesh" if hard else "", also=also)
     else:
-        params = [f.get_db_prep_save(getattr(item, f.attname), connection) for f in fields]
-        with connection.cursor() as cur:
-            cur.execute(statement, [*params, item.pk])
-            updated = cur.rowcount
-    if updated != 1:
-        raise DatabaseError(f"Item {item.pk} was not updated: it no longer exists.")
+        item_transition(item=item, to=ItemState.IN_PROGRESS if active > 0 else ItemState.READY, also=COUNTERS)

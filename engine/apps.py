@@ -1,7 +1,13 @@
 from django.apps import AppConfig
+from django.db import DEFAULT_DB_ALIAS, connections
+
+from engine import db
 
 
 class EngineConfig(AppConfig):
     name = "engine"
     verbose_name = "Data engine"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        db.fetchone_choose(connections[DEFAULT_DB_ALIAS].vendor)

@@ -81,12 +81,7 @@ def token_with_user(key_sha256: str) -> ApiToken | None:
     last_used_at loaded (other fields load on access).
     """
     statement, converters, user_names = _token_statement()
-    if db.is_postgresql():
-        row = db.fetchone(statement, [key_sha256])
-    else:
-        with connection.cursor() as cur:
-            cur.execute(statement, [key_sha256])
-            row = cur.fetchone()
+    row = db.fetchone(statement, [key_sha256])
     if row is None:
         return None
     values = list(row)

@@ -1,25 +1,20 @@
-"""A kept, server-side-binding cursor for written-out statements on hot paths (PostgreSQL).
+"""Running written-out statements on hot paths, on whichever database the process uses.
 
 Building a statement with the ORM costs about half a millisecond of Python; a hot path (the
-token look-up of every API request, the annotation queue in `annotation/sql.py`) writes its
-statements out once and runs them through `cursor()`: server-side binding, so that psycopg
-prepares each one on its connection after `prepare_threshold` runs (the DATABASES OPTIONS in
-engine/settings.py) and PostgreSQL no longer parses and plans it. They still go through
-Django's cursor wrapper, so that query logging and the query-count tests see them, and errors
-arrive as django.db errors (IntegrityError and so on).
+token look-up of every API request, the annotation queue's store in `annotation/store/`) writes
+its statements out once and runs them here. On PostgreSQL through a kept, server-side-binding
+cursor: psycopg prepares each statement on its connection after `prepare_threshold` runs (the
+DATABASES OPTIONS in engine/settings.py) and PostgreSQL no longer parses and plans it. Elsewhere
+(SQLite) through Django's ordinary cursor. `EngineConfig.ready()` chooses once per process.
+Statements still go through Django's cursor wrapper, so that query logging and the query-count
+tests see them, and errors arrive as django.db errors (IntegrityError and so on).
 """
 from __future__ import annotations
 
-import functools
+from collections.abc import Callable
 
 import psycopg
 from django.db import DEFAULT_DB_ALIAS, connections
-
-
-@functools.cache
-def is_postgresql() -> bool:
-    """The default database's backend (fixed for the process; asked on every hot-path call)."""
-    return connections[DEFAULT_DB_ALIAS].vendor == "postgresql"
 
 
 def cursor():
@@ -40,8 +35,27 @@ def cursor():
     return kept[2]
 
 
-def fetchone(statement: str, params) -> tuple | None:
-    """Run a written-out statement on the kept cursor; its first row."""
+def _fetchone_prepared(statement: str, params) -> tuple | None:
     cur = cursor()
     cur.execute(statement, params)
     return cur.fetchone()
+
+
+def _fetchone_plain(statement: str, params) -> tuple | None:
+    with connections[DEFAULT_DB_ALIAS].cursor() as cur:
+        cur.execute(statement, params)
+        return cur.fetchone()
+
+
+_fetchone: Callable[[str, object], tuple | None] = _fetchone_plain
+
+
+def fetchone_choose(vendor: str) -> None:
+    """Pick how `fetchone` runs statements for a database backend; once, at start-up."""
+    global _fetchone
+    _fetchone = _fetchone_prepared if vendor == "postgresql" else _fetchone_plain
+
+
+def fetchone(statement: str, params) -> tuple | None:
+    """Run a written-out statement (%s or %(name)s parameters); its first row."""
+    return _fetchone(statement, params)

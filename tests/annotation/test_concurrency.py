@@ -15,7 +15,9 @@ from tests.annotation.conftest import judgement_body
 from tests.annotation.factories import ready_item
 from tests.engine.factories import ProjectFactory, UserFactory
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+# PostgreSQL only: these races need row locks and SKIP LOCKED; SQLite (the laptop's database)
+# serialises every writer with BEGIN IMMEDIATE, so there are no such races to test there.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.postgresql]
 
 
 def run_threads(n, target):
@@ -198,16 +200,17 @@ def test_prefetch_waits_for_the_judgement_being_stored():
         if i == 0:  # a submission of A in flight: its transaction holds A's lease row a while
             from django.db import transaction
 
-            from annotation import services
+            from annotation.services.leases import lease_close
+            from annotation.states import item_settle
 
             with transaction.atomic():
                 item = Item.objects.select_for_update().get(pk=a["item"]["id"])
                 lease = Lease.objects.select_for_update().get(pk=a["lease"]["id"])
                 locked.set()
                 time.sleep(0.5)
-                services._lease_close(lease, Lease.State.SUBMITTED, timezone.now())
+                lease_close(lease, Lease.State.SUBMITTED, timezone.now())
                 item.judgements_done += 1
-                services._item_settle(item, project, ratings=[4])
+                item_settle(item, project, ratings=[4])
             return None
         locked.wait(5)
         r = client_for(user).post(url, {"exclude": [b["item"]["id"]]}, format="json")

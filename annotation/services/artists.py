@@ -1,0 +1,45 @@
+"""Artists' work: a mesh uploaded for a hard case, stored content-addressed; the item is then done."""
+from __future__ import annotations
+
+import struct
+
+from django.db import transaction
+
+from annotation.models import ArtistMesh, Item, ItemState
+from annotation.states import item_transition
+from engine.errors import Conflict, ValidationFailed
+from engine.files import sha256_bytes, store_content_addressed
+
+ARTIST_MESH_MAX_BYTES = 200 * 1024 * 1024
+
+
+def _glb_check(data: bytes) -> None:
+    if len(data) < 20 or data[:4] != b"glTF":
+        raise ValidationFailed("Not a GLB file: it must start with the 'glTF' magic (glTF 2.0 binary).",
+                               code="invalid_glb")
+    _, version, length = struct.unpack_from("<4sII", data, 0)
+    if version != 2:
+        raise ValidationFailed(f"GLB version {version}; only glTF 2.0 is accepted.", code="invalid_glb")
+    if length != len(data):
+        raise ValidationFailed(f"GLB header says {length} bytes but {len(data)} arrived: truncated upload?",
+                               code="invalid_glb")
+
+
+def artist_mesh_upload(*, item: Item, uploaded_by, data: bytes, note: str = "") -> tuple[ArtistMesh, bool]:
+    """Store an artist's GLB for a hard case (content-addressed); the item is then done."""
+    if len(data) > ARTIST_MESH_MAX_BYTES:
+        raise ValidationFailed(f"The mesh is larger than {ARTIST_MESH_MAX_BYTES // 2**20} MB.", code="too_large")
+    _glb_check(data)
+    sha = sha256_bytes(data)
+    if not item.hard_case:
+        raise Conflict(f"Item {item.pk} is not a hard case; artists model only hard cases.", code="not_hard_case")
+    name = store_content_addressed(folder="artist", sha256=sha, extension="glb", data=data)
+    with transaction.atomic():
+        item = Item.objects.select_for_update(of=("self",)).select_related("project", "round").get(pk=item.pk)
+        mesh, created = ArtistMesh.objects.get_or_create(
+            item=item, sha256=sha,
+            defaults={"uploaded_by": uploaded_by, "file": name, "size_bytes": len(data), "note": note[:2000]},
+        )
+        if item.state == ItemState.HARD_CASE:
+            item_transition(item=item, to=ItemState.DONE, reason="artist mesh")
+    return mesh, created
