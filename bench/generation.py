@@ -55,8 +55,8 @@ def main() -> None:
     from engine.ingest.validation import ItemInput, MaskInput
     from engine.models import Project
     from modelzoo import services
-    from modelzoo.generators.registry import generator_for_checkpoint
     from modelzoo.models import Candidate, Checkpoint, GenerationJobItem
+    from modelzoo.weights import generator_for_checkpoint
     from tests.engine.builders import box_mask, photo_bytes
 
     call_command("migrate", verbosity=0)

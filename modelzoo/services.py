@@ -26,8 +26,9 @@ from engine.models import ObjectMask, Project
 from engine.services import round_current
 from modelzoo import mesh
 from modelzoo.generators.base import GenerationRequest
-from modelzoo.generators.registry import backend_names, generator_for_checkpoint
+from modelzoo.generators.registry import backend_names
 from modelzoo.models import Candidate, Checkpoint, GenerationJob, GenerationJobItem, ProjectCheckpoint
+from modelzoo.weights import generator_for_checkpoint
 
 log = logging.getLogger(__name__)
 

@@ -154,8 +154,8 @@ def checkpoint_evaluate(*, checkpoint, n: int = EVAL_GOLD_SIZE, domain: str = "p
     under `evaluation["domains"][domain]` (a simulated project's target domain)."""
     from modelzoo.evaluate import GOLD_SEED_BASE, _summary, gold_set, score
     from modelzoo.generators.base import GenerationRequest
-    from modelzoo.generators.registry import generator_for_checkpoint
     from modelzoo.models import Checkpoint
+    from modelzoo.weights import generator_for_checkpoint
 
     gen = generator_for_checkpoint(checkpoint)
     rows, t0 = [], time.time()
@@ -199,9 +199,9 @@ def training_run_execute(*, run_id: int, evaluate: bool = True, eval_n: int = EV
     Idempotent: a done run is returned as is; a re-run after a crash trains again (same seed)
     and `checkpoint_register` returns the record registered by an earlier attempt.
     """
-    from modelzoo.generators.registry import checkpoint_local_path
     from modelzoo.services import checkpoint_register
     from modelzoo.training import HyperParameters, TrainingError, train
+    from modelzoo.weights import checkpoint_local_path
 
     with transaction.atomic():
         run = TrainingRun.objects.select_for_update(of=("self",)).select_related(

@@ -1,8 +1,9 @@
 """Backend name -> Generator, and the per-process cache of loaded generators.
 
-Plain Python (no Django at import time), so `modelzoo.serve` can use it on a GPU machine.
-A checkpoint record names its backend; `load_generator` builds the generator once per
-process and keeps it in an LRU, so a Celery worker loads a checkpoint once, not per task.
+Plain Python, no Django, so `modelzoo.serve` can use it on a GPU machine. A checkpoint
+record names its backend; `load_generator` builds the generator once per process and keeps
+it in an LRU, so a Celery worker loads a checkpoint once, not per task (the Django side,
+from a Checkpoint record to its generator, is `modelzoo.weights`).
 
 A backend is a *loader*: ``loader(path, config) -> Generator`` where ``path`` is a local
 file with the weights (or None) and ``config`` the checkpoint record's options.
@@ -17,6 +18,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from modelzoo.generators.base import Generator, GeneratorError
+from modelzoo.generators.http import HttpGenerator
 
 Loader = Callable[[str | None, dict], Generator]
 
@@ -24,14 +26,13 @@ Loader = Callable[[str | None, dict], Generator]
 def _builtin(path: str | None, config: dict) -> Generator:
     if not path:
         raise GeneratorError("The builtin backend needs a checkpoint file.")
-    from modelzoo.builtin import BuiltinGenerator  # torch is imported only when needed
+    # Here, not at the top: torch is heavy, and a web process reads this registry without it.
+    from modelzoo.builtin import BuiltinGenerator
 
     return BuiltinGenerator.from_checkpoint(path)
 
 
 def _http(path: str | None, config: dict) -> Generator:
-    from modelzoo.generators.http import HttpGenerator
-
     if not config.get("url"):
         raise GeneratorError("The http backend needs config['url'], the inference server's address.")
     return HttpGenerator(url=config["url"], timeout_s=float(config.get("timeout_s", 120.0)),
@@ -112,41 +113,14 @@ def _cache_key(backend: str, weights: str, config: dict) -> tuple:
     return (backend, weights, json.dumps(config, sort_keys=True))
 
 
+def cached_generator(*, backend: str, weights_id: str, config: dict,
+                     locate: Callable[[], str | None]) -> Generator:
+    """The generator for the weights named `weights_id` (a path, a sha256), built once per
+    process (LRU); `locate()` gives the local weights file and is called only on a miss."""
+    loader = backend_loader(backend)
+    return loaded.get(_cache_key(backend, weights_id, config), lambda: loader(locate(), config))
+
+
 def load_generator(*, backend: str, path: str | None = None, config: dict | None = None) -> Generator:
     """The generator for these weights, built once per process (LRU)."""
-    config = config or {}
-    loader = backend_loader(backend)
-    return loaded.get(_cache_key(backend, path or "", config), lambda: loader(path, config))
-
-
-def checkpoint_local_path(checkpoint) -> str | None:
-    """A local file with the checkpoint's weights: the stored file itself on local storage,
-    else a copy cached once under VAR_DIR/checkpoint-cache/<sha256> (S3)."""
-    if not checkpoint.file:
-        return None
-    from django.conf import settings
-    from django.core.files.storage import default_storage
-
-    try:
-        return default_storage.path(checkpoint.file.name)
-    except NotImplementedError:  # remote storage
-        pass
-    cache = os.path.join(str(settings.VAR_DIR), "checkpoint-cache")
-    os.makedirs(cache, exist_ok=True)
-    target = os.path.join(cache, checkpoint.sha256 or os.path.basename(checkpoint.file.name))
-    if not os.path.exists(target):
-        tmp = f"{target}.{os.getpid()}.part"
-        with default_storage.open(checkpoint.file.name, "rb") as src, open(tmp, "wb") as dst:
-            for chunk in iter(lambda: src.read(1 << 20), b""):
-                dst.write(chunk)
-        os.replace(tmp, target)
-    return target
-
-
-def generator_for_checkpoint(checkpoint) -> Generator:
-    """The loaded generator for a `modelzoo.models.Checkpoint` record (cached per process,
-    keyed by the weights' sha256: the file is only located and read on a miss)."""
-    config = checkpoint.config or {}
-    loader = backend_loader(checkpoint.backend)
-    key = _cache_key(checkpoint.backend, checkpoint.sha256 or f"checkpoint-{checkpoint.pk}", config)
-    return loaded.get(key, lambda: loader(checkpoint_local_path(checkpoint), config))
+    return cached_generator(backend=backend, weights_id=path or "", config=config or {}, locate=lambda: path)

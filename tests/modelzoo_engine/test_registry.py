@@ -4,7 +4,7 @@ from django.core.management import call_command
 
 from modelzoo import services
 from modelzoo.generators.base import GeneratorError
-from modelzoo.generators.registry import _LRU, backend_names, generator_for_checkpoint
+from modelzoo.generators.registry import _LRU, backend_names, load_generator
 from modelzoo.models import Checkpoint, ProjectCheckpoint
 
 
@@ -12,13 +12,6 @@ def test_known_backends_and_unknown_refused(db):
     assert {"builtin", "http"} <= set(backend_names())
     with pytest.raises(Exception, match="Unknown backend"):
         services.checkpoint_register(name="x", version="1", backend="nope")
-
-
-def test_checkpoint_is_loaded_once_per_process(checkpoint, fresh_registry):
-    first = generator_for_checkpoint(checkpoint)
-    again = generator_for_checkpoint(Checkpoint.objects.get(pk=checkpoint.pk))
-    assert first is again and fresh_registry.loaded.loads == 1
-    assert first.backend == "builtin"
 
 
 def test_lru_evicts_the_least_recently_used():
@@ -35,8 +28,6 @@ def test_http_checkpoint_needs_a_url(db):
 
 
 def test_missing_weights_fail_with_a_clear_error(db, fresh_registry):
-    from modelzoo.generators.registry import load_generator
-
     with pytest.raises(GeneratorError, match="checkpoint file"):
         load_generator(backend="builtin", path=None)
 
