@@ -17,7 +17,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from modelzoo.generators.base import Layout
-from modelzoo.mesh import mesh_to_occupancy, sample_surface
+from modelzoo.mesh.meshing import mesh_to_occupancy, sample_surface
 from modelzoo.synth.rotations import quat_to_matrix
 
 __all__ = [

@@ -13,9 +13,9 @@ from modelzoo.builtin.data import crop_single, mask_box
 from modelzoo.builtin.layout import box_features
 from modelzoo.builtin.model import BuiltinModel
 from modelzoo.generators.base import CandidateOutput, GenerationRequest, GeneratorError, Layout, default_intrinsics
-from modelzoo.mesh import occupancy_to_mesh, preview_png
+from modelzoo.mesh.meshing import occupancy_to_mesh
+from modelzoo.mesh.preview import preview_png
 from modelzoo.synth.rotations import matrix_to_quat
-from modelzoo.synth.shapes import NOMINAL_HALF_SIZE
 
 _CACHE: dict[tuple, "BuiltinGenerator"] = {}
 _CACHE_LOCK = threading.Lock()

@@ -19,9 +19,12 @@ import math
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
+from modelzoo.builtin.data import mask_box
 from modelzoo.builtin.layout import LAYOUT_DIM, decode_layout, encode_layout
+from modelzoo.mesh.meshing import mesh_to_occupancy
+from modelzoo.synth.rotations import quat_to_matrix
+from modelzoo.synth.shapes import FIT, NOMINAL_HALF_SIZE
 
 OCC_RES = 32
 
@@ -184,17 +187,12 @@ class BuiltinModel(nn.Module):
 
     def encode_candidate(self, vertices, faces, layout, mask_or_box, K) -> torch.Tensor:
         """Flow target x_1 (1, D) of any mesh + layout, e.g. a chosen candidate read back from
-        its GLB (`modelzoo.mesh.read_glb`) or an artist's upload.
+        its GLB (`modelzoo.mesh.glb.read_glb`) or an artist's upload.
 
         The mesh (object frame, metres) is re-centred and re-fitted into the normalised cube
         as in training; the layout absorbs the change so the posed object stays where it was.
         `mask_or_box`: the object's mask (H x W) or its crop box (u, v, size).
         """
-        from modelzoo.builtin.data import mask_box
-        from modelzoo.mesh import mesh_to_occupancy
-        from modelzoo.synth.rotations import quat_to_matrix
-        from modelzoo.synth.shapes import FIT, NOMINAL_HALF_SIZE
-
         v = np.asarray(vertices, np.float64)
         lo, hi = v.min(axis=0), v.max(axis=0)
         c, half = 0.5 * (lo + hi), max(0.5 * float((hi - lo).max()), 1e-9)
