@@ -3,7 +3,8 @@ examples for the built-in model. Plain Python: no Django, no database.
 
 A folder holds `README.md` (the dataset card, with the provenance in its YAML front matter)
 and `data/train-*.parquet`. The kind comes from the columns: SFT rows have `mesh`, DPO rows
-have `chosen_mesh` and `rejected_mesh`. Images and meshes are embedded as bytes.
+have `chosen_mesh` and `rejected_mesh`. Images and meshes are embedded as bytes; masks are
+COCO compressed RLE, decoded with pycocotools as any COCO reader would.
 """
 from __future__ import annotations
 
@@ -15,7 +16,15 @@ import re
 from dataclasses import dataclass, field
 
 import numpy as np
+import pyarrow.parquet as pq
 import torch
+from PIL import Image
+from pycocotools import mask as coco_mask
+
+from modelzoo.builtin.data import crop_single, mask_box
+from modelzoo.builtin.layout import box_features
+from modelzoo.generators.base import Layout, default_intrinsics
+from modelzoo.mesh.glb import read_glb
 
 
 class TrainingError(ValueError):
@@ -50,8 +59,6 @@ def _provenance(card: str) -> dict:
 
 def open_snapshot(path: str) -> Snapshot:
     """Rows of a Parquet snapshot folder, or TrainingError saying why it cannot be read."""
-    import pyarrow.parquet as pq
-
     if not os.path.isdir(path):
         raise TrainingError(f"{path}: not a folder; export a snapshot first "
                             "(python manage.py export --format parquet --out DIR).")
@@ -90,21 +97,16 @@ def require_kind(snapshot: Snapshot, kind: str, stage: str) -> None:
 
 # ------------------------------------------------------------------ rows -> tensors
 def _image(file: dict) -> np.ndarray:
-    from PIL import Image
-
     return np.asarray(Image.open(io.BytesIO(file["bytes"])).convert("RGB"))
 
 
 def _mask(row: dict) -> np.ndarray:
-    from engine.masks import decode  # plain numpy (importing `engine` needs no configured Django)
-
+    """The row's mask, a COCO compressed RLE (`{"size": [h, w], "counts": str}`), as H x W bool."""
     h, w = row["mask"]["size"]
-    return decode(row["mask"]["counts"], int(h), int(w)).astype(bool)
+    return coco_mask.decode({"size": [int(h), int(w)], "counts": row["mask"]["counts"]}).astype(bool)
 
 
 def _layout(struct):
-    from modelzoo.generators.base import Layout
-
     return Layout(rotation=tuple(struct["rotation"]), translation=tuple(struct["translation"]),
                   scale=tuple(struct["scale"]))
 
@@ -119,10 +121,6 @@ class Encoder:
         self._conds: dict[tuple, tuple] = {}
 
     def condition(self, row: dict):
-        from modelzoo.builtin.data import crop_single, mask_box
-        from modelzoo.builtin.layout import box_features
-        from modelzoo.generators.base import default_intrinsics
-
         key = (row["image_sha256"], row["mask"]["counts"])
         if key not in self._conds:
             image, mask = _image(row["image"]), _mask(row)
@@ -138,8 +136,6 @@ class Encoder:
 
     @torch.no_grad()
     def target(self, row: dict, prefix: str = "") -> torch.Tensor:
-        from modelzoo.mesh import read_glb
-
         mesh, layout = row[f"{prefix}mesh"], row[f"{prefix}layout"]
         key = f"{mesh['path']}|{json.dumps(layout, sort_keys=True)}"
         if key not in self._targets:
