@@ -83,6 +83,13 @@ export class KingOfTheHill {
   comparisons() {
     return this.history.map(({ left, right, outcome, decided_ms }) => ({ left, right, outcome, decided_ms }));
   }
+
+  /** An independent copy (what stages.js edits, so that the state it was given stays as it was). */
+  clone() {
+    const t = Object.create(KingOfTheHill.prototype);
+    // ids and sides never change after construction; history entries are never changed once pushed.
+    return Object.assign(t, { ids: this.ids, sides: this.sides, history: this.history.slice() });
+  }
 }
 
 /**
@@ -95,6 +102,17 @@ export class FullRanking {
     this.entries = ids.map((id) => ({ id, tie: false }));
     this.cursor = 0;
     this.undoStack = [];
+  }
+
+  /** An independent copy (what stages.js edits, so that the state it was given stays as it was). */
+  clone() {
+    const r = Object.create(FullRanking.prototype);
+    const copy = (entries) => entries.map((e) => ({ ...e }));
+    // Snapshots too: undo() makes a snapshot's entries the live ones, which move() then edits.
+    return Object.assign(r, {
+      entries: copy(this.entries), cursor: this.cursor,
+      undoStack: this.undoStack.map((s) => ({ entries: copy(s.entries), cursor: s.cursor })),
+    });
   }
 
   _snapshot() {
