@@ -15,12 +15,6 @@ It prints a table, then one JSON line (its last line) with "max_endpoint_ms".
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# bench/ holds queue.py: keep this folder off sys.path so that `import queue` is the stdlib's.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
 import argparse
 import datetime as dt
 import json
@@ -28,13 +22,15 @@ import math
 import os
 import random
 import statistics
+import sys
 import time
+from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-ADMIN_URL = os.environ.get("BENCH_ADMIN_URL", "postgres://postgres:postgres@127.0.0.1:5432/postgres")
+import harness
+from harness import ROOT
+
 DB_NAME = os.environ.get("BENCH_DASH_DB", "engine_bench_dash")
-DB_URL = ADMIN_URL.rsplit("/", 1)[0] + "/" + DB_NAME
+DB_URL = harness.database_url(DB_NAME)
 ANNOTATORS = 100
 DAYS = 30  # --days
 # The 30 days end now, so that the live figures (last hour, last 24 h) have real work to do.
@@ -43,25 +39,6 @@ START = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=30)).replace(minut
 TRUE_ELO = {1: 1000.0, 2: 1080.0, 3: 1150.0}
 ROUND_MIX = {1: (1, 1, 2, 2), 2: (1, 2, 3, 3), 3: (2, 3, 3, 3)}  # checkpoints of the 4 candidates
 TIE_SHARE = 0.15
-
-
-def admin_sql(sql: str) -> None:
-    import psycopg
-
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(sql)
-
-
-def setup_django():
-    os.environ["DATABASE_URL"] = DB_URL
-    os.environ.setdefault("SECRET_KEY", "bench-only-secret-key")
-    os.environ.setdefault("CACHE_URL", "redis://127.0.0.1:6379/11")
-    os.environ.setdefault("ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
-    os.environ.setdefault("LOG_LEVEL", "WARNING")
-    os.environ["DJANGO_SETTINGS_MODULE"] = "engine.settings"
-    import django
-
-    django.setup()
 
 
 def load(n_items: int, n_judgements: int, n_comparisons: int) -> dict:
@@ -78,12 +55,7 @@ def load(n_items: int, n_judgements: int, n_comparisons: int) -> dict:
         cur = conn.cursor()
 
         def copy(table, columns, rows):
-            n = 0
-            with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as cp:
-                for row in rows:
-                    cp.write_row(row)
-                    n += 1
-            counts[table] = n
+            counts[table] = harness.copy_rows(cur, table, columns, rows)
 
         pw = "!"  # unusable password: nobody logs in to the bench database
         copy("auth_user", ["id", "password", "is_superuser", "username", "first_name", "last_name", "email",
@@ -180,7 +152,7 @@ def load(n_items: int, n_judgements: int, n_comparisons: int) -> dict:
                                "king_of_the_hill", False, created - dt.timedelta(milliseconds=ms), created, created))
                 judgements.append((j, 1, item, annotator, j, f"k{j}", "king_of_the_hill", cands[king], rating,
                                    rating < 2 + r, ms, gold_correct, status, "", created))
-            copy("annotation_lease", ["id", "project_id", "item_id", "annotator_id", "state", "seed", '"order"',
+            copy("annotation_lease", ["id", "project_id", "item_id", "annotator_id", "state", "seed", "order",
                                       "sides", "protocol", "layout_stage", "created_at", "expires_at", "closed_at"],
                  leases)
             totals["annotation_lease"] += counts["annotation_lease"]
@@ -206,8 +178,7 @@ def load(n_items: int, n_judgements: int, n_comparisons: int) -> dict:
                       "modelzoo_generationjobitem", "engine_membership"]:
             cur.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
         conn.commit()
-    with psycopg.connect(DB_URL, autocommit=True) as conn:
-        conn.execute("VACUUM ANALYZE")
+    harness.sql("VACUUM ANALYZE", url=DB_URL)
     counts["load_seconds"] = round(time.perf_counter() - t0, 1)
     return counts
 
@@ -228,24 +199,16 @@ def median_ms(client, url: str, calls: int) -> tuple[float, float, int]:
 
 def screenshot(client, path: str) -> None:
     """Serve the app (runserver on a free port, this database) and photograph the dashboard."""
-    import socket
     import subprocess
 
     from playwright.sync_api import sync_playwright
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = harness.free_port()
     env = dict(os.environ, DEBUG="1")
     server = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "runserver", "--noreload", f"127.0.0.1:{port}"],
                               env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.2)
+        harness.wait_for_port("127.0.0.1", port)
         session = client.cookies["sessionid"].value
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=[
@@ -278,83 +241,79 @@ def main() -> int:
     DAYS = args.days
     START = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=DAYS)).replace(minute=0, second=0, microsecond=0)
 
-    admin_sql(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-    admin_sql(f"CREATE DATABASE {DB_NAME}")
-    try:
-        setup_django()
-        from django.core.management import call_command
-
-        t0 = time.perf_counter()
-        call_command("migrate", verbosity=0)
-        print(f"migrated in {time.perf_counter() - t0:.1f} s", flush=True)
-        counts = load(args.items, args.judgements, args.comparisons)
-        print(f"loaded in {counts['load_seconds']} s: " + ", ".join(f"{k}={v}" for k, v in counts.items()
-                                                                     if k != "load_seconds"), flush=True)
-
-        from django.core.cache import cache
-        from django.test import Client
-        from django.contrib.auth import get_user_model
-
-        from engine.stats import services, tasks
-
-        cache.clear()
-        t0 = time.perf_counter()
-        tasks.rollups_refresh()  # the beat task's body: first run builds everything, then fits the ratings
-        backfill_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        services.rollups_refresh()
-        incremental_s = time.perf_counter() - t0
-        from engine.stats.models import AnnotatorDay, PairDay, ProjectHour
-
-        print(f"rollups: backfill {backfill_s:.1f} s, incremental refresh {incremental_s * 1000:.0f} ms; "
-              f"{AnnotatorDay.objects.count()} annotator-days, {ProjectHour.objects.count()} project-hours, "
-              f"{PairDay.objects.count()} pair-days", flush=True)
-
-        client = Client()
-        client.force_login(get_user_model().objects.get(username="lead"))
-        base = "/api/v1/projects/bench/stats/"
-        mid = (START + dt.timedelta(days=12)).date()
-        urls = [
-            base + "throughput", base + "throughput?round=2", base + "throughput?annotator=annotator007",
-            base + f"throughput?since={mid}&until={mid + dt.timedelta(days=6)}",
-            base + "queue", base + "timeseries?bucket=day", base + "timeseries?bucket=hour",
-            base + "timeseries?bucket=day&annotator=annotator007",
-            base + "annotators", base + "annotators?round=3", base + "annotators?format=csv",
-            base + "acceptance/rounds", base + "acceptance/checkpoints",
-            base + "ratings", base + "ratings?round=2", base + "ratings?format=csv",
-            base + "generation", base + "workers",
-            "/projects/bench/dashboard/", "/projects/bench/dashboard/?round=3&bucket=hour",
-            "/metrics",
-        ]
-        rows = []
-        for url in urls:
-            med, cold, size = median_ms(client, url, args.calls)
-            rows.append((url, med, cold, size))
-            print(f"{url:<72} {med:8.1f} ms  (first call {cold:8.1f} ms, {size} bytes)", flush=True)
-        elo = client.get(base + "ratings").json()
-        print("\nElo: " + ", ".join(f"{c['checkpoint']} {c['elo']} [{c['ci_low']}, {c['ci_high']}]"
-                                    for c in elo["checkpoints"]) + f" (true: {TRUE_ELO})")
-        worst = max(rows, key=lambda r: r[1])
-        result = {
-            "judgements": args.judgements, "items": args.items, "comparisons": counts["annotation_comparison"],
-            "endpoints": len(rows), "calls_per_endpoint": args.calls,
-            "max_endpoint_ms": round(worst[1], 1), "slowest_endpoint": worst[0],
-            "median_endpoint_ms": round(statistics.median(r[1] for r in rows), 1),
-            "max_first_call_ms": round(max(r[2] for r in rows), 1),
-            "rollup_backfill_s": round(backfill_s, 1), "rollup_incremental_ms": round(incremental_s * 1000),
-            "load_s": counts["load_seconds"],
-            "elo": {c["checkpoint"]: c["elo"] for c in elo["checkpoints"]},
-        }
-        if args.screenshot:
-            screenshot(client, args.screenshot)
-        print(json.dumps(result))
-    finally:
-        if not args.keep:
-            from django.db import connections
-
-            connections.close_all()
-            admin_sql(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+    with harness.own_database(DB_NAME, keep=args.keep):
+        result = measure(args)
+    harness.print_figures(result)
     return 0
+
+
+def measure(args) -> dict:
+    """Load the database, refresh the rollups, time every endpoint; the figures of the JSON line."""
+    migrate_s = harness.django_setup(database_url=DB_URL, environ={
+        "CACHE_URL": os.environ.get("CACHE_URL", "redis://127.0.0.1:6379/11"),
+        "ALLOWED_HOSTS": os.environ.get("ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")})
+    print(f"migrated in {migrate_s:.1f} s", flush=True)
+    counts = load(args.items, args.judgements, args.comparisons)
+    print(f"loaded in {counts['load_seconds']} s: " + ", ".join(f"{k}={v}" for k, v in counts.items()
+                                                                 if k != "load_seconds"), flush=True)
+
+    from django.core.cache import cache
+    from django.test import Client
+    from django.contrib.auth import get_user_model
+
+    from engine.stats import services, tasks
+
+    cache.clear()
+    t0 = time.perf_counter()
+    tasks.rollups_refresh()  # the beat task's body: first run builds everything, then fits the ratings
+    backfill_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    services.rollups_refresh()
+    incremental_s = time.perf_counter() - t0
+    from engine.stats.models import AnnotatorDay, PairDay, ProjectHour
+
+    print(f"rollups: backfill {backfill_s:.1f} s, incremental refresh {incremental_s * 1000:.0f} ms; "
+          f"{AnnotatorDay.objects.count()} annotator-days, {ProjectHour.objects.count()} project-hours, "
+          f"{PairDay.objects.count()} pair-days", flush=True)
+
+    client = Client()
+    client.force_login(get_user_model().objects.get(username="lead"))
+    base = "/api/v1/projects/bench/stats/"
+    mid = (START + dt.timedelta(days=12)).date()
+    urls = [
+        base + "throughput", base + "throughput?round=2", base + "throughput?annotator=annotator007",
+        base + f"throughput?since={mid}&until={mid + dt.timedelta(days=6)}",
+        base + "queue", base + "timeseries?bucket=day", base + "timeseries?bucket=hour",
+        base + "timeseries?bucket=day&annotator=annotator007",
+        base + "annotators", base + "annotators?round=3", base + "annotators?format=csv",
+        base + "acceptance/rounds", base + "acceptance/checkpoints",
+        base + "ratings", base + "ratings?round=2", base + "ratings?format=csv",
+        base + "generation", base + "workers",
+        "/projects/bench/dashboard/", "/projects/bench/dashboard/?round=3&bucket=hour",
+        "/metrics",
+    ]
+    rows = []
+    for url in urls:
+        med, cold, size = median_ms(client, url, args.calls)
+        rows.append((url, med, cold, size))
+        print(f"{url:<72} {med:8.1f} ms  (first call {cold:8.1f} ms, {size} bytes)", flush=True)
+    elo = client.get(base + "ratings").json()
+    print("\nElo: " + ", ".join(f"{c['checkpoint']} {c['elo']} [{c['ci_low']}, {c['ci_high']}]"
+                                for c in elo["checkpoints"]) + f" (true: {TRUE_ELO})")
+    worst = max(rows, key=lambda r: r[1])
+    result = {
+        "judgements": args.judgements, "items": args.items, "comparisons": counts["annotation_comparison"],
+        "endpoints": len(rows), "calls_per_endpoint": args.calls,
+        "max_endpoint_ms": round(worst[1], 1), "slowest_endpoint": worst[0],
+        "median_endpoint_ms": round(statistics.median(r[1] for r in rows), 1),
+        "max_first_call_ms": round(max(r[2] for r in rows), 1),
+        "rollup_backfill_s": round(backfill_s, 1), "rollup_incremental_ms": round(incremental_s * 1000),
+        "load_s": counts["load_seconds"],
+        "elo": {c["checkpoint"]: c["elo"] for c in elo["checkpoints"]},
+    }
+    if args.screenshot:
+        screenshot(client, args.screenshot)
+    return result
 
 
 if __name__ == "__main__":

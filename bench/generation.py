@@ -21,8 +21,6 @@ Medians over --repeats runs. The last line is one JSON object.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import os
 import statistics
 import sys
@@ -30,11 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[0] = str(ROOT)  # not bench/ itself: its queue.py would shadow the stdlib module
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "engine.settings")
-os.environ.setdefault("DEBUG", "1")
-os.environ.setdefault("MEDIA_ROOT", tempfile.mkdtemp(prefix="bench-media-"))
+import harness
 
 
 def main() -> None:
@@ -45,13 +39,13 @@ def main() -> None:
     parser.add_argument("--checkpoint", help="A builtin weights file (default: the committed bootstrap).")
     args = parser.parse_args()
 
-    import django
-
-    django.setup()
-    from django.core.management import call_command
+    harness.django_setup(settings=os.environ.get("DJANGO_SETTINGS_MODULE", "engine.settings"), environ={
+        "DEBUG": os.environ.get("DEBUG", "1"),
+        "MEDIA_ROOT": os.environ.get("MEDIA_ROOT") or tempfile.mkdtemp(prefix="bench-media-")})
     from django.db import connection
 
-    from engine.ingest.services import ingest_item, store_content_addressed
+    from engine.files import sha256_bytes, store_content_addressed
+    from engine.ingest.services import ingest_item
     from engine.ingest.validation import ItemInput, MaskInput
     from engine.models import Project
     from modelzoo import services
@@ -59,7 +53,6 @@ def main() -> None:
     from modelzoo.weights import generator_for_checkpoint
     from tests.engine.builders import box_mask, photo_bytes
 
-    call_command("migrate", verbosity=0)
     services.job_items_enqueue = lambda *, job_item_ids: None  # in-process: no broker needed
     slug = f"bench-{os.getpid()}"
     project = Project.objects.create(name=slug, slug=slug, candidates_per_item=args.n)
@@ -71,7 +64,7 @@ def main() -> None:
             masks=[MaskInput(source_name="m", array=box_mask(width, height, box=(x0, 50, x0 + 140, 200)))]))
     if args.checkpoint:
         data = Path(args.checkpoint).read_bytes()
-        sha = hashlib.sha256(data).hexdigest()
+        sha = sha256_bytes(data)
         store_content_addressed(folder="checkpoints", sha256=sha, extension="pt", data=data)  # fresh media
         checkpoint = Checkpoint.objects.filter(sha256=sha).first() or services.checkpoint_register(
             name="bench", version=sha[:12], backend="builtin", data=data)[0]
@@ -125,14 +118,14 @@ def main() -> None:
         1000 * (m["glb_encoding"] + m["storage"] + m["database"]) for _, m in rows)
     print(f"engine overhead (everything but the model) at 4 steps: {1000 * summary[4]['overhead']:.2f} ms; "
           f"of which GLB+storage+database (the Django/Celery glue): {engine_only:.2f} ms")
-    print(json.dumps({
+    harness.print_figures({
         "candidates_per_s_1step": round(1 / summary[1]["total"], 2),
         "candidates_per_s_4steps": round(1 / summary[4]["total"], 2),
         "candidates_per_s_25steps": round(1 / summary[25]["total"], 2),
         "engine_overhead_ms": round(1000 * summary[4]["overhead"], 2),
         "engine_glue_ms": round(engine_only, 2),
         "split_ms_4steps": {k: round(1000 * v, 2) for k, v in summary[4].items()},
-    }))
+    })
 
 
 if __name__ == "__main__":

@@ -27,14 +27,12 @@ import argparse
 import copy
 import json
 import os
-import sys
 import tempfile
 import time
 
 import numpy as np
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [os.path.dirname(_HERE)] + [p for p in sys.path if os.path.abspath(p or ".") != _HERE]  # bench/queue.py
+import harness  # puts the repository on sys.path
 
 SIM_OFFSET = 5_000_000  # within the simulation's seed range, away from the seeds `simulate` uses first
 
@@ -144,7 +142,7 @@ def train_variant(parent, data: dict, variant: dict):
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoint", default=os.path.join(os.path.dirname(_HERE), "modelzoo/checkpoints/bootstrap.pt"))
+    ap.add_argument("--checkpoint", default=str(harness.ROOT / "modelzoo/checkpoints/bootstrap.pt"))
     ap.add_argument("--domain", default="household")
     ap.add_argument("--objects", type=int, default=300)
     ap.add_argument("--candidates", type=int, default=6)
@@ -182,10 +180,10 @@ def main() -> int:
         results.append(row)
         print(f"{json.dumps(variant):<70} {row['d_viou']:>+8.4f} {row['d_viou_se']:>6.4f} "
               f"{row['d_chamfer']:>+8.4f} {row['d_chamfer_se']:>6.4f} {row['seconds']:>5.0f}", flush=True)
-    print(json.dumps({"domain": args.domain, "objects": args.objects, "candidates": args.candidates,
-                      "seed0_viou": round(float(v[:, 0].mean()), 4),
-                      "best_of_n_viou": round(float(v.max(1).values.mean()), 4),
-                      "gold_viou": round(float(base_iou.mean()), 4), "variants": results}))
+    harness.print_figures({"domain": args.domain, "objects": args.objects, "candidates": args.candidates,
+                           "seed0_viou": round(float(v[:, 0].mean()), 4),
+                           "best_of_n_viou": round(float(v.max(1).values.mean()), 4),
+                           "gold_viou": round(float(base_iou.mean()), 4), "variants": results})
     return 0
 
 

@@ -11,14 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 
 import numpy as np
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [os.path.dirname(_HERE)] + [p for p in sys.path if os.path.abspath(p or ".") != _HERE]  # bench/queue.py
+import harness  # puts the repository on sys.path
 
 _GOLD: list = []
 
@@ -82,7 +80,7 @@ def main() -> int:
                   f"chamfer {s['chamfer'].mean():.4f} ({d_ch.mean():+.4f} +- {se(d_ch):.4f}) "
                   f"[{row['train_seconds']:.0f}s train, dpo acc {row['dpo_reward_accuracy']}]", flush=True)
         out["variants"].append(row)
-    print(json.dumps(out))
+    harness.print_figures(out)
     return 0
 
 

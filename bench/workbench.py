@@ -14,17 +14,14 @@ The LAST line printed is one JSON object.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
 import tempfile
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-# bench/ holds a queue.py of its own: keep it from shadowing the standard library's.
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
-sys.path.insert(0, str(ROOT))
+import harness
+from harness import ROOT
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "engine.settings_test")
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API runs an event loop
 os.environ.setdefault("CACHE_URL", "redis://127.0.0.1:6379/12")
@@ -190,11 +187,11 @@ def report(r: dict, args) -> None:
           f"({'flat' if flat else 'NOT flat'})")
     if os.environ.get("BENCH_VERBOSE"):
         print("API request durations (ms):", r.get("api"))
-    print(json.dumps({
+    harness.print_figures({
         "first_render_s": round(first, 3), "next_item_s": round(next_med, 3), "kb_per_candidate": round(kb_cand, 1),
         "kb_per_item": round(item_kb, 1), "memory_flat": flat, "n_candidates": args.candidates,
         "first_render_all_s": [round(x, 3) for x in r["first"]], "next_item_all_s": [round(x, 3) for x in nxt],
-    }))
+    })
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
-"""gunicorn settings for the web app (Docker's web service and bench/queue.py use it):
+"""gunicorn settings for the web app (Docker's web service and bench/annotation_queue.py use it):
 
     gunicorn engine.wsgi:application -c engine/gunicorn_conf.py
 
 Threaded workers (gthread), WEB_WORKERS processes x WEB_THREADS threads: by default one worker
-per core and 3 threads each. bench/queue.py measured 2 x 3 on two cores against 2 x 2, 3 x 2,
+per core and 3 threads each. bench/annotation_queue.py measured 2 x 3 on two cores against 2 x 2, 3 x 2,
 3 x 1, 4 x 1 and 6 x 1: the most judgements per second and the lowest CPU per request (a process
 per request in flight pays its own Python; threads overlap the database waits).
 """

@@ -1,14 +1,15 @@
 """Benchmark of the annotation queue on PostgreSQL (issue 4). Run it by hand for the figures;
 tests/annotation/test_queue_bench.py runs it small, for its counts of double leases and lost judgements.
 
-    .venv/bin/python bench/queue.py [--items 100000] [--history 2000] [--duration 20] [--workers 2] [--threads 3]
+    .venv/bin/python bench/annotation_queue.py [--items 100000] [--history 2000] [--duration 20]
+        [--workers 2] [--threads 3]
 
 It creates its own database (`engine_bench`, or $BENCH_DB; dropped at the end) with an earlier, finished
 project (2,000 items judged through the API, so that PostgreSQL plans over tables with rows in
 them, as on a server that has run for a while: see `add_history`), fills the measured project with
 ready items (4 candidates each) by SQL, then measures:
-  1. the lease statement itself (services._LEASE_SQL: the caller's leases, SELECT ... FOR UPDATE
-     SKIP LOCKED, the candidate order and the lease insert, one statement), timed inside
+  1. the lease statement itself (LEASE_SQL of annotation/store/postgresql.py: the caller's leases,
+     SELECT ... FOR UPDATE SKIP LOCKED, the candidate order and the lease insert, one statement), timed inside
      `services.lease_next` from Django's cursor to its result: 10,000 leases from 8 concurrent
      connections (8 forked processes, 8 annotators each), at 10,000 and at the full item count;
      also the whole lease_next call (BEGIN, the annotator's lock, the statement, the item's
@@ -46,27 +47,22 @@ Each worker loads the URLconf at boot and freezes the garbage collector's view (
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# This file is named queue.py: keep its folder off sys.path so that `import queue` is the stdlib's.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
 import argparse
 import asyncio
 import json
 import multiprocessing as mp
 import os
-import socket
 import subprocess
 import time
 import uuid
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-ADMIN_URL = os.environ.get("BENCH_ADMIN_URL", "postgres://postgres:postgres@127.0.0.1:5432/postgres")
+import harness
+from harness import ROOT
+
+from annotation.king_of_the_hill import run_build
+
 DB_NAME = os.environ.get("BENCH_DB", "engine_bench")  # created and dropped by the bench
-DB_URL = ADMIN_URL.rsplit("/", 1)[0] + "/" + DB_NAME
+DB_URL = harness.database_url(DB_NAME)
 ANNOTATORS = 64
 WORKERS, THREADS = 2, 3  # gunicorn; see the docstring
 HISTORY_ITEMS = 2_000  # judged items of an earlier project (add_history)
@@ -81,28 +77,6 @@ def pct(values, q):
 
 
 # ------------------------------------------------------------------ database
-def admin_sql(sql: str) -> None:
-    import psycopg
-
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        conn.execute(sql)
-
-
-def setup_django():
-    os.environ["DATABASE_URL"] = DB_URL
-    os.environ.setdefault("SECRET_KEY", "bench-only-secret")
-    os.environ["CACHE_URL"] = ""
-    os.environ["ALLOWED_HOSTS"] = "127.0.0.1,localhost"
-    os.environ["LOG_LEVEL"] = "WARNING"
-    os.environ["DJANGO_SETTINGS_MODULE"] = "engine.settings"
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-
-
 def seed_project(n_users: int, slug: str = "bench"):
     from engine.models import Image, Membership, ObjectMask, Project
     from engine.services import round_current, token_create
@@ -200,10 +174,7 @@ def reset_queue() -> None:
 
 
 def vacuum() -> None:
-    import psycopg
-
-    with psycopg.connect(DB_URL, autocommit=True) as conn:
-        conn.execute("VACUUM ANALYZE")
+    harness.sql("VACUUM ANALYZE", url=DB_URL)
 
 
 def explain_lease_query(project) -> str:
@@ -212,13 +183,14 @@ def explain_lease_query(project) -> str:
     from django.db import transaction
     from django.utils import timezone
 
-    from annotation import services, sql
+    from annotation.store.postgresql import LEASE_SQL, lease_sql_params
+    from engine import db
 
     user = get_user_model().objects.get(username="bench0")
-    params = services._lease_sql_params(project, user, [], gold_first=False, seed=1, now=timezone.now())
+    params = lease_sql_params(project, user, [], gold_first=False, seed=1, now=timezone.now())
     with transaction.atomic():
-        cur = sql.cursor()
-        cur.execute("EXPLAIN (ANALYZE) " + services._LEASE_SQL, params)
+        cur = db.cursor()
+        cur.execute("EXPLAIN (ANALYZE) " + LEASE_SQL, params)
         plan = "\n".join(r[0] for r in cur.fetchall())
         transaction.set_rollback(True)
     return plan
@@ -235,6 +207,7 @@ def _lease_worker(project_id: int, user_ids: list[int], n: int, out) -> None:
     from django.db import connection
 
     from annotation import services
+    from annotation.store.postgresql import LEASE_SQL
     from engine.models import Project
 
     project = Project.objects.get(pk=project_id)
@@ -242,7 +215,7 @@ def _lease_worker(project_id: int, user_ids: list[int], n: int, out) -> None:
     statement_ms: list[float] = []
 
     def timed(execute, sql, params, many, context):
-        if sql is not services._LEASE_SQL:
+        if sql is not LEASE_SQL:
             return execute(sql, params, many, context)
         t0 = time.perf_counter()
         try:
@@ -316,15 +289,8 @@ def queries_per_request(token: str) -> dict:
 
 # ------------------------------------------------------------------ HTTP load (runs in child processes)
 def _judgement(payload: dict) -> dict:
-    item = payload["item"]
-    order = [c["id"] for c in item["candidates"]]
-    comps, king = [], order[0]
-    for k in range(1, len(order)):
-        left, right = (king, order[k]) if item["sides"][k - 1] else (order[k], king)
-        outcome = "left" if k % 2 else "equal"
-        if outcome == "left":
-            king = left
-        comps.append({"left": left, "right": right, "outcome": outcome, "decided_ms": 1200})
+    """The left one of odd comparisons is better, even ones are equal."""
+    comps, king = run_build(payload["item"], lambda m: m.left if m.index % 2 else None, decided_ms=1200)
     return {"lease": payload["lease"]["id"], "key": str(uuid.uuid4()), "comparisons": comps, "ranking": None,
             "winner": king, "rating": 4, "layout": None, "time_spent_ms": 5000}
 
@@ -474,10 +440,7 @@ def server_pids(server) -> list[int]:
 
 def backend_pids() -> list[int]:
     """PostgreSQL backends connected to the bench database (other than this process's)."""
-    import psycopg
-
-    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-        return [r[0] for r in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", [DB_NAME])]
+    return [r[0] for r in harness.sql("SELECT pid FROM pg_stat_activity WHERE datname = %s", [DB_NAME])]
 
 
 def measured_load(server, host, port, tokens, mode, duration) -> dict:
@@ -517,12 +480,6 @@ def db_counts(acked_ids: list[int]) -> dict:
             "lost_judgements": lost, "counter_mismatch": counter_mismatch, "stored": len(stored)}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--items", type=int, default=100_000)
@@ -535,12 +492,17 @@ def main() -> None:
     args = ap.parse_args()
 
     load_at_start = os.getloadavg()[0]
-    admin_sql(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-    admin_sql(f"CREATE DATABASE {DB_NAME}")
+    with harness.own_database(DB_NAME):
+        report = measure(args, load_at_start)
+    harness.print_figures(report)
+
+
+def measure(args, load_at_start: float) -> dict:
+    """Every phase, in the bench's database; the figures of the JSON line (the table printed)."""
     server = None
-    report: dict = {}
     try:
-        setup_django()
+        harness.django_setup(database_url=DB_URL, environ={
+            "CACHE_URL": "", "ALLOWED_HOSTS": "127.0.0.1,localhost", "LOG_LEVEL": "WARNING"})
         from django.db import connections
 
         t0 = time.perf_counter()
@@ -565,19 +527,14 @@ def main() -> None:
         reset_queue()
         connections.close_all()
 
-        host, port = "127.0.0.1", free_port()
+        host, port = "127.0.0.1", harness.free_port()
         env = dict(os.environ, DATABASE_URL=DB_URL, ALLOWED_HOSTS="127.0.0.1,localhost", CONN_MAX_AGE="600",
                    LOG_LEVEL="WARNING", DEBUG="0")
         server = subprocess.Popen(
             [str(ROOT / ".venv/bin/gunicorn"), "engine.wsgi", "-b", f"{host}:{port}", "--workers",
              str(args.workers), "--worker-class", "gthread", "--threads", str(args.threads), "--log-level", "warning",
              "--keep-alive", "60", "--backlog", "256", "-c", str(ROOT / "engine" / "gunicorn_conf.py")], cwd=ROOT, env=env)
-        for _ in range(100):
-            try:
-                with socket.create_connection((host, port), timeout=1):
-                    break
-            except OSError:
-                time.sleep(0.2)
+        harness.wait_for_port(host, port)
         time.sleep(1.0)  # the workers boot after the master listens
         # Warm-up, not measured: the workers open their database connections (a new backend
         # fills its caches) and prepare their statements, as a server running for a while has.
@@ -662,14 +619,7 @@ def main() -> None:
                 server.wait(10)
             except subprocess.TimeoutExpired:
                 server.kill()
-        try:
-            from django.db import connections
-
-            connections.close_all()
-        except Exception:  # noqa: BLE001 - Django may not be set up
-            pass
-        admin_sql(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-    print(json.dumps(report))
+    return report
 
 
 if __name__ == "__main__":

@@ -1,0 +1,108 @@
+"""What the benches share: the repository on sys.path, a PostgreSQL database of their own,
+Django set up against it, COPY, a free port, and the last line of their output (one JSON object).
+
+A bench is a plain script, `.venv/bin/python bench/<name>.py`; Python puts bench/ first on
+sys.path, so `import harness` finds this module, which puts the repository after it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(1, str(ROOT))
+
+#: The server's maintenance database: where the benches create and drop their own.
+ADMIN_URL = os.environ.get("BENCH_ADMIN_URL", "postgres://postgres:postgres@127.0.0.1:5432/postgres")
+
+
+def database_url(name: str) -> str:
+    return ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+
+
+def sql(statement: str, params=None, *, url: str = ADMIN_URL) -> list[tuple]:
+    """One statement in autocommit (CREATE / DROP DATABASE and VACUUM need it); its rows, if any."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        cur = conn.execute(statement, params)
+        return cur.fetchall() if cur.description else []
+
+
+@contextmanager
+def own_database(name: str, *, keep: bool = False):
+    """A new, empty database for the bench (one a crashed run left behind is dropped first);
+    yields its URL and drops it at the end, unless `keep`."""
+    sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    sql(f"CREATE DATABASE {name}")
+    try:
+        yield database_url(name)
+    finally:
+        if not keep:
+            if "django" in sys.modules:
+                from django.db import connections
+
+                connections.close_all()
+            sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def django_setup(*, database_url: str | None = None, environ: dict[str, str] | None = None,
+                 settings: str = "engine.settings", migrate: bool = True) -> float:
+    """Set up Django against `database_url` (else $DATABASE_URL) with these environment variables
+    (a SECRET_KEY and LOG_LEVEL=WARNING unless given), migrated; returns the seconds migrate took."""
+    if database_url:
+        os.environ["DATABASE_URL"] = database_url
+    os.environ.update(environ or {})
+    os.environ.setdefault("SECRET_KEY", "bench-only-secret-key")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    os.environ["DJANGO_SETTINGS_MODULE"] = settings
+    import django
+
+    django.setup()
+    if not migrate:
+        return 0.0
+    from django.core.management import call_command
+
+    t0 = time.perf_counter()
+    call_command("migrate", verbosity=0)
+    return time.perf_counter() - t0
+
+
+def copy_rows(cur, table: str, columns: list[str], rows) -> int:
+    """COPY rows (tuples in the order of `columns`) into a table through a psycopg cursor; their count."""
+    n = 0
+    quoted = ", ".join(f'"{c}"' for c in columns)
+    with cur.copy(f"COPY {table} ({quoted}) FROM STDIN") as cp:
+        for row in rows:
+            cp.write_row(row)
+            n += 1
+    return n
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(host: str, port: int, timeout_s: float = 20.0) -> bool:
+    """Wait until something listens on host:port; False if nothing did within timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=1):
+                return True
+        except OSError:
+            time.sleep(0.2)
+    return False
+
+
+def print_figures(figures: dict) -> None:
+    """The bench's last line: its figures as one JSON object (what scripts and tests read)."""
+    print(json.dumps(figures), flush=True)
