@@ -49,13 +49,31 @@ def client_for(user):
     return client
 
 
-def test_many_annotators_never_exceed_overlap_nor_double_lease():
-    assert connection.vendor == "postgresql"
+def project_with_annotators(n_items: int, n_annotators: int):
+    """A project of overlap 2 with n_items ready items (3 candidates) and n_annotators annotators."""
     project = ProjectFactory(overlap=2, gold_rate=0)
-    items = [ready_item(project, n=3) for _ in range(10)]
-    users = [UserFactory() for _ in range(24)]
+    items = [ready_item(project, n=3) for _ in range(n_items)]
+    users = [UserFactory() for _ in range(n_annotators)]
     for u in users:
         Membership.objects.create(project=project, user=u, role="annotator")
+    return project, items, users
+
+
+def assert_each_item_judged_by_two(results, items):
+    """Every item offered to exactly two annotators (overlap 2), never twice to one, each offer
+    judged, the item's counters agreeing, no annotator holding two leases on one item."""
+    offered = Counter(item_id for got in results for item_id in got)
+    assert sum(offered.values()) == 2 * len(items) and all(n == 2 for n in offered.values())
+    assert all(len(set(got)) == len(got) for got in results)  # never twice to one annotator
+    assert Judgement.objects.count() == 2 * len(items)
+    for item in Item.objects.filter(pk__in=[i.pk for i in items]):
+        assert item.judgements_done == 2 and item.claims == 2 and item.state == "done"
+    assert Lease.objects.values("item", "annotator").distinct().count() == Lease.objects.count()
+
+
+def test_many_annotators_never_exceed_overlap_nor_double_lease():
+    assert connection.vendor == "postgresql"
+    project, items, users = project_with_annotators(10, 24)
 
     def work(i):
         got = []
@@ -71,15 +89,7 @@ def test_many_annotators_never_exceed_overlap_nor_double_lease():
             assert s.status_code == 201, s.content
         return got
 
-    results = run_threads(len(users), work)
-    offered = Counter(item_id for got in results for item_id in got)
-    assert sum(offered.values()) == 20  # 10 items x k=2, no more, no fewer
-    assert all(n == 2 for n in offered.values())
-    assert all(len(set(got)) == len(got) for got in results)  # never twice to one annotator
-    assert Judgement.objects.count() == 20
-    for item in Item.objects.filter(pk__in=[i.pk for i in items]):
-        assert item.judgements_done == 2 and item.claims == 2 and item.state == "done"
-    assert Lease.objects.values("item", "annotator").distinct().count() == Lease.objects.count()
+    assert_each_item_judged_by_two(run_threads(len(users), work), items)
 
 
 def test_concurrent_duplicate_submissions_store_one_judgement():
@@ -129,11 +139,7 @@ def test_expired_lease_returns_to_the_queue_under_contention():
 
 def test_prefetching_annotators_never_exceed_overlap_nor_get_an_item_twice():
     """Each annotator holds an item and prefetches the next one (two leases), submits, prefetches..."""
-    project = ProjectFactory(overlap=2, gold_rate=0)
-    items = [ready_item(project, n=3) for _ in range(12)]
-    users = [UserFactory() for _ in range(16)]
-    for u in users:
-        Membership.objects.create(project=project, user=u, role="annotator")
+    project, items, users = project_with_annotators(12, 16)
     url = f"/api/v1/projects/{project.slug}/next-item"
 
     def work(i):
@@ -154,14 +160,7 @@ def test_prefetching_annotators_never_exceed_overlap_nor_get_an_item_twice():
             current = nxt
         return got
 
-    results = run_threads(len(users), work)
-    offered = Counter(item_id for got in results for item_id in got)
-    assert sum(offered.values()) == 24 and all(n == 2 for n in offered.values())  # 12 items x k=2, exactly
-    assert all(len(set(got)) == len(got) for got in results)  # never twice to one annotator
-    assert Judgement.objects.count() == 24
-    for item in Item.objects.filter(pk__in=[i.pk for i in items]):
-        assert item.judgements_done == 2 and item.claims == 2 and item.state == "done"
-    assert Lease.objects.values("item", "annotator").distinct().count() == Lease.objects.count()
+    assert_each_item_judged_by_two(run_threads(len(users), work), items)
 
 
 def test_one_annotator_prefetching_at_once_holds_at_most_two_leases():
