@@ -1,5 +1,6 @@
 """What the benches share: the repository on sys.path, a PostgreSQL database of their own,
-Django set up against it, COPY, a free port, and the last line of their output (one JSON object).
+Django set up against it, COPY, a free port, the last line of their output (one JSON object),
+and for the offline loop benches, a model's paired scores on the held-out gold set.
 
 A bench is a plain script, `.venv/bin/python bench/<name>.py`; Python puts bench/ first on
 sys.path, so `import harness` finds this module, which puts the repository after it.
@@ -106,3 +107,36 @@ def wait_for_port(host: str, port: int, timeout_s: float = 20.0) -> bool:
 def print_figures(figures: dict) -> None:
     """The bench's last line: its figures as one JSON object (what scripts and tests read)."""
     print(json.dumps(figures), flush=True)
+
+
+# ------------------------------------------------------------------ offline scores (plain torch)
+_GOLD: dict[str, list] = {}  # domain -> [(scene, gt vertices, gt faces)], read once per process
+
+
+def gold_scores(generator, n: int, domain: str = "primitives"):
+    """Voxel IoU at 64^3 and chamfer distance of the generator's seed-0 candidate (4 steps) on each
+    of the first n scenes of the domain's held-out gold set: arrays, paired scene by scene across
+    models."""
+    import numpy as np
+
+    from modelzoo.evaluate import gold_set, score
+    from modelzoo.generators.base import GenerationRequest
+
+    scenes = _GOLD.setdefault(domain, [])
+    if len(scenes) < n:
+        scenes.extend((s, *s.gt_mesh(64)) for s in gold_set(n - len(scenes), start=len(scenes), domain=domain))
+    iou, chamfer = [], []
+    for s, gv, gf in scenes[:n]:
+        c = generator.generate(GenerationRequest(image=s.image, mask=s.mask, seeds=[0], steps=4,
+                                                 intrinsics=s.intrinsics))[0]
+        m = score(c.vertices, c.faces, c.layout, gv, gf, s.layout)
+        iou.append(m["voxel_iou@64"])
+        chamfer.append(m["chamfer"])
+    return np.asarray(iou), np.asarray(chamfer)
+
+
+def standard_error(d) -> float:
+    """Of the mean of paired differences (a numpy array)."""
+    import numpy as np
+
+    return float(d.std(ddof=1) / np.sqrt(len(d)))

@@ -88,24 +88,10 @@ def build(args) -> dict:
     return data
 
 
-_GOLD: list = []
-
-
 def gold_scores(model, args) -> tuple[np.ndarray, np.ndarray]:
     from modelzoo.builtin import BuiltinGenerator
-    from modelzoo.evaluate import gold_set, score
-    from modelzoo.generators.base import GenerationRequest
 
-    if not _GOLD:
-        _GOLD.extend((s, *s.gt_mesh(64)) for s in gold_set(args.gold, domain=args.domain))
-    gen = BuiltinGenerator(model)
-    iou, ch = [], []
-    for s, gv, gf in _GOLD:
-        c = gen.generate(GenerationRequest(image=s.image, mask=s.mask, seeds=[0], steps=4, intrinsics=s.intrinsics))[0]
-        m = score(c.vertices, c.faces, c.layout, gv, gf, s.layout)
-        iou.append(m["voxel_iou@64"])
-        ch.append(m["chamfer"])
-    return np.asarray(iou), np.asarray(ch)
+    return harness.gold_scores(BuiltinGenerator(model), args.gold, args.domain)
 
 
 def train_variant(parent, data: dict, variant: dict):
@@ -173,7 +159,7 @@ def main() -> int:
         model.save(tmp)
         iou, ch = gold_scores(BuiltinModel.load(tmp), args)
         di, dc = iou - base_iou, ch - base_ch
-        se = lambda d: float(d.std(ddof=1) / np.sqrt(len(d)))  # noqa: E731
+        se = harness.standard_error
         row = {"variant": variant, "d_viou": round(float(di.mean()), 4), "d_viou_se": round(se(di), 4),
                "d_chamfer": round(float(dc.mean()), 4), "d_chamfer_se": round(se(dc), 4),
                "seconds": round(time.time() - t0, 1), **info}

@@ -14,34 +14,14 @@ import os
 import tempfile
 import time
 
-import numpy as np
-
 import harness  # puts the repository on sys.path
-
-_GOLD: list = []
-
-
-def gold(n: int):
-    from modelzoo.evaluate import gold_set
-
-    if len(_GOLD) < n:
-        _GOLD.extend((s, *s.gt_mesh(64)) for s in gold_set(n - len(_GOLD), start=len(_GOLD)))
-    return _GOLD[:n]
 
 
 def scores(path: str, n: int) -> dict:
     from modelzoo.builtin import BuiltinGenerator
-    from modelzoo.evaluate import score
-    from modelzoo.generators.base import GenerationRequest
 
-    gen = BuiltinGenerator.from_checkpoint(path, cached=False)
-    iou, ch = [], []
-    for s, gv, gf in gold(n):
-        c = gen.generate(GenerationRequest(image=s.image, mask=s.mask, seeds=[0], steps=4, intrinsics=s.intrinsics))[0]
-        m = score(c.vertices, c.faces, c.layout, gv, gf, s.layout)
-        iou.append(m["voxel_iou@64"])
-        ch.append(m["chamfer"])
-    return {"viou": np.asarray(iou), "chamfer": np.asarray(ch)}
+    iou, chamfer = harness.gold_scores(BuiltinGenerator.from_checkpoint(path, cached=False), n)
+    return {"viou": iou, "chamfer": chamfer}
 
 
 def main() -> int:
@@ -72,7 +52,7 @@ def main() -> int:
         for stage, path in (("sft", sft_pt), ("sft+dpo", dpo_pt)):
             s = scores(path, args.n)
             d_iou, d_ch = s["viou"] - base["viou"], s["chamfer"] - base["chamfer"]
-            se = lambda d: float(d.std(ddof=1) / np.sqrt(len(d)))  # noqa: E731
+            se = harness.standard_error
             row[stage] = {"viou": float(s["viou"].mean()), "chamfer": float(s["chamfer"].mean()),
                           "d_viou": float(d_iou.mean()), "d_viou_se": se(d_iou),
                           "d_chamfer": float(d_ch.mean()), "d_chamfer_se": se(d_ch)}
