@@ -18,6 +18,7 @@ from annotation.models import Flag, Judgement
 from annotation.selectors import ANNOTATOR, ARTIST, LEAD
 from engine.apis import paginate, parse
 from engine.errors import NotFound, ValidationFailed
+from engine.files import stored_file_response
 from engine.selectors import project_get_for_user
 
 
@@ -330,8 +331,6 @@ class ArtistMeshApi(APIView):
         return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
     def get(self, request, item_id: int):
-        from engine.files import stored_file_response
-
         item = selectors.item_get_for_user(request.user, item_id, roles=ARTIST + LEAD + ["trainer"])
         mesh = item.artist_meshes.order_by("-id").first()
         if mesh is None:

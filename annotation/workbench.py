@@ -18,6 +18,7 @@ from django.templatetags.static import static
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
+from annotation.models import Item, ItemState
 from annotation.selectors import scene_objects_for_user
 from engine.errors import EngineError
 from engine.models import Role
@@ -94,8 +95,6 @@ def scene(request, slug: str, image_id: int):
 
 @login_required
 def artist_queue(request, slug: str):
-    from annotation.models import Item, ItemState
-
     try:
         project = project_get_for_user(request.user, slug, roles=[Role.ARTIST, Role.LEAD])
     except EngineError as exc:

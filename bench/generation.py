@@ -3,7 +3,7 @@
     DATABASE_URL=postgres://... .venv/bin/python bench/generation.py [--items 6] [--repeats 3]
 
 For 1, 4 and 25 sampling steps it runs the engine's real per-item path
-(`services.job_item_generate`: load the photo and mask, the model, meshing, GLB + compact
+(`generate.job_item_generate`: load the photo and mask, the model, meshing, GLB + compact
 GLB encoding, preview, content-addressed storage, the database writes and the item's state
 change) in-process on a throwaway project, N = 8 seeds per item, and reports candidates per
 second end to end with the time split per candidate into
@@ -48,12 +48,13 @@ def main() -> None:
     from engine.ingest.services import ingest_item
     from engine.ingest.validation import ItemInput, MaskInput
     from engine.models import Project
+    from engine.rounds import generate
     from modelzoo import services
     from modelzoo.models import Candidate, Checkpoint, GenerationJobItem
     from modelzoo.weights import generator_for_checkpoint
     from tests.engine.builders import box_mask, photo_bytes
 
-    services.job_items_enqueue = lambda *, job_item_ids: None  # in-process: no broker needed
+    generate.job_items_enqueue = lambda *, job_item_ids: None  # in-process: no broker needed
     slug = f"bench-{os.getpid()}"
     project = Project.objects.create(name=slug, slug=slug, candidates_per_item=args.n)
     width, height = 320, 240
@@ -84,11 +85,11 @@ def main() -> None:
                 from annotation.models import Item
 
                 Item.objects.filter(project=project).delete()
-                job = services.generation_job_start(project=project, steps=steps)
+                job = generate.generation_job_start(project=project, steps=steps)
                 ids = list(job.job_items.values_list("pk", flat=True))
                 started = time.perf_counter()
                 for pk in ids:
-                    services.job_item_generate(job_item_id=pk)
+                    generate.job_item_generate(job_item_id=pk)
                 wall = time.perf_counter() - started
                 cands = list(Candidate.objects.filter(item__project=project).values_list("timings", flat=True))
                 assert len(cands) == len(ids) * args.n

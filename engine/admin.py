@@ -1,6 +1,8 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 
+from engine.errors import EngineError
 from engine.models import ApiToken, Image, Membership, ObjectMask, Project, Round
+from engine.rounds.generate import generation_job_start
 
 
 class MembershipInline(admin.TabularInline):
@@ -14,6 +16,18 @@ class ProjectAdmin(admin.ModelAdmin):
     list_display = ["name", "slug", "candidates_per_item", "quality_threshold", "overlap", "ranking_protocol"]
     search_fields = ["name", "slug"]
     inlines = [MembershipInline]
+    actions = ["start_generation"]
+
+    @admin.action(description="Start generation for the selected projects (masks without candidates)")
+    def start_generation(self, request, queryset):
+        for project in queryset:
+            try:
+                job = generation_job_start(project=project, created_by=request.user)
+            except EngineError as exc:
+                self.message_user(request, f"{project.slug}: {exc.message}", messages.ERROR)
+                continue
+            self.message_user(request, f"{project.slug}: job {job.pk}, {job.total_items} items, "
+                                       f"{job.total_candidates} candidates queued.")
 
 
 @admin.register(Membership)

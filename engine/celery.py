@@ -1,11 +1,38 @@
 """The Celery app. Queues: `default` for bookkeeping, `model` for GPU/CPU model work,
 so that model workers can consume only `model` (`celery -A engine worker -Q model`)."""
 import os
+from collections.abc import Callable
 
-from celery import Celery
+from celery import Celery, shared_task
+from django.db import InterfaceError, OperationalError
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "engine.settings")
 
 app = Celery("engine")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+# Errors worth retrying for any task: the database was briefly unreachable.
+TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError)
+
+
+def row_task(*, name: str, fail: Callable[..., object], id_name: str, soft_time_limit: int, time_limit: int,
+             retry_on: tuple[type[BaseException], ...] = (), max_retries: int = 3, retry_backoff: int = 5,
+             retry_backoff_max: int = 300, **options):
+    """`shared_task` with the house defaults for a task that does the work of one database row,
+    given its id: idempotent services make redelivery safe (acks_late, requeued when a worker
+    dies); transient errors (the database's, plus `retry_on`) retry with backoff and jitter; the
+    final failure is recorded on the row by `fail(**{id_name: row_id}, reason=...)`. Status lives
+    in the database, never in Celery results."""
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo):
+        row_id = args[0] if args else kwargs.get(id_name)
+        fail(**{id_name: row_id, "reason": f"{type(exc).__name__}: {exc}"})
+
+    return shared_task(
+        name=name, bind=True, acks_late=True, reject_on_worker_lost=True,
+        soft_time_limit=soft_time_limit, time_limit=time_limit,
+        autoretry_for=TRANSIENT_DB_ERRORS + tuple(retry_on), max_retries=max_retries,
+        retry_backoff=retry_backoff, retry_backoff_max=retry_backoff_max, retry_jitter=True,
+        on_failure=on_failure, **options,
+    )

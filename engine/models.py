@@ -212,7 +212,7 @@ class Round(models.Model):
 class TrainingRun(models.Model):
     """One run of the reference trainer (SFT, DPO or both) on snapshots; progress lives here.
 
-    `state` moves only through `engine.rounds.training.training_run_transition`.
+    `state` moves only through `engine.rounds.train.training_run_transition`.
     """
 
     class State(models.TextChoices):

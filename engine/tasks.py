@@ -1,3 +1,3 @@
 """Celery tasks of the engine app, found by `app.autodiscover_tasks()` (which looks for
-`<app>/tasks.py`): the training run task lives with the rounds."""
-from engine.rounds.tasks import training_run_task  # noqa: F401
+`<app>/tasks.py`): a round's model work (generation, training) lives with the rounds."""
+from engine.rounds.tasks import generate_item, training_run_task  # noqa: F401

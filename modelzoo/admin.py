@@ -1,7 +1,6 @@
-from django.contrib import admin, messages
+from django.contrib import admin
 
-from engine.errors import EngineError
-from modelzoo import selectors, services
+from modelzoo import selectors
 from modelzoo.models import Candidate, Checkpoint, GenerationJob, GenerationJobItem, ProjectCheckpoint
 
 
@@ -12,23 +11,10 @@ class CheckpointAdmin(admin.ModelAdmin):
     readonly_fields = ["sha256"]
 
 
-@admin.action(description="Start generation for the selected rows' projects (masks without candidates)")
-def start_generation(modeladmin, request, queryset):
-    for project in {pc.project for pc in queryset.select_related("project")}:
-        try:
-            job = services.generation_job_start(project=project, created_by=request.user)
-        except EngineError as exc:
-            modeladmin.message_user(request, f"{project.slug}: {exc.message}", messages.ERROR)
-            continue
-        modeladmin.message_user(request, f"{project.slug}: job {job.pk}, {job.total_items} items, "
-                                         f"{job.total_candidates} candidates queued.")
-
-
 @admin.register(ProjectCheckpoint)
 class ProjectCheckpointAdmin(admin.ModelAdmin):
     list_display = ["project", "checkpoint", "share"]
     list_filter = ["project"]
-    actions = [start_generation]
 
 
 class JobItemInline(admin.TabularInline):

@@ -1,5 +1,5 @@
-"""Thin DRF views of the model zoo: checkpoint registry, project mix, generation jobs,
-candidate files. Each parses input, fetches through a selector (permissions) and calls a service."""
+"""Thin DRF views of the model zoo: checkpoint registry, project mix, candidate files
+(generation jobs are a round's step: engine/rounds/apis.py). Each parses input, fetches through a selector (permissions) and calls a service."""
 from __future__ import annotations
 
 import json
@@ -16,7 +16,7 @@ from engine.files import stored_file_response
 from engine.models import Role
 from engine.selectors import project_get_for_user
 from modelzoo import selectors, services
-from modelzoo.models import Checkpoint, GenerationJob
+from modelzoo.models import Checkpoint
 
 MIX_ROLES = [Role.LEAD, Role.TRAINER]
 
@@ -116,48 +116,6 @@ class ProjectMixApi(APIView):
             raise ValidationFailed(f"No checkpoints {unknown}.")
         services.project_mix_set(project=project, mix=[(found[e["checkpoint"]], e["share"]) for e in data["mix"]])
         return Response(_mix_out(project))
-
-
-class JobOut(serializers.ModelSerializer):
-    progress = serializers.SerializerMethodField()
-
-    class Meta:
-        model = GenerationJob
-        fields = ["id", "round", "state", "steps", "candidates_per_item", "mix", "total_items",
-                  "total_candidates", "started_at", "finished_at", "progress"]
-
-    def get_progress(self, job) -> dict:
-        return selectors.generation_job_progress(job)
-
-
-class JobIn(serializers.Serializer):
-    masks = serializers.ListField(child=serializers.IntegerField(), required=False, allow_empty=False)
-    steps = serializers.IntegerField(required=False, min_value=1, max_value=100)
-    candidates_per_item = serializers.IntegerField(required=False, min_value=1, max_value=64)
-
-
-class GenerationJobListCreateApi(APIView):
-    @extend_schema(responses=JobOut(many=True))
-    def get(self, request, slug: str):
-        project = project_get_for_user(request.user, slug, roles=[Role.LEAD, Role.TRAINER])
-        return paginate(self, request, selectors.generation_jobs(project), JobOut)
-
-    @extend_schema(request=JobIn, responses=JobOut)
-    def post(self, request, slug: str):
-        project = project_get_for_user(request.user, slug, roles=[Role.LEAD])
-        data = parse(JobIn, request.data)
-        job = services.generation_job_start(project=project, created_by=request.user, mask_ids=data.get("masks"),
-                                            steps=data.get("steps"),
-                                            candidates_per_item=data.get("candidates_per_item"))
-        return Response(JobOut(selectors.generation_job_get(project, job.pk)).data, status=status.HTTP_201_CREATED)
-
-
-class GenerationJobDetailApi(APIView):
-    @extend_schema(responses=JobOut)
-    def get(self, request, slug: str, job_id: int):
-        project = project_get_for_user(request.user, slug, roles=[Role.LEAD, Role.TRAINER])
-        job = selectors.generation_job_get(project, job_id)
-        return Response(JobOut(job).data | {"failures": selectors.generation_job_failures(job)})
 
 
 _FILES = {

@@ -1,5 +1,5 @@
-"""Thin DRF views of rounds and training runs (leads open and close rounds; trainers and
-leads start training runs and make a checkpoint current)."""
+"""Thin DRF views of a round's steps: rounds (leads open and close them), generation jobs,
+training runs (trainers and leads start them and make a checkpoint current)."""
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema
@@ -8,9 +8,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from engine import selectors as engine_selectors
-from engine.apis import parse
+from engine.apis import paginate, parse
+from engine.errors import ValidationFailed
 from engine.models import Role, TrainingRun
-from engine.rounds import selectors, services, training
+from engine.rounds import generate, selectors, services, train
+from modelzoo import selectors as zoo_selectors
+from modelzoo.models import Checkpoint, GenerationJob
 
 LEAD = [Role.LEAD]
 TRAINING = [Role.LEAD, Role.TRAINER]
@@ -57,10 +60,6 @@ class RoundCheckpointApi(APIView):
 
     @extend_schema(request=CheckpointIn)
     def post(self, request, slug: str, index: int):
-        from modelzoo.models import Checkpoint
-
-        from engine.errors import ValidationFailed
-
         project = engine_selectors.project_get_for_user(request.user, slug, roles=TRAINING)
         data = parse(self.CheckpointIn, request.data)
         checkpoint = Checkpoint.objects.filter(pk=data["checkpoint"]).first()
@@ -101,10 +100,10 @@ class TrainingRunListCreateApi(APIView):
         sft, dpo = data["sft_snapshot"], data["dpo_snapshot"]
         if rnd is not None:  # a round's own snapshots unless given
             sft, dpo = sft or rnd.sft_snapshot_id, dpo or rnd.dpo_snapshot_id
-        run = training.training_run_create(project=project, stage=data["stage"], sft_snapshot_id=sft,
+        run = train.training_run_create(project=project, stage=data["stage"], sft_snapshot_id=sft,
                                            dpo_snapshot_id=dpo, parent=data["parent"], round=rnd,
                                            hyperparameters=data["hyperparameters"], created_by=request.user)
-        training.training_run_enqueue(run=run)
+        train.training_run_enqueue(run=run)
         return Response(TrainingRunOut(run).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -113,3 +112,45 @@ class TrainingRunDetailApi(APIView):
     def get(self, request, slug: str, run_id: int):
         project = engine_selectors.project_get_for_user(request.user, slug, roles=TRAINING)
         return Response(TrainingRunOut(selectors.training_run_get(project=project, run_id=run_id)).data)
+
+
+class JobOut(serializers.ModelSerializer):
+    progress = serializers.SerializerMethodField()
+
+    class Meta:
+        model = GenerationJob
+        fields = ["id", "round", "state", "steps", "candidates_per_item", "mix", "total_items",
+                  "total_candidates", "started_at", "finished_at", "progress"]
+
+    def get_progress(self, job) -> dict:
+        return zoo_selectors.generation_job_progress(job)
+
+
+class JobIn(serializers.Serializer):
+    masks = serializers.ListField(child=serializers.IntegerField(), required=False, allow_empty=False)
+    steps = serializers.IntegerField(required=False, min_value=1, max_value=100)
+    candidates_per_item = serializers.IntegerField(required=False, min_value=1, max_value=64)
+
+
+class GenerationJobListCreateApi(APIView):
+    @extend_schema(responses=JobOut(many=True))
+    def get(self, request, slug: str):
+        project = engine_selectors.project_get_for_user(request.user, slug, roles=[Role.LEAD, Role.TRAINER])
+        return paginate(self, request, zoo_selectors.generation_jobs(project), JobOut)
+
+    @extend_schema(request=JobIn, responses=JobOut)
+    def post(self, request, slug: str):
+        project = engine_selectors.project_get_for_user(request.user, slug, roles=[Role.LEAD])
+        data = parse(JobIn, request.data)
+        job = generate.generation_job_start(project=project, created_by=request.user, mask_ids=data.get("masks"),
+                                            steps=data.get("steps"),
+                                            candidates_per_item=data.get("candidates_per_item"))
+        return Response(JobOut(zoo_selectors.generation_job_get(project, job.pk)).data, status=status.HTTP_201_CREATED)
+
+
+class GenerationJobDetailApi(APIView):
+    @extend_schema(responses=JobOut)
+    def get(self, request, slug: str, job_id: int):
+        project = engine_selectors.project_get_for_user(request.user, slug, roles=[Role.LEAD, Role.TRAINER])
+        job = zoo_selectors.generation_job_get(project, job_id)
+        return Response(JobOut(job).data | {"failures": zoo_selectors.generation_job_failures(job)})

@@ -6,6 +6,8 @@ import builtins
 
 from django.db.models import Count
 
+from annotation.models import Item, Judgement
+from engine.errors import NotFound
 from engine.models import Project, Round, TrainingRun
 
 
@@ -21,8 +23,6 @@ def _rate(num: int, den: int) -> float | None:
 
 
 def round_status(*, round: Round) -> dict:
-    from annotation.models import Item, Judgement
-
     states = dict(Item.objects.filter(round=round).values_list("state").annotate(n=Count("id")))
     items = Item.objects.filter(round=round)
     judged = Judgement.objects.filter(item__round=round, status=Judgement.Status.ACCEPTED)
@@ -55,7 +55,6 @@ def training_run_list(*, project: Project):
 
 
 def training_run_get(*, project: Project, run_id: int) -> TrainingRun:
-    from engine.errors import NotFound
 
     run = training_run_list(project=project).filter(pk=run_id).first()
     if run is None:

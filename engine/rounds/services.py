@@ -2,7 +2,7 @@
 round's trained checkpoint joining the project's mix for the next round.
 
 A round's life: open -> (generate, annotate) -> closed with its snapshots -> a checkpoint is
-trained on them (`engine.rounds.training`) and registered as `checkpoint_produced`; it becomes
+trained on them (`engine.rounds.train`) and registered as `checkpoint_produced`; it becomes
 current for the next round at `share` of the candidates, the older checkpoints keep the rest,
 so comparisons between checkpoints keep measuring progress (Bradley-Terry, `engine.stats`).
 """
@@ -13,9 +13,15 @@ import logging
 from django.db import transaction
 from django.utils import timezone
 
+from annotation.models import Item
 from engine import services as engine_services
-from engine.errors import Conflict, ValidationFailed
+from engine.errors import Conflict, NotFound, ValidationFailed
+from engine.exports import services as export_services
+from engine.exports.models import Snapshot
 from engine.models import ObjectMask, Project, Round
+from engine.rounds.generate import generation_job_start
+from modelzoo.models import ProjectCheckpoint
+from modelzoo.services import project_mix_set
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +32,6 @@ DEFAULT_PAIRING = "winner_beat"
 
 
 def _mix_now(project: Project) -> list[dict]:
-    from modelzoo.models import ProjectCheckpoint
 
     return [{"checkpoint": pc.checkpoint_id, "share": pc.share}
             for pc in ProjectCheckpoint.objects.filter(project=project).order_by("checkpoint_id")]
@@ -37,8 +42,6 @@ def round_open(*, project: Project, quality_threshold: int | None = None, mask_i
                created_by=None) -> Round:
     """Open the project's next round and start generating candidates for `mask_ids` (default:
     every mask that has no item yet in any round). The current mix is recorded on the round."""
-    from annotation.models import Item
-    from modelzoo.services import generation_job_start
 
     mix = _mix_now(project)
     if generate and not mix:
@@ -63,7 +66,6 @@ def round_open(*, project: Project, quality_threshold: int | None = None, mask_i
 
 
 def round_get(*, project: Project, index: int | None = None) -> Round:
-    from engine.errors import NotFound
 
     qs = project.rounds.all()
     rnd = qs.filter(index=index).first() if index is not None else qs.order_by("-index").first()
@@ -79,8 +81,6 @@ def round_close(*, round: Round, export: bool = True, format: str = "parquet", p
     `build`: "inline" builds the files now (command line, simulation), "enqueue" hands them
     to the Celery export task (API). A round without judgements closes without snapshots.
     """
-    from engine.exports import services as export_services
-    from engine.exports.models import Snapshot
 
     with transaction.atomic():
         rnd = Round.objects.select_for_update().get(pk=round.pk)
@@ -128,8 +128,6 @@ def mix_with_new(*, old: list[tuple], new, share: float) -> list[tuple]:
 def round_checkpoint_set(*, round: Round, checkpoint, share: float = DEFAULT_NEW_SHARE) -> Round:
     """Record the checkpoint trained on `round` and make it current for the next round, mixed
     with the project's previous checkpoints (the newest at `share`)."""
-    from modelzoo.models import ProjectCheckpoint
-    from modelzoo.services import project_mix_set
 
     project = round.project
     old = [(pc.checkpoint, pc.share) for pc in

@@ -271,7 +271,7 @@ class Simulation:
     # -- one round ---------------------------------------------------------------------------
     def generate(self, rnd, mask_ids):
         from modelzoo.models import GenerationJob, GenerationJobItem
-        from modelzoo.services import job_item_generate
+        from engine.rounds.generate import job_item_generate
 
         job = GenerationJob.objects.filter(round=rnd).order_by("-id").first()
         t0 = time.time()
@@ -332,7 +332,7 @@ class Simulation:
     def run(self) -> dict:
         import torch
 
-        from engine.rounds import selectors, services, training
+        from engine.rounds import selectors, services, train
 
         torch.set_num_threads(2)
         started = time.time()
@@ -343,10 +343,10 @@ class Simulation:
             self.log(f"project {self.slug}: evaluating the start checkpoint {self.bootstrap} on "
                      f"{self.st.eval_n} gold scenes")
             for domain in self._eval_domains():
-                ev = training.checkpoint_evaluation(self.bootstrap, domain)
+                ev = train.checkpoint_evaluation(self.bootstrap, domain)
                 if (ev.get("gold_set") or {}).get("n") != self.st.eval_n or "per_scene" not in ev or \
-                        ev["gold_set"].get("seeds") != list(training.EVAL_SEEDS):
-                    training.checkpoint_evaluate(checkpoint=self.bootstrap, n=self.st.eval_n, domain=domain,
+                        ev["gold_set"].get("seeds") != list(train.EVAL_SEEDS):
+                    train.checkpoint_evaluate(checkpoint=self.bootstrap, n=self.st.eval_n, domain=domain,
                                                  log_fn=self.log)
             checkpoints = [self.bootstrap]
             total_rounds = self.st.rounds + (1 if self.st.rating_round else 0)
@@ -371,15 +371,15 @@ class Simulation:
                     sft_id, dpo_id = rnd.sft_snapshot_id, rnd.dpo_snapshot_id
                     if self.st.cumulative and index > 1:
                         sft_id, dpo_id = self._cumulative_snapshots(index)
-                    run = training.training_run_create(
+                    run = train.training_run_create(
                         project=self.project, stage=self.st.stage, sft_snapshot_id=sft_id, dpo_snapshot_id=dpo_id,
                         parent=checkpoints[0] if self.st.from_start else checkpoints[-1], round=rnd,
                         hyperparameters=self.st.hyperparameters)
-                    run = training.training_run_execute(run_id=run.pk, eval_n=self.st.eval_n,
+                    run = train.training_run_execute(run_id=run.pk, eval_n=self.st.eval_n,
                                                         log_fn=lambda m: self.log("  " + m))
                     cp = run.checkpoint
                     if self.st.domain != "primitives":  # the run evaluated it on the pretraining domain
-                        training.checkpoint_evaluate(checkpoint=cp, n=self.st.eval_n, domain=self.st.domain,
+                        train.checkpoint_evaluate(checkpoint=cp, n=self.st.eval_n, domain=self.st.domain,
                                                      log_fn=lambda m: self.log("  " + m))
                     services.round_checkpoint_set(round=rnd, checkpoint=cp, share=self.st.new_share)
                     checkpoints.append(cp)
@@ -411,7 +411,7 @@ class Simulation:
         return list(dict.fromkeys([self.st.domain, "primitives"]))
 
     def _metrics(self, cp) -> dict:
-        from engine.rounds.training import checkpoint_evaluation
+        from engine.rounds.train import checkpoint_evaluation
 
         m = checkpoint_evaluation(cp, self.st.domain).get("model", {})
         pre = checkpoint_evaluation(cp, "primitives").get("model", {})
@@ -423,7 +423,7 @@ class Simulation:
     def report(self, checkpoints, rt, seconds) -> dict:
         fitted, comps, win_rate = rt["fitted"], rt["comparisons"], rt["win_rate"]
         b = self._metrics(self.bootstrap)
-        from engine.rounds.training import checkpoint_evaluation
+        from engine.rounds.train import checkpoint_evaluation
 
         per_b = checkpoint_evaluation(self.bootstrap, self.st.domain)["per_scene"]
         lines = []

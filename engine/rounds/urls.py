@@ -10,4 +10,8 @@ urlpatterns = [
     path("projects/<slug:slug>/training-runs/", apis.TrainingRunListCreateApi.as_view(), name="api-training-runs"),
     path("projects/<slug:slug>/training-runs/<int:run_id>/", apis.TrainingRunDetailApi.as_view(),
          name="api-training-run"),
+    path("projects/<slug:slug>/generation-jobs/", apis.GenerationJobListCreateApi.as_view(),
+         name="api-generation-jobs"),
+    path("projects/<slug:slug>/generation-jobs/<int:job_id>/", apis.GenerationJobDetailApi.as_view(),
+         name="api-generation-job"),
 ]

@@ -10,6 +10,8 @@ import time
 from django.core.cache import cache
 from django.utils import timezone
 
+from engine.celery import app
+
 INSPECT_TIMEOUT_S = 0.5
 HEALTH_CACHE_SECONDS = 15
 QUEUES = ("default", "model")
@@ -40,8 +42,6 @@ def celery_health(*, use_cache: bool = True) -> dict:
         cached = cache.get(_KEY)
         if cached is not None:
             return cached
-    from engine.celery import app
-
     t0 = time.perf_counter()
     workers, error = [], None
     try:

@@ -11,8 +11,14 @@ import os
 
 from django.db.models import Count, Sum
 from django.http import HttpResponse
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from django.utils import timezone
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from annotation.models import Item, Judgement, Lease
+from engine.models import Project
+from engine.stats.models import AnnotatorDay, RollupState
+from modelzoo.models import GenerationJobItem
 
 
 class EngineCollector:
@@ -23,11 +29,6 @@ class EngineCollector:
         return []
 
     def collect(self):
-        from annotation.models import Item, Judgement, Lease
-        from engine.models import Project
-        from engine.stats.models import AnnotatorDay, RollupState
-        from modelzoo.models import GenerationJobItem
-
         slugs = dict(Project.objects.values_list("id", "slug"))
         items = GaugeMetricFamily("engine_items", "Items by state (queue depths).", labels=["project", "state"])
         for pid, state, n in Item.objects.values_list("project_id", "state").annotate(n=Count("id")).values_list(
@@ -77,8 +78,6 @@ class EngineCollector:
 
         age = GaugeMetricFamily("engine_stats_rollup_age_seconds", "Seconds since the rollups were refreshed.",
                                 labels=["project"])
-        from django.utils import timezone
-
         for pid, at in RollupState.objects.values_list("project_id", "refreshed_at"):
             if at is not None:
                 age.add_metric([slugs.get(pid, str(pid))], (timezone.now() - at).total_seconds())
@@ -91,8 +90,6 @@ REGISTRY.register(_collector)
 
 def metrics_view(request):
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from prometheus_client import multiprocess
-
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         registry.register(_collector)

@@ -27,7 +27,7 @@ from engine.selectors import project_get_for_user
 from engine.stats import bradley_terry
 from engine.stats.models import AnnotatorDay, CheckpointDay, PairDay, ProjectHour, RollupState
 from engine.stats.services import HIST_RATIO
-from modelzoo.models import Checkpoint, GenerationJob, ProjectCheckpoint
+from modelzoo.models import Checkpoint, GenerationJob, GenerationJobItem, ProjectCheckpoint
 
 LEAD = [Role.LEAD]
 # Percentiles are exact (from the source rows) up to this many values, else read from the
@@ -491,7 +491,6 @@ def generation_jobs(project: Project, f: Filters, *, limit: int = 20) -> list[di
         jobs = jobs.filter(round_id=f.round_id)
     jobs = jobs.select_related("round").order_by("-started_at", "-id")[:limit]
     jobs = list(jobs)
-    from modelzoo.models import GenerationJobItem
 
     counts = defaultdict(dict)
     for job_id, state, n, done in (GenerationJobItem.objects.filter(job__in=jobs).values_list("job_id", "state")

@@ -2,6 +2,7 @@
 from celery import shared_task
 from django.core.cache import cache
 
+from engine.models import Project
 from engine.stats import selectors, services
 
 REFRESH_LOCK = "stats:rollups-refresh:lock"
@@ -18,8 +19,6 @@ def rollups_refresh() -> dict:
         return {}
     try:
         done = services.rollups_refresh()
-        from engine.models import Project
-
         for project in Project.objects.filter(slug__in=[s for s, days in done.items() if days]):
             everything = selectors.Filters()
             selectors.ratings(project, everything)  # warm the Bradley-Terry fit and the memoised figures

@@ -84,6 +84,7 @@ def make_items(project, *, count: int, n: int = N, first_seed: int = 11, depth: 
     from engine.ingest.services import ingest_item
     from engine.ingest.validation import ItemInput, MaskInput
     from engine.services import round_current
+    from engine.rounds import generate
     from modelzoo import services as zoo
     from modelzoo.mesh import glb_bytes, glb_compact_bytes, preview_png
     from modelzoo.models import Candidate, Checkpoint
@@ -103,11 +104,11 @@ def make_items(project, *, count: int, n: int = N, first_seed: int = 11, depth: 
         masks.append((image.masks.first(), sample))
 
     if model and zoo.BOOTSTRAP_FILE.exists() and os.environ.get("BROWSER_TEST_MESHES") != "synthetic":
-        from modelzoo.tasks import generate_item
+        from engine.rounds.tasks import generate_item
 
         ckpt, _ = zoo.bootstrap_register(make_current=False)
         zoo.project_mix_set(project=project, mix=[(ckpt, 1.0)])
-        job = zoo.generation_job_start(project=project, steps=1)
+        job = generate.generation_job_start(project=project, steps=1)
         for job_item in job.job_items.all():
             generate_item.run(job_item.pk)
         return list(Item.objects.filter(project=project, state=ItemState.READY).order_by("id"))

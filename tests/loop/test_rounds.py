@@ -7,7 +7,8 @@ from django.core.management import CommandError, call_command
 from engine.errors import Conflict, ValidationFailed
 from engine.exports.models import Snapshot
 from engine.models import Round
-from engine.rounds import services, training
+from engine.rounds import services, train
+from engine.rounds import generate
 from modelzoo import services as mz
 from modelzoo.models import ProjectCheckpoint
 from tests.modelzoo_engine.conftest import photo_with_masks
@@ -16,7 +17,7 @@ from tests.modelzoo_engine.conftest import photo_with_masks
 @pytest.fixture
 def no_broker(monkeypatch):
     sent = []
-    monkeypatch.setattr(mz, "job_items_enqueue", lambda *, job_item_ids: sent.extend(job_item_ids))
+    monkeypatch.setattr(generate, "job_items_enqueue", lambda *, job_item_ids: sent.extend(job_item_ids))
     return sent
 
 
@@ -78,18 +79,18 @@ def test_rounds_over_the_api(loop_project, member, api, no_broker):
 def test_training_run_refuses_wrong_kind_format_and_backend(loop_project, checkpoint):
     sft, dpo = _snapshot(loop_project, "sft"), _snapshot(loop_project, "dpo")
     with pytest.raises(ValidationFailed, match="Snapshot .* is a DPO snapshot; the SFT stage needs an SFT") as e:
-        training.training_run_create(project=loop_project, stage="sft", sft_snapshot_id=dpo.pk)
+        train.training_run_create(project=loop_project, stage="sft", sft_snapshot_id=dpo.pk)
     assert e.value.code == "wrong_snapshot_kind"
     jsonl = _snapshot(loop_project, "sft", fmt="jsonl")
     with pytest.raises(ValidationFailed, match="reads Parquet"):
-        training.training_run_create(project=loop_project, stage="sft", sft_snapshot_id=jsonl.pk)
+        train.training_run_create(project=loop_project, stage="sft", sft_snapshot_id=jsonl.pk)
     http = mz.checkpoint_register(name="remote", version="1", backend="http", config={"url": "http://x:1"})[0]
     with pytest.raises(ValidationFailed, match="only trains built-in checkpoints") as e:
-        training.training_run_create(project=loop_project, stage="both", sft_snapshot_id=sft.pk,
+        train.training_run_create(project=loop_project, stage="both", sft_snapshot_id=sft.pk,
                                      dpo_snapshot_id=dpo.pk, parent=http)
     assert e.value.code == "incompatible_checkpoint"
     with pytest.raises(CommandError, match="DPO stage needs a DPO snapshot"):
         call_command("train", "--snapshot", str(sft.pk), "--stage", "dpo")
-    run = training.training_run_create(project=loop_project, stage="both", sft_snapshot_id=sft.pk,
+    run = train.training_run_create(project=loop_project, stage="both", sft_snapshot_id=sft.pk,
                                        dpo_snapshot_id=dpo.pk)
     assert run.parent == checkpoint and run.state == "pending"

@@ -8,11 +8,12 @@ import pytest
 
 from engine.ingest.services import ingest_item
 from engine.ingest.validation import ItemInput, MaskInput
+from engine.rounds import generate
 from modelzoo import services
 from modelzoo.generators import registry
 from tests.engine.builders import box_mask, photo_bytes
 
-REAL_ENQUEUE = services.job_items_enqueue
+REAL_ENQUEUE = generate.job_items_enqueue
 N = 4  # candidates per item in most tests: small keeps the module fast
 
 
@@ -82,5 +83,5 @@ def no_broker(monkeypatch):
     """Tasks are run as functions here; jobs started in tests send nothing to a broker
     (test_worker.py, which needs the broker, undoes this)."""
     sent = []
-    monkeypatch.setattr(services, "job_items_enqueue", lambda *, job_item_ids: sent.extend(job_item_ids))
+    monkeypatch.setattr(generate, "job_items_enqueue", lambda *, job_item_ids: sent.extend(job_item_ids))
     return sent

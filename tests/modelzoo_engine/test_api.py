@@ -4,6 +4,7 @@ import hashlib
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from engine.models import Role
+from engine.rounds import generate
 from modelzoo import services
 from modelzoo.models import Checkpoint
 from tests.engine.factories import ProjectFactory, UserFactory
@@ -50,7 +51,7 @@ def test_lead_sets_a_mix_and_starts_a_job_with_progress(gen_project, member, api
         "elapsed_s": 0, "candidates_per_s": 0}
     first = gen_project.generation_jobs.get().job_items.first()
     assert sorted(c for c, _ in first.plan) == [checkpoint.pk] * 3 + [other.pk]  # shares 3:1 of N=4
-    services.job_item_generate(job_item_id=first.pk)
+    generate.job_item_generate(job_item_id=first.pk)
     detail = api(lead).get(f"/api/v1/projects/{slug}/generation-jobs/{job['id']}/").json()
     assert detail["progress"]["done"] == 4 and detail["progress"]["items_done"] == 1 and detail["failures"] == []
     assert api(lead).get(f"/api/v1/projects/{slug}/generation-jobs/").json()["count"] == 1
@@ -60,9 +61,9 @@ def test_candidate_files_for_project_members_only(gen_project, member, api, fres
     annotator = member(Role.ANNOTATOR)
     outsider = UserFactory()
     ProjectFactory()
-    job = services.generation_job_start(project=gen_project, steps=1)
+    job = generate.generation_job_start(project=gen_project, steps=1)
     job_item = job.job_items.first()
-    services.job_item_generate(job_item_id=job_item.pk)
+    generate.job_item_generate(job_item_id=job_item.pk)
     candidate = job_item.item.candidates.first()
     for variant, content_type, magic in [("glb", "model/gltf-binary", b"glTF"),
                                          ("glb-compact", "model/gltf-binary", b"glTF"),
@@ -78,6 +79,6 @@ def test_candidate_files_for_project_members_only(gen_project, member, api, fres
 def test_job_list_has_no_n_plus_one(gen_project, member, api, django_assert_max_num_queries):
     lead = member(Role.LEAD)
     for _ in range(3):
-        services.generation_job_start(project=gen_project)
+        generate.generation_job_start(project=gen_project)
     with django_assert_max_num_queries(8):
         assert api(lead).get(f"/api/v1/projects/{gen_project.slug}/generation-jobs/").json()["count"] == 3

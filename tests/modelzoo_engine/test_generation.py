@@ -6,60 +6,61 @@ import pytest
 from django.db import connection
 
 from annotation.models import Item, ItemState
+from engine.rounds import generate
 from modelzoo import selectors, services
 from modelzoo.models import Candidate, GenerationJob, GenerationJobItem
-from modelzoo.tasks import generate_item
+from engine.rounds.tasks import generate_item
 from tests.modelzoo_engine.conftest import N, REAL_ENQUEUE
 
 
 def test_mix_allocation_follows_shares_and_rotates_remainders():
-    assert services.mix_allocate(shares=[1.0], n=8) == [8]
-    assert services.mix_allocate(shares=[3, 1], n=8) == [6, 2]
-    assert sum(services.mix_allocate(shares=[1, 1, 1], n=8)) == 8
+    assert generate.mix_allocate(shares=[1.0], n=8) == [8]
+    assert generate.mix_allocate(shares=[3, 1], n=8) == [6, 2]
+    assert sum(generate.mix_allocate(shares=[1, 1, 1], n=8)) == 8
     totals = Counter()
     for item_id in range(300):  # over many items each checkpoint gets its share exactly
-        for k, c in enumerate(services.mix_allocate(shares=[1, 1, 1], n=8, rotation=item_id)):
+        for k, c in enumerate(generate.mix_allocate(shares=[1, 1, 1], n=8, rotation=item_id)):
             totals[k] += c
     assert totals == {0: 800, 1: 800, 2: 800}
 
 
 def test_plan_is_deterministic_and_seeds_are_distinct():
-    plan = services.item_plan(item_id=7, mix=[(1, 0.5), (2, 0.5)], n=8)
-    assert plan == services.item_plan(item_id=7, mix=[(1, 0.5), (2, 0.5)], n=8)
+    plan = generate.item_plan(item_id=7, mix=[(1, 0.5), (2, 0.5)], n=8)
+    assert plan == generate.item_plan(item_id=7, mix=[(1, 0.5), (2, 0.5)], n=8)
     assert Counter(c for c, _ in plan) == {1: 4, 2: 4}
     assert len({s for _, s in plan}) == 8
-    assert plan != services.item_plan(item_id=8, mix=[(1, 0.5), (2, 0.5)], n=8)
+    assert plan != generate.item_plan(item_id=8, mix=[(1, 0.5), (2, 0.5)], n=8)
 
 
 def test_job_start_creates_waiting_items_and_enqueues_one_task_each(gen_project, django_capture_on_commit_callbacks,
                                                                     monkeypatch):
     sent = []
-    monkeypatch.setattr(services, "job_items_enqueue", REAL_ENQUEUE)
+    monkeypatch.setattr(generate, "job_items_enqueue", REAL_ENQUEUE)
     monkeypatch.setattr(generate_item, "apply_async", lambda args, queue: sent.append((args[0], queue)))
     with django_capture_on_commit_callbacks(execute=True):
-        job = services.generation_job_start(project=gen_project)
+        job = generate.generation_job_start(project=gen_project)
     assert job.total_items == 4 and job.total_candidates == 4 * N
     assert sorted(sent) == sorted((pk, "model") for pk in job.job_items.values_list("pk", flat=True))
     assert set(Item.objects.filter(project=gen_project).values_list("state", flat=True)) == {ItemState.WAITING}
     # a second job takes the waiting items over (the first job's tasks may have been lost)
     with django_capture_on_commit_callbacks(execute=True):
-        again = services.generation_job_start(project=gen_project)
+        again = generate.generation_job_start(project=gen_project)
     assert again.total_items == 4
     job.refresh_from_db()
     assert job.state == GenerationJob.State.FINISHED
     assert set(job.job_items.values_list("state", flat=True)) == {GenerationJobItem.State.SUPERSEDED}
-    services.job_item_generate(job_item_id=job.job_items.first().pk)  # a late task of the first job
+    generate.job_item_generate(job_item_id=job.job_items.first().pk)  # a late task of the first job
     assert not Candidate.objects.exists()
     assert generate_item.acks_late and generate_item.name == "modelzoo.generate_item"
 
 
 def test_task_twice_creates_each_candidate_once_and_readies_the_item(gen_project, fresh_registry):
-    job = services.generation_job_start(project=gen_project)
+    job = generate.generation_job_start(project=gen_project)
     job_item = job.job_items.first()
     generate_item.run(job_item.pk)
     generate_item.run(job_item.pk)  # a duplicate delivery
     GenerationJobItem.objects.filter(pk=job_item.pk).update(state=GenerationJobItem.State.PENDING)
-    services.job_item_generate(job_item_id=job_item.pk)  # a re-run after a crash before "done"
+    generate.job_item_generate(job_item_id=job_item.pk)  # a re-run after a crash before "done"
     candidates = Candidate.objects.filter(item=job_item.item)
     assert candidates.count() == N
     assert sorted((c.checkpoint_id, c.seed) for c in candidates) == sorted(map(tuple, job_item.plan))
@@ -72,25 +73,25 @@ def test_task_twice_creates_each_candidate_once_and_readies_the_item(gen_project
 
 
 def test_rerun_after_partial_crash_creates_only_what_is_missing(gen_project, fresh_registry):
-    job = services.generation_job_start(project=gen_project)
+    job = generate.generation_job_start(project=gen_project)
     job_item = job.job_items.first()
-    services.job_item_generate(job_item_id=job_item.pk)
+    generate.job_item_generate(job_item_id=job_item.pk)
     first_ids = set(Candidate.objects.filter(item=job_item.item).values_list("pk", flat=True))
     Candidate.objects.filter(pk__in=sorted(first_ids)[: N // 2]).delete()  # as if the worker died half way
     GenerationJobItem.objects.filter(pk=job_item.pk).update(state=GenerationJobItem.State.PENDING)
-    services.job_item_generate(job_item_id=job_item.pk)
+    generate.job_item_generate(job_item_id=job_item.pk)
     after = set(Candidate.objects.filter(item=job_item.item).values_list("pk", flat=True))
     assert len(after) == N and sorted(first_ids)[N // 2:] == sorted(after & first_ids)
 
 
 def test_an_item_costs_a_fixed_number_of_queries(gen_project, fresh_registry, django_assert_max_num_queries):
-    job = services.generation_job_start(project=gen_project)
+    job = generate.generation_job_start(project=gen_project)
     job_item = job.job_items.first()
-    services.job_item_generate(job_item_id=job.job_items.last().pk)  # the checkpoint is loaded
+    generate.job_item_generate(job_item_id=job.job_items.last().pk)  # the checkpoint is loaded
     # read the job item, count the attempt, read existing candidates and checkpoints; one
     # transaction inserts all N candidates and moves the item to ready.
     with django_assert_max_num_queries(11):  # whatever N is
-        services.job_item_generate(job_item_id=job_item.pk)
+        generate.job_item_generate(job_item_id=job_item.pk)
     assert Candidate.objects.filter(item=job_item.item).count() == N
 
 
@@ -98,10 +99,10 @@ def test_a_failing_checkpoint_of_a_mix_keeps_what_the_others_made(gen_project, f
     good = gen_project.current_checkpoints.first().checkpoint
     bad, _ = services.checkpoint_register(name="failing", version="1", backend="failing")
     services.project_mix_set(project=gen_project, mix=[(good, 1.0), (bad, 1.0)])
-    job = services.generation_job_start(project=gen_project)
+    job = generate.generation_job_start(project=gen_project)
     job_item = job.job_items.first()
     with pytest.raises(Exception, match="refuses every request"):
-        services.job_item_generate(job_item_id=job_item.pk)
+        generate.job_item_generate(job_item_id=job_item.pk)
     made = Candidate.objects.filter(item=job_item.item)
     assert made.count() == N // 2 and set(made.values_list("checkpoint_id", flat=True)) == {good.pk}
     assert Item.objects.get(pk=job_item.item_id).state == ItemState.WAITING
@@ -109,13 +110,13 @@ def test_a_failing_checkpoint_of_a_mix_keeps_what_the_others_made(gen_project, f
 
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_duplicate_tasks_create_each_candidate_once(gen_project, fresh_registry, no_broker):
-    job = services.generation_job_start(project=gen_project)
+    job = generate.generation_job_start(project=gen_project)
     job_item = job.job_items.first()
     errors = []
 
     def run():
         try:
-            services.job_item_generate(job_item_id=job_item.pk)
+            generate.job_item_generate(job_item_id=job_item.pk)
         except Exception as exc:  # noqa: BLE001
             errors.append(exc)
         finally:
@@ -132,7 +133,7 @@ def test_concurrent_duplicate_tasks_create_each_candidate_once(gen_project, fres
 def test_failure_is_recorded_on_the_item_with_the_reason(gen_project, failing_backend, fresh_registry):
     bad, _ = services.checkpoint_register(name="failing", version="1", backend="failing")
     services.project_mix_set(project=gen_project, mix=[(bad, 1.0)])
-    job = services.generation_job_start(project=gen_project)
+    job = generate.generation_job_start(project=gen_project)
     job_item = job.job_items.first()
     with pytest.raises(Exception) as raised:
         generate_item.run(job_item.pk)
@@ -143,7 +144,7 @@ def test_failure_is_recorded_on_the_item_with_the_reason(gen_project, failing_ba
     assert progress["items_failed"] == 1 and progress["done"] == 0
     # a new job puts the failed item back to waiting and retries it
     services.project_mix_set(project=gen_project, mix=[(job.project.current_checkpoints.first().checkpoint, 1.0)])
-    retry = services.generation_job_start(project=gen_project, mask_ids=[item.mask_id])
+    retry = generate.generation_job_start(project=gen_project, mask_ids=[item.mask_id])
     assert retry.total_items == 1 and Item.objects.get(pk=item.pk).state == ItemState.WAITING
 
 
@@ -161,7 +162,7 @@ def test_generate_command_starts_a_job_and_waits_for_it(gen_project, no_broker, 
         job.job_items.values_list("pk", flat=True))
     with django_capture_on_commit_callbacks(execute=True):
         for pk in no_broker:  # what the workers would do
-            services.job_item_generate(job_item_id=pk)
+            generate.job_item_generate(job_item_id=pk)
     out = io.StringIO()
     call_command("generate", "--project", gen_project.slug, "--wait", stdout=out)  # nothing left to do
     assert "0 items" in out.getvalue()

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from annotation.models import Item, ItemState
+from engine.rounds import generate
 from modelzoo import services
 from modelzoo.generators.base import GenerationRequest, GeneratorError
 from modelzoo.generators.http import GeneratorUnavailable, HttpGenerator
@@ -90,8 +91,8 @@ def test_http_checkpoint_generates_candidates_through_the_engine(server, gen_pro
     remote, _ = services.checkpoint_register(name="remote-builtin", version="1", backend="http",
                                              config={"url": server.url})
     services.project_mix_set(project=gen_project, mix=[(remote, 1.0)])
-    job = services.generation_job_start(project=gen_project, steps=1)
+    job = generate.generation_job_start(project=gen_project, steps=1)
     job_item = job.job_items.first()
-    services.job_item_generate(job_item_id=job_item.pk)
+    generate.job_item_generate(job_item_id=job_item.pk)
     assert Candidate.objects.filter(item=job_item.item, checkpoint=remote).count() == N
     assert Item.objects.get(pk=job_item.item_id).state == ItemState.READY

@@ -16,9 +16,10 @@ from django.db.models import Count
 
 from annotation.models import Item, ItemState
 from engine.celery import app
+from engine.rounds import generate
 from modelzoo import services
 from modelzoo.models import Candidate, GenerationJob, GenerationJobItem
-from modelzoo.tasks import generate_item
+from engine.rounds.tasks import generate_item
 from tests.modelzoo_engine.conftest import photo_with_masks
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,9 +60,9 @@ def broker(monkeypatch):
     def enqueue(*, job_item_ids):
         with app.connection_for_write(BROKER) as conn:
             for pk in job_item_ids:
-                generate_item.apply_async(args=[pk], queue=services.MODEL_QUEUE, connection=conn)
+                generate_item.apply_async(args=[pk], queue=generate.MODEL_QUEUE, connection=conn)
 
-    monkeypatch.setattr(services, "job_items_enqueue", enqueue)
+    monkeypatch.setattr(generate, "job_items_enqueue", enqueue)
 
 
 @pytest.mark.slow
@@ -72,7 +73,7 @@ def test_worker_killed_mid_job_then_restarted_makes_every_candidate_once(project
     for seed in range(2):
         photo_with_masks(project, seed=seed, n_masks=3)
     services.project_mix_set(project=project, mix=[(checkpoint, 1.0)])
-    job = services.generation_job_start(project=project)
+    job = generate.generation_job_start(project=project)
     total = job.total_candidates
     assert job.total_items == 6 and total == 48
 

@@ -14,7 +14,7 @@ from engine.errors import EngineError
 from engine.exports.models import Snapshot
 from engine.models import Round
 from engine.rounds import services as round_services
-from engine.rounds import training
+from engine.rounds import train
 
 
 def _arg_type(default):
@@ -36,7 +36,7 @@ class Command(BaseCommand):
         parser.add_argument("--make-current", action="store_true",
                             help="Make the result current for the project's next round.")
         parser.add_argument("--share", type=float, default=round_services.DEFAULT_NEW_SHARE)
-        parser.add_argument("--eval-n", type=int, default=training.EVAL_GOLD_SIZE)
+        parser.add_argument("--eval-n", type=int, default=train.EVAL_GOLD_SIZE)
         parser.add_argument("--no-eval", action="store_true")
         parser.add_argument("--enqueue", action="store_true", help="Run on a Celery worker (queue model).")
         parser.add_argument("--threads", type=int, default=2)
@@ -71,14 +71,14 @@ class Command(BaseCommand):
             dpo = dpo or rnd.dpo_snapshot
         hp = {f.name: opts[f.name] for f in dataclasses.fields(HyperParameters) if opts.get(f.name) is not None}
         try:
-            run = training.training_run_create(
+            run = train.training_run_create(
                 project=project, stage=opts["stage"], sft_snapshot_id=sft.pk if sft else None,
                 dpo_snapshot_id=dpo.pk if dpo else None, parent=opts["checkpoint"], round=rnd, hyperparameters=hp)
             if opts["enqueue"]:
-                training.training_run_enqueue(run=run)
+                train.training_run_enqueue(run=run)
                 self.stdout.write(f"training run {run.pk} queued on 'model'")
                 return
-            run = training.training_run_execute(run_id=run.pk, evaluate=not opts["no_eval"], eval_n=opts["eval_n"],
+            run = train.training_run_execute(run_id=run.pk, evaluate=not opts["no_eval"], eval_n=opts["eval_n"],
                                                 log_fn=lambda m: self.stdout.write(m))
             if opts["make_current"]:
                 round_services.round_checkpoint_set(round=rnd, checkpoint=run.checkpoint, share=opts["share"]) \

@@ -5,9 +5,10 @@ from django.core.management.base import BaseCommand, CommandError
 
 from engine.errors import EngineError
 from engine.models import Project
+from engine.rounds.generate import generation_job_start
 from modelzoo import selectors
 from modelzoo.models import ProjectCheckpoint
-from modelzoo.services import bootstrap_register, generation_job_start
+from modelzoo.services import bootstrap_register
 
 
 class Command(BaseCommand):

@@ -12,16 +12,22 @@ import logging
 import shutil
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
 from engine.errors import Conflict, NotFound, ValidationFailed
-from engine.models import Project, Round, TrainingRun
+from engine.exports.models import Snapshot
+from engine.models import Image, Project, Round, TrainingRun
+from modelzoo.evaluate import GOLD_SEED_BASE, _summary, gold_set, score
+from modelzoo.generators.base import GenerationRequest
+from modelzoo.models import Checkpoint, ProjectCheckpoint
+from modelzoo.services import checkpoint_register
+from modelzoo.weights import checkpoint_local_path, generator_for_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +65,6 @@ _A = {"sft": "an SFT", "dpo": "a DPO"}
 
 
 def _snapshot(project: Project, snapshot_id: int | None, kind: str, stage: str):
-    from engine.exports.models import Snapshot
-
     if snapshot_id is None:
         raise ValidationFailed(f"The {stage.upper()} stage needs {_A[kind]} snapshot; none was given.",
                                code="snapshot_missing")
@@ -92,8 +96,7 @@ def training_run_create(*, project: Project, stage: str = "both", sft_snapshot_i
                         dpo_snapshot_id: int | None = None, parent=None, round: Round | None = None,
                         hyperparameters: dict | None = None, created_by=None) -> TrainingRun:
     """A pending run after checking its inputs; ValidationFailed says what is wrong and what to do."""
-    from modelzoo.models import Checkpoint, ProjectCheckpoint
-    from modelzoo.training import STAGES, HyperParameters
+    from modelzoo.training import STAGES, HyperParameters  # torch: kept out of web processes until a run is made
 
     if stage not in STAGES:
         raise ValidationFailed(f"Unknown stage '{stage}'; use one of {', '.join(STAGES)}.", code="invalid_stage")
@@ -115,14 +118,12 @@ def training_run_create(*, project: Project, stage: str = "both", sft_snapshot_i
         hp = HyperParameters(**(hyperparameters or {}))
     except TypeError as exc:
         raise ValidationFailed(f"Unknown hyper-parameter: {exc}.", code="invalid_hyperparameters") from None
-    from dataclasses import asdict
-
     return TrainingRun.objects.create(project=project, round=round, stage=stage, sft_snapshot=sft, dpo_snapshot=dpo,
                                       parent=parent, hyperparameters=asdict(hp), created_by=created_by)
 
 
 def training_run_enqueue(*, run: TrainingRun) -> None:
-    from engine.rounds.tasks import training_run_task
+    from engine.rounds.tasks import training_run_task  # a cycle: the task module imports this one
 
     transaction.on_commit(lambda: training_run_task.apply_async(args=[run.pk], queue=MODEL_QUEUE))
 
@@ -136,8 +137,6 @@ def snapshot_materialise(*, snapshot, folder: Path) -> Path:
             shutil.copyfileobj(src, dst, 1 << 20)
     # The rows carry no camera: photos ingested with intrinsics get them in a sidecar
     # (image sha256 -> 3x3) so that the trainer encodes layouts in the camera generation used.
-    from engine.models import Image
-
     cameras = dict(Image.objects.filter(project=snapshot.project, intrinsics__isnull=False)
                    .values_list("sha256", "intrinsics"))
     if cameras:
@@ -152,11 +151,6 @@ def checkpoint_evaluate(*, checkpoint, n: int = EVAL_GOLD_SIZE, domain: str = "p
     candidates of `seeds`, so one lucky or unlucky noise vector does not decide a scene), stored on
     `Checkpoint.evaluation`: the pretraining domain ("primitives") at the top level, any other
     under `evaluation["domains"][domain]` (a simulated project's target domain)."""
-    from modelzoo.evaluate import GOLD_SEED_BASE, _summary, gold_set, score
-    from modelzoo.generators.base import GenerationRequest
-    from modelzoo.models import Checkpoint
-    from modelzoo.weights import generator_for_checkpoint
-
     gen = generator_for_checkpoint(checkpoint)
     rows, t0 = [], time.time()
     gold = _GOLD.setdefault(domain, [])
@@ -199,9 +193,7 @@ def training_run_execute(*, run_id: int, evaluate: bool = True, eval_n: int = EV
     Idempotent: a done run is returned as is; a re-run after a crash trains again (same seed)
     and `checkpoint_register` returns the record registered by an earlier attempt.
     """
-    from modelzoo.services import checkpoint_register
-    from modelzoo.training import HyperParameters, TrainingError, train
-    from modelzoo.weights import checkpoint_local_path
+    from modelzoo.training import HyperParameters, TrainingError, train  # torch: only the worker that trains
 
     with transaction.atomic():
         run = TrainingRun.objects.select_for_update(of=("self",)).select_related(
