@@ -17,18 +17,6 @@ from skimage.measure import marching_cubes
 
 from modelzoo.synth.shapes import NOMINAL_HALF_SIZE
 
-__all__ = [
-    "occupancy_to_mesh",
-    "clean_occupancy",
-    "remove_degenerate",
-    "vertex_normals",
-    "mesh_to_occupancy",
-    "sample_surface",
-    "check_mesh",
-    "as_rgba",
-    "row_cross",
-]
-
 
 def check_mesh(vertices, faces) -> tuple[np.ndarray, np.ndarray]:
     """(vertices float32 V x 3, faces int64 F x 3), both contiguous, or ValueError saying
