@@ -22,6 +22,7 @@ def post_worker_init(worker):
     """Load the URLconf now, not at the first request (through engine.stats it imports scipy:
     about 1.7 s of CPU), then move everything made so far out of the garbage collector's sight
     (a full collection took 5 ms instead of 70 ms)."""
+    # Here: gunicorn reads this file before Django is set up (in each worker, after the fork).
     import gc
 
     from django.urls import get_resolver

@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.db.models import Count, Q, Sum
 
 from modelzoo import selectors
 from modelzoo.models import Candidate, Checkpoint, GenerationJob, GenerationJobItem, ProjectCheckpoint
@@ -39,8 +40,6 @@ class GenerationJobAdmin(admin.ModelAdmin):
     inlines = [JobItemInline]
 
     def get_queryset(self, request):
-        from django.db.models import Count, Q, Sum
-
         return super().get_queryset(request).annotate(
             done_candidates=Sum("job_items__done", default=0),
             items_done=Count("job_items", filter=Q(job_items__state=GenerationJobItem.State.DONE)),

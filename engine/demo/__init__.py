@@ -28,7 +28,7 @@ DEMO_USERS = {
 
 
 def demo_photo_png(name: str) -> bytes:
-    import skimage.data
+    import skimage.data  # the sample photos: only the demo command needs them
 
     buf = io.BytesIO()
     PILImage.fromarray(getattr(skimage.data, name)()).save(buf, format="PNG")

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 from django.db.models import Exists, OuterRef, Q
 
 from annotation.models import ArtistMesh, Comparison, Item, Judgement
-from engine.exports.schema import LAYOUT, MASK, ROW_SCHEMAS
+from engine.exports.schema import LAYOUT, ROW_SCHEMAS
 from engine.models import Project
 from modelzoo.models import Candidate, Checkpoint
 

@@ -25,25 +25,21 @@ from engine.exports.models import Snapshot
 from engine.exports.writers import WRITERS, FileCache
 from engine.files import store_content_addressed
 from engine.models import Project
+from engine.states import job_lifecycle, transition_check
 from modelzoo.files import sha256_file
 
 log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_ITEMS = 1000
 
-_TRANSITIONS = {
-    Snapshot.State.PENDING: {Snapshot.State.BUILDING, Snapshot.State.FAILED},
-    Snapshot.State.BUILDING: {Snapshot.State.DONE, Snapshot.State.FAILED, Snapshot.State.BUILDING},
-    Snapshot.State.FAILED: {Snapshot.State.BUILDING},
-    Snapshot.State.DONE: set(),
-}
+_TRANSITIONS = job_lifecycle(pending=Snapshot.State.PENDING, working=Snapshot.State.BUILDING,
+                             done=Snapshot.State.DONE, failed=Snapshot.State.FAILED)
 
 
 def snapshot_transition(*, snapshot: Snapshot, to: str, error: str = "") -> Snapshot:
     """The one place a snapshot's state changes. A built snapshot never changes again."""
-    if to not in _TRANSITIONS[snapshot.state]:
-        raise Conflict(f"Snapshot {snapshot.pk} is {snapshot.state}; it cannot become {to}.",
-                       code="snapshot_state")
+    transition_check(_TRANSITIONS, current=snapshot.state, to=to, what=f"Snapshot {snapshot.pk}",
+                     code="snapshot_state")
     snapshot.state = to
     snapshot.error = error
     fields = ["state", "error"]
@@ -114,7 +110,7 @@ def snapshot_define(*, project: Project, kind: str, format: str, filters: dict |
 
 
 def snapshot_build_enqueue(*, snapshot: Snapshot) -> None:
-    from engine.exports.tasks import snapshot_build_task
+    from engine.exports.tasks import snapshot_build_task  # a cycle: the task module imports this one
 
     transaction.on_commit(lambda: snapshot_build_task.delay(snapshot.pk))
 

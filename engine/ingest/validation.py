@@ -65,31 +65,40 @@ class ValidMask:
     provenance: dict
 
 
-def validate_image(data: bytes, name: str) -> ValidImage:
-    if not data:
-        raise IngestRejected(f"{name}: the file is empty.")
+def _pil_decoded(data: bytes, where: str, *, formats, what: str, formats_text: str) -> PILImage.Image:
+    """The decoded image, or IngestRejected saying what is wrong. The size is checked from the
+    header before decoding (INGEST_MAX_PIXELS; PIL's own bomb guard as well), so a small file
+    that declares a huge image is refused without being decoded."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", PILImage.DecompressionBombWarning)
             pil = PILImage.open(io.BytesIO(data))
-            fmt = pil.format
             width, height = pil.size
             if width * height > settings.INGEST_MAX_PIXELS:
                 raise IngestRejected(
-                    f"{name}: {width}x{height} is {width * height:,} pixels, above the limit of "
+                    f"{where}: {width}x{height} is {width * height:,} pixels, above the limit of "
                     f"{settings.INGEST_MAX_PIXELS:,} (INGEST_MAX_PIXELS)."
                 )
-            if fmt not in ALLOWED_FORMATS:
-                raise IngestRejected(f"{name}: format {fmt} is not accepted; use JPEG, PNG or WebP.")
+            if pil.format not in formats:
+                raise IngestRejected(f"{where}: format {pil.format} is not accepted; {formats_text}.")
             pil.load()
     except IngestRejected:
         raise
     except UnidentifiedImageError:
-        raise IngestRejected(f"{name}: not an image (JPEG, PNG or WebP expected).") from None
+        raise IngestRejected(f"{where}: not {what}.") from None
     except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning):
-        raise IngestRejected(f"{name}: refused as a decompression bomb (too many pixels).") from None
+        raise IngestRejected(f"{where}: refused as a decompression bomb (too many pixels).") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise IngestRejected(f"{name}: the image is truncated or corrupt ({exc}).") from None
+        raise IngestRejected(f"{where}: the file is truncated or corrupt ({exc}).") from None
+    return pil
+
+
+def validate_image(data: bytes, name: str) -> ValidImage:
+    if not data:
+        raise IngestRejected(f"{name}: the file is empty.")
+    pil = _pil_decoded(data, name, formats=ALLOWED_FORMATS, what="an image (JPEG, PNG or WebP expected)",
+                       formats_text="use JPEG, PNG or WebP")
+    width, height, fmt = *pil.size, pil.format
     if width < 8 or height < 8:
         raise IngestRejected(f"{name}: {width}x{height} is too small; at least 8x8 pixels.")
     if pil.mode not in ("RGB", "L"):
@@ -136,17 +145,7 @@ def validate_mask(mask_input: MaskInput, width: int, height: int, image_name: st
 
 
 def _png_mask(data: bytes, where: str) -> np.ndarray:
-    try:
-        pil = PILImage.open(io.BytesIO(data))
-        if pil.format != "PNG":
-            raise IngestRejected(f"{where}: masks must be PNG files, not {pil.format}.")
-        pil.load()
-    except IngestRejected:
-        raise
-    except UnidentifiedImageError:
-        raise IngestRejected(f"{where}: not a PNG image.") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise IngestRejected(f"{where}: the PNG is truncated or corrupt ({exc}).") from None
+    pil = _pil_decoded(data, where, formats=("PNG",), what="a PNG image", formats_text="masks must be PNG files")
     return mask_codec.mask_from_png(pil)
 
 

@@ -27,8 +27,28 @@ import uuid
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+import requests
+from django.contrib.auth import get_user_model
+from PIL import Image as PILImage
 
 from annotation.king_of_the_hill import run_build
+from annotation.models import Comparison
+from engine.exports import services as export_services
+from engine.files import sha256_bytes
+from engine.ingest.services import ingest_item
+from engine.ingest.validation import ItemInput, MaskInput
+from engine.models import Membership, Project, Role
+from engine.rounds import selectors, services, train
+from engine.rounds.generate import job_item_generate
+from engine.rounds.services import DEFAULT_PAIRING
+from engine.rounds.train import checkpoint_evaluation
+from engine.stats.bradley_terry import fit_ratings, win_rate
+from modelzoo.mesh import read_glb
+from modelzoo.metrics import shape_metrics
+from modelzoo.models import Checkpoint, GenerationJob, GenerationJobItem
+from modelzoo.services import bootstrap_register, checkpoint_register, project_mix_set
+from modelzoo.synth import sample_scene
+from modelzoo.synth.rotations import quat_to_matrix
 
 #: Scenes of the simulated projects: disjoint from pretraining (seed * 1e7 + i, i < 1e6 or so)
 #: and from the gold set (9e8 + i).
@@ -79,7 +99,6 @@ class SimulatedAnnotator:
 
     def __init__(self, base: str, username: str, password: str, project: str, oracle, *, noise: float,
                  equal_margin: float, seed: int):
-        import requests
 
         self.base, self.project, self.oracle = base.rstrip("/"), project, oracle
         self.noise, self.equal_margin = noise, equal_margin
@@ -93,10 +112,6 @@ class SimulatedAnnotator:
         self.comparisons = 0
 
     def score(self, cand: dict, truth) -> float:
-        from modelzoo.mesh import read_glb
-        from modelzoo.metrics import shape_metrics
-        from modelzoo.synth.rotations import quat_to_matrix
-
         r = self.s.get(self.base + cand["glb_url"])
         r.raise_for_status()
         v, f, _ = read_glb(r.content)
@@ -151,8 +166,6 @@ def _free_port() -> int:
 
 
 def _wait_http(url: str, timeout: float = 60.0) -> None:
-    import requests
-
     t0 = time.time()
     while time.time() - t0 < timeout:
         try:
@@ -165,7 +178,6 @@ def _wait_http(url: str, timeout: float = 60.0) -> None:
 
 class Services:
     """gunicorn on 127.0.0.1 and (unless inline) one Celery worker on queue "model"; stopped by pid."""
-
     def __init__(self, *, server: bool, worker: bool, log):
         self.procs: list[subprocess.Popen] = []
         self.base = None
@@ -213,13 +225,6 @@ class Simulation:
 
     # -- setup ----------------------------------------------------------------------------
     def setup(self):
-        from django.contrib.auth import get_user_model
-
-        from engine.files import sha256_bytes
-        from engine.models import Membership, Project, Role
-        from modelzoo.models import Checkpoint
-        from modelzoo.services import bootstrap_register, checkpoint_register, project_mix_set
-
         User = get_user_model()
         lead, _ = User.objects.get_or_create(username=f"{self.slug}-lead")
         self.project = Project.objects.create(
@@ -247,11 +252,7 @@ class Simulation:
 
     def ingest(self, round_index: int) -> list[int]:
         """Render and ingest this round's photos; returns their mask ids."""
-        from PIL import Image as PILImage
 
-        from engine.ingest.services import ingest_item
-        from engine.ingest.validation import ItemInput, MaskInput
-        from modelzoo.synth import sample_scene
 
         mask_ids = []
         for i in range(self.st.items_per_round):
@@ -270,9 +271,6 @@ class Simulation:
 
     # -- one round ---------------------------------------------------------------------------
     def generate(self, rnd, mask_ids):
-        from modelzoo.models import GenerationJob, GenerationJobItem
-        from engine.rounds.generate import job_item_generate
-
         job = GenerationJob.objects.filter(round=rnd).order_by("-id").first()
         t0 = time.time()
         for image_id, s in list(self.pending_truth.items()):  # overlaps with the worker's generation
@@ -320,8 +318,6 @@ class Simulation:
     def ratings(self) -> dict:
         """Bradley-Terry Elo of every checkpoint from all recorded comparisons between
         candidates of different checkpoints (ties as half wins), the bootstrap at 1000."""
-        from annotation.models import Comparison
-        from engine.stats.bradley_terry import fit_ratings, win_rate
 
         rows = Comparison.objects.filter(judgement__project=self.project, judgement__status="accepted").values_list(
             "left__checkpoint_id", "right__checkpoint_id", "outcome", "judgement__item__round__index")
@@ -330,9 +326,7 @@ class Simulation:
         return {"fitted": fitted, "comparisons": comps, "win_rate": win_rate}
 
     def run(self) -> dict:
-        import torch
-
-        from engine.rounds import selectors, services, train
+        import torch  # heavy: only a process that runs the simulation pays for it
 
         torch.set_num_threads(2)
         started = time.time()
@@ -395,9 +389,6 @@ class Simulation:
         return self.report(checkpoints, rt, time.time() - started)
 
     def _cumulative_snapshots(self, index: int) -> tuple[int, int]:
-        from engine.exports import services as export_services
-        from engine.rounds.services import DEFAULT_PAIRING
-
         ids = []
         for kind in ("sft", "dpo"):
             snap, _ = export_services.snapshot_define(
@@ -411,8 +402,6 @@ class Simulation:
         return list(dict.fromkeys([self.st.domain, "primitives"]))
 
     def _metrics(self, cp) -> dict:
-        from engine.rounds.train import checkpoint_evaluation
-
         m = checkpoint_evaluation(cp, self.st.domain).get("model", {})
         pre = checkpoint_evaluation(cp, "primitives").get("model", {})
         return {"voxel_iou": m.get("voxel_iou@64"), "chamfer": m.get("chamfer"), "fscore@0.05": m.get("fscore@0.05"),
@@ -423,7 +412,6 @@ class Simulation:
     def report(self, checkpoints, rt, seconds) -> dict:
         fitted, comps, win_rate = rt["fitted"], rt["comparisons"], rt["win_rate"]
         b = self._metrics(self.bootstrap)
-        from engine.rounds.train import checkpoint_evaluation
 
         per_b = checkpoint_evaluation(self.bootstrap, self.st.domain)["per_scene"]
         lines = []
@@ -448,7 +436,6 @@ class Simulation:
                     f"{f(row['hard_case_rate'], 5)} {row['sft_rows'] or 0:>4} {row['dpo_pairs'] or 0:>5} ")
             if "checkpoint_id" in row:
                 cid = row["checkpoint_id"]
-                from modelzoo.models import Checkpoint
 
                 cp = Checkpoint.objects.get(pk=cid)
                 per = checkpoint_evaluation(cp, self.st.domain)["per_scene"]

@@ -20,9 +20,10 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
-from engine.errors import Conflict, NotFound, ValidationFailed
+from engine.errors import NotFound, ValidationFailed
 from engine.exports.models import Snapshot
 from engine.models import Image, Project, Round, TrainingRun
+from engine.states import job_lifecycle, transition_check
 from modelzoo.evaluate import GOLD_SEED_BASE, _summary, gold_set, score
 from modelzoo.generators.base import GenerationRequest
 from modelzoo.models import Checkpoint, ProjectCheckpoint
@@ -40,18 +41,13 @@ EVAL_SEEDS = (0, 1, 2, 3)
 PROGRESS_EVERY_STEPS = 10
 _GOLD: dict[str, list] = {}  # domain -> [(scene, gt vertices, gt faces)] of its gold set, per process
 
-_TRANSITIONS = {
-    TrainingRun.State.PENDING: {TrainingRun.State.RUNNING, TrainingRun.State.FAILED},
-    TrainingRun.State.RUNNING: {TrainingRun.State.DONE, TrainingRun.State.FAILED, TrainingRun.State.RUNNING},
-    TrainingRun.State.FAILED: {TrainingRun.State.RUNNING},
-    TrainingRun.State.DONE: set(),
-}
+_TRANSITIONS = job_lifecycle(pending=TrainingRun.State.PENDING, working=TrainingRun.State.RUNNING,
+                             done=TrainingRun.State.DONE, failed=TrainingRun.State.FAILED)
 
 
 def training_run_transition(*, run: TrainingRun, to: str, error: str = "") -> TrainingRun:
     """The one place a training run's state changes."""
-    if to not in _TRANSITIONS[run.state]:
-        raise Conflict(f"Training run {run.pk} is {run.state}; it cannot become {to}.", code="training_state")
+    transition_check(_TRANSITIONS, current=run.state, to=to, what=f"Training run {run.pk}", code="training_state")
     run.state, run.error = to, error[:4000]
     fields = ["state", "error"]
     if to in (TrainingRun.State.DONE, TrainingRun.State.FAILED):

@@ -97,26 +97,30 @@ def filters_resolve(user, project: Project, *, round_index: int | None = None, a
                    since=since, until=until)
 
 
-def _by_day(qs, f: Filters, *, annotator: bool = True):
+def _filtered(qs, f: Filters, *, round_field: str, annotator_field: str | None, time_field: str, daily: bool):
+    """`qs` narrowed to the filters' round, annotator (where the rows have one) and days (since
+    and until inclusive; `daily` rows carry a date, the others a time)."""
     if f.round_id is not None:
-        qs = qs.filter(round_id=f.round_id)
-    if annotator and f.annotator_id is not None:
-        qs = qs.filter(annotator_id=f.annotator_id)
+        qs = qs.filter(**{round_field: f.round_id})
+    if annotator_field and f.annotator_id is not None:
+        qs = qs.filter(**{annotator_field: f.annotator_id})
     if f.since:
-        qs = qs.filter(day__gte=f.since)
+        qs = qs.filter(**{f"{time_field}__gte": f.since if daily else _start_of(f.since)})
     if f.until:
-        qs = qs.filter(day__lte=f.until)
+        qs = qs.filter(**({f"{time_field}__lte": f.until} if daily
+                          else {f"{time_field}__lt": _start_of(f.until) + timedelta(days=1)}))
     return qs
+
+
+def _by_day(qs, f: Filters, *, annotator: bool = True):
+    """Daily rollup rows matching the filters (`annotator=False`: rows without an annotator)."""
+    return _filtered(qs, f, round_field="round_id", annotator_field="annotator_id" if annotator else None,
+                     time_field="day", daily=True)
 
 
 def _by_hour(qs, f: Filters):
-    if f.round_id is not None:
-        qs = qs.filter(round_id=f.round_id)
-    if f.since:
-        qs = qs.filter(hour__gte=_start_of(f.since))
-    if f.until:
-        qs = qs.filter(hour__lt=_start_of(f.until) + timedelta(days=1))
-    return qs
+    """Hourly rollup rows of the project matching the filters (they have no annotator)."""
+    return _filtered(qs, f, round_field="round_id", annotator_field=None, time_field="hour", daily=False)
 
 
 def _start_of(day: dt.date) -> dt.datetime:
@@ -125,16 +129,8 @@ def _start_of(day: dt.date) -> dt.datetime:
 
 def _judgements(project: Project, f: Filters):
     """Source rows matching the filters (for exact percentiles on small selections)."""
-    qs = Judgement.objects.filter(project=project, status__in=_JUDGED)
-    if f.round_id is not None:
-        qs = qs.filter(item__round_id=f.round_id)
-    if f.annotator_id is not None:
-        qs = qs.filter(annotator_id=f.annotator_id)
-    if f.since:
-        qs = qs.filter(created_at__gte=_start_of(f.since))
-    if f.until:
-        qs = qs.filter(created_at__lt=_start_of(f.until) + timedelta(days=1))
-    return qs
+    return _filtered(Judgement.objects.filter(project=project, status__in=_JUDGED), f, round_field="item__round_id",
+                     annotator_field="annotator_id", time_field="created_at", daily=False)
 
 
 # ------------------------------------------------------------------ percentiles

@@ -30,6 +30,16 @@ def wait_rendered(page):
                    const want = w._pair().join(','); return document.querySelector('.wb-stage').dataset.rendered === want; }""")
 
 
+def rate_a_three_candidate_run(page, first: str, second: str, rating: str) -> None:
+    """Open the workbench's first item of three candidates and judge it by keyboard alone:
+    `first` and `second` decide the two comparisons, `rating` the winner, then Enter."""
+    page.wait_for_selector("#workbench[data-stage=compare]")
+    wait_rendered(page)
+    page.keyboard.press(first); page.wait_for_function("window.workbench.current.tournament.history.length === 1")
+    page.keyboard.press(second); page.wait_for_selector("#workbench[data-stage=rate]")
+    page.keyboard.press(rating); page.keyboard.press("Enter")
+
+
 def test_two_items_with_the_keyboard_alone(live_server, page, project, member, api, frontend_built):
     annotator = member("annotator")
     make_items(project, count=3)
@@ -108,11 +118,7 @@ def test_layout_stage_and_memory_stay_flat(live_server, page, project, member, f
     project.save(update_fields=["layout_stage"])
     make_items(project, count=1, n=3, first_seed=31, depth=True, model=False)
     login(page, live_server, annotator.username, f"/projects/{project.slug}/annotate/")
-    page.wait_for_selector("#workbench[data-stage=compare]")
-    wait_rendered(page)
-    page.keyboard.press("1"); page.wait_for_function("window.workbench.current.tournament.history.length === 1")
-    page.keyboard.press("1"); page.wait_for_selector("#workbench[data-stage=rate]")
-    page.keyboard.press("5"); page.keyboard.press("Enter")
+    rate_a_three_candidate_run(page, "1", "1", "5")
     page.wait_for_selector("#workbench[data-stage=layout]")
     page.wait_for_function("document.querySelector('.wb-overlap b').textContent.includes('%')")
     before = page.evaluate("window.workbench.current.overlap")
@@ -158,11 +164,7 @@ def test_hard_case_reaches_the_artist_queue(live_server, page, project, member, 
     MembershipFactory(project=project, user=user, role="artist")
     (item,) = make_items(project, count=1, n=3, first_seed=41)
     login(page, live_server, user.username, f"/projects/{project.slug}/annotate/")
-    page.wait_for_selector("#workbench[data-stage=compare]")
-    wait_rendered(page)
-    page.keyboard.press("3"); page.wait_for_function("window.workbench.current.tournament.history.length === 1")
-    page.keyboard.press("2"); page.wait_for_selector("#workbench[data-stage=rate]")
-    page.keyboard.press("1"); page.keyboard.press("Enter")
+    rate_a_three_candidate_run(page, "3", "2", "1")
     page.wait_for_function("document.querySelector('#workbench').dataset.done === '1'")
     assert Item.objects.get(pk=item.pk).state == ItemState.HARD_CASE
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import io
 import json
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -162,6 +164,23 @@ def test_decompression_bomb_is_refused_before_decoding(project, settings):
     settings.INGEST_MAX_PIXELS = 1000
     with pytest.raises(IngestRejected, match="above the limit"):
         ingest_item(project=project, item=item(image_bytes=builders.photo_bytes(64, 48)))
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares width x height (1-bit grey) and holds no pixels: a bomb's header."""
+    ihdr = b"IHDR" + struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    iend = b"IEND"
+    return (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + ihdr + struct.pack(">I", zlib.crc32(ihdr))
+            + struct.pack(">I", 0) + iend + struct.pack(">I", zlib.crc32(iend)))
+
+
+@pytest.mark.parametrize("side", [3000, 100_000])  # above INGEST_MAX_PIXELS; above PIL's own bomb guard too
+def test_a_mask_whose_header_declares_a_bomb_is_refused_like_a_photo(project, settings, side):
+    settings.INGEST_MAX_PIXELS = 4_000_000
+    bomb = MaskInput(source_name="bomb.png", png_bytes=png_header_only(side, side))
+    with pytest.raises(IngestRejected, match="bomb.png: .*(above the limit|decompression bomb)"):
+        ingest_item(project=project, item=item(masks=[bomb]))
+    assert not ObjectMask.objects.exists()
 
 
 def test_one_bad_mask_rejects_the_whole_item(project):

@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 from engine.errors import EngineError
 from engine.models import Project, Round
 from engine.rounds import selectors, services
+from modelzoo.models import Checkpoint
 
 
 class Command(BaseCommand):
@@ -82,8 +83,6 @@ class Command(BaseCommand):
                               f"{r['sft_snapshot'] or '-':>5} {r['dpo_snapshot'] or '-':>5}  {cps}")
 
     def _checkpoint(self, project, opts):
-        from modelzoo.models import Checkpoint
-
         checkpoint = Checkpoint.objects.filter(pk=opts["checkpoint"]).first()
         if checkpoint is None:
             raise CommandError(f"No checkpoint {opts['checkpoint']}.")

@@ -9,9 +9,14 @@ Prints a table per round; the last line is one JSON object (viou_by_round, chamf
 Small setting (2 rounds in under 30 minutes on 2 cores): the defaults.
 """
 import json
+import signal
 import time
 
+import torch
 from django.core.management.base import BaseCommand
+
+from engine.rounds.simulation import Setting, Simulation
+from modelzoo.synth.shapes import DOMAINS
 
 
 def _interrupt(signum, frame):
@@ -22,9 +27,6 @@ class Command(BaseCommand):
     help = "Run the whole loop on synthetic objects with simulated annotators."
 
     def add_arguments(self, parser):
-        from engine.rounds.simulation import Setting
-        from modelzoo.synth.shapes import DOMAINS
-
         d = Setting()
         parser.add_argument("--rounds", type=int, default=d.rounds)
         parser.add_argument("--annotators", type=int, default=d.annotators)
@@ -58,12 +60,6 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=0)
 
     def handle(self, *args, **opts):
-        import signal
-
-        import torch
-
-        from engine.rounds.simulation import Setting, Simulation
-
         # SIGTERM unwinds like Ctrl-C, so the server and worker this command started are stopped.
         signal.signal(signal.SIGTERM, _interrupt)
 

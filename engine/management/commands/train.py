@@ -8,6 +8,7 @@ With one snapshot of a round and --stage both, the round's other snapshot is use
 import dataclasses
 import json
 
+import torch
 from django.core.management.base import BaseCommand, CommandError
 
 from engine.errors import EngineError
@@ -15,6 +16,7 @@ from engine.exports.models import Snapshot
 from engine.models import Round
 from engine.rounds import services as round_services
 from engine.rounds import train
+from modelzoo.training import HyperParameters
 
 
 def _arg_type(default):
@@ -27,8 +29,6 @@ class Command(BaseCommand):
     help = "Train SFT and/or DPO from exported snapshots and register the new checkpoint."
 
     def add_arguments(self, parser):
-        from modelzoo.training import HyperParameters
-
         parser.add_argument("--snapshot", type=int, action="append", required=True,
                             help="Snapshot id (SFT or DPO); give both for --stage both.")
         parser.add_argument("--stage", choices=["sft", "dpo", "both"], default="both")
@@ -44,10 +44,6 @@ class Command(BaseCommand):
             parser.add_argument("--" + f.name.replace("_", "-"), type=_arg_type(f.default), default=None)
 
     def handle(self, *args, **opts):
-        import torch
-
-        from modelzoo.training import HyperParameters
-
         torch.set_num_threads(opts["threads"])
         snaps = list(Snapshot.objects.filter(pk__in=opts["snapshot"]).select_related("project"))
         missing = set(opts["snapshot"]) - {s.pk for s in snaps}

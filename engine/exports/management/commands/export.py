@@ -70,9 +70,7 @@ class Command(BaseCommand):
 
     def _build(self, snapshot, *, quiet):
         # Build in this process (no worker needed); the same service the Celery task calls.
-        from engine.exports import services as s
-
-        total = s._selection(snapshot).items().count()
+        total = services._selection(snapshot).items().count()
         bar = tqdm(total=total, unit="item", disable=quiet, desc=f"snapshot {snapshot.pk}")
         done = {"n": 0}
 
@@ -82,6 +80,6 @@ class Command(BaseCommand):
             done["n"] = items
 
         try:
-            return s.snapshot_build(snapshot_id=snapshot.pk, on_progress=hook)
+            return services.snapshot_build(snapshot_id=snapshot.pk, on_progress=hook)
         finally:
             bar.close()
