@@ -9,7 +9,7 @@ annotators and `--judgements` judgements (each item judged by judgements/items a
   1. runs the beat task `stats.rollups_refresh` once (its first run builds the rollups from
      scratch and fits the ratings) and times it, then an incremental refresh with nothing new;
   2. times every dashboard endpoint (REST figures, with and without filters, their CSV, the page,
-     /metrics) through Django's test client as a lead: median of `--calls` calls after one warm-up
+     /metrics) through Django's test client as a (staff) lead: median of `--calls` calls after one warm-up
      call (the warm-up is reported too: the Elo fit and the worker inspect are cached).
 It prints a table, then one JSON line (its last line) with "max_endpoint_ms".
 """
@@ -60,8 +60,9 @@ def load(n_items: int, n_judgements: int, n_comparisons: int) -> dict:
         pw = "!"  # unusable password: nobody logs in to the bench database
         copy("auth_user", ["id", "password", "is_superuser", "username", "first_name", "last_name", "email",
                            "is_staff", "is_active", "date_joined"],
-             [(k, pw, False, "lead" if k == ANNOTATORS + 1 else f"annotator{k:03d}", "", "", "", False, True, now)
-              for k in range(1, ANNOTATORS + 2)])
+             # the lead is staff too, so that /metrics answers it
+             [(k, pw, False, "lead" if k == ANNOTATORS + 1 else f"annotator{k:03d}", "", "", "",
+               k == ANNOTATORS + 1, True, now) for k in range(1, ANNOTATORS + 2)])
         copy("engine_project", ["id", "name", "slug", "description", "candidates_per_item", "quality_threshold",
                                 "overlap", "gold_rate", "lease_seconds", "ranking_protocol", "layout_stage",
                                 "sampling_steps", "created_at"],

@@ -1,11 +1,16 @@
-"""API token authentication and failed-login throttling."""
+"""API token authentication, failed-login throttling and the client address behind a proxy."""
 from __future__ import annotations
 
 import hashlib
+import math
+import time
+from functools import lru_cache
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 
 from django.conf import settings
 from django.contrib.auth import authenticate, get_user_model
 from django.core.cache import cache
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 from django.utils import timezone
 from rest_framework import authentication, exceptions
@@ -96,35 +101,115 @@ def token_with_user(key_sha256: str) -> ApiToken | None:
     return token
 
 
-def _failure_keys(username: str, client: str) -> tuple[str, str]:
-    return (
-        f"login-fail:user:{hashlib.sha256(username.lower().encode()).hexdigest()}",
-        f"login-fail:ip:{client}",
-    )
+# Failed logins are counted twice. Per username: LOGIN_FAILURE_LIMIT failures within
+# LOGIN_FAILURE_WINDOW_S lock that username until the window has passed. Per client address
+# (everyone behind a NAT or a proxy shares one): the first LOGIN_ADDRESS_FREE_FAILURES failures
+# cost nothing, then each further one holds the address for a delay that doubles from 1 s up to
+# LOGIN_ADDRESS_MAX_DELAY_S, so a guesser is slowed to one try a minute while the people beside
+# it wait seconds, never the whole window. A success resets neither count: an attacker's own
+# account must not wipe its record.
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode(errors="replace")).hexdigest()
+
+
+def _user_keys(username: str) -> tuple[str, str]:
+    h = _digest(username.lower())
+    return f"login-fail:user:{h}", f"login-lock:user:{h}"
+
+
+def _address_keys(client: str) -> tuple[str, str]:
+    h = _digest(client)
+    return f"login-fail:addr:{h}", f"login-wait:addr:{h}"
+
+
+@lru_cache(maxsize=8)
+def _networks(trusted: tuple[str, ...]) -> tuple[IPv4Network | IPv6Network, ...]:
+    try:
+        return tuple(ip_network(n.strip(), strict=False) for n in trusted if n.strip())
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"TRUSTED_PROXIES: {exc}") from None
+
+
+def _parse(address: str) -> IPv4Address | IPv6Address | None:
+    address = address.strip()
+    if address.startswith("[") and "]" in address:  # [v6]:port
+        address = address[1:address.index("]")]
+    elif address.count(":") == 1:  # v4:port
+        address = address.split(":", 1)[0]
+    try:
+        return ip_address(address)
+    except ValueError:
+        return None
+
+
+def _client_key(address: IPv4Address | IPv6Address) -> str:
+    # One IPv6 host usually holds a whole /64: count the /64, or each guess could come from a new address.
+    if address.version == 6:
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ip_network(f"{address}/64", strict=False))
+    return str(address)
 
 
 def client_address(request) -> str:
-    return request.META.get("REMOTE_ADDR", "unknown")
+    """The address failed logins are counted by: the peer, or behind a trusted proxy the client it names.
+
+    X-Forwarded-For is believed only when the peer is in TRUSTED_PROXIES, and then only up to the
+    right-most address that is not itself a trusted proxy: anything left of that was written by the
+    client and can be anything.
+    """
+    peer = _parse(request.META.get("REMOTE_ADDR", ""))
+    if peer is None:
+        return "unknown"
+    trusted = _networks(tuple(settings.TRUSTED_PROXIES))
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    if not trusted or not forwarded or not any(peer in n for n in trusted):
+        return _client_key(peer)
+    client = peer
+    for hop in reversed([h for h in forwarded.split(",") if h.strip()]):
+        address = _parse(hop)
+        if address is None:  # garbage in the header: the last hop we could read is the answer
+            break
+        client = address
+        if not any(address in n for n in trusted):
+            break
+    return _client_key(client)
 
 
 def login_check_throttle(*, username: str, client: str) -> None:
-    """Raise RateLimited when this username or address has failed too often recently."""
-    user_key, ip_key = _failure_keys(username, client)
-    limit = settings.LOGIN_FAILURE_LIMIT
-    if (cache.get(user_key) or 0) >= limit or (cache.get(ip_key) or 0) >= 4 * limit:
+    """Raise RateLimited while this username is locked or this address must wait."""
+    now = time.time()
+    waits = [cache.get(_user_keys(username)[1]), cache.get(_address_keys(client)[1])]
+    until = max((w for w in waits if w is not None), default=None)
+    if until is not None and until > now:
         raise RateLimited(
             "Too many failed logins; wait before trying again.",
-            retry_after_s=settings.LOGIN_FAILURE_WINDOW_S,
+            retry_after_s=max(1, math.ceil(until - now)),
         )
 
 
+def _count(key: str, window_s: int) -> int:
+    if cache.add(key, 1, timeout=window_s):
+        return 1
+    try:
+        return cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.add(key, 1, timeout=window_s)
+        return 1
+
+
 def login_record_failure(*, username: str, client: str) -> None:
-    for key in _failure_keys(username, client):
-        if not cache.add(key, 1, timeout=settings.LOGIN_FAILURE_WINDOW_S):
-            try:
-                cache.incr(key)
-            except ValueError:  # expired between add and incr
-                cache.add(key, 1, timeout=settings.LOGIN_FAILURE_WINDOW_S)
+    window = settings.LOGIN_FAILURE_WINDOW_S
+    now = time.time()
+    user_count, user_lock = _user_keys(username)
+    if _count(user_count, window) >= settings.LOGIN_FAILURE_LIMIT:
+        cache.set(user_lock, now + window, timeout=window)
+    address_count, address_wait = _address_keys(client)
+    over = _count(address_count, window) - settings.LOGIN_ADDRESS_FREE_FAILURES
+    if over > 0:
+        delay = min(2 ** min(over - 1, 30), settings.LOGIN_ADDRESS_MAX_DELAY_S)
+        cache.set(address_wait, now + delay, timeout=math.ceil(delay))
 
 
 def login_authenticate(*, request, username: str, password: str):

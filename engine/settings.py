@@ -119,10 +119,23 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "project-list"
 LOGOUT_REDIRECT_URL = "login"
 
-# Failed logins (browser and API): this many failures per username within the window
-# lock that username out for the rest of the window; per client address, four times as many.
+# Failed logins (browser and API, engine/auth.py): this many failures for one username within
+# the window lock that username until the window has passed (429 with Retry-After). Per client
+# address the first LOGIN_ADDRESS_FREE_FAILURES failures in the window are free, then each
+# further one holds the address for a delay doubling from 1 s up to LOGIN_ADDRESS_MAX_DELAY_S:
+# a guesser is slowed down, the people behind the same proxy are not locked out.
 LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
 LOGIN_FAILURE_WINDOW_S = env.int("LOGIN_FAILURE_WINDOW_S", default=900)
+LOGIN_ADDRESS_FREE_FAILURES = env.int("LOGIN_ADDRESS_FREE_FAILURES", default=50)
+LOGIN_ADDRESS_MAX_DELAY_S = env.int("LOGIN_ADDRESS_MAX_DELAY_S", default=60)
+# Addresses or networks (comma-separated) of the reverse proxies in front of the engine: only from
+# these is X-Forwarded-For believed, to find the client's address (its right-most untrusted hop).
+# Empty: the peer's own address is the client's.
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
+
+# /metrics answers a logged-in staff user, or a scraper sending `Authorization: Bearer <METRICS_TOKEN>`.
+# Empty (the default): staff only.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

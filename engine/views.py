@@ -12,12 +12,15 @@ from engine.errors import EngineError, RateLimited
 
 
 class ThrottledAuthenticationForm(AuthenticationForm):
+    throttled: RateLimited | None = None
+
     def clean(self):
         username = self.cleaned_data.get("username") or ""
         client = client_address(self.request)
         try:
             login_check_throttle(username=username, client=client)
         except RateLimited as exc:
+            self.throttled = exc
             raise forms.ValidationError(exc.message, code="throttled") from None
         try:
             return super().clean()
@@ -29,6 +32,13 @@ class ThrottledAuthenticationForm(AuthenticationForm):
 class LoginView(auth_views.LoginView):
     form_class = ThrottledAuthenticationForm
     redirect_authenticated_user = True
+
+    def form_invalid(self, form):
+        response = super().form_invalid(form)
+        if form.throttled is not None:  # the form again, as the API answers: 429 and when to retry
+            response.status_code = 429
+            response["Retry-After"] = str(form.throttled.retry_after_s)
+        return response
 
 
 @login_required

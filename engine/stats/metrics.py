@@ -4,18 +4,24 @@ item queue index, judgements from the rollups plus the live tail, generation job
 
 Run several web processes? Set PROMETHEUS_MULTIPROC_DIR and the request histograms of all of them
 are merged (prometheus_client's multiprocess mode); the database figures are the same from any.
+
+The figures name every project, so the page answers only a logged-in staff user or a scraper that
+sends `Authorization: Bearer <METRICS_TOKEN>`; with no token set, only staff.
 """
 from __future__ import annotations
 
+import hmac
 import os
 
+from django.conf import settings
 from django.db.models import Count, Sum
-from django.http import HttpResponse
+from django.http import HttpResponse, JsonResponse
 from django.utils import timezone
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from annotation.models import Item, Judgement, Lease
+from engine.errors import error_body
 from engine.models import Project
 from engine.stats.models import AnnotatorDay, RollupState
 from modelzoo.models import GenerationJobItem
@@ -88,7 +94,33 @@ _collector = EngineCollector()
 REGISTRY.register(_collector)
 
 
+def _refusal(request) -> JsonResponse | None:
+    """None when the request may read the metrics, else the 401/403 to answer."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, credential = header.partition(" ")
+    token = settings.METRICS_TOKEN
+    if scheme.lower() == "bearer" and credential:
+        # compare_digest on bytes: constant time whatever the sent value's length or characters
+        if token and hmac.compare_digest(credential.strip().encode(), token.encode()):
+            return None
+        response = JsonResponse(error_body("not_authenticated", "Invalid metrics token."), status=401)
+    elif request.user.is_authenticated:
+        if request.user.is_staff:
+            return None
+        return JsonResponse(error_body("forbidden", "The metrics are for staff users and the scraper's token."),
+                            status=403)
+    else:
+        response = JsonResponse(error_body(
+            "not_authenticated", "Log in as a staff user, or send 'Authorization: Bearer <METRICS_TOKEN>'."),
+            status=401)
+    response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+    return response
+
+
 def metrics_view(request):
+    refused = _refusal(request)
+    if refused is not None:
+        return refused
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)

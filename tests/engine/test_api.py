@@ -79,7 +79,8 @@ def test_browser_login_is_throttled(client, member, settings):
     for _ in range(2):
         client.post("/accounts/login/", {"username": user.username, "password": "nope"})
     response = client.post("/accounts/login/", {"username": user.username, "password": "correct-horse-battery"})
-    assert response.status_code == 200 and b"Too many failed logins" in response.content
+    assert response.status_code == 429 and b"Too many failed logins" in response.content
+    assert int(response["Retry-After"]) > 0
     assert "_auth_user_id" not in client.session
 
 

@@ -78,6 +78,7 @@ def test_no_worker_warning(world, api):
 def test_metrics_exposes_gauges_and_latency(world, api, client):
     slug = world["project"].slug
     api(world["lead"]).get(f"/api/v1/projects/{slug}/stats/queue")
+    client.force_login(UserFactory(is_staff=True))
     text = client.get("/metrics").content.decode()
     assert f'engine_items{{project="{slug}",state="done"}} 2.0' in text
     assert f'engine_judgements{{project="{slug}",status="accepted"}} 4.0' in text
@@ -85,3 +86,24 @@ def test_metrics_exposes_gauges_and_latency(world, api, client):
     assert 'engine_http_request_duration_seconds_bucket{le="0.3",method="GET",route="api-stats-queue"' in text \
         or 'route="api-stats-queue"' in text
     assert "engine_stats_rollup_age_seconds" in text
+
+
+def test_metrics_refuse_anonymous_and_non_staff_users(world, client):
+    anonymous = client.get("/metrics")
+    assert anonymous.status_code == 401 and anonymous.json()["error"]["code"] == "not_authenticated"
+    assert anonymous["WWW-Authenticate"].startswith("Bearer")
+    assert world["project"].slug.encode() not in anonymous.content
+    client.force_login(world["lead"])  # a project's lead is not staff: /metrics names every project
+    refused = client.get("/metrics")
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "forbidden"
+
+
+def test_metrics_answer_the_scrapers_bearer_token(world, client, settings):
+    slug = world["project"].slug
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer anything").status_code == 401  # no token set
+    settings.METRICS_TOKEN = "s3cret-scrape-token"
+    wrong = client.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-scrape-tokem")
+    assert wrong.status_code == 401 and wrong.json()["error"]["message"] == "Invalid metrics token."
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Token s3cret-scrape-token").status_code == 401
+    scraped = client.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-scrape-token")
+    assert scraped.status_code == 200 and f'engine_items{{project="{slug}"'.encode() in scraped.content
