@@ -78,10 +78,20 @@ def membership_add(*, project: Project, username: str, role: str) -> Membership:
     return membership
 
 
+@transaction.atomic
 def membership_remove(*, project: Project, username: str, role: str) -> None:
-    deleted, _ = Membership.objects.filter(project=project, user__username=username, role=role).delete()
-    if not deleted:
+    """Take one role from a member. A project keeps at least one lead: removing the last lead role
+    (also the first half of changing the last lead's role, which is add the new role, remove lead)
+    is refused with 409 `last_lead`."""
+    if role == Role.LEAD:  # serialised on the project row: two leads removing each other must not both succeed
+        Project.objects.select_for_update().filter(pk=project.pk).first()
+    membership = Membership.objects.filter(project=project, user__username=username, role=role).first()
+    if membership is None:
         raise NotFound(f"'{username}' has no {role} role in '{project.slug}'.")
+    if role == Role.LEAD and not project.memberships.filter(role=Role.LEAD).exclude(pk=membership.pk).exists():
+        raise Conflict(f"'{username}' is the last lead of '{project.slug}'; a project needs a lead. Give another "
+                       "member the lead role first, then remove this one.", code="last_lead")
+    membership.delete()
 
 
 def token_create(*, user, name: str) -> tuple[ApiToken, str]:

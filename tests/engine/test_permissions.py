@@ -1,0 +1,40 @@
+"""Who may do what to a project's shape: create projects (PROJECT_CREATORS), keep a lead."""
+from __future__ import annotations
+
+import pytest
+
+from engine.models import Membership, Role
+from tests.engine.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+# ---------------------------------------------------------------- a project keeps a lead
+def test_the_last_lead_cannot_remove_their_lead_role(api, member, project):
+    lead = member(Role.LEAD)
+    r = api(lead).delete(f"/api/v1/projects/{project.slug}/members/{lead.username}/lead/")
+    assert r.status_code == 409 and r.json()["error"]["code"] == "last_lead"
+    assert "Give another member the lead role first" in r.json()["error"]["message"]
+    assert Membership.objects.filter(project=project, user=lead, role=Role.LEAD).exists()
+
+
+def test_a_lead_hands_over_then_steps_down(api, member, project):
+    """Changing the last lead's role is add the new lead, then remove the old role: allowed in that order."""
+    lead, trainer = member(Role.LEAD), member(Role.TRAINER)
+    client = api(lead)
+    assert client.delete(f"/api/v1/projects/{project.slug}/members/{lead.username}/lead/").status_code == 409
+    added = client.post(f"/api/v1/projects/{project.slug}/members/", {"username": trainer.username, "role": "lead"},
+                        format="json")
+    assert added.status_code == 201
+    assert client.delete(f"/api/v1/projects/{project.slug}/members/{lead.username}/lead/").status_code == 204
+    r = api(trainer).delete(f"/api/v1/projects/{project.slug}/members/{trainer.username}/lead/")
+    assert r.status_code == 409 and r.json()["error"]["code"] == "last_lead"  # now the last one
+    assert api(lead).get(f"/api/v1/projects/{project.slug}/").status_code == 404  # no role left: not a member
+
+
+def test_other_roles_of_the_last_lead_can_go(api, member, project):
+    lead = member(Role.LEAD)
+    Membership.objects.create(project=project, user=lead, role=Role.ARTIST)
+    assert api(lead).delete(f"/api/v1/projects/{project.slug}/members/{lead.username}/artist/").status_code == 204
+    r = api(lead).delete(f"/api/v1/projects/{project.slug}/members/{UserFactory().username}/lead/")
+    assert r.status_code == 404
