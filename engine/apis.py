@@ -114,6 +114,7 @@ class ProjectListCreateApi(APIView):
 
     @extend_schema(request=ProjectIn, responses=ProjectOut)
     def post(self, request):
+        selectors.project_create_check(request.user)
         data = parse(ProjectIn, request.data)
         project = services.project_create(created_by=request.user, **data)
         return Response(ProjectOut(project).data, status=status.HTTP_201_CREATED)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from django.conf import settings
 from django.db.models import Count, QuerySet
 
 from engine.errors import Forbidden, NotFound
@@ -16,6 +17,18 @@ from engine.models import Image, Membership, ObjectMask, Project, Role
 
 def user_is_site_admin(user) -> bool:
     return bool(user.is_authenticated and user.is_superuser)
+
+
+def project_create_check(user) -> None:
+    """Whether `user` may create a project (and so lead it): settings.PROJECT_CREATORS says staff
+    (and site admins) only, or everyone logged in. Management commands create projects as the
+    system and do not ask."""
+    if not user.is_authenticated:
+        raise Forbidden("Log in to create a project.", code="not_authenticated")
+    if settings.PROJECT_CREATORS == "everyone" or user.is_staff or user_is_site_admin(user):
+        return
+    raise Forbidden("Only staff users create projects on this server (PROJECT_CREATORS=staff); ask a site "
+                    "admin to create the project and add you as its lead.", code="project_creation_restricted")
 
 
 def projects_for_user(user) -> QuerySet[Project]:

@@ -137,6 +137,14 @@ TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
 # Empty (the default): staff only.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
+# Who may create projects (and so become a lead, who chooses the project's checkpoints):
+# "staff" (the default, for a team deployment: staff users and site admins create projects and
+# add the leads) or "everyone" (any logged-in user, e.g. a personal instance). Management commands
+# (demo, simulate) create theirs as the system either way, so `make run`'s demo needs nothing here.
+PROJECT_CREATORS = env.str("PROJECT_CREATORS", default="staff")
+if PROJECT_CREATORS not in ("staff", "everyone"):
+    raise ImproperlyConfigured(f"PROJECT_CREATORS must be 'staff' or 'everyone', not {PROJECT_CREATORS!r}.")
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = False

@@ -133,7 +133,7 @@ def test_site_admin_sees_every_project(api, project):
 
 
 def test_creating_a_project_makes_the_creator_its_lead(api):
-    user = UserFactory()
+    user = UserFactory(is_staff=True)  # PROJECT_CREATORS=staff, the default (tests/engine/test_permissions.py)
     response = api(user).post("/api/v1/projects/", {"name": "Chairs round one", "candidates_per_item": 4},
                               format="json")
     assert response.status_code == 201 and response.json()["slug"] == "chairs-round-one"

@@ -38,3 +38,32 @@ def test_other_roles_of_the_last_lead_can_go(api, member, project):
     assert api(lead).delete(f"/api/v1/projects/{project.slug}/members/{lead.username}/artist/").status_code == 204
     r = api(lead).delete(f"/api/v1/projects/{project.slug}/members/{UserFactory().username}/lead/")
     assert r.status_code == 404
+
+
+# ---------------------------------------------------------------- who creates projects
+def test_only_staff_create_projects_by_default(api, settings):
+    assert settings.PROJECT_CREATORS == "staff"  # the default
+    r = api(UserFactory()).post("/api/v1/projects/", {"name": "Chairs"}, format="json")
+    assert r.status_code == 403 and r.json()["error"]["code"] == "project_creation_restricted"
+    assert "ask a site admin" in r.json()["error"]["message"]
+    staff, admin = UserFactory(is_staff=True), UserFactory(is_superuser=True)
+    assert api(staff).post("/api/v1/projects/", {"name": "Chairs"}, format="json").status_code == 201
+    assert api(admin).post("/api/v1/projects/", {"name": "Tables"}, format="json").status_code == 201
+    assert Membership.objects.filter(user=staff, project__slug="chairs", role=Role.LEAD).exists()
+
+
+def test_everyone_creates_projects_when_the_setting_says_so(api, settings):
+    settings.PROJECT_CREATORS = "everyone"
+    user = UserFactory()
+    assert api(user).post("/api/v1/projects/", {"name": "Chairs"}, format="json").status_code == 201
+    assert api(user).get("/api/v1/projects/chairs/").json()["your_roles"] == ["lead"]
+
+
+def test_the_demo_creates_its_project_as_the_system(settings):
+    """Management commands do not ask PROJECT_CREATORS: the demo's lead is no staff user."""
+    from engine.demo import DEMO_SLUG, demo_load
+
+    assert settings.PROJECT_CREATORS == "staff"
+    project, _summary, _logins = demo_load()
+    assert project.slug == DEMO_SLUG
+    assert Membership.objects.filter(project=project, user__username="lead", role=Role.LEAD).exists()
