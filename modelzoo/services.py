@@ -13,7 +13,8 @@ from django.db.models import Exists, OuterRef
 from engine.errors import NotFound, ValidationFailed
 from engine.files import sha256_bytes, store_content_addressed
 from engine.models import Project
-from modelzoo.generators.registry import backend_names
+from modelzoo.generators.base import GeneratorError
+from modelzoo.generators.registry import backend_names, weights_check
 from modelzoo.models import Checkpoint, ProjectCheckpoint
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,8 @@ def checkpoint_register(*, name: str, version: str, backend: str, data: bytes | 
     """Register a checkpoint; its weights (if any) go to storage under their sha256.
 
     Idempotent: the same (name, version) with the same weights returns the existing record;
-    with other weights it is refused (versions are immutable).
+    with other weights it is refused (versions are immutable). New weights are loaded once by their
+    backend's check (`registry.weights_check`) and refused (`invalid_weights`) when it cannot load them.
     """
     if backend not in backend_names():
         raise ValidationFailed(f"Unknown backend '{backend}'; use one of: {', '.join(backend_names())}.")
@@ -48,6 +50,12 @@ def checkpoint_register(*, name: str, version: str, backend: str, data: bytes | 
                 f"Checkpoint {name}:{version} already exists with other weights; register a new version.",
                 code="checkpoint_exists")
         return existing, False
+    if data:  # loaded once here, so that a worker never meets weights its backend cannot load
+        try:
+            weights_check(backend, data)
+        except GeneratorError as exc:
+            raise ValidationFailed(f"The file is not a usable '{backend}' checkpoint: {exc}. Nothing was stored.",
+                                   code="invalid_weights") from None
     file_name = store_content_addressed(folder="checkpoints", sha256=sha, extension="pt", data=data) if data else ""
     checkpoint = Checkpoint.objects.create(
         name=name, version=version, backend=backend, parent=parent, file=file_name, sha256=sha,

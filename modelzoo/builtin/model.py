@@ -221,10 +221,13 @@ class BuiltinModel(nn.Module):
                     "meta": meta or {}}, path)
 
     @classmethod
-    def load(cls, path: str) -> "BuiltinModel":
+    def load(cls, path) -> "BuiltinModel":
+        """From a file path or a binary file object; weights_only: a pickle that names other callables
+        than tensors' is refused without running them."""
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        if ckpt.get("format") != "modelzoo.builtin/1":
-            raise ValueError(f"{path} is not a built-in model checkpoint")
+        if not isinstance(ckpt, dict) or ckpt.get("format") != "modelzoo.builtin/1":
+            raise ValueError(f"{path if isinstance(path, str) else 'the file'} is not a built-in model checkpoint "
+                             "(no 'format': 'modelzoo.builtin/1')")
         model = cls(**ckpt["config"])
         model.load_state_dict({k: v.float() for k, v in ckpt["state_dict"].items()})
         model.eval()

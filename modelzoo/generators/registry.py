@@ -6,13 +6,17 @@ it in an LRU, so a Celery worker loads a checkpoint once, not per task (the Djan
 from a Checkpoint record to its generator, is `modelzoo.weights`).
 
 A backend is a *loader*: ``loader(path, config) -> Generator`` where ``path`` is a local
-file with the weights (or None) and ``config`` the checkpoint record's options.
+file with the weights (or None) and ``config`` the checkpoint record's options, and may have a
+*weights check*: ``check(data)`` raises GeneratorError when uploaded bytes are not weights it can
+load, so the registry refuses them at registration instead of a worker failing on them later.
 """
 from __future__ import annotations
 
 import importlib
+import io
 import json
 import os
+import pickle
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -39,12 +43,45 @@ def _http(path: str | None, config: dict) -> Generator:
                          connect_timeout_s=float(config.get("connect_timeout_s", 5.0)))
 
 
+def _builtin_check(data: bytes) -> None:
+    # Here, not at the top: torch is heavy, and web processes import this registry at start-up;
+    # only a registration with weights pays for it. BuiltinModel.load is torch.load(weights_only=True):
+    # a pickle naming any callable outside tensors and plain containers is refused, never run.
+    from modelzoo.builtin.model import BuiltinModel
+
+    if not data.startswith((b"PK\x03\x04", b"\x80")):  # torch.save's zip, or its legacy pickle
+        raise GeneratorError("not a built-in model checkpoint: not a file torch.save writes")
+    try:
+        BuiltinModel.load(io.BytesIO(data))
+    except pickle.UnpicklingError as exc:  # weights_only's refusal; torch's text goes on about weights_only=False
+        detail = " ".join(str(exc).partition("WeightsUnpickler error:")[2].split())
+        detail = detail.split(" Check the doc")[0].split(". ")[0][:300]
+        raise GeneratorError("not a built-in model checkpoint: torch.load(weights_only=True), which builds only "
+                             "tensors and plain containers and runs nothing else, refused its pickle "
+                             f"({detail or 'unreadable'})") from None
+    except Exception as exc:  # torch.load and load_state_dict raise many kinds of errors on foreign bytes
+        reason = " ".join(str(exc).split())[:300] or type(exc).__name__
+        raise GeneratorError(f"not a built-in model checkpoint: {reason}") from None
+
+
 _BACKENDS: dict[str, Loader] = {"builtin": _builtin, "http": _http}
+_CHECKS: dict[str, Callable[[bytes], None]] = {"builtin": _builtin_check}
 
 
-def register_backend(name: str, loader: Loader) -> None:
-    """Make a backend available under `name` (e.g. from a GPU worker's plugin module)."""
+def register_backend(name: str, loader: Loader, check: Callable[[bytes], None] | None = None) -> None:
+    """Make a backend available under `name` (e.g. from a GPU worker's plugin module), with the
+    check its uploaded weights must pass, if it has one."""
     _BACKENDS[name] = loader
+    if check is not None:
+        _CHECKS[name] = check
+
+
+def weights_check(backend: str, data: bytes) -> None:
+    """GeneratorError saying why, when `data` are not weights `backend` can load (loaded once,
+    in this process). Backends without a check (http, plugins registered without one) accept any bytes."""
+    check = _CHECKS.get(backend)
+    if check is not None:
+        check(data)
 
 
 def _load_plugins() -> None:

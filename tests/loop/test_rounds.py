@@ -11,7 +11,7 @@ from engine.rounds import services, train
 from engine.rounds import generate
 from modelzoo import services as mz
 from modelzoo.models import ProjectCheckpoint
-from tests.modelzoo_engine.conftest import photo_with_masks
+from tests.modelzoo_engine.conftest import photo_with_masks, weights_variant
 
 
 @pytest.fixture
@@ -55,9 +55,10 @@ def test_open_generates_for_new_masks_and_records_the_mix(loop_project, checkpoi
 
 def test_trained_checkpoint_becomes_current_mixed_with_the_previous(loop_project, checkpoint, no_broker):
     rnd = services.round_open(project=loop_project)
-    new = mz.checkpoint_register(name="builtin", version="r1", backend="builtin", data=b"weights", parent=checkpoint)[0]
+    new = mz.checkpoint_register(name="builtin", version="r1", backend="builtin", data=weights_variant("r1"),
+                             parent=checkpoint)[0]
     services.round_checkpoint_set(round=rnd, checkpoint=new, share=0.5)
-    newer = mz.checkpoint_register(name="builtin", version="r2", backend="builtin", data=b"w2", parent=new)[0]
+    newer = mz.checkpoint_register(name="builtin", version="r2", backend="builtin", data=weights_variant("r2"), parent=new)[0]
     services.round_checkpoint_set(round=rnd, checkpoint=newer, share=0.5)
     mix = dict(ProjectCheckpoint.objects.filter(project=loop_project).values_list("checkpoint_id", "share"))
     assert mix == {newer.pk: 0.5, new.pk: 0.25, checkpoint.pk: 0.25}

@@ -30,6 +30,20 @@ def checkpoint(db, checkpoint_file):
     return ckpt
 
 
+def weights_variant(tag: str) -> bytes:
+    """Valid built-in weights that differ from the bootstrap's bytes (its meta says `tag`): a new
+    version to register, since the registry loads every new file once and refuses what it cannot load."""
+    import io
+
+    import torch
+
+    ckpt = torch.load(services.BOOTSTRAP_FILE, map_location="cpu", weights_only=True)
+    ckpt["meta"] = {**ckpt.get("meta", {}), "variant": tag}
+    buf = io.BytesIO()
+    torch.save(ckpt, buf)
+    return buf.getvalue()
+
+
 def photo_with_masks(project, *, seed: int, n_masks: int = 2):
     width, height = 96, 72
     boxes = [(8, 10, 44, 60), (50, 6, 90, 40), (52, 44, 88, 68)][:n_masks]

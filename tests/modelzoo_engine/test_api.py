@@ -33,6 +33,23 @@ def test_trainer_uploads_and_lists_checkpoints_annotator_cannot(project, member,
         "Unknown backend")
 
 
+def test_upload_of_bytes_the_backend_cannot_load_is_refused(project, member, api, settings, tmp_path):
+    import pickle
+
+    class WritesMarker:
+        def __reduce__(self):
+            return (open, (str(tmp_path / "marker"), "w"))
+
+    trainer = member(Role.TRAINER)
+    for data in [bytes(range(256)) * 64, pickle.dumps({"format": "modelzoo.builtin/1", "x": WritesMarker()}, 2)]:
+        body = {"name": "builtin", "version": "r9", "backend": "builtin", "file": SimpleUploadedFile("r9.pt", data)}
+        r = api(trainer).post("/api/v1/checkpoints/", body, format="multipart")
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_weights", r.content
+        assert "not a built-in model checkpoint" in r.json()["error"]["message"]
+    assert not (tmp_path / "marker").exists()  # the pickle's call was refused, not made
+    assert not Checkpoint.objects.exists() and not list(settings.MEDIA_ROOT.rglob("*.pt"))
+
+
 def test_lead_sets_a_mix_and_starts_a_job_with_progress(gen_project, member, api, checkpoint, checkpoint_file):
     lead, annotator = member(Role.LEAD), member(Role.ANNOTATOR)
     other, _ = services.checkpoint_register(name="builtin", version="other", backend="builtin",
