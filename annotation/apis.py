@@ -5,7 +5,8 @@ ownership) and calls one service. Errors are `engine.errors` types, rendered in 
 """
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.negotiation import DefaultContentNegotiation
@@ -19,6 +20,7 @@ from annotation.selectors import ANNOTATOR, ARTIST, LEAD
 from engine.apis import paginate, parse
 from engine.errors import NotFound, ValidationFailed
 from engine.files import stored_file_response
+from engine.schema import ERROR, binary, paginated_list
 from engine.selectors import project_get_for_user
 
 
@@ -136,6 +138,8 @@ def _judgement_body(judgement: Judgement, *, loaded: bool = False) -> dict:
 
 
 class NextItemIn(serializers.Serializer):
+    """An object (or no body at all); anything else is a 400."""
+
     exclude = serializers.ListField(child=serializers.IntegerField(min_value=-(2**63), max_value=2**63 - 1),
                                     required=False, default=list, max_length=10)  # ids are bigint
 
@@ -152,10 +156,15 @@ class JsonOnly(DefaultContentNegotiation):
 class NextItemApi(APIView):
     renderer_classes = [JSONRenderer]  # an API for the workbench and scripts: no browsable page to negotiate
     content_negotiation_class = JsonOnly
-    @extend_schema(request=NextItemIn)
+
+    @extend_schema(request=NextItemIn, responses={
+        200: OpenApiTypes.OBJECT, 204: None, 429: ERROR,
+    }, description="The next item under a new lease (docs/annotation-api.md); 204 when the queue is empty, "
+                   "429 at the daily cap.")
     def post(self, request, slug: str):
         project = selectors.project_get_for_member(request.user, slug, roles=ANNOTATOR)
-        exclude = parse(NextItemIn, request.data)["exclude"] if request.data else []
+        data = request.data  # no body: {}; a body that is not an object (false, [], null) is a 400
+        exclude = [] if type(data) is dict and not data else parse(NextItemIn, data)["exclude"]
         lease, _ = services.lease_next(project=project, annotator=request.user, exclude=exclude)
         if lease is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
@@ -163,12 +172,15 @@ class NextItemApi(APIView):
 
 
 class LeaseRenewApi(APIView):
+    @extend_schema(request=None, responses=inline_serializer("LeaseRenewed", {
+        "expires_at": serializers.DateTimeField(), "seconds": serializers.IntegerField()}))
     def post(self, request, lease_id: int):
         lease = services.lease_renew(lease=_lease_of(request.user, lease_id))
         return Response({"expires_at": lease.expires_at, "seconds": lease.project.lease_seconds})
 
 
 class LeaseReleaseApi(APIView):
+    @extend_schema(request=None, responses={204: None})
     def post(self, request, lease_id: int):
         services.lease_release(lease=_lease_of(request.user, lease_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -177,7 +189,8 @@ class LeaseReleaseApi(APIView):
 class JudgementSubmitApi(APIView):
     renderer_classes = [JSONRenderer]
     content_negotiation_class = JsonOnly
-    @extend_schema(request=JudgementIn, responses=JudgementOut)
+
+    @extend_schema(request=JudgementIn, responses={201: JudgementOut, 200: JudgementOut})
     def post(self, request, item_id: int):
         # The lease named in the body (validated below) is read with the item, in one statement.
         named = request.data.get("lease") if type(request.data) is dict else None
@@ -200,6 +213,9 @@ class JudgementSubmitApi(APIView):
 
 
 class SkipApi(APIView):
+    @extend_schema(request=SkipIn, responses=inline_serializer("Skipped", {
+        "item": serializers.IntegerField(), "lease": serializers.IntegerField(),
+        "skipped": serializers.BooleanField(), "reason": serializers.CharField()}))
     def post(self, request, item_id: int):
         item = selectors.item_get_for_user(request.user, item_id, roles=ANNOTATOR)
         data = parse(SkipIn, request.data)
@@ -209,6 +225,9 @@ class SkipApi(APIView):
 
 
 class FlagApi(APIView):
+    @extend_schema(request=FlagIn, responses=inline_serializer("Flagged", {
+        "item": serializers.IntegerField(), "lease": serializers.IntegerField(),
+        "flagged": serializers.BooleanField(), "reason": serializers.CharField(), "note": serializers.CharField()}))
     def post(self, request, item_id: int):
         item = selectors.item_get_for_user(request.user, item_id, roles=ANNOTATOR)
         data = parse(FlagIn, request.data)
@@ -221,7 +240,7 @@ class FlagApi(APIView):
 class JudgementListApi(APIView):
     """Annotators see their own judgements; leads see everyone's (filter ?annotator=, ?status=)."""
 
-    @extend_schema(responses=JudgementOut(many=True))
+    @paginated_list(JudgementOut, parameters=[OpenApiParameter("annotator", str), OpenApiParameter("status", str)])
     def get(self, request, slug: str):
         project = project_get_for_user(request.user, slug, roles=ANNOTATOR + LEAD)
         qs = selectors.judgement_list(project=project, user=request.user)
@@ -241,6 +260,7 @@ class JudgementDetailApi(APIView):
 class MyQualityApi(APIView):
     """The caller's own figures (gold accuracy, agreement, today's count against the cap)."""
 
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request, slug: str):
         project = project_get_for_user(request.user, slug, roles=ANNOTATOR)
         rows = selectors.annotator_quality(project=project, annotator_ids=[request.user.pk])
@@ -250,7 +270,10 @@ class MyQualityApi(APIView):
 
 # ------------------------------------------------------------------ lead
 class ReviewQueueApi(APIView):
-    @extend_schema(responses=JudgementOut(many=True))
+    @paginated_list(JudgementOut, parameters=[
+        OpenApiParameter("annotator", str),
+        OpenApiParameter("status", str, description="Default: accepted; empty: every status."),
+    ])
     def get(self, request, slug: str):
         project = project_get_for_user(request.user, slug, roles=LEAD)
         qs = selectors.review_queue(project=project, annotator_username=request.query_params.get("annotator"),
@@ -262,6 +285,7 @@ class JudgementRejectApi(APIView):
     class RejectIn(serializers.Serializer):
         reason = serializers.CharField(max_length=2000, allow_blank=True, required=False, default="")
 
+    @extend_schema(request=RejectIn, responses=JudgementOut)
     def post(self, request, judgement_id: int):
         judgement = selectors.judgement_get_for_user(request.user, judgement_id, lead_only=True)
         data = parse(self.RejectIn, request.data)
@@ -270,21 +294,29 @@ class JudgementRejectApi(APIView):
 
 
 class AnnotatorQualityApi(APIView):
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request, slug: str):
         project = project_get_for_user(request.user, slug, roles=LEAD)
         return Response({"annotators": selectors.annotator_quality(project=project)})
 
 
 class ProgressApi(APIView):
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request, slug: str):
         project = project_get_for_user(request.user, slug)
         return Response(selectors.item_progress(project=project))
 
 
 class ItemReopenApi(APIView):
+    class ReopenIn(serializers.Serializer):
+        reason = serializers.CharField(allow_blank=True, required=False, default="", help_text="Kept to 2000 characters.")
+
+    @extend_schema(request=ReopenIn, responses=inline_serializer("ItemReopened", {
+        "id": serializers.IntegerField(), "state": serializers.CharField()}))
     def post(self, request, item_id: int):
         item = selectors.item_get_for_user(request.user, item_id, roles=LEAD)
-        item = services.item_reopen(item=item, reason=str(request.data.get("reason", ""))[:2000])
+        data = parse(self.ReopenIn, request.data)
+        item = services.item_reopen(item=item, reason=data["reason"][:2000])
         return Response({"id": item.pk, "state": item.state})
 
 
@@ -292,6 +324,9 @@ class ItemGoldApi(APIView):
     class GoldIn(serializers.Serializer):
         candidate = serializers.IntegerField(allow_null=True)
 
+    @extend_schema(request=GoldIn, responses=inline_serializer("ItemGold", {
+        "id": serializers.IntegerField(), "is_gold": serializers.BooleanField(),
+        "gold_candidate": serializers.IntegerField(allow_null=True)}))
     def post(self, request, item_id: int):
         item = selectors.item_get_for_user(request.user, item_id, roles=LEAD)
         data = parse(self.GoldIn, request.data)
@@ -300,25 +335,38 @@ class ItemGoldApi(APIView):
 
 
 # ------------------------------------------------------------------ artists
+class ArtistItemOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    state = serializers.CharField()
+    mask = serializers.IntegerField(source="mask_id")
+    image = serializers.IntegerField(source="mask.image_id")
+    label = serializers.CharField(source="mask.label")
+    reason = serializers.CharField(source="state_reason")
+
+
 class ArtistQueueApi(APIView):
+    @paginated_list(ArtistItemOut)
     def get(self, request, slug: str):
         project = project_get_for_user(request.user, slug, roles=ARTIST)
         qs = selectors.artist_queue(project=project)
-
-        class ItemOut(serializers.Serializer):
-            id = serializers.IntegerField()
-            state = serializers.CharField()
-            mask = serializers.IntegerField(source="mask_id")
-            image = serializers.IntegerField(source="mask.image_id")
-            label = serializers.CharField(source="mask.label")
-            reason = serializers.CharField(source="state_reason")
-
-        return paginate(self, request, qs, ItemOut)
+        return paginate(self, request, qs, ArtistItemOut)
 
 
 class ArtistMeshApi(APIView):
     parser_classes = [MultiPartParser, FormParser, JSONParser]
 
+    class MeshIn(serializers.Serializer):
+        file = serializers.FileField(help_text="A .glb (glTF 2.0 binary).")
+        note = serializers.CharField(required=False, allow_blank=True)
+
+    class MeshOut(serializers.Serializer):
+        id = serializers.IntegerField()
+        item = serializers.IntegerField()
+        sha256 = serializers.CharField()
+        size_bytes = serializers.IntegerField()
+        created_at = serializers.DateTimeField()
+
+    @extend_schema(request={"multipart/form-data": MeshIn}, responses={201: MeshOut, 200: MeshOut})
     def post(self, request, item_id: int):
         item = selectors.item_get_for_user(request.user, item_id, roles=ARTIST)
         upload = request.FILES.get("file")
@@ -330,6 +378,7 @@ class ArtistMeshApi(APIView):
                 "created_at": mesh.created_at}
         return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
+    @extend_schema(responses=binary("model/gltf-binary", description="The latest artist mesh."))
     def get(self, request, item_id: int):
         item = selectors.item_get_for_user(request.user, item_id, roles=ARTIST + LEAD + ["trainer"])
         mesh = item.artist_meshes.order_by("-id").first()

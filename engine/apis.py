@@ -10,7 +10,8 @@ import json
 
 import numpy as np
 from django.http import HttpResponse
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from PIL import Image as PILImage
 from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -27,6 +28,7 @@ from engine.ingest.readers import ExtractedZip, SourceError, detect_format, read
 from engine.ingest.services import ingest_item, ingest_items
 from engine.ingest.validation import IngestRejected, ItemInput, MaskInput
 from engine.pagination import PageNumberPagination
+from engine.schema import ERROR, binary, paginated_list
 from engine.models import ApiToken, Image, Membership, ObjectMask, Project, Role
 
 LEAD = [Role.LEAD]
@@ -51,6 +53,13 @@ class TokenOut(serializers.ModelSerializer):
         fields = ["id", "name", "prefix", "created_at", "last_used_at", "revoked_at"]
 
 
+class TokenCreatedOut(TokenOut):
+    key = serializers.CharField(help_text="The token itself: shown once, store it now.")
+
+    class Meta(TokenOut.Meta):
+        fields = [*TokenOut.Meta.fields, "key"]
+
+
 class TokenListCreateApi(APIView):
     class CreateIn(serializers.Serializer):
         name = serializers.CharField(max_length=100)
@@ -59,7 +68,7 @@ class TokenListCreateApi(APIView):
     def get(self, request):
         return Response(TokenOut(request.user.api_tokens.all(), many=True).data)
 
-    @extend_schema(request=CreateIn, responses=inline_serializer("TokenCreated", {"key": serializers.CharField()}))
+    @extend_schema(request=CreateIn, responses={201: TokenCreatedOut})
     def post(self, request):
         data = parse(self.CreateIn, request.data)
         token, key = services.token_create(user=request.user, name=data["name"])
@@ -67,6 +76,7 @@ class TokenListCreateApi(APIView):
 
 
 class TokenRevokeApi(APIView):
+    @extend_schema(responses={204: None})
     def delete(self, request, token_id: int):
         services.token_revoke(user=request.user, token_id=token_id)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -83,7 +93,7 @@ class TokenLoginApi(APIView):
         password = serializers.CharField()
         name = serializers.CharField(max_length=100, default="cli")
 
-    @extend_schema(request=LoginIn, responses=inline_serializer("TokenLogin", {"key": serializers.CharField()}))
+    @extend_schema(request=LoginIn, responses={201: TokenCreatedOut, 429: ERROR})
     def post(self, request):
         data = parse(self.LoginIn, request.data)
         user = login_authenticate(request=request, username=data["username"], password=data["password"])
@@ -107,12 +117,19 @@ class ProjectIn(serializers.ModelSerializer):
         extra_kwargs = {"slug": {"required": False, "validators": []}}
 
 
+class ProjectDetailOut(ProjectOut):
+    your_roles = serializers.ListField(child=serializers.ChoiceField(choices=Role.choices))
+
+    class Meta(ProjectOut.Meta):
+        fields = [*ProjectOut.Meta.fields, "your_roles"]
+
+
 class ProjectListCreateApi(APIView):
-    @extend_schema(responses=ProjectOut(many=True))
+    @paginated_list(ProjectOut)
     def get(self, request):
         return paginate(self, request, selectors.projects_for_user(request.user), ProjectOut)
 
-    @extend_schema(request=ProjectIn, responses=ProjectOut)
+    @extend_schema(request=ProjectIn, responses={201: ProjectOut})
     def post(self, request):
         selectors.project_create_check(request.user)
         data = parse(ProjectIn, request.data)
@@ -121,7 +138,7 @@ class ProjectListCreateApi(APIView):
 
 
 class ProjectDetailApi(APIView):
-    @extend_schema(responses=ProjectOut)
+    @extend_schema(responses=ProjectDetailOut)
     def get(self, request, slug: str):
         project = selectors.project_get_for_user(request.user, slug)
         return Response(ProjectOut(project).data | {"your_roles": sorted(project.user_roles)})
@@ -153,7 +170,7 @@ class MemberListApi(APIView):
         project = selectors.project_get_for_user(request.user, slug, roles=LEAD)
         return Response(MemberOut(selectors.members_list(project), many=True).data)
 
-    @extend_schema(request=AddIn, responses=MemberOut)
+    @extend_schema(request=AddIn, responses={201: MemberOut})
     def post(self, request, slug: str):
         project = selectors.project_get_for_user(request.user, slug, roles=LEAD)
         data = parse(self.AddIn, request.data)
@@ -162,6 +179,7 @@ class MemberListApi(APIView):
 
 
 class MemberDeleteApi(APIView):
+    @extend_schema(responses={204: None})
     def delete(self, request, slug: str, username: str, role: str):
         project = selectors.project_get_for_user(request.user, slug, roles=LEAD)
         services.membership_remove(project=project, username=username, role=role)
@@ -198,6 +216,22 @@ class ImageOut(serializers.ModelSerializer):
         return bool(image.depth)
 
 
+class ImageUploadOut(ImageOut):
+    created = serializers.BooleanField(help_text="False: the same photo was already there (200).")
+    masks_created = serializers.IntegerField()
+    masks_duplicate = serializers.IntegerField()
+
+    class Meta(ImageOut.Meta):
+        fields = [*ImageOut.Meta.fields, "created", "masks_created", "masks_duplicate"]
+
+
+class ImageDetailOut(ImageOut):
+    masks = MaskOut(many=True)
+
+    class Meta(ImageOut.Meta):
+        fields = [*ImageOut.Meta.fields, "masks"]
+
+
 class ImageListUploadApi(APIView):
     parser_classes = [MultiPartParser, FormParser]
 
@@ -214,7 +248,10 @@ class ImageListUploadApi(APIView):
         depth = serializers.FileField(required=False, help_text="float32 .npy in metres or 16-bit PNG in mm.")
         intrinsics = serializers.CharField(required=False, help_text="JSON 3x3 matrix.")
 
-    @extend_schema(responses=ImageOut(many=True))
+    @paginated_list(ImageOut, parameters=[
+        OpenApiParameter("search", str, description="Part of the source file name."),
+        OpenApiParameter("has_depth", bool),
+    ])
     def get(self, request, slug: str):
         project = selectors.project_get_for_user(request.user, slug)
         images = selectors.image_list(project)
@@ -224,7 +261,7 @@ class ImageListUploadApi(APIView):
             images = images.exclude(depth="") if has_depth == "true" else images.filter(depth="")
         return paginate(self, request, images, ImageOut)
 
-    @extend_schema(request=UploadIn, responses=ImageOut)
+    @extend_schema(request=UploadIn, responses={201: ImageUploadOut, 200: ImageUploadOut})
     def post(self, request, slug: str):
         project = selectors.project_get_for_user(request.user, slug, roles=LEAD)
         data = parse(self.UploadIn, request.data)
@@ -277,7 +314,7 @@ def _json_field(raw, name: str, kind: type, default=None):
 
 
 class ImageDetailApi(APIView):
-    @extend_schema(responses=ImageOut)
+    @extend_schema(responses=ImageDetailOut)
     def get(self, request, slug: str, image_id: int):
         project = selectors.project_get_for_user(request.user, slug)
         image = selectors.image_get(project, image_id)
@@ -287,6 +324,12 @@ class ImageDetailApi(APIView):
 
 
 class ImageFileApi(APIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("variant", str, OpenApiParameter.PATH, enum=["file", "thumbnail", "depth"])],
+        responses=binary("image/jpeg", "image/png", "image/webp", "application/octet-stream",
+                         description="The photo, its JPEG thumbnail, or its depth map (float32 .npy, metres)."),
+        operation_id="projects_images_file_retrieve",
+    )
     def get(self, request, slug: str, image_id: int, variant: str):
         project = selectors.project_get_for_user(request.user, slug)
         image = selectors.image_get(project, image_id)
@@ -302,7 +345,9 @@ class ImageFileApi(APIView):
 
 
 class MaskListApi(APIView):
-    @extend_schema(responses=MaskOut(many=True))
+    @paginated_list(MaskOut, parameters=[
+        OpenApiParameter("label", str), OpenApiParameter("image", int, description="An image id."),
+    ])
     def get(self, request, slug: str):
         project = selectors.project_get_for_user(request.user, slug)
         masks = selectors.mask_list(project)
@@ -318,6 +363,7 @@ class MaskListApi(APIView):
 class MaskPngApi(APIView):
     """The mask as a binary PNG (255 = object), for viewers that do not decode RLE."""
 
+    @extend_schema(responses={(200, "image/png"): OpenApiTypes.BINARY}, operation_id="projects_masks_png_retrieve")
     def get(self, request, slug: str, mask_id: int):
         project = selectors.project_get_for_user(request.user, slug)
         mask = selectors.mask_get(project, mask_id)
@@ -341,7 +387,8 @@ class ZipImportApi(APIView):
     @extend_schema(request=ImportIn, responses=inline_serializer("ImportSummary", {
         "images_imported": serializers.IntegerField(), "images_duplicate": serializers.IntegerField(),
         "masks_imported": serializers.IntegerField(), "masks_duplicate": serializers.IntegerField(),
-        "rejected": serializers.ListField(child=serializers.DictField())}))
+        "rejected": serializers.ListField(child=serializers.DictField()),
+        "format": serializers.ChoiceField(choices=["folder", "coco", "sa1b"])}))
     def post(self, request, slug: str):
         project = selectors.project_get_for_user(request.user, slug, roles=LEAD)
         data = parse(self.ImportIn, request.data)

@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's and ReDoc's files, served by the app: /api/v1/docs/ works offline
     "engine",
     "modelzoo",
     "annotation",
@@ -221,16 +222,26 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "engine.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "engine.schema.AutoSchema",
     "EXCEPTION_HANDLER": "engine.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "3D data engine API",
     "DESCRIPTION": "Projects, ingest, generation, annotation and exports. Token auth: "
-    "`Authorization: Token <key>`.",
+    "`Authorization: Token <key>` (or `Bearer <key>`); a browser's session works too. "
+    'Errors: `{"error": {"code", "message", "details"}}`.',
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Separate request and response components: read-only fields (id, created_at) are not
+    # asked of a client, and generated clients get the types they send and receive.
+    "COMPONENT_SPLIT_REQUEST": True,
+    # The error shape and the error statuses of every operation (engine/schema.py).
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
+                             "engine.schema.error_responses_hook"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 LOGGING = {

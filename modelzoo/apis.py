@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 from engine.apis import paginate, parse
 from engine.errors import NotFound, ValidationFailed
 from engine.files import stored_file_response
+from engine.schema import binary, paginated_list
 from engine.models import Role
 from engine.selectors import project_get_for_user
 from modelzoo import selectors, services
@@ -55,11 +56,11 @@ def _json_object(raw, name: str) -> dict:
 class CheckpointListCreateApi(APIView):
     parser_classes = [MultiPartParser, FormParser, JSONParser]
 
-    @extend_schema(responses=CheckpointOut(many=True))
+    @paginated_list(CheckpointOut)
     def get(self, request):
         return paginate(self, request, selectors.checkpoint_list_for_user(request.user), CheckpointOut)
 
-    @extend_schema(request=CheckpointIn, responses=CheckpointOut)
+    @extend_schema(request=CheckpointIn, responses={201: CheckpointOut, 200: CheckpointOut})
     def post(self, request):
         checkpoints = selectors.checkpoint_list_for_user(request.user)  # role check
         data = parse(CheckpointIn, request.data)
@@ -95,6 +96,16 @@ class MixIn(serializers.Serializer):
     mix = MixEntry(many=True, allow_empty=False)
 
 
+class MixOut(serializers.Serializer):
+    class Entry(serializers.Serializer):
+        checkpoint = serializers.IntegerField()
+        name = serializers.CharField()
+        backend = serializers.CharField()
+        share = serializers.FloatField()
+
+    mix = Entry(many=True)
+
+
 def _mix_out(project) -> dict:
     return {"mix": [{"checkpoint": pc.checkpoint_id, "name": str(pc.checkpoint), "backend": pc.checkpoint.backend,
                      "share": pc.share} for pc in selectors.project_mix(project)]}
@@ -103,10 +114,11 @@ def _mix_out(project) -> dict:
 class ProjectMixApi(APIView):
     """The checkpoints a project generates with now, each with its share of the N seeds."""
 
+    @extend_schema(responses=MixOut)
     def get(self, request, slug: str):
         return Response(_mix_out(project_get_for_user(request.user, slug)))
 
-    @extend_schema(request=MixIn)
+    @extend_schema(request=MixIn, responses=MixOut)
     def put(self, request, slug: str):
         project = project_get_for_user(request.user, slug, roles=MIX_ROLES)
         data = parse(MixIn, request.data)
@@ -128,6 +140,10 @@ _FILES = {
 class CandidateFileApi(APIView):
     """A candidate's GLB, compact GLB or preview PNG, for members of its project."""
 
+    @extend_schema(
+        parameters=[OpenApiParameter("variant", str, OpenApiParameter.PATH, enum=list(_FILES))],
+        responses=binary("model/gltf-binary", "image/png"),
+    )
     def get(self, request, candidate_id: int, variant: str):
         if variant not in _FILES:
             raise NotFound(f"No '{variant}' for a candidate; use glb, glb-compact or preview.")

@@ -11,6 +11,7 @@ from engine.exports import selectors, services
 from engine.exports.definition import FORMATS, KINDS
 from engine.exports.models import Snapshot
 from engine.files import stored_file_response
+from engine.schema import binary, paginated_list
 
 _CONTENT_TYPES = {"parquet": "application/vnd.apache.parquet", "tar": "application/x-tar",
                   "jsonl": "application/jsonl", "md": "text/markdown; charset=utf-8"}
@@ -41,12 +42,12 @@ class SnapshotIn(serializers.Serializer):
 
 
 class SnapshotListCreateApi(APIView):
-    @extend_schema(responses=SnapshotOut(many=True))
+    @paginated_list(SnapshotOut)
     def get(self, request, slug: str):
         project = selectors.project_for_exports(request.user, slug)
         return paginate(self, request, selectors.snapshot_list(project=project), SnapshotOut)
 
-    @extend_schema(request=SnapshotIn, responses=SnapshotOut)
+    @extend_schema(request=SnapshotIn, responses={201: SnapshotOut, 200: SnapshotOut})
     def post(self, request, slug: str):
         project = selectors.project_for_exports(request.user, slug)
         data = parse(SnapshotIn, request.data)
@@ -63,7 +64,7 @@ class SnapshotDetailApi(APIView):
 
 
 class SnapshotBuildApi(APIView):
-    @extend_schema(request=None, responses=SnapshotOut)
+    @extend_schema(request=None, responses={202: SnapshotOut})
     def post(self, request, snapshot_id: int):
         snapshot = services.snapshot_rebuild_request(
             snapshot=selectors.snapshot_get_for_user(request.user, snapshot_id))
@@ -74,6 +75,7 @@ class SnapshotFileApi(APIView):
     """A file of a built snapshot by its dataset path (README.md, data/train-000000.parquet, ...):
     a presigned URL on S3, a streamed response on local storage."""
 
+    @extend_schema(responses=binary(*dict.fromkeys([*_CONTENT_TYPES.values(), "application/octet-stream"])))
     def get(self, request, snapshot_id: int, path: str):
         entry = selectors.snapshot_file(selectors.snapshot_get_for_user(request.user, snapshot_id), path)
         ext = path.rsplit(".", 1)[-1]

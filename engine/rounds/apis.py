@@ -2,6 +2,7 @@
 training runs (trainers and leads start them and make a checkpoint current)."""
 from __future__ import annotations
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -12,6 +13,7 @@ from engine.apis import paginate, parse
 from engine.errors import ValidationFailed
 from engine.models import Role, TrainingRun
 from engine.rounds import generate, selectors, services, train
+from engine.schema import paginated_list
 from modelzoo import selectors as zoo_selectors
 from modelzoo.models import Checkpoint, GenerationJob
 
@@ -26,11 +28,12 @@ class RoundListOpenApi(APIView):
         steps = serializers.IntegerField(required=False, min_value=1, max_value=100)
         candidates_per_item = serializers.IntegerField(required=False, min_value=1, max_value=64)
 
+    @extend_schema(responses={200: {"type": "array", "items": {"type": "object"}}})
     def get(self, request, slug: str):
         project = engine_selectors.project_get_for_user(request.user, slug)
         return Response(selectors.rounds_status(project=project))
 
-    @extend_schema(request=OpenIn)
+    @extend_schema(request=OpenIn, responses={201: OpenApiTypes.OBJECT})
     def post(self, request, slug: str):
         project = engine_selectors.project_get_for_user(request.user, slug, roles=LEAD)
         data = parse(self.OpenIn, request.data)
@@ -44,7 +47,7 @@ class RoundCloseApi(APIView):
         pairing = serializers.ChoiceField(choices=["recorded", "winner_beat", "ranking"],
                                           default=services.DEFAULT_PAIRING)
 
-    @extend_schema(request=CloseIn)
+    @extend_schema(request=CloseIn, responses=OpenApiTypes.OBJECT)
     def post(self, request, slug: str, index: int):
         project = engine_selectors.project_get_for_user(request.user, slug, roles=LEAD)
         data = parse(self.CloseIn, request.data)
@@ -54,14 +57,14 @@ class RoundCloseApi(APIView):
 
 
 class RoundCheckpointApi(APIView):
-    class CheckpointIn(serializers.Serializer):
+    class RoundCheckpointIn(serializers.Serializer):
         checkpoint = serializers.IntegerField()
         share = serializers.FloatField(default=services.DEFAULT_NEW_SHARE)
 
-    @extend_schema(request=CheckpointIn)
+    @extend_schema(request=RoundCheckpointIn, responses=OpenApiTypes.OBJECT)
     def post(self, request, slug: str, index: int):
         project = engine_selectors.project_get_for_user(request.user, slug, roles=TRAINING)
-        data = parse(self.CheckpointIn, request.data)
+        data = parse(self.RoundCheckpointIn, request.data)
         checkpoint = Checkpoint.objects.filter(pk=data["checkpoint"]).first()
         if checkpoint is None:
             raise ValidationFailed(f"No checkpoint {data['checkpoint']}.", code="no_checkpoint")
@@ -88,11 +91,12 @@ class TrainingRunListCreateApi(APIView):
         parent = serializers.IntegerField(required=False, allow_null=True, default=None)
         hyperparameters = serializers.DictField(required=False, default=dict)
 
+    @extend_schema(responses=TrainingRunOut(many=True), description="The project's latest 50 training runs.")
     def get(self, request, slug: str):
         project = engine_selectors.project_get_for_user(request.user, slug, roles=TRAINING)
         return Response(TrainingRunOut(selectors.training_run_list(project=project)[:50], many=True).data)
 
-    @extend_schema(request=RunIn, responses=TrainingRunOut)
+    @extend_schema(request=RunIn, responses={202: TrainingRunOut})
     def post(self, request, slug: str):
         project = engine_selectors.project_get_for_user(request.user, slug, roles=TRAINING)
         data = parse(self.RunIn, request.data)
@@ -132,13 +136,20 @@ class JobIn(serializers.Serializer):
     candidates_per_item = serializers.IntegerField(required=False, min_value=1, max_value=64)
 
 
+class JobDetailOut(JobOut):
+    failures = serializers.ListField(child=serializers.DictField(), help_text="Failed items: item_id, error, attempts.")
+
+    class Meta(JobOut.Meta):
+        fields = [*JobOut.Meta.fields, "failures"]
+
+
 class GenerationJobListCreateApi(APIView):
-    @extend_schema(responses=JobOut(many=True))
+    @paginated_list(JobOut)
     def get(self, request, slug: str):
         project = engine_selectors.project_get_for_user(request.user, slug, roles=[Role.LEAD, Role.TRAINER])
         return paginate(self, request, zoo_selectors.generation_jobs(project), JobOut)
 
-    @extend_schema(request=JobIn, responses=JobOut)
+    @extend_schema(request=JobIn, responses={201: JobOut})
     def post(self, request, slug: str):
         project = engine_selectors.project_get_for_user(request.user, slug, roles=[Role.LEAD])
         data = parse(JobIn, request.data)
@@ -149,7 +160,7 @@ class GenerationJobListCreateApi(APIView):
 
 
 class GenerationJobDetailApi(APIView):
-    @extend_schema(responses=JobOut)
+    @extend_schema(responses=JobDetailOut)
     def get(self, request, slug: str, job_id: int):
         project = engine_selectors.project_get_for_user(request.user, slug, roles=[Role.LEAD, Role.TRAINER])
         job = zoo_selectors.generation_job_get(project, job_id)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import csv
 import io
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.renderers import BaseRenderer, BrowsableAPIRenderer, JSONRenderer
 from rest_framework.response import Response
@@ -57,6 +59,15 @@ class FiltersIn(serializers.Serializer):
     since = serializers.DateField(required=False, help_text="First UTC day, inclusive (YYYY-MM-DD).")
     until = serializers.DateField(required=False, help_text="Last UTC day, inclusive (YYYY-MM-DD).")
     bucket = serializers.ChoiceField(choices=["hour", "day"], required=False, default="day")
+    # Read by DRF's content negotiation; here so that an empty or unknown format is a 400, not JSON.
+    format = serializers.ChoiceField(choices=["json", "csv", "api"], required=False,
+                                     help_text="csv: the figure's table as CSV; api: DRF's browsable page.")
+
+    def validate(self, attrs):
+        # A form field left empty counts as absent in DRF; DRF's negotiation would answer JSON.
+        if self.initial_data.get("format") == "":
+            raise serializers.ValidationError({"format": ["Empty: use json or csv, or leave it out."]})
+        return attrs
 
 
 class FigureApi(APIView):
@@ -73,6 +84,10 @@ class FigureApi(APIView):
     def table(self, data) -> list[dict]:
         return data if isinstance(data, list) else [data]
 
+    @extend_schema(parameters=[FiltersIn], responses={
+        (200, "application/json"): OpenApiTypes.ANY,
+        (200, "text/csv"): OpenApiTypes.STR,
+    })
     def get(self, request, slug: str):
         params = parse(FiltersIn, request.query_params)
         if self.lead_only:
