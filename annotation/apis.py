@@ -18,6 +18,7 @@ from annotation import selectors, services
 from annotation.models import Flag, Judgement
 from annotation.selectors import ANNOTATOR, ARTIST, LEAD
 from engine.apis import paginate, parse
+from engine.bounds import BigIntegerField
 from engine.errors import NotFound, ValidationFailed
 from engine.files import stored_file_response
 from engine.schema import ERROR, binary, paginated_list
@@ -29,23 +30,23 @@ INT32_MAX = 2**31 - 1  # the database's integer columns
 
 
 class ComparisonIn(serializers.Serializer):
-    left = serializers.IntegerField()
-    right = serializers.IntegerField()
+    left = BigIntegerField()
+    right = BigIntegerField()
     outcome = serializers.ChoiceField(choices=["left", "right", "equal"])
     decided_ms = serializers.IntegerField(min_value=0, max_value=INT32_MAX, required=False, allow_null=True)
 
 
 class JudgementIn(serializers.Serializer):
-    lease = serializers.IntegerField(required=False, allow_null=True)
+    lease = BigIntegerField(required=False, allow_null=True)
     key = serializers.CharField(max_length=64)
     comparisons = ComparisonIn(many=True, required=False, default=list)
-    ranking = serializers.ListField(child=serializers.ListField(child=serializers.IntegerField()),
+    ranking = serializers.ListField(child=serializers.ListField(child=BigIntegerField()),
                                     required=False, allow_null=True, default=None)
-    winner = serializers.IntegerField()
-    rating = serializers.IntegerField()
+    winner = BigIntegerField()
+    rating = BigIntegerField()
     layout = serializers.JSONField(required=False, allow_null=True, default=None)
     time_spent_ms = serializers.IntegerField(min_value=0, max_value=INT32_MAX, required=False, default=0)
-    supersedes = serializers.IntegerField(required=False, allow_null=True, default=None)
+    supersedes = BigIntegerField(required=False, allow_null=True, default=None)
 
 
 def _is_int(value) -> bool:
@@ -116,7 +117,7 @@ class JudgementOut(serializers.ModelSerializer):
 
 
 class LeaseIn(serializers.Serializer):
-    lease = serializers.IntegerField()
+    lease = BigIntegerField()
 
 
 class SkipIn(LeaseIn):
@@ -322,7 +323,7 @@ class ItemReopenApi(APIView):
 
 class ItemGoldApi(APIView):
     class GoldIn(serializers.Serializer):
-        candidate = serializers.IntegerField(allow_null=True)
+        candidate = BigIntegerField(allow_null=True)
 
     @extend_schema(request=GoldIn, responses=inline_serializer("ItemGold", {
         "id": serializers.IntegerField(), "is_gold": serializers.BooleanField(),

@@ -22,6 +22,7 @@ from rest_framework.views import APIView
 from engine import masks as mask_codec
 from engine import selectors, services
 from engine.auth import login_authenticate
+from engine.bounds import int_from_text
 from engine.errors import NotFound, ValidationFailed
 from engine.files import stored_file_response
 from engine.ingest.readers import ExtractedZip, SourceError, detect_format, read_source
@@ -354,9 +355,7 @@ class MaskListApi(APIView):
         if label := request.query_params.get("label"):
             masks = masks.filter(label=label)
         if image := request.query_params.get("image"):
-            if not image.isdigit():
-                raise ValidationFailed("'image' must be an image id.")
-            masks = masks.filter(image_id=int(image))
+            masks = masks.filter(image_id=int_from_text(image, "image", minimum=1))
         return paginate(self, request, masks, MaskOut)
 
 

@@ -7,6 +7,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from engine.apis import paginate, parse
+from engine.bounds import BigIntegerField
 from engine.exports import selectors, services
 from engine.exports.definition import FORMATS, KINDS
 from engine.exports.models import Snapshot
@@ -36,8 +37,8 @@ class SnapshotIn(serializers.Serializer):
     filters = serializers.DictField(required=False, default=dict)
     pairing = serializers.CharField(required=False, allow_null=True, default=None)
     keep_ties = serializers.BooleanField(required=False, allow_null=True, default=None)
-    since = serializers.IntegerField(required=False, allow_null=True, default=None)
-    shard_bytes = serializers.IntegerField(required=False, allow_null=True, default=None)
+    since = BigIntegerField(required=False, allow_null=True, default=None)
+    shard_bytes = BigIntegerField(required=False, allow_null=True, default=None)
     license = serializers.CharField(required=False, allow_null=True, default=None, max_length=100)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+from engine.bounds import BIGINT_MAX, BIGINT_MIN
 from engine.errors import ValidationFailed
 
 KINDS = ("sft", "dpo")
@@ -41,9 +42,9 @@ OPTIONS = {
 def _int_list(name: str, value) -> list[int] | None:
     if value is None:
         return None
-    if not isinstance(value, list) or not value or not all(isinstance(v, int) and not isinstance(v, bool)
+    if not isinstance(value, list) or not value or not all(type(v) is int and BIGINT_MIN <= v <= BIGINT_MAX
                                                              for v in value):
-        raise ValidationFailed(f"'{name}' must be a non-empty list of integers, or null for all.",
+        raise ValidationFailed(f"'{name}' must be a non-empty list of integers (64-bit), or null for all.",
                                code="invalid_filter")
     return sorted(set(value))
 
@@ -96,8 +97,8 @@ def definition_normalise(*, kind: str, format: str, filters: dict | None = None,
     elif pairing is not None or keep_ties:
         raise ValidationFailed("'pairing' and 'keep_ties' are for DPO snapshots only.", code="invalid_pairing")
     shard_bytes = OPTIONS["shard_bytes"] if shard_bytes is None else shard_bytes
-    if not isinstance(shard_bytes, int) or isinstance(shard_bytes, bool) or shard_bytes < 1024:
-        raise ValidationFailed("'shard_bytes' must be an integer of at least 1024.", code="invalid_option")
+    if type(shard_bytes) is not int or not 1024 <= shard_bytes <= BIGINT_MAX:
+        raise ValidationFailed(f"'shard_bytes' must be an integer from 1024 to {BIGINT_MAX}.", code="invalid_option")
     definition["shard_bytes"] = shard_bytes
     license = license or OPTIONS["license"]
     if not isinstance(license, str) or len(license) > 100:

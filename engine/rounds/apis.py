@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 
 from engine import selectors as engine_selectors
 from engine.apis import paginate, parse
+from engine.bounds import BigIntegerField, PositiveIntegerField
 from engine.errors import ValidationFailed
 from engine.models import Role, TrainingRun
 from engine.rounds import generate, selectors, services, train
@@ -24,7 +25,7 @@ TRAINING = [Role.LEAD, Role.TRAINER]
 class RoundListOpenApi(APIView):
     class OpenIn(serializers.Serializer):
         quality_threshold = serializers.IntegerField(required=False, min_value=1, max_value=5)
-        mask_ids = serializers.ListField(child=serializers.IntegerField(), required=False, allow_null=True)
+        mask_ids = serializers.ListField(child=BigIntegerField(), required=False, allow_null=True)
         steps = serializers.IntegerField(required=False, min_value=1, max_value=100)
         candidates_per_item = serializers.IntegerField(required=False, min_value=1, max_value=64)
 
@@ -58,7 +59,7 @@ class RoundCloseApi(APIView):
 
 class RoundCheckpointApi(APIView):
     class RoundCheckpointIn(serializers.Serializer):
-        checkpoint = serializers.IntegerField()
+        checkpoint = BigIntegerField()
         share = serializers.FloatField(default=services.DEFAULT_NEW_SHARE)
 
     @extend_schema(request=RoundCheckpointIn, responses=OpenApiTypes.OBJECT)
@@ -85,10 +86,10 @@ class TrainingRunOut(serializers.ModelSerializer):
 class TrainingRunListCreateApi(APIView):
     class RunIn(serializers.Serializer):
         stage = serializers.ChoiceField(choices=["sft", "dpo", "both"], default="both")
-        sft_snapshot = serializers.IntegerField(required=False, allow_null=True, default=None)
-        dpo_snapshot = serializers.IntegerField(required=False, allow_null=True, default=None)
-        round = serializers.IntegerField(required=False, allow_null=True, default=None)
-        parent = serializers.IntegerField(required=False, allow_null=True, default=None)
+        sft_snapshot = BigIntegerField(required=False, allow_null=True, default=None)
+        dpo_snapshot = BigIntegerField(required=False, allow_null=True, default=None)
+        round = PositiveIntegerField(required=False, allow_null=True, default=None)
+        parent = BigIntegerField(required=False, allow_null=True, default=None)
         hyperparameters = serializers.DictField(required=False, default=dict)
 
     @extend_schema(responses=TrainingRunOut(many=True), description="The project's latest 50 training runs.")
@@ -131,7 +132,7 @@ class JobOut(serializers.ModelSerializer):
 
 
 class JobIn(serializers.Serializer):
-    masks = serializers.ListField(child=serializers.IntegerField(), required=False, allow_empty=False)
+    masks = serializers.ListField(child=BigIntegerField(), required=False, allow_empty=False)
     steps = serializers.IntegerField(required=False, min_value=1, max_value=100)
     candidates_per_item = serializers.IntegerField(required=False, min_value=1, max_value=64)
 

@@ -17,6 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from engine.apis import parse
+from engine.bounds import DayField, PositiveIntegerField
 from engine.stats import health, selectors
 
 
@@ -54,10 +55,10 @@ class CSVRenderer(BaseRenderer):
 
 
 class FiltersIn(serializers.Serializer):
-    round = serializers.IntegerField(required=False, min_value=1, help_text="Round index (1, 2, ...).")
+    round = PositiveIntegerField(required=False, help_text="Round index (1, 2, ...).")
     annotator = serializers.CharField(required=False, max_length=150, help_text="Username; leads only.")
-    since = serializers.DateField(required=False, help_text="First UTC day, inclusive (YYYY-MM-DD).")
-    until = serializers.DateField(required=False, help_text="Last UTC day, inclusive (YYYY-MM-DD).")
+    since = DayField(required=False, help_text="First UTC day, inclusive (YYYY-MM-DD).")
+    until = DayField(required=False, help_text="Last UTC day, inclusive (YYYY-MM-DD).")
     bucket = serializers.ChoiceField(choices=["hour", "day"], required=False, default="day")
     # Read by DRF's content negotiation; here so that an empty or unknown format is a 400, not JSON.
     format = serializers.ChoiceField(choices=["json", "csv", "api"], required=False,

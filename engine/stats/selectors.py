@@ -21,6 +21,7 @@ from django.db.models import Count, Exists, OuterRef, Q, Sum
 from django.utils import timezone
 
 from annotation.models import Comparison, Item, ItemState, Judgement
+from engine.bounds import day_checked
 from engine.errors import NotFound, ValidationFailed
 from engine.models import Membership, Project, Role, Round
 from engine.selectors import project_get_for_user
@@ -91,6 +92,7 @@ def filters_resolve(user, project: Project, *, round_index: int | None = None, a
         annotator_id = get_user_model().objects.filter(username=annotator).values_list("id", flat=True).first()
         if annotator_id is None:
             raise NotFound(f"No user '{annotator}'.")
+    since, until = since and day_checked(since, "since"), until and day_checked(until, "until")
     if since and until and since > until:
         raise ValidationFailed(f"since ({since}) is after until ({until}); swap them.", code="bad_range")
     return Filters(round_id=round_id, round_index=round_index, annotator_id=annotator_id, annotator=annotator,

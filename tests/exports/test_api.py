@@ -62,3 +62,18 @@ def test_snapshot_of_another_project_is_not_found(world, api, member):
     MembershipFactory(project=outsider, user=user, role="trainer")
     assert api(user).get(f"/api/v1/snapshots/{snap.pk}/").status_code == 404
     assert Snapshot.objects.count() == 1
+
+
+@pytest.mark.parametrize("body, field, words", [
+    ({"kind": "sft", "filters": {"rounds": [1, 2**64]}}, None, "'rounds' must be a non-empty list of integers (64-bit)"),
+    ({"kind": "sft", "filters": {"checkpoints": [-(2**63) - 1]}}, None, "'checkpoints' must be a non-empty list"),
+    ({"kind": "sft", "since": 2**63}, "since", "less than or equal to 9223372036854775807"),
+    ({"kind": "sft", "shard_bytes": 2**63}, "shard_bytes", "less than or equal to 9223372036854775807"),
+    ({"kind": "sft", "filters": {"exclude_annotators": ["bob\u0000"]}}, None, "\\u0000"),
+])
+def test_numbers_beyond_the_database_are_refused(world, trainer, api, body, field, words):
+    r = api(trainer).post(f"/api/v1/projects/{world.project.slug}/snapshots/", body, format="json")
+    assert r.status_code == 400, r.content[:300]
+    error = r.json()["error"]
+    assert words in (" ".join(error["details"][field]) if field else error["message"])
+    assert Snapshot.objects.count() == 0

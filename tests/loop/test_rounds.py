@@ -95,3 +95,21 @@ def test_training_run_refuses_wrong_kind_format_and_backend(loop_project, checkp
     run = train.training_run_create(project=loop_project, stage="both", sft_snapshot_id=sft.pk,
                                        dpo_snapshot_id=dpo.pk)
     assert run.parent == checkpoint and run.state == "pending"
+
+
+@pytest.mark.parametrize("path, body, field", [
+    ("rounds/", {"mask_ids": [1, 2**63]}, "mask_ids"),
+    ("rounds/1/checkpoint", {"checkpoint": 2**63}, "checkpoint"),
+    ("training-runs/", {"round": 2**31}, "round"),
+    ("training-runs/", {"sft_snapshot": 2**63}, "sft_snapshot"),
+    ("training-runs/", {"parent": -(2**63) - 1}, "parent"),
+    ("generation-jobs/", {"masks": [2**64]}, "masks"),
+])
+def test_ids_and_indexes_beyond_the_database_are_refused(project, member, api, path, body, field):
+    from modelzoo.models import GenerationJob
+    from engine.models import TrainingRun
+
+    r = api(member("lead")).post(f"/api/v1/projects/{project.slug}/{path}", body, format="json")
+    assert r.status_code == 400, r.content[:300]
+    assert field in r.json()["error"]["details"]
+    assert not Round.objects.exists() and not TrainingRun.objects.exists() and not GenerationJob.objects.exists()

@@ -107,3 +107,23 @@ def test_metrics_answer_the_scrapers_bearer_token(world, client, settings):
     assert client.get("/metrics", HTTP_AUTHORIZATION="Token s3cret-scrape-token").status_code == 401
     scraped = client.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-scrape-token")
     assert scraped.status_code == 200 and f'engine_items{{project="{slug}"'.encode() in scraped.content
+
+
+@pytest.mark.parametrize("figure, params, field, words", [
+    ("throughput", {"until": "9999-12-31"}, "until", "Use a day from 0001-01-01 to 9999-12-30."),
+    ("timeseries", {"since": "9999-12-31", "bucket": "hour"}, "since", "Use a day from 0001-01-01 to 9999-12-30."),
+    ("throughput", {"until": "10000-01-01"}, "until", "Date has wrong format"),
+    ("annotators", {"round": str(2**31)}, "round", "less than or equal to 2147483647"),
+    ("ratings", {"round": str(2**70)}, "round", "less than or equal to 2147483647"),
+])
+def test_days_and_numbers_out_of_range_are_refused(world, api, figure, params, field, words):
+    p, lead = world["project"], world["lead"]
+    r = api(lead).get(f"/api/v1/projects/{p.slug}/stats/{figure}", params)
+    assert r.status_code == 400 and r["Content-Type"].startswith("application/json"), r.content[:300]
+    assert words in " ".join(r.json()["error"]["details"][field])
+
+
+def test_the_dashboard_ignores_a_day_past_the_calendar(world, client):
+    client.force_login(world["lead"])
+    page = client.get(f"/projects/{world['project'].slug}/dashboard/", {"until": "9999-12-31"})
+    assert page.status_code == 200 and "Bradley-Terry" in page.content.decode()
