@@ -5,6 +5,7 @@ broker, local media files. Setting DATABASE_URL, CELERY_BROKER_URL and the S3
 variables moves the same code onto PostgreSQL, Redis and S3.
 """
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -58,6 +59,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "engine.stats.middleware.RequestLatencyMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "engine.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -175,6 +177,33 @@ STORAGES = {
     "default": DEFAULT_STORAGE,
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
+
+# Content-Security-Policy of every response (engine/csp.py): directive -> sources. "'nonce'" is
+# the request's nonce, for the inline elements a page cannot avoid (Swagger UI's start-up script);
+# the engine's pages load only files. three.js's GLTFLoader reads a GLB's embedded textures
+# through blob: URLs (fetched, then drawn), hence blob: beside 'self'. Stored files on S3 are
+# presigned redirects to the bucket's origin, which images and the viewer's fetches must reach.
+# CSP_REPORT_ONLY=1 sends it as Content-Security-Policy-Report-Only (browsers log, block nothing).
+if AWS_STORAGE_BUCKET_NAME:
+    _endpoint = urlsplit(AWS_S3_ENDPOINT_URL) if AWS_S3_ENDPOINT_URL else None
+    _MEDIA_ORIGINS = [f"{_endpoint.scheme}://{_endpoint.netloc}"] if _endpoint else ["https://*.amazonaws.com"]
+else:
+    _MEDIA_ORIGINS = []
+CONTENT_SECURITY_POLICY = {
+    "default-src": ["'self'"],
+    "script-src": ["'self'", "'nonce'"],
+    "style-src": ["'self'", "'nonce'"],
+    "img-src": ["'self'", "data:", "blob:", *_MEDIA_ORIGINS],
+    "connect-src": ["'self'", "blob:", *_MEDIA_ORIGINS],
+    "worker-src": ["'self'", "blob:"],
+    "font-src": ["'self'", "data:"],
+    "object-src": ["'none'"],
+    "base-uri": ["'self'"],
+    "form-action": ["'self'"],
+    "frame-ancestors": ["'none'"],
+}
+CONTENT_SECURITY_POLICY_REPORT_ONLY = env.bool("CSP_REPORT_ONLY", default=False)
+
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 50 * 1024 * 1024
 

@@ -151,13 +151,28 @@ def browser():
         b.close()
 
 
+# Every page a test opens must pass the Content-Security-Policy (engine/csp.py): the page reports
+# each violation as a `securitypolicyviolation` event, Chromium logs it on the console too. (Give
+# wait_for_function a function, "() => ...": Playwright runs a bare expression through the page's
+# eval, which the policy refuses.)
+_WATCH_CSP = """document.addEventListener('securitypolicyviolation', (e) => console.error(
+  `CSP violation: ${e.violatedDirective} blocked ${e.blockedURI || 'inline'} on ${e.documentURI}`
+  + (e.sourceFile ? ` (${e.sourceFile}:${e.lineNumber})` : '')));"""
+
+
 @pytest.fixture
 def page(browser):
     context = browser.new_context(viewport={"width": 1280, "height": 860})
+    context.add_init_script(_WATCH_CSP)
     pg = context.new_page()
     pg.set_default_timeout(45000)  # 2 shared cores: software WebGL can stall under load
+    violations: list[str] = []
+    pg.on("console", lambda m: violations.append(m.text) if (
+        "CSP violation" in m.text or "Content Security Policy" in m.text) else None)
+    pg.csp_violations = violations
     yield pg
     context.close()
+    assert not violations, "the Content-Security-Policy was violated:\n" + "\n".join(violations)
 
 
 def login(page, live_server, username: str, next_url: str):
