@@ -8,7 +8,7 @@ from __future__ import annotations
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
@@ -21,6 +21,7 @@ from engine.apis import paginate, parse
 from engine.bounds import BigIntegerField
 from engine.errors import NotFound, ValidationFailed
 from engine.files import stored_file_response
+from engine.parsers import JSONParser
 from engine.schema import ERROR, binary, paginated_list
 from engine.selectors import project_get_for_user
 
@@ -354,7 +355,7 @@ class ArtistQueueApi(APIView):
 
 
 class ArtistMeshApi(APIView):
-    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    parser_classes = [MultiPartParser, FormParser, JSONParser]  # engine.parsers: the engine's JSON limits
 
     class MeshIn(serializers.Serializer):
         file = serializers.FileField(help_text="A .glb (glTF 2.0 binary).")

@@ -6,7 +6,6 @@ and calls one service. Errors are `engine.errors` types, rendered in one handler
 from __future__ import annotations
 
 import io
-import json
 
 import numpy as np
 from django.http import HttpResponse
@@ -19,6 +18,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from engine import jsonio
 from engine import masks as mask_codec
 from engine import selectors, services
 from engine.auth import login_authenticate
@@ -303,10 +303,7 @@ class ImageListUploadApi(APIView):
 def _json_field(raw, name: str, kind: type, default=None):
     if raw in (None, ""):
         return [] if default is None and kind is list and name == "annotations" else default
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise ValidationFailed(f"'{name}' is not valid JSON ({exc}).") from None
+    value = jsonio.loads(raw, what=f"'{name}'")
     if not isinstance(value, kind):
         raise ValidationFailed(f"'{name}' must be a JSON {kind.__name__}.")
     if name == "annotations" and not all(isinstance(a, dict) for a in value):

@@ -30,9 +30,14 @@ def rle_counts_from_mask(mask: np.ndarray) -> list[int]:
 
 def mask_from_rle_counts(counts: list[int], height: int, width: int) -> np.ndarray:
     total = height * width
-    arr = np.asarray(counts, dtype=np.int64)
+    try:
+        arr = np.asarray(counts, dtype=np.int64)
+    except OverflowError:  # a count beyond 64 bits: no image has that many pixels
+        raise MaskError(f"RLE counts must be integers from 0 to the image's {total} pixels.") from None
     if arr.size and arr.min() < 0:
         raise MaskError("RLE counts must not be negative.")
+    if arr.size and arr.max() > total:  # before the sum, which a crafted list could wrap around
+        raise MaskError(f"RLE counts must be integers from 0 to the image's {total} pixels.")
     if int(arr.sum()) != total:
         raise MaskError(f"RLE counts add up to {int(arr.sum())} pixels but the size {height}x{width} has {total}.")
     values = np.zeros(arr.size, dtype=bool)

@@ -12,11 +12,12 @@ Formats (see the README, "Ingest formats"):
              automatic mask generator: {"image": {...}, "annotations": [...]}.
 
 Every path named by the data is resolved inside the import root; one that escapes it
-(../, an absolute path, a symlink out) is refused.
+(../, an absolute path, a symlink out) is refused. Every field read from a document is
+type-checked first (ids are integers or strings, names strings): a document with a list
+where an id belongs is refused naming the file, the field and what was found.
 """
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import tempfile
@@ -28,6 +29,9 @@ from pathlib import Path
 
 from django.conf import settings
 
+from engine import jsonio
+from engine.bounds import BIGINT_MAX, BIGINT_MIN
+from engine.errors import ValidationFailed
 from engine.ingest.validation import IngestRejected, ItemInput, MaskInput
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
@@ -127,12 +131,77 @@ def _read_folder(root: Path) -> Source:
     return Source(total=len(images) + len(orphans), entries=entries())
 
 
+# ---------------------------------------------------------------- documents
+class DocumentError(ValueError):
+    """A field of a COCO or SA-1B document has the wrong type; the message names it."""
+
+
+def _json_document(path: Path):
+    """A document's JSON through the engine's limits (depth, NaN, U+0000); ValidationFailed if bad."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ValidationFailed(f"{path.name}: cannot be read ({exc.strerror}).") from None
+    return jsonio.loads(data, what=path.name)
+
+
+def _kind(value) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", float: "a number",
+            int: "an integer", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _key(value, where: str, *, optional: bool = False):
+    """An id as COCO and SA-1B write them: an integer (64-bit) or a string; None if optional and absent."""
+    if value is None and optional:
+        return None
+    if (type(value) is int and BIGINT_MIN <= value <= BIGINT_MAX) or (type(value) is str and 0 < len(value) <= 200):
+        return value
+    raise DocumentError(f"{where} must be an integer (64-bit) or a string, not {_kind(value)}.")
+
+
+def _text(value, where: str, *, optional: bool = True):
+    if (value is None and optional) or type(value) is str:
+        return value
+    raise DocumentError(f"{where} must be a string, not {_kind(value)}.")
+
+
+def _flag(value, where: str):
+    if value is None or value in (0, 1) and type(value) in (int, bool):
+        return value
+    raise DocumentError(f"{where} must be 0 or 1, not {_kind(value) if type(value) is not int else value}.")
+
+
 # ---------------------------------------------------------------- COCO
 def _load_json(path: Path) -> object:
     try:
-        return json.loads(path.read_bytes())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SourceError(f"{path.name}: not valid JSON ({exc}).") from None
+        return _json_document(path)
+    except ValidationFailed as exc:
+        raise SourceError(exc.message) from None
+
+
+def _coco_checked(data: dict, name: str) -> None:
+    """Every field the reader uses has its type, or SourceError naming the first that does not.
+    Entries that are not objects, and missing file names, are left to the per-item rejections."""
+    categories = data.get("categories", [])
+    try:
+        if not isinstance(categories, list):
+            raise DocumentError(f"'categories' must be a list, not {_kind(categories)}.")
+        for i, c in enumerate(categories):
+            if not isinstance(c, dict):
+                raise DocumentError(f"categories[{i}] must be an object, not {_kind(c)}.")
+            _key(c.get("id"), f"categories[{i}].id")
+            _text(c.get("name"), f"categories[{i}].name")
+        for i, info in enumerate(data["images"]):
+            if isinstance(info, dict):
+                _key(info.get("id"), f"images[{i}].id")
+        for i, a in enumerate(data["annotations"]):
+            if isinstance(a, dict):
+                _key(a.get("id"), f"annotations[{i}].id", optional=True)
+                _key(a.get("image_id"), f"annotations[{i}].image_id", optional=True)
+                _key(a.get("category_id"), f"annotations[{i}].category_id", optional=True)
+                _flag(a.get("iscrowd"), f"annotations[{i}].iscrowd")
+    except DocumentError as exc:
+        raise SourceError(f"{name}: {exc}") from None
 
 
 def _read_coco(json_path: Path, images_dir: Path | None) -> Source:
@@ -143,6 +212,7 @@ def _read_coco(json_path: Path, images_dir: Path | None) -> Source:
         raise SourceError(
             f"{json_path.name}: not COCO instances JSON (expected an object with 'images' and 'annotations' lists)."
         )
+    _coco_checked(data, json_path.name)
     if images_dir is None:
         images_dir = json_path.parent
         if not any(
@@ -236,14 +306,23 @@ def _read_sa1b(path: Path) -> Source:
 
 def _sa1b_item(json_file: Path, root: Path) -> ItemInput:
     try:
-        data = json.loads(json_file.read_bytes())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise IngestRejected(f"{json_file.name}: not valid JSON ({exc}).") from None
+        data = _json_document(json_file)
+    except ValidationFailed as exc:
+        raise IngestRejected(exc.message) from None
     if isinstance(data, list):  # SamAutomaticMaskGenerator's raw list of masks
         data = {"image": {}, "annotations": data}
     if not (isinstance(data, dict) and isinstance(data.get("annotations"), list) and isinstance(data.get("image", {}), dict)):
         raise IngestRejected(f"{json_file.name}: not SA-1B JSON (expected 'image' and 'annotations').")
     info = data.get("image") or {}
+    try:
+        _key(info.get("image_id"), "image.image_id", optional=True)
+        _text(info.get("file_name"), "image.file_name")
+        for index, ann in enumerate(data["annotations"]):
+            if isinstance(ann, dict):
+                _key(ann.get("id"), f"annotations[{index}].id", optional=True)
+                _text(ann.get("label"), f"annotations[{index}].label")
+    except DocumentError as exc:
+        raise IngestRejected(f"{json_file.name}: {exc}") from None
     file_name = info.get("file_name")
     if file_name is None:
         matches = [p for p in json_file.parent.glob(f"{json_file.stem}.*") if p.suffix.lower() in IMAGE_SUFFIXES]
@@ -264,7 +343,7 @@ def _sa1b_item(json_file: Path, root: Path) -> ItemInput:
             MaskInput(
                 source_name=f"annotation {ann.get('id', index)}",
                 segmentation=ann["segmentation"],
-                label=str(ann.get("label", "")),
+                label=ann.get("label") or "",
                 provenance={"format": "sa1b", "annotation_id": ann.get("id", index)}
                 | {k: ann[k] for k in SAM_PROVENANCE_KEYS if k in ann},
             )
@@ -312,11 +391,13 @@ def detect_format(root: Path) -> tuple[str, Path]:
     for base in candidates:
         if (base / "images").is_dir() and (base / "masks").is_dir():
             return "folder", base
+    unreadable = []
     for base in candidates:
         for json_path in sorted(base.glob("*.json")):
             try:
-                head = json.loads(json_path.read_bytes())
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                head = _json_document(json_path)
+            except ValidationFailed as exc:
+                unreadable.append(exc.message)
                 continue
             if isinstance(head, dict) and "images" in head and "annotations" in head:
                 return "coco", json_path
@@ -324,6 +405,7 @@ def detect_format(root: Path) -> tuple[str, Path]:
                 return "sa1b", base
     raise SourceError(
         "Cannot tell the zip's format: expected images/ + masks/ folders, a COCO JSON or SA-1B JSON files."
+        + (f" Unreadable: {unreadable[0]}" if unreadable else "")
     )
 
 
@@ -343,5 +425,13 @@ class ExtractedZip:
             raise
         return self.path
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, exc, tb) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
+        if isinstance(exc, SourceError):  # messages name files inside the zip, never the temporary folder
+            exc.args = (_inside_zip(str(exc), self.path),)
+
+
+def _inside_zip(message: str, root: Path) -> str:
+    for folder in {str(root.resolve()), str(root)}:
+        message = message.replace(folder + "/", "").replace(folder, "the zip")
+    return message

@@ -175,10 +175,38 @@ def validate_depth(data: bytes, name: str, width: int, height: int) -> np.ndarra
     return depth
 
 
+INTRINSICS_FORM = "a 3x3 matrix [[fx,0,cx],[0,fy,cy],[0,0,1]] of numbers with fx, fy > 0"
+
+
 def validate_intrinsics(value, name: str) -> list | None:
+    """The camera matrix as a 3x3 list of floats; the rows and the values are checked one by one
+    (strings, ragged rows, numbers beyond a float) before numpy sees them."""
     if value is None:
         return None
-    arr = np.asarray(value, dtype=np.float64) if isinstance(value, list) else None
-    if arr is None or arr.shape != (3, 3) or not np.all(np.isfinite(arr)) or arr[0, 0] <= 0 or arr[1, 1] <= 0:
-        raise IngestRejected(f"{name}: intrinsics must be a 3x3 matrix [[fx,0,cx],[0,fy,cy],[0,0,1]] with fx, fy > 0.")
+    if not (isinstance(value, list) and len(value) == 3 and all(isinstance(r, list) and len(r) == 3 for r in value)):
+        raise IngestRejected(f"{name}: intrinsics must be {INTRINSICS_FORM}; got rows of lengths "
+                             f"{_row_lengths(value)}.")
+    for r, row in enumerate(value):
+        for c, v in enumerate(row):
+            if type(v) not in (int, float) or not _is_finite_float(v):
+                raise IngestRejected(f"{name}: intrinsics[{r}][{c}] is {v!r:.40}, not a finite number; "
+                                     f"intrinsics must be {INTRINSICS_FORM}.")
+    arr = np.asarray(value, dtype=np.float64)
+    if arr[0, 0] <= 0 or arr[1, 1] <= 0:
+        raise IngestRejected(f"{name}: fx and fy (intrinsics[0][0], [1][1]) must be positive; "
+                             f"intrinsics must be {INTRINSICS_FORM}.")
     return arr.tolist()
+
+
+def _row_lengths(value) -> str:
+    if not isinstance(value, list):
+        return "none (not a list)"
+    return "[" + ", ".join(str(len(r)) if isinstance(r, list) else "not a list" for r in value[:10]) + \
+        (", ...]" if len(value) > 10 else "]")
+
+
+def _is_finite_float(v) -> bool:
+    try:
+        return np.isfinite(float(v))
+    except OverflowError:  # an integer beyond a float
+        return False

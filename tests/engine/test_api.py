@@ -6,6 +6,7 @@ import json
 import zipfile
 
 import pytest
+from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
@@ -299,3 +300,59 @@ def test_demo_command_loads_photos_masks_and_users(db):
     call_command("demo", stdout=io.StringIO())
     assert ObjectMask.objects.filter(image__project__slug="demo").count() == 8
     assert MembershipFactory._meta.model.objects.filter(project__slug="demo", role=Role.ANNOTATOR).count() == 2
+
+
+# ---------------------------------------------------------------- hardening: every refusal is a 4xx with the shape
+def assert_refused(response, status: int, *words: str) -> dict:
+    """A refusal a user can act on: the status, the error shape, and a message naming the problem."""
+    assert response.status_code == status, response.content[:300]
+    assert response["Content-Type"].startswith("application/json")
+    error = response.json()["error"]
+    assert set(error) <= {"code", "message", "details"} and error["code"] and error["message"]
+    for word in words:
+        assert word in error["message"], error["message"]
+    assert "/tmp" not in error["message"] and str(settings.MEDIA_ROOT) not in error["message"]
+    return error
+
+
+DEEP = "[" * 5000 + "]" * 5000
+
+
+@pytest.mark.parametrize("where", ["body", "body-nan", "body-nul", "annotations", "intrinsics"])
+def test_json_nested_too_deep_or_unstorable_is_refused_wherever_it_comes(api, member, project, where):
+    lead = member(Role.LEAD)
+    client = api(lead)
+    if where.startswith("body"):
+        body = {"body": '{"name": "cli", "x": %s}' % DEEP, "body-nan": '{"name": NaN}',
+                "body-nul": '{"name": "cli\\u0000"}'}[where]
+        response = client.post("/api/v1/auth/tokens/", body, content_type="application/json")
+        words = {"body": ["request body", "5001 levels deep"], "body-nan": ["not valid JSON", "NaN"],
+                 "body-nul": ["\\u0000"]}[where]
+    else:
+        response = upload(client, project, masks=[], **{where: DEEP})
+        words = [f"'{where}'", "5000 levels deep; at most 64"]
+    assert_refused(response, 400, *words)
+    assert lead.api_tokens.count() == 0 and Image.objects.count() == 0
+
+
+@pytest.mark.parametrize("intrinsics, words", [
+    ('[["fx", 0, 32], [0, 50, 24], [0, 0, 1]]', ["intrinsics[0][0] is 'fx', not a finite number"]),
+    ('[[50, 0, 32], [0, 50], [0, 0, 1]]', ["3x3 matrix", "rows of lengths [3, 2, 3]"]),
+    ('[[50, 0, 32], [0, 50, 24]]', ["3x3 matrix", "rows of lengths [3, 3]"]),
+    ('[50, 0, 32, 0, 50, 24, 0, 0, 1]', ["3x3 matrix", "not a list"]),
+    ('[[1e400, 0, 32], [0, 50, 24], [0, 0, 1]]', ["not a finite number"]),
+    ('[[%s, 0, 32], [0, 50, 24], [0, 0, 1]]' % (10**400), ["not a finite number"]),
+    ('[[true, 0, 32], [0, 50, 24], [0, 0, 1]]', ["intrinsics[0][0] is True"]),
+    ('[[0, 0, 32], [0, 50, 24], [0, 0, 1]]', ["fx and fy", "must be positive"]),
+    ('{"fx": 50}', ["'intrinsics' must be a JSON list"]),
+])
+def test_intrinsics_that_are_not_a_matrix_of_numbers_are_refused(api, member, project, intrinsics, words):
+    response = upload(api(member(Role.LEAD)), project, intrinsics=intrinsics)
+    assert_refused(response, 400, *words)
+    assert Image.objects.count() == 0 and ObjectMask.objects.count() == 0
+
+
+@pytest.mark.parametrize("image", [str(2**63), "-1", "²", "1" * 5000, "1e3", " 1"])
+def test_id_filters_in_query_strings_are_range_checked(api, member, project, image):
+    response = api(member(Role.LEAD)).get(f"/api/v1/projects/{project.slug}/masks/", {"image": image})
+    assert_refused(response, 400, "'image' must be an integer from 1 to 9223372036854775807")

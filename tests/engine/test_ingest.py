@@ -4,17 +4,19 @@ from __future__ import annotations
 import io
 import json
 import struct
+import zipfile
 import zlib
 
 import numpy as np
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 from PIL import Image as PILImage
 
 from engine import masks as mask_codec
 from engine.ingest.services import ingest_item
 from engine.ingest.validation import IngestRejected, ItemInput, MaskInput
-from engine.models import Image, ObjectMask
+from engine.models import Image, ObjectMask, Role
 from tests.engine import builders
 
 pytestmark = pytest.mark.django_db
@@ -255,3 +257,95 @@ def test_folder_masks_without_image_are_listed(tmp_path, project):
     (root / "masks" / "ghost").mkdir()
     out = run_ingest(root, project, "folder")
     assert "masks/ghost: masks without an image" in out
+
+
+# ---------------------------------------------------------------- documents with the wrong shape, through the API
+def zip_import(api, lead, project, files: dict[str, bytes], fmt: str = "auto"):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    upload = SimpleUploadedFile("import.zip", buf.getvalue(), content_type="application/zip")
+    return api(lead).post(f"/api/v1/projects/{project.slug}/imports/", {"file": upload, "format": fmt},
+                          format="multipart")
+
+
+def refusal(response, status: int = 400) -> str:
+    assert response.status_code == status, response.content[:300]
+    error = response.json()["error"]
+    assert error["code"] and "/tmp" not in error["message"] and "ingest-" not in error["message"]
+    return error["message"]
+
+
+DEEP = b"[" * 5000 + b"]" * 5000
+
+
+@pytest.mark.parametrize("files, fmt", [
+    ({"annotations.json": DEEP, "photo0.png": builders.photo_bytes()}, "auto"),
+    ({"annotations.json": DEEP, "photo0.png": builders.photo_bytes()}, "coco"),
+    ({"a.json": b'{"image": {}, "annotations": ' + DEEP + b"}", "a.png": builders.photo_bytes()}, "auto"),
+    ({"a.json": b'{"image": {}, "annotations": ' + DEEP + b"}", "a.png": builders.photo_bytes()}, "sa1b"),
+])
+def test_a_document_nested_too_deep_is_refused_naming_it(api, member, project, files, fmt):
+    message = refusal(zip_import(api, member(Role.LEAD), project, files, fmt))
+    assert next(iter(files)) in message and "levels deep; at most 64" in message
+    assert Image.objects.count() == 0
+
+
+def coco_with(change) -> bytes:
+    data = builders.coco_dict(n_images=1)
+    data["categories"] = [{"id": 1, "name": "cup"}, {"id": 2, "name": "bowl"}]
+    change(data)
+    return json.dumps(data).encode()
+
+
+@pytest.mark.parametrize("change, field", [
+    (lambda d: d["images"][0].update(id=[1]), "images[0].id must be an integer (64-bit) or a string, not a list"),
+    (lambda d: d["images"][0].update(id=2**64), "images[0].id must be an integer (64-bit)"),
+    (lambda d: d["annotations"][0].update(id={"a": 1}), "annotations[0].id must be an integer (64-bit) or a "
+                                                        "string, not an object"),
+    (lambda d: d["annotations"][1].update(image_id=[1]), "annotations[1].image_id must be"),
+    (lambda d: d["annotations"][0].update(category_id=[1]), "annotations[0].category_id must be"),
+    (lambda d: d["annotations"][0].update(iscrowd="yes"), "annotations[0].iscrowd must be 0 or 1"),
+    (lambda d: d["categories"][0].update(id=[1]), "categories[0].id must be"),
+    (lambda d: d["categories"][0].update(name=["cup"]), "categories[0].name must be a string, not a list"),
+    (lambda d: d.update(categories={"1": "cup"}), "'categories' must be a list, not an object"),
+])
+def test_a_coco_document_with_wrongly_typed_fields_is_refused_whole(api, member, project, change, field):
+    files = {"annotations.json": coco_with(change), "photo0.png": builders.photo_bytes()}
+    message = refusal(zip_import(api, member(Role.LEAD), project, files))
+    assert message == f"annotations.json: {field}" or message.startswith(f"annotations.json: {field}"), message
+    assert Image.objects.count() == 0 and ObjectMask.objects.count() == 0
+
+
+def sa1b_with(change) -> bytes:
+    rle = mask_codec.encode(builders.box_mask())
+    data = {"image": {"image_id": 7, "file_name": "a.png"},
+            "annotations": [{"id": 1, "label": "cup", "segmentation": {"size": [48, 64], "counts": rle}}]}
+    change(data)
+    return json.dumps(data).encode()
+
+
+@pytest.mark.parametrize("change, reason", [
+    (lambda d: d["annotations"][0].update(id=[1]), "a.json: annotations[0].id must be an integer (64-bit) or a "
+                                                   "string, not a list."),
+    (lambda d: d["annotations"][0].update(id={"a": 1}), "a.json: annotations[0].id must be"),
+    (lambda d: d["annotations"][0].update(label=["cup"]), "a.json: annotations[0].label must be a string"),
+    (lambda d: d["image"].update(file_name=["a.png"]), "a.json: image.file_name must be a string, not a list."),
+    (lambda d: d["image"].update(image_id={"id": 7}), "a.json: image.image_id must be"),
+    (lambda d: d["annotations"][0].update(segmentation={"size": [48, 64], "counts": [2**70, 1]}),
+     "RLE counts must be integers from 0 to the image's 3072 pixels"),
+])
+def test_an_sa1b_document_with_wrongly_typed_fields_is_listed_as_rejected(api, member, project, change, reason):
+    files = {"a.json": sa1b_with(change), "a.png": builders.photo_bytes()}
+    response = zip_import(api, member(Role.LEAD), project, files)
+    assert response.status_code == 200, response.content[:300]
+    rejected = response.json()["rejected"]
+    assert len(rejected) == 1 and reason in rejected[0]["reason"], rejected
+    assert Image.objects.count() == 0 and ObjectMask.objects.count() == 0
+
+
+def test_a_wrong_format_names_no_server_folder(api, member, project):
+    files = {"a.json": sa1b_with(lambda d: None), "a.png": builders.photo_bytes()}
+    message = refusal(zip_import(api, member(Role.LEAD), project, files, "folder"))
+    assert message.startswith("the zip: no images/ folder"), message
