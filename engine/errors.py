@@ -5,8 +5,10 @@ per-field or per-file reasons.
 """
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent
+from django.http import Http404, JsonResponse
 
 
 class EngineError(Exception):
@@ -67,17 +69,98 @@ def api_exception_handler(exc, context):
         response = Response(error_body(exc.code, exc.message, exc.details), status=exc.status)
         if isinstance(exc, RateLimited):
             response["Retry-After"] = str(exc.retry_after_s)
-        return response
+        return _as_json(response, context)
+    if isinstance(exc, SuspiciousOperation):  # a body too large, too many fields: the request's fault
+        return _as_json(Response(error_body(*_bad_request(exc)), status=400), context)
     if isinstance(exc, Http404):
         exc = drf_exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = drf_exceptions.PermissionDenied()
     response = drf_exception_handler(exc, context)
     if response is None:
-        return None
+        return None  # Django's handler500 answers (`server_error`)
     if isinstance(exc, drf_exceptions.ValidationError):
         response.data = error_body("invalid", "The request has invalid fields; see details.", response.data)
     elif isinstance(exc, drf_exceptions.APIException):
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         response.data = error_body(exc.get_codes() if isinstance(exc.get_codes(), str) else "error", detail)
+    return _as_json(response, context)
+
+
+def _as_json(response, context):
+    """Errors are JSON whatever the view renders otherwise (?format=csv, the browsable API's HTML)."""
+    from rest_framework.renderers import JSONRenderer
+
+    request = context.get("request")
+    if request is not None:
+        request.accepted_renderer = JSONRenderer()
+        request.accepted_media_type = JSONRenderer.media_type
     return response
+
+
+def _bad_request(exc) -> tuple[str, str]:
+    if isinstance(exc, RequestDataTooBig):
+        return "too_large", (f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE:,} bytes "
+                             "(DATA_UPLOAD_MAX_MEMORY_SIZE); send less, or large files in a zip import.")
+    if isinstance(exc, TooManyFieldsSent):
+        return "too_many_fields", (f"The request has more than {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS:,} fields "
+                                   "(DATA_UPLOAD_MAX_NUMBER_FIELDS).")
+    return "bad_request", "The request is malformed and was refused."
+
+
+# ------------------------------------------------------------------ Django's error views
+# Errors raised outside DRF's views (an unknown URL, an uncaught exception, a body too large
+# for Django, a failed CSRF check) answer with the same JSON under /api/ and Django's pages
+# elsewhere. Wired in engine/urls.py (handler400/403/404/500) and CSRF_FAILURE_VIEW.
+API_PREFIX = "/api/"
+
+
+def _for_api(request) -> bool:
+    return request.path.startswith(API_PREFIX)
+
+
+def _json_error(status: int, code: str, message: str) -> JsonResponse:
+    return JsonResponse(error_body(code, message), status=status)
+
+
+def bad_request(request, exception=None):
+    if _for_api(request):
+        return _json_error(400, *_bad_request(exception))
+    from django.views import defaults
+
+    return defaults.bad_request(request, exception)
+
+
+def permission_denied(request, exception=None):
+    if _for_api(request):
+        return _json_error(403, "forbidden", "You may not do this.")
+    from django.views import defaults
+
+    return defaults.permission_denied(request, exception)
+
+
+def page_not_found(request, exception=None):
+    if _for_api(request):
+        return _json_error(404, "not_found", f"No API endpoint at {request.path}; the API is listed at "
+                                             "/api/v1/docs/.")
+    from django.views import defaults
+
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request):
+    if _for_api(request):
+        return _json_error(500, "server_error", "The server failed on this request and logged it; "
+                                                "try again later, or report it with the time of the request.")
+    from django.views import defaults
+
+    return defaults.server_error(request)
+
+
+def csrf_failure(request, reason: str = ""):
+    if _for_api(request):
+        return _json_error(403, "csrf_failed", f"CSRF check failed ({reason}). A browser session sends the "
+                                               "X-CSRFToken header; scripts use a token: Authorization: Token <key>.")
+    from django.views.csrf import csrf_failure as django_csrf_failure
+
+    return django_csrf_failure(request, reason)

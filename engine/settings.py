@@ -25,6 +25,7 @@ VAR_DIR = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var")))
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+CSRF_FAILURE_VIEW = "engine.errors.csrf_failure"  # JSON with the error shape under /api/
 
 # Behind a TLS-terminating proxy: trust its header and make every cookie secure.
 USE_TLS = env.bool("USE_TLS", default=False)

@@ -41,3 +41,9 @@ urlpatterns = [
     path("", include("annotation.workbench_urls")),
     path("", include("engine.stats.urls")),
 ]
+
+# JSON with the error shape under /api/, Django's pages elsewhere (engine.errors).
+handler400 = "engine.errors.bad_request"
+handler403 = "engine.errors.permission_denied"
+handler404 = "engine.errors.page_not_found"
+handler500 = "engine.errors.server_error"

@@ -8,6 +8,7 @@ import zipfile
 import pytest
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
 from rest_framework.test import APIClient
 
 from engine.models import Image, ObjectMask, Role
@@ -356,3 +357,55 @@ def test_intrinsics_that_are_not_a_matrix_of_numbers_are_refused(api, member, pr
 def test_id_filters_in_query_strings_are_range_checked(api, member, project, image):
     response = api(member(Role.LEAD)).get(f"/api/v1/projects/{project.slug}/masks/", {"image": image})
     assert_refused(response, 400, "'image' must be an integer from 1 to 9223372036854775807")
+
+
+# Requests that fail outside DRF's views (or before them) answer with the same JSON under /api/.
+def raw_client(**kwargs) -> Client:
+    return Client(raise_request_exception=False, **kwargs)
+
+
+@pytest.mark.urls("tests.engine.urls_errors")
+@pytest.mark.parametrize("case", ["unknown-url", "bug", "bug-in-drf", "body-too-big-json", "body-too-big-form",
+                                  "body-too-big-multipart", "bad-multipart", "csrf", "forbidden"])
+def test_every_error_under_api_has_the_error_shape(member, project, settings, monkeypatch, case):
+    lead = member(Role.LEAD)
+    client = raw_client(enforce_csrf_checks=case == "csrf")
+    client.force_login(lead)
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000
+    big = "x" * 20_000
+    if case == "unknown-url":
+        expected = (client.get("/api/v1/no-such-thing/"), 404, "No API endpoint at /api/v1/no-such-thing/")
+    elif case == "bug":
+        expected = (client.get("/api/v1/test/boom"), 500, "The server failed on this request")
+    elif case == "bug-in-drf":
+        monkeypatch.setattr("engine.selectors.projects_for_user", lambda user: 1 / 0)
+        expected = (client.get("/api/v1/projects/"), 500, "The server failed on this request")
+    elif case == "body-too-big-json":
+        expected = (client.post("/api/v1/auth/tokens/", '{"name": "%s"}' % big, content_type="application/json"),
+                    400, "larger than 10,000 bytes")
+    elif case == "body-too-big-form":
+        expected = (client.post("/api/v1/test/plain-form", {"name": big}), 400, "larger than 10,000 bytes")
+    elif case == "body-too-big-multipart":
+        expected = (client.post(f"/api/v1/projects/{project.slug}/images/", {"annotations": big}), 400,
+                    "larger than 10,000 bytes")
+    elif case == "bad-multipart":
+        expected = (client.post(f"/api/v1/projects/{project.slug}/images/", "--x\r\nnot a part",
+                                content_type="multipart/form-data; boundary=x"), 400, "")
+    elif case == "csrf":
+        expected = (client.post("/api/v1/test/plain-form", {"name": "cli"}), 403, "CSRF check failed")
+    else:
+        expected = (client.get("/api/v1/test/forbidden"), 403, "You may not do this")
+    response, status, words = expected
+    assert_refused(response, status, words)
+    assert lead.api_tokens.count() == 0 and Image.objects.count() == 0
+
+
+@pytest.mark.urls("tests.engine.urls_errors")
+def test_pages_outside_the_api_keep_their_html_errors(member):
+    client = raw_client(enforce_csrf_checks=True)
+    assert client.get("/no-such-page/").status_code == 404
+    assert client.get("/no-such-page/")["Content-Type"].startswith("text/html")
+    failed = client.get("/test/boom")
+    assert failed.status_code == 500 and failed["Content-Type"].startswith("text/html")
+    refused = client.post("/accounts/login/", {"username": "x", "password": "y"})
+    assert refused.status_code == 403 and refused["Content-Type"].startswith("text/html")

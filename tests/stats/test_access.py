@@ -114,7 +114,7 @@ def test_metrics_answer_the_scrapers_bearer_token(world, client, settings):
     ("timeseries", {"since": "9999-12-31", "bucket": "hour"}, "since", "Use a day from 0001-01-01 to 9999-12-30."),
     ("throughput", {"until": "10000-01-01"}, "until", "Date has wrong format"),
     ("annotators", {"round": str(2**31)}, "round", "less than or equal to 2147483647"),
-    ("ratings", {"round": str(2**70)}, "round", "less than or equal to 2147483647"),
+    ("ratings", {"round": str(2**70), "format": "csv"}, "round", "less than or equal to 2147483647"),
 ])
 def test_days_and_numbers_out_of_range_are_refused(world, api, figure, params, field, words):
     p, lead = world["project"], world["lead"]
@@ -127,3 +127,18 @@ def test_the_dashboard_ignores_a_day_past_the_calendar(world, client):
     client.force_login(world["lead"])
     page = client.get(f"/projects/{world['project'].slug}/dashboard/", {"until": "9999-12-31"})
     assert page.status_code == 200 and "Bradley-Terry" in page.content.decode()
+
+
+@pytest.mark.parametrize("who, params, accept, status", [
+    ("lead", {"format": "csv", "round": 99}, None, 404),
+    ("anonymous", {"format": "csv"}, None, (401, 403)),
+    ("lead", {"round": 99}, "text/html", 404),
+    ("lead", {"format": "csv", "until": "9999-12-31"}, "text/csv", 400),
+])
+def test_errors_are_json_with_the_shape_whatever_the_format_asked(world, api, who, params, accept, status):
+    client = api(world["lead"] if who == "lead" else None)
+    r = client.get(f"/api/v1/projects/{world['project'].slug}/stats/throughput", params,
+                   **({"HTTP_ACCEPT": accept} if accept else {}))
+    assert r.status_code in (status if isinstance(status, tuple) else (status,))
+    assert r["Content-Type"].startswith("application/json") and "Content-Disposition" not in r
+    assert r.json()["error"]["code"] and r.json()["error"]["message"]
