@@ -20,20 +20,25 @@ from modelzoo import selectors, services
 from modelzoo.models import Checkpoint
 
 MIX_ROLES = [Role.LEAD, Role.TRAINER]
+MAX_ID = 2**63 - 1  # primary keys are PostgreSQL bigints: a larger id is a 400, not a database error
+MAX_SHARE = 1e6  # shares are relative; a bound keeps their sum finite
 
 
 class CheckpointOut(serializers.ModelSerializer):
     class Meta:
         model = Checkpoint
         fields = ["id", "name", "version", "backend", "parent", "sha256", "config", "recipe", "evaluation",
-                  "lineage", "created_at"]
+                  "lineage", "public", "created_at"]
 
 
 class CheckpointIn(serializers.Serializer):
     name = serializers.CharField(max_length=100)
     version = serializers.CharField(max_length=50)
     backend = serializers.CharField(max_length=50, default="builtin")
-    parent = serializers.IntegerField(required=False, allow_null=True)
+    project = serializers.SlugField(required=False, help_text=(
+        "The project it is for (you train or lead there): it is visible to that project. Required but for "
+        "site admins."))
+    parent = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=MAX_ID)
     file = serializers.FileField(required=False)
     config = serializers.CharField(required=False, default="{}", help_text="JSON object")
     recipe = serializers.CharField(required=False, default="{}", help_text="JSON object")
@@ -64,6 +69,7 @@ class CheckpointListCreateApi(APIView):
     def post(self, request):
         checkpoints = selectors.checkpoint_list_for_user(request.user)  # role check
         data = parse(CheckpointIn, request.data)
+        project = selectors.checkpoint_registration_project(request.user, data.get("project"))
         parent = None
         if data.get("parent"):
             parent = checkpoints.filter(pk=data["parent"]).first()
@@ -75,7 +81,7 @@ class CheckpointListCreateApi(APIView):
             data=upload.read() if upload else None,
             config=_json_object(data["config"], "config"), recipe=_json_object(data["recipe"], "recipe"),
             evaluation=_json_object(data["evaluation"], "evaluation"),
-            lineage=_json_object(data["lineage"], "lineage"), created_by=request.user,
+            lineage=_json_object(data["lineage"], "lineage"), project=project, created_by=request.user,
         )
         return Response(CheckpointOut(checkpoint).data,
                         status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
@@ -87,9 +93,36 @@ class CheckpointDetailApi(APIView):
         return Response(CheckpointOut(selectors.checkpoint_get_for_user(request.user, checkpoint_id)).data)
 
 
+class CheckpointShareApi(APIView):
+    """Share a checkpoint you see with a project you lead: it may then see it and put it in its mix."""
+
+    class CheckpointShareIn(serializers.Serializer):
+        project = serializers.SlugField(help_text="Slug of a project you lead.")
+
+    class CheckpointShareOut(serializers.Serializer):
+        checkpoint = serializers.IntegerField()
+        project = serializers.SlugField()
+        created_at = serializers.DateTimeField()
+
+    @extend_schema(request=CheckpointShareIn, responses={201: CheckpointShareOut, 200: CheckpointShareOut})
+    def post(self, request, checkpoint_id: int):
+        checkpoint = selectors.checkpoint_get_for_user(request.user, checkpoint_id)  # 404 unless visible
+        data = parse(self.CheckpointShareIn, request.data)
+        project = project_get_for_user(request.user, data["project"], roles=[Role.LEAD])
+        share, created = services.checkpoint_share(checkpoint=checkpoint, project=project, shared_by=request.user)
+        body = self.CheckpointShareOut({"checkpoint": checkpoint.pk, "project": project.slug,
+                                        "created_at": share.created_at})
+        return Response(body.data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
 class MixEntry(serializers.Serializer):
-    checkpoint = serializers.IntegerField()
-    share = serializers.FloatField(default=1.0, min_value=0.0)
+    checkpoint = serializers.IntegerField(min_value=1, max_value=MAX_ID)
+    share = serializers.FloatField(default=1.0, min_value=0.0, max_value=MAX_SHARE)  # finite: DRF refuses nan, inf
+
+    def validate_share(self, value: float) -> float:
+        if value <= 0:
+            raise serializers.ValidationError("A share must be positive; leave the checkpoint out instead.")
+        return value
 
 
 class MixIn(serializers.Serializer):
@@ -122,10 +155,13 @@ class ProjectMixApi(APIView):
     def put(self, request, slug: str):
         project = project_get_for_user(request.user, slug, roles=MIX_ROLES)
         data = parse(MixIn, request.data)
-        found = Checkpoint.objects.in_bulk([e["checkpoint"] for e in data["mix"]])
+        found = selectors.checkpoints_for_project(project).in_bulk([e["checkpoint"] for e in data["mix"]])
         unknown = [e["checkpoint"] for e in data["mix"] if e["checkpoint"] not in found]
         if unknown:
-            raise ValidationFailed(f"No checkpoints {unknown}.")
+            raise ValidationFailed(
+                f"No checkpoints {unknown} that project '{slug}' may use. A project uses the checkpoints it generated "
+                "with or trained, the public ones, and those shared with it: a lead of this project who sees a "
+                "checkpoint shares it with POST /api/v1/checkpoints/<id>/shares/.", code="no_checkpoint")
         services.project_mix_set(project=project, mix=[(found[e["checkpoint"]], e["share"]) for e in data["mix"]])
         return Response(_mix_out(project))
 

@@ -17,6 +17,11 @@ class Checkpoint(models.Model):
     recipe = models.JSONField(default=dict, blank=True, help_text="How it was trained: command, data, seeds.")
     evaluation = models.JSONField(default=dict, blank=True, help_text="Offline metrics on the gold set.")
     lineage = models.JSONField(default=dict, blank=True, help_text="Snapshot ids and rounds it was trained from.")
+    public = models.BooleanField(
+        default=False,
+        help_text="Visible to and usable by every project (the committed bootstrap). Any other checkpoint is "
+                  "visible to the projects that generate with it, trained it or trained from it, and those it "
+                  "was shared with (CheckpointShare); modelzoo.selectors decides.")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -28,6 +33,31 @@ class Checkpoint(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}:{self.version}"
+
+
+class CheckpointShare(models.Model):
+    """A project that may see a checkpoint (its record: lineage, evaluation) and put it in its mix.
+
+    Made when a checkpoint is registered for a project, when a project's mix takes it (so it stays
+    usable after the mix moves on), and by a lead who shares a checkpoint they see with a project
+    they lead (`modelzoo.services.checkpoint_share`).
+    """
+
+    checkpoint = models.ForeignKey(Checkpoint, on_delete=models.CASCADE, related_name="shares")
+    project = models.ForeignKey("engine.Project", on_delete=models.CASCADE, related_name="checkpoint_shares")
+    shared_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="The lead who shared it, or the uploader; empty when a mix or the system made the share.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["checkpoint", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["checkpoint", "project"], name="checkpoint_share_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.checkpoint_id} shared with {self.project_id}"
 
 
 class ProjectCheckpoint(models.Model):

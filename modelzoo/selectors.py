@@ -1,13 +1,20 @@
 """Reads of the model zoo, each checking who asks (membership and role) here and nowhere else."""
 from __future__ import annotations
 
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
 from django.utils import timezone
 
-from engine.errors import Forbidden, NotFound
-from engine.models import Membership, Project, Role
+from engine.errors import Forbidden, NotFound, ValidationFailed
+from engine.models import Membership, Project, Role, TrainingRun
 from engine.selectors import project_get_for_user, user_is_site_admin
-from modelzoo.models import Candidate, Checkpoint, GenerationJob, GenerationJobItem, ProjectCheckpoint
+from modelzoo.models import (
+    Candidate,
+    Checkpoint,
+    CheckpointShare,
+    GenerationJob,
+    GenerationJobItem,
+    ProjectCheckpoint,
+)
 
 REGISTRY_ROLES = (Role.TRAINER, Role.LEAD)
 
@@ -19,17 +26,52 @@ def user_may_use_registry(user) -> bool:
     return user.is_authenticated and Membership.objects.filter(user=user, role__in=REGISTRY_ROLES).exists()
 
 
+def _visible_to(projects) -> Q:
+    """Checkpoints that `projects` (ids, or a query of them) may see and use: public ones (the
+    bootstrap), those in their mix, those their training runs produced or started from, and those
+    shared with them. One EXISTS per route, each on an indexed foreign key."""
+    return (Q(public=True)
+            | Q(Exists(CheckpointShare.objects.filter(checkpoint=OuterRef("pk"), project__in=projects)))
+            | Q(Exists(ProjectCheckpoint.objects.filter(checkpoint=OuterRef("pk"), project__in=projects)))
+            | Q(Exists(TrainingRun.objects.filter(checkpoint=OuterRef("pk"), project__in=projects)))
+            | Q(Exists(TrainingRun.objects.filter(parent=OuterRef("pk"), project__in=projects))))
+
+
 def checkpoint_list_for_user(user) -> QuerySet[Checkpoint]:
+    """The checkpoints `user` sees: all for site admins; for trainers and leads, those visible to a
+    project where they hold one of these roles (others get 403: the registry is not for annotators)."""
     if not user_may_use_registry(user):
         raise Forbidden("The checkpoint registry is for trainers and leads.", code="role_required")
-    return Checkpoint.objects.select_related("parent").order_by("-created_at", "-id")
+    checkpoints = Checkpoint.objects.select_related("parent").order_by("-created_at", "-id")
+    if user_is_site_admin(user):
+        return checkpoints
+    projects = Membership.objects.filter(user=user, role__in=REGISTRY_ROLES).values("project_id")
+    return checkpoints.filter(_visible_to(projects))
 
 
 def checkpoint_get_for_user(user, checkpoint_id: int) -> Checkpoint:
+    """A checkpoint `user` sees; one they do not is not found, as for projects."""
     checkpoint = checkpoint_list_for_user(user).filter(pk=checkpoint_id).first()
     if checkpoint is None:
         raise NotFound(f"No checkpoint {checkpoint_id}.")
     return checkpoint
+
+
+def checkpoints_for_project(project: Project) -> QuerySet[Checkpoint]:
+    """The checkpoints `project` may put in its mix or train from."""
+    return Checkpoint.objects.filter(_visible_to([project.pk]))
+
+
+def checkpoint_registration_project(user, slug: str | None) -> Project | None:
+    """The project a checkpoint is registered for, where `user` trains or leads: the new checkpoint
+    becomes visible to it. Site admins may register without one (then only they see it until shared)."""
+    if slug:
+        return project_get_for_user(user, slug, roles=REGISTRY_ROLES)
+    if user_is_site_admin(user):
+        return None
+    raise ValidationFailed("Name the project the checkpoint is for ('project': its slug, where you are a trainer or "
+                           "lead); the checkpoint is visible to that project and to those it is shared with.",
+                           code="project_required")
 
 
 def project_mix(project: Project) -> QuerySet[ProjectCheckpoint]:

@@ -15,7 +15,8 @@ from engine.files import sha256_bytes, store_content_addressed
 from engine.models import Project
 from modelzoo.generators.base import GeneratorError
 from modelzoo.generators.registry import backend_names, weights_check
-from modelzoo.models import Checkpoint, ProjectCheckpoint
+from modelzoo.models import Checkpoint, CheckpointShare, ProjectCheckpoint
+from modelzoo.selectors import checkpoints_for_project
 
 log = logging.getLogger(__name__)
 
@@ -29,12 +30,17 @@ BOOTSTRAP_RECORD = BOOTSTRAP_DIR / "bootstrap.json"
 def checkpoint_register(*, name: str, version: str, backend: str, data: bytes | None = None,
                         parent: Checkpoint | None = None, config: dict | None = None, recipe: dict | None = None,
                         evaluation: dict | None = None, lineage: dict | None = None,
+                        project: Project | None = None, public: bool = False,
                         created_by=None) -> tuple[Checkpoint, bool]:
     """Register a checkpoint; its weights (if any) go to storage under their sha256.
 
     Idempotent: the same (name, version) with the same weights returns the existing record;
     with other weights it is refused (versions are immutable). New weights are loaded once by their
     backend's check (`registry.weights_check`) and refused (`invalid_weights`) when it cannot load them.
+
+    `project`: the project it is registered for, which it is shared with (None: the system, e.g.
+    the bootstrap, which is `public`). With a project, an existing record is returned only when that
+    project may already see it; otherwise the name and version are taken, and the record stays hidden.
     """
     if backend not in backend_names():
         raise ValidationFailed(f"Unknown backend '{backend}'; use one of: {', '.join(backend_names())}.")
@@ -44,6 +50,11 @@ def checkpoint_register(*, name: str, version: str, backend: str, data: bytes | 
         raise ValidationFailed("An http checkpoint needs config {\"url\": \"http://host:port\"} of its server.")
     sha = sha256_bytes(data) if data else ""
     existing = Checkpoint.objects.filter(name=name, version=version).first()
+    if existing is not None and project is not None and not checkpoints_for_project(project).filter(
+            pk=existing.pk).exists():
+        raise ValidationFailed(
+            f"Checkpoint {name}:{version} is already registered, and not for project '{project.slug}'; register a "
+            "new version (or, if it is one project's checkpoint, a lead there can share it).", code="checkpoint_exists")
     if existing is not None:
         if existing.sha256 != sha or existing.backend != backend:
             raise ValidationFailed(
@@ -60,9 +71,18 @@ def checkpoint_register(*, name: str, version: str, backend: str, data: bytes | 
     checkpoint = Checkpoint.objects.create(
         name=name, version=version, backend=backend, parent=parent, file=file_name, sha256=sha,
         config=config or {}, recipe=recipe or {}, evaluation=evaluation or {}, lineage=lineage or {},
-        created_by=created_by,
+        public=public, created_by=created_by,
     )
+    if project is not None:
+        CheckpointShare.objects.create(checkpoint=checkpoint, project=project, shared_by=created_by)
     return checkpoint, True
+
+
+def checkpoint_share(*, checkpoint: Checkpoint, project: Project, shared_by=None) -> tuple[CheckpointShare, bool]:
+    """Let `project` see `checkpoint` and put it in its mix (idempotent: the share and whether it is new).
+    Who may share is the API's selectors' question: a lead of `project` who already sees the checkpoint."""
+    return CheckpointShare.objects.get_or_create(checkpoint=checkpoint, project=project,
+                                                 defaults={"shared_by": shared_by})
 
 
 @transaction.atomic
@@ -76,13 +96,16 @@ def project_mix_set(*, project: Project, mix: list[tuple[Checkpoint, float]]) ->
         raise ValidationFailed("A checkpoint appears twice in the mix.")
     Project.objects.select_for_update().filter(pk=project.pk).first()
     ProjectCheckpoint.objects.filter(project=project).delete()
+    # Shared for good: a checkpoint the project generated with stays usable after the mix moves on.
+    CheckpointShare.objects.bulk_create([CheckpointShare(checkpoint=c, project=project) for c, _ in mix],
+                                        ignore_conflicts=True)
     return ProjectCheckpoint.objects.bulk_create(
         [ProjectCheckpoint(project=project, checkpoint=c, share=float(s)) for c, s in mix])
 
 
 def bootstrap_register(*, make_current: bool = True) -> tuple[Checkpoint, int]:
-    """Register the committed bootstrap checkpoint (idempotent) and make it current for
-    every project without a mix. Returns the checkpoint and how many projects got it."""
+    """Register the committed bootstrap checkpoint (idempotent), public: every project may use it,
+    and make it current for every project without a mix. Returns the checkpoint and how many projects got it."""
     if not BOOTSTRAP_FILE.exists():
         raise NotFound(f"No bootstrap checkpoint at {BOOTSTRAP_FILE}; train it with the pretrain command.")
     record = json.loads(BOOTSTRAP_RECORD.read_text()) if BOOTSTRAP_RECORD.exists() else {}
@@ -91,12 +114,15 @@ def bootstrap_register(*, make_current: bool = True) -> tuple[Checkpoint, int]:
     checkpoint = Checkpoint.objects.filter(sha256=sha, backend="builtin").first()
     if checkpoint is not None:  # re-store the weights if the media folder was wiped (no-op otherwise)
         store_content_addressed(folder="checkpoints", sha256=sha, extension="pt", data=data)
+        if not checkpoint.public:
+            Checkpoint.objects.filter(pk=checkpoint.pk).update(public=True)
+            checkpoint.public = True
     else:
         checkpoint, _ = checkpoint_register(
             name=str(record.get("name", "builtin")), version=str(record.get("version", f"bootstrap-{sha[:8]}")),
             backend="builtin", data=data,  # the record's "config" is the network's, kept in the recipe
             recipe={k: v for k, v in record.items() if k != "evaluation"},
-            evaluation=record.get("evaluation", {}), lineage={"bootstrap": True},
+            evaluation=record.get("evaluation", {}), lineage={"bootstrap": True}, public=True,
         )
     made_current = 0
     if make_current:

@@ -16,7 +16,7 @@ from engine.models import Role, TrainingRun
 from engine.rounds import generate, selectors, services, train
 from engine.schema import paginated_list
 from modelzoo import selectors as zoo_selectors
-from modelzoo.models import Checkpoint, GenerationJob
+from modelzoo.models import GenerationJob
 
 LEAD = [Role.LEAD]
 TRAINING = [Role.LEAD, Role.TRAINER]
@@ -66,9 +66,11 @@ class RoundCheckpointApi(APIView):
     def post(self, request, slug: str, index: int):
         project = engine_selectors.project_get_for_user(request.user, slug, roles=TRAINING)
         data = parse(self.RoundCheckpointIn, request.data)
-        checkpoint = Checkpoint.objects.filter(pk=data["checkpoint"]).first()
-        if checkpoint is None:
-            raise ValidationFailed(f"No checkpoint {data['checkpoint']}.", code="no_checkpoint")
+        checkpoint = zoo_selectors.checkpoints_for_project(project).filter(pk=data["checkpoint"]).first()
+        if checkpoint is None:  # unknown, or not one this project may use (modelzoo.selectors)
+            raise ValidationFailed(f"No checkpoint {data['checkpoint']} that project '{slug}' may use; a lead of it "
+                                   "who sees the checkpoint can share it (POST /api/v1/checkpoints/<id>/shares/).",
+                                   code="no_checkpoint")
         rnd = services.round_checkpoint_set(round=services.round_get(project=project, index=index),
                                             checkpoint=checkpoint, share=data["share"])
         return Response(selectors.round_status(round=rnd))

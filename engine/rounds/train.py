@@ -27,6 +27,7 @@ from engine.states import job_lifecycle, transition_check
 from modelzoo.evaluate import GOLD_SEED_BASE, _summary, gold_set, score
 from modelzoo.generators.base import GenerationRequest
 from modelzoo.models import Checkpoint, ProjectCheckpoint
+from modelzoo.selectors import checkpoints_for_project
 from modelzoo.services import checkpoint_register
 from modelzoo.weights import checkpoint_local_path, generator_for_checkpoint
 
@@ -105,10 +106,11 @@ def training_run_create(*, project: Project, stage: str = "both", sft_snapshot_i
             raise ValidationFailed(f"Project '{project.slug}' has no current checkpoint to start from; "
                                    "pass one.", code="no_checkpoint")
         parent = pc.checkpoint
-    elif not isinstance(parent, Checkpoint):
-        parent = Checkpoint.objects.filter(pk=parent).first()
+    elif not isinstance(parent, Checkpoint):  # an id from a request: one the project may use
+        parent = checkpoints_for_project(project).filter(pk=parent).first()
         if parent is None:
-            raise ValidationFailed("No such checkpoint to start from.", code="no_checkpoint")
+            raise ValidationFailed(f"No such checkpoint to start from that project '{project.slug}' may use.",
+                                   code="no_checkpoint")
     _checkpoint_check(parent)
     try:
         hp = HyperParameters(**(hyperparameters or {}))
@@ -231,7 +233,7 @@ def training_run_execute(*, run_id: int, evaluate: bool = True, eval_n: int = EV
                     "history": record["history"], "seconds": record["seconds"],
                     "dpo_reward_accuracy": record.get("dpo_reward_accuracy")},
             lineage={**lineage, "snapshots": record["snapshots"], "parent_sha256": record["parent"]["sha256"]},
-            created_by=run.created_by)
+            project=run.project, created_by=run.created_by)
     except (TrainingError, ValidationFailed) as exc:
         training_run_fail(run_id=run.pk, reason=str(exc))
         raise ValidationFailed(str(exc), code="training_refused") from None

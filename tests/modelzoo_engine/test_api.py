@@ -14,7 +14,7 @@ def test_trainer_uploads_and_lists_checkpoints_annotator_cannot(project, member,
     trainer, annotator = member(Role.TRAINER), member(Role.ANNOTATOR)
     data = checkpoint_file.read_bytes()
     body = {"name": "builtin", "version": "r2", "backend": "builtin", "recipe": '{"cmd": "sft"}',
-            "file": SimpleUploadedFile("r2.pt", data)}
+            "project": project.slug, "file": SimpleUploadedFile("r2.pt", data)}
     r = api(trainer).post("/api/v1/checkpoints/", body, format="multipart")
     assert r.status_code == 201, r.content
     assert r.json()["sha256"] == hashlib.sha256(data).hexdigest() and r.json()["recipe"] == {"cmd": "sft"}
@@ -28,7 +28,7 @@ def test_trainer_uploads_and_lists_checkpoints_annotator_cannot(project, member,
     assert [c["version"] for c in listed["results"]] == ["r2"]
     assert api(annotator).get("/api/v1/checkpoints/").status_code == 403
     assert api(None).get("/api/v1/checkpoints/").status_code in (401, 403)
-    bad = {"name": "x", "version": "1", "backend": "nope"}
+    bad = {"name": "x", "version": "1", "backend": "nope", "project": project.slug}
     assert api(trainer).post("/api/v1/checkpoints/", bad, format="json").json()["error"]["message"].startswith(
         "Unknown backend")
 
@@ -42,7 +42,8 @@ def test_upload_of_bytes_the_backend_cannot_load_is_refused(project, member, api
 
     trainer = member(Role.TRAINER)
     for data in [bytes(range(256)) * 64, pickle.dumps({"format": "modelzoo.builtin/1", "x": WritesMarker()}, 2)]:
-        body = {"name": "builtin", "version": "r9", "backend": "builtin", "file": SimpleUploadedFile("r9.pt", data)}
+        body = {"name": "builtin", "version": "r9", "backend": "builtin", "project": project.slug,
+                "file": SimpleUploadedFile("r9.pt", data)}
         r = api(trainer).post("/api/v1/checkpoints/", body, format="multipart")
         assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_weights", r.content
         assert "not a built-in model checkpoint" in r.json()["error"]["message"]
@@ -53,7 +54,7 @@ def test_upload_of_bytes_the_backend_cannot_load_is_refused(project, member, api
 def test_lead_sets_a_mix_and_starts_a_job_with_progress(gen_project, member, api, checkpoint, checkpoint_file):
     lead, annotator = member(Role.LEAD), member(Role.ANNOTATOR)
     other, _ = services.checkpoint_register(name="builtin", version="other", backend="builtin",
-                                            data=checkpoint_file.read_bytes())
+                                            data=checkpoint_file.read_bytes(), project=gen_project)
     slug = gen_project.slug
     mix = {"mix": [{"checkpoint": checkpoint.pk, "share": 3}, {"checkpoint": other.pk, "share": 1}]}
     assert api(annotator).put(f"/api/v1/projects/{slug}/checkpoints/", mix, format="json").status_code == 403
