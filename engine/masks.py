@@ -37,7 +37,7 @@ def mask_from_rle_counts(counts: list[int], height: int, width: int) -> np.ndarr
     if arr.size and arr.min() < 0:
         raise MaskError("RLE counts must not be negative.")
     if arr.size and arr.max() > total:  # before the sum, which a crafted list could wrap around
-        raise MaskError(f"RLE counts must be integers from 0 to the image's {total} pixels.")
+        raise MaskError(f"RLE counts add up to more than the {total} pixels of the size {height}x{width}.")
     if int(arr.sum()) != total:
         raise MaskError(f"RLE counts add up to {int(arr.sum())} pixels but the size {height}x{width} has {total}.")
     values = np.zeros(arr.size, dtype=bool)

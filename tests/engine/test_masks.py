@@ -50,3 +50,12 @@ def test_polygon_rasterises_inside_its_outline():
 def test_bad_polygons_are_refused(polygons):
     with pytest.raises(masks.MaskError):
         masks.mask_from_polygons(polygons, 10, 10)
+
+
+@pytest.mark.parametrize("counts, message", [
+    ([2**70, 4], "integers from 0 to the image's 4 pixels"),  # beyond 64 bits
+    ([0, 2**62, 2**62, 2**62, 2**62 + 4], "add up to more than the 4 pixels"),  # would wrap the int64 sum to 4
+])
+def test_uncompressed_rle_counts_beyond_the_image_are_refused(counts, message):
+    with pytest.raises(masks.MaskError, match=message):
+        masks.mask_from_coco_segmentation({"size": [2, 2], "counts": counts}, 2, 2)
