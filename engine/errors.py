@@ -98,7 +98,13 @@ def _as_json(response, context):
     return response
 
 
+class NulInRequest(SuspiciousOperation):
+    """The URL holds a NUL character (engine.middleware.RefuseNulMiddleware)."""
+
+
 def _bad_request(exc) -> tuple[str, str]:
+    if isinstance(exc, NulInRequest):
+        return "invalid", "The URL has a NUL character (%00), which no name or value here can hold; remove it."
     if isinstance(exc, RequestDataTooBig):
         return "too_large", (f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE:,} bytes "
                              "(DATA_UPLOAD_MAX_MEMORY_SIZE); send less, or large files in a zip import.")

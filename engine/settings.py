@@ -60,6 +60,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "engine.stats.middleware.RequestLatencyMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "engine.middleware.RefuseNulMiddleware",  # %00 in a URL: a 400, not a database error
     "engine.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -409,3 +409,19 @@ def test_pages_outside_the_api_keep_their_html_errors(member):
     assert failed.status_code == 500 and failed["Content-Type"].startswith("text/html")
     refused = client.post("/accounts/login/", {"username": "x", "password": "y"})
     assert refused.status_code == 403 and refused["Content-Type"].startswith("text/html")
+
+
+@pytest.mark.parametrize("url", [
+    "/api/v1/projects/{slug}/images/?search=cup%00",
+    "/api/v1/projects/{slug}/masks/?label=%00",
+    "/api/v1/projects/{slug}/judgements?annotator=bob%00",
+    "/api/v1/projects/{slug}/review?annotator=bob%00&status=accepted",
+    "/api/v1/projects/{slug}/members/{lead}%00/lead/",
+])
+def test_a_nul_character_in_the_url_is_refused_before_any_view(api, member, project, url):
+    lead = member(Role.LEAD)
+    client = api(lead)
+    path = url.format(slug=project.slug, lead=lead.username)
+    response = client.delete(path) if "/members/" in path else client.get(path)
+    assert_refused(response, 400, "NUL character (%00)")
+    assert project.memberships.filter(user=lead, role=Role.LEAD).exists()
