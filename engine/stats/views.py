@@ -7,7 +7,7 @@ from django.shortcuts import render
 from django.utils.safestring import mark_safe
 
 from annotation.models import ItemState
-from engine.errors import EngineError
+from engine.errors import EngineError, ValidationFailed
 from engine.models import Role, Round
 from engine.stats import charts, health, selectors
 from engine.stats.apis import FiltersIn
@@ -21,7 +21,10 @@ def dashboard(request, slug: str):
     try:
         project = selectors.dashboard_project_get(request.user, slug)
         form = FiltersIn(data=request.GET)
-        params = form.validated_data if form.is_valid() else {"bucket": "day"}
+        if not form.is_valid():  # the API's 400, as a page: what was wrong, field by field
+            raise ValidationFailed("The filters are not valid: " + "; ".join(
+                f"{name}: {' '.join(str(e) for e in errors)}" for name, errors in form.errors.items()))
+        params = form.validated_data
         is_lead = Role.LEAD in project.user_roles
         f = selectors.filters_resolve(request.user, project, round_index=params.get("round"),
                                       annotator=params.get("annotator") if is_lead else None,

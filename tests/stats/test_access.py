@@ -123,10 +123,15 @@ def test_days_and_numbers_out_of_range_are_refused(world, api, figure, params, f
     assert words in " ".join(r.json()["error"]["details"][field])
 
 
-def test_the_dashboard_ignores_a_day_past_the_calendar(world, client):
+@pytest.mark.parametrize("params, words", [
+    ({"until": "9999-12-31"}, "until: Use a day from 0001-01-01 to 9999-12-30."),
+    ({"since": "10000-01-01"}, "since: Date has wrong format."),
+    ({"round": str(2**70)}, "round: Ensure this value is less than or equal to 2147483647."),
+])
+def test_the_dashboard_says_which_filter_is_out_of_range(world, client, params, words):
     client.force_login(world["lead"])
-    page = client.get(f"/projects/{world['project'].slug}/dashboard/", {"until": "9999-12-31"})
-    assert page.status_code == 200 and "Bradley-Terry" in page.content.decode()
+    page = client.get(f"/projects/{world['project'].slug}/dashboard/", params)
+    assert page.status_code == 400 and words in page.content.decode()
 
 
 @pytest.mark.parametrize("who, params, accept, status", [
