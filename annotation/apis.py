@@ -6,7 +6,7 @@ ownership) and calls one service. Errors are `engine.errors` types, rendered in 
 from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.negotiation import DefaultContentNegotiation
@@ -146,6 +146,71 @@ class NextItemIn(serializers.Serializer):
                                     required=False, default=list, max_length=10)  # ids are bigint
 
 
+class NextItemOut(serializers.Serializer):
+    """The next-item payload (docs/annotation-api.md), as `selectors.lease_payload` builds it."""
+
+    class NextItemLease(serializers.Serializer):
+        id = serializers.IntegerField()
+        expires_at = serializers.DateTimeField()
+        seconds = serializers.IntegerField(min_value=0)
+
+    class NextItemItem(serializers.Serializer):
+        class NextItemQualityScale(serializers.Serializer):
+            min = serializers.IntegerField()
+            max = serializers.IntegerField()
+            threshold = serializers.IntegerField()
+            labels = serializers.DictField(child=serializers.CharField(), help_text="Rating (as text) -> label.")
+
+        class NextItemImage(serializers.Serializer):
+            id = serializers.IntegerField()
+            width = serializers.IntegerField()
+            height = serializers.IntegerField()
+            url = serializers.CharField()
+            thumbnail_url = serializers.CharField(allow_null=True)
+            intrinsics = serializers.ListField(child=serializers.ListField(child=serializers.FloatField()),
+                                               allow_null=True, help_text="3x3 camera matrix, pixels.")
+            depth_url = serializers.CharField(allow_null=True)
+
+        class NextItemMask(serializers.Serializer):
+            class MaskRle(serializers.Serializer):
+                size = serializers.ListField(child=serializers.IntegerField(), help_text="[height, width]")
+                counts = serializers.CharField(help_text="COCO compressed RLE.")
+
+            id = serializers.IntegerField()
+            label = serializers.CharField(allow_blank=True)
+            bbox = serializers.ListField(child=serializers.FloatField(), help_text="[x, y, w, h], pixels.")
+            rle = MaskRle()
+            png_url = serializers.CharField()
+
+        class NextItemCandidate(serializers.Serializer):
+            class CandidateLayout(serializers.Serializer):
+                rotation = serializers.ListField(child=serializers.FloatField(), allow_null=True,
+                                                 help_text="Quaternion (w, x, y, z).")
+                translation = serializers.ListField(child=serializers.FloatField(), allow_null=True)
+                scale = serializers.ListField(child=serializers.FloatField(), allow_null=True)
+
+            id = serializers.IntegerField()
+            glb_url = serializers.CharField()
+            glb_compact_url = serializers.CharField()
+            preview_url = serializers.CharField()
+            layout = CandidateLayout()
+            num_vertices = serializers.IntegerField()
+            num_faces = serializers.IntegerField()
+
+        id = serializers.IntegerField()
+        protocol = serializers.CharField()
+        layout_stage = serializers.BooleanField()
+        quality_scale = NextItemQualityScale()
+        image = NextItemImage()
+        mask = NextItemMask()
+        candidates = NextItemCandidate(many=True, help_text="In the lease's order.")
+        sides = serializers.ListField(child=serializers.BooleanField(),
+                                      help_text="sides[k-1] true: the king is on the left in comparison k.")
+
+    lease = NextItemLease()
+    item = NextItemItem()
+
+
 class JsonOnly(DefaultContentNegotiation):
     """For views that render JSON only: JSON whatever the Accept header says, without DRF's
     media-type matching (a tenth of a millisecond per request on the queue's hot paths)."""
@@ -160,7 +225,7 @@ class NextItemApi(APIView):
     content_negotiation_class = JsonOnly
 
     @extend_schema(request=NextItemIn, responses={
-        200: OpenApiTypes.OBJECT, 204: None, 429: ERROR,
+        200: NextItemOut, 204: None, 429: ERROR,
     }, description="The next item under a new lease (docs/annotation-api.md); 204 when the queue is empty, "
                    "429 at the daily cap.")
     def post(self, request, slug: str):
@@ -239,16 +304,25 @@ class FlagApi(APIView):
                          "note": flag.note})
 
 
+class JudgementFilters(serializers.Serializer):
+    """The filters of the judgement lists (text fields refuse NUL characters, which PostgreSQL cannot compare)."""
+
+    annotator = serializers.CharField(required=False, max_length=150, help_text="Username.")
+    status = serializers.CharField(required=False, allow_blank=True, max_length=32,
+                                   help_text="accepted, rejected or superseded.")
+
+
 class JudgementListApi(APIView):
     """Annotators see their own judgements; leads see everyone's (filter ?annotator=, ?status=)."""
 
-    @paginated_list(JudgementOut, parameters=[OpenApiParameter("annotator", str), OpenApiParameter("status", str)])
+    @paginated_list(JudgementOut, parameters=[JudgementFilters])
     def get(self, request, slug: str):
         project = project_get_for_user(request.user, slug, roles=ANNOTATOR + LEAD)
+        params = parse(JudgementFilters, request.query_params)
         qs = selectors.judgement_list(project=project, user=request.user)
-        if username := request.query_params.get("annotator"):
+        if username := params.get("annotator"):
             qs = qs.filter(annotator__username=username)
-        if state := request.query_params.get("status"):
+        if state := params.get("status"):
             qs = qs.filter(status=state)
         return paginate(self, request, qs, JudgementOut)
 
@@ -272,14 +346,13 @@ class MyQualityApi(APIView):
 
 # ------------------------------------------------------------------ lead
 class ReviewQueueApi(APIView):
-    @paginated_list(JudgementOut, parameters=[
-        OpenApiParameter("annotator", str),
-        OpenApiParameter("status", str, description="Default: accepted; empty: every status."),
-    ])
+    @paginated_list(JudgementOut, parameters=[JudgementFilters],
+                    description="status: accepted unless given; empty: every status.")
     def get(self, request, slug: str):
         project = project_get_for_user(request.user, slug, roles=LEAD)
-        qs = selectors.review_queue(project=project, annotator_username=request.query_params.get("annotator"),
-                                    status=request.query_params.get("status", Judgement.Status.ACCEPTED) or None)
+        params = parse(JudgementFilters, request.query_params)
+        qs = selectors.review_queue(project=project, annotator_username=params.get("annotator"),
+                                    status=params.get("status", Judgement.Status.ACCEPTED) or None)
         return paginate(self, request, qs, JudgementOut)
 
 

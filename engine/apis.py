@@ -249,16 +249,19 @@ class ImageListUploadApi(APIView):
         depth = serializers.FileField(required=False, help_text="float32 .npy in metres or 16-bit PNG in mm.")
         intrinsics = serializers.CharField(required=False, help_text="JSON 3x3 matrix.")
 
-    @paginated_list(ImageOut, parameters=[
-        OpenApiParameter("search", str, description="Part of the source file name."),
-        OpenApiParameter("has_depth", bool),
-    ])
+    class FiltersIn(serializers.Serializer):  # text refuses NUL characters, which PostgreSQL cannot compare
+        search = serializers.CharField(required=False, allow_blank=True, max_length=255,
+                                       help_text="Part of the source file name.")
+        has_depth = serializers.ChoiceField(choices=["true", "false"], required=False)
+
+    @paginated_list(ImageOut, parameters=[FiltersIn])
     def get(self, request, slug: str):
         project = selectors.project_get_for_user(request.user, slug)
+        params = parse(self.FiltersIn, request.query_params)
         images = selectors.image_list(project)
-        if name := request.query_params.get("search"):
+        if name := params.get("search"):
             images = images.filter(source_name__icontains=name)
-        if (has_depth := request.query_params.get("has_depth")) in ("true", "false"):
+        if (has_depth := params.get("has_depth")) in ("true", "false"):
             images = images.exclude(depth="") if has_depth == "true" else images.filter(depth="")
         return paginate(self, request, images, ImageOut)
 

@@ -81,6 +81,8 @@ ERROR_STATUSES = {
     "403": ("The caller's role in the project does not allow this.", _secured),
     "404": ("No such object for this caller, or no such page.",
             lambda path, method, op: "{" in path or any(p["name"] == "page" for p in op.get("parameters", []))),
+    "415": ("The body's media type is not one the operation reads (or the body cannot be parsed as it).",
+            lambda path, method, op: "requestBody" in op),
     "409": ("The object's state does not allow this now.",
             lambda path, method, op: method in ("post", "put", "patch", "delete")),
 }

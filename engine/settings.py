@@ -276,6 +276,8 @@ SPECTACULAR_SETTINGS = {
     # The error shape and the error statuses of every operation (engine/schema.py).
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
                              "engine.schema.error_responses_hook"],
+    # One name per choice set where several fields share it.
+    "ENUM_NAME_OVERRIDES": {"RoleEnum": "engine.models.Role", "GenerationJobStateEnum": "modelzoo.models.GenerationJob.State"},
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",

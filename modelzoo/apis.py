@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 from engine.apis import paginate, parse
 from engine.errors import NotFound, ValidationFailed
 from engine.files import stored_file_response
-from engine.schema import binary, paginated_list
+from engine.schema import ERROR, binary, paginated_list
 from engine.models import Role
 from engine.selectors import project_get_for_user
 from modelzoo import selectors, services
@@ -65,7 +65,7 @@ class CheckpointListCreateApi(APIView):
     def get(self, request):
         return paginate(self, request, selectors.checkpoint_list_for_user(request.user), CheckpointOut)
 
-    @extend_schema(request=CheckpointIn, responses={201: CheckpointOut, 200: CheckpointOut})
+    @extend_schema(request=CheckpointIn, responses={201: CheckpointOut, 200: CheckpointOut, 404: ERROR})
     def post(self, request):
         checkpoints = selectors.checkpoint_list_for_user(request.user)  # role check
         data = parse(CheckpointIn, request.data)
@@ -130,13 +130,13 @@ class MixIn(serializers.Serializer):
 
 
 class MixOut(serializers.Serializer):
-    class Entry(serializers.Serializer):
+    class MixOutEntry(serializers.Serializer):
         checkpoint = serializers.IntegerField()
         name = serializers.CharField()
         backend = serializers.CharField()
         share = serializers.FloatField()
 
-    mix = Entry(many=True)
+    mix = MixOutEntry(many=True)
 
 
 def _mix_out(project) -> dict:
