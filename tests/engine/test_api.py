@@ -366,7 +366,8 @@ def raw_client(**kwargs) -> Client:
 
 @pytest.mark.urls("tests.engine.urls_errors")
 @pytest.mark.parametrize("case", ["unknown-url", "bug", "bug-in-drf", "body-too-big-json", "body-too-big-form",
-                                  "body-too-big-multipart", "bad-multipart", "csrf", "forbidden"])
+                                  "body-too-big-multipart", "body-too-big-urlencoded", "bad-multipart", "csrf",
+                                  "forbidden"])
 def test_every_error_under_api_has_the_error_shape(member, project, settings, monkeypatch, case):
     lead = member(Role.LEAD)
     client = raw_client(enforce_csrf_checks=case == "csrf")
@@ -388,6 +389,11 @@ def test_every_error_under_api_has_the_error_shape(member, project, settings, mo
     elif case == "body-too-big-multipart":
         expected = (client.post(f"/api/v1/projects/{project.slug}/images/", {"annotations": big}), 400,
                     "larger than 10,000 bytes")
+    elif case == "body-too-big-urlencoded":  # a form through DRF, as a token's client sends it (no CSRF read)
+        token_client = APIClient(raise_request_exception=False)
+        token_client.force_authenticate(lead)
+        expected = (token_client.post("/api/v1/auth/tokens/", f"name={big}",
+                                      content_type="application/x-www-form-urlencoded"), 400, "larger than 10,000 bytes")
     elif case == "bad-multipart":
         expected = (client.post(f"/api/v1/projects/{project.slug}/images/", "--x\r\nnot a part",
                                 content_type="multipart/form-data; boundary=x"), 400, "")
