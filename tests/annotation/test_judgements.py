@@ -232,3 +232,25 @@ def test_retried_skip_and_flag_store_one_record(project, member, next_item, api)
     skipped.refresh_from_db()
     assert Skip.objects.filter(item=skipped).count() == 1 and skipped.skips == 1
     assert Flag.objects.filter(item=flagged).count() == 1
+
+
+@pytest.mark.parametrize("change", [
+    {"winner": 2**64}, {"lease": 2**64}, {"supersedes": 2**64}, {"rating": 2**64},
+    {"comparisons": [{"left": 2**64, "right": 1, "outcome": "left"}]}, {"ranking": [[2**64]]},
+    {"winner": 2**64, "time_spent_ms": "9000"},  # not the workbench's plain types: the serializer's path
+])
+def test_ids_beyond_64_bits_in_a_submission_are_refused(project, member, next_item, submit, change):
+    ready_item(project)
+    a = member("annotator")
+    r = submit(a, next_item(a, project).json(), **change)
+    assert 400 <= r.status_code < 500 and r.json()["error"]["message"], r.content[:300]
+    assert Judgement.objects.count() == 0
+
+
+def test_a_lease_id_beyond_64_bits_is_refused(project, member, next_item, api):
+    item = ready_item(project)
+    a = member("annotator")
+    next_item(a, project)
+    r = api(a).post(f"/api/v1/items/{item.pk}/skip", {"lease": 2**64, "reason": "x"}, format="json")
+    assert r.status_code == 400 and "lease" in r.json()["error"]["details"]
+    assert not Skip.objects.exists()
