@@ -1,10 +1,13 @@
 """Who may do what to a project's shape: create projects (PROJECT_CREATORS), keep a lead."""
 from __future__ import annotations
 
+import threading
+
 import pytest
+from django.db import connections
 
 from engine.models import Membership, Role
-from tests.engine.factories import UserFactory
+from tests.engine.factories import ProjectFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -38,6 +41,34 @@ def test_other_roles_of_the_last_lead_can_go(api, member, project):
     assert api(lead).delete(f"/api/v1/projects/{project.slug}/members/{lead.username}/artist/").status_code == 204
     r = api(lead).delete(f"/api/v1/projects/{project.slug}/members/{UserFactory().username}/lead/")
     assert r.status_code == 404
+
+
+@pytest.mark.slow
+@pytest.mark.postgresql  # the race needs row locks; SQLite serialises writers anyway
+@pytest.mark.django_db(transaction=True)
+def test_two_leads_removing_each_other_at_once_leave_one_lead(api):
+    for _attempt in range(5):
+        project = ProjectFactory()
+        leads = [UserFactory(), UserFactory()]
+        for user in leads:
+            Membership.objects.create(project=project, user=user, role=Role.LEAD)
+        barrier, statuses = threading.Barrier(2), [None, None]
+
+        def remove_the_other(i):
+            try:
+                barrier.wait()
+                other = leads[1 - i].username
+                statuses[i] = api(leads[i]).delete(f"/api/v1/projects/{project.slug}/members/{other}/lead/").status_code
+            finally:
+                connections.close_all()
+
+        threads = [threading.Thread(target=remove_the_other, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert sorted(statuses) in ([204, 404], [204, 409]), statuses  # 404: the loser was removed first
+        assert Membership.objects.filter(project=project, role=Role.LEAD).count() == 1
 
 
 # ---------------------------------------------------------------- who creates projects
