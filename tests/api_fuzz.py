@@ -27,7 +27,7 @@ SCHEMA_PATH = "/api/v1/schema/"
 # the time. token_id always: a decoy's, else a generated id may be the fuzzer's own token, revoked
 # in the middle of the run. username and role stay generated (a real pair would end a membership).
 REAL_PATH_PARAMETERS = ("slug", "item_id", "lease_id", "judgement_id", "image_id", "mask_id", "candidate_id",
-                        "checkpoint_id", "index", "token_id")
+                        "checkpoint_id", "index", "token_id", "snapshot_id", "path", "job_id")
 ALWAYS_REAL = ("token_id",)
 
 
@@ -90,7 +90,29 @@ def fuzz_data(*, items: int = 3) -> dict:
     }
     tokens = {"lead": token_create(user=lead, name="fuzz")[1], "annotator": token_create(user=annotator, name="fuzz")[1]}
     values["token_id"] = [token_create(user=user, name="decoy")[0].pk for user in (lead, annotator)]
+    values.update(_built_objects(project, lead))
     return {"tokens": tokens, "path": values}
+
+
+def _built_objects(project, lead) -> dict:
+    """A built snapshot (its files) and a generation job, where the services allow them."""
+    from engine.errors import EngineError
+    from engine.exports.services import snapshot_build, snapshot_define
+    from engine.rounds.generate import generation_job_start
+
+    values = {}
+    try:
+        snapshot, _ = snapshot_define(project=project, kind="sft", format="jsonl", created_by=lead)
+        snapshot = snapshot_build(snapshot_id=snapshot.pk)
+        values["snapshot_id"] = [snapshot.pk]
+        values["path"] = [f["path"] for f in snapshot.manifest.get("files", []) if "path" in f][:5]
+    except EngineError:
+        pass
+    try:
+        values["job_id"] = [generation_job_start(project=project, created_by=lead).pk]
+    except EngineError:
+        pass
+    return values
 
 
 @contextmanager
@@ -115,7 +137,9 @@ def load_schema(token: str):
 
 
 def operations(schema) -> list:
-    return [result.ok() for result in schema.get_all_operations()]
+    """The schema's operations, those that end an object (a lease's release, a DELETE) last."""
+    ops = [result.ok() for result in schema.get_all_operations()]
+    return sorted(ops, key=lambda op: op.method.upper() == "DELETE" or op.path.endswith("/release"))
 
 
 def fuzz_operation(operation, *, role: str, token: str, path_values: dict, max_examples: int, seed: int = 0,

@@ -88,6 +88,7 @@ class FigureApi(APIView):
     @extend_schema(parameters=[FiltersIn], responses={
         (200, "application/json"): OpenApiTypes.ANY,
         (200, "text/csv"): OpenApiTypes.STR,
+        (200, "text/html"): OpenApiTypes.STR,  # ?format=api
     })
     def get(self, request, slug: str):
         params = parse(FiltersIn, request.query_params)
