@@ -104,6 +104,15 @@ class CheckpointShareApi(APIView):
         project = serializers.SlugField()
         created_at = serializers.DateTimeField()
 
+    @extend_schema(responses=CheckpointShareOut(many=True))
+    def get(self, request, checkpoint_id: int):
+        """The projects it is shared with, among those you are a member of."""
+        checkpoint = selectors.checkpoint_get_for_user(request.user, checkpoint_id)
+        shares = selectors.checkpoint_shares_for_user(request.user, checkpoint)
+        return Response(self.CheckpointShareOut(
+            [{"checkpoint": checkpoint.pk, "project": s.project.slug, "created_at": s.created_at} for s in shares],
+            many=True).data)
+
     @extend_schema(request=CheckpointShareIn, responses={201: CheckpointShareOut, 200: CheckpointShareOut})
     def post(self, request, checkpoint_id: int):
         checkpoint = selectors.checkpoint_get_for_user(request.user, checkpoint_id)  # 404 unless visible

@@ -57,6 +57,15 @@ def checkpoint_get_for_user(user, checkpoint_id: int) -> Checkpoint:
     return checkpoint
 
 
+def checkpoint_shares_for_user(user, checkpoint: Checkpoint) -> QuerySet[CheckpointShare]:
+    """The shares of a checkpoint `user` sees, with the projects `user` is a member of (site admins: all):
+    other projects' names do not leak through a checkpoint they share."""
+    shares = CheckpointShare.objects.filter(checkpoint=checkpoint).select_related("project").order_by("project__slug")
+    if not user_is_site_admin(user):
+        shares = shares.filter(Exists(Membership.objects.filter(project=OuterRef("project"), user=user)))
+    return shares
+
+
 def checkpoints_for_project(project: Project) -> QuerySet[Checkpoint]:
     """The checkpoints `project` may put in its mix or train from."""
     return Checkpoint.objects.filter(_visible_to([project.pk]))

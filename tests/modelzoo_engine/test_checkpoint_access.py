@@ -59,6 +59,9 @@ def test_another_projects_checkpoint_is_not_found_until_shared(api, two_projects
     assert r.status_code == 201 and r.json()["project"] == t["b"].slug
     assert api(t["bridge"]).post(share, {"project": t["b"].slug}, format="json").status_code == 200  # idempotent
     assert CheckpointShare.objects.get(checkpoint=ckpt, project=t["b"]).shared_by == t["bridge"]
+    assert [s["project"] for s in api(t["bridge"]).get(share).json()] == sorted([t["a"].slug, t["b"].slug])
+    assert [s["project"] for s in api(lead_b).get(share).json()] == [t["b"].slug]  # A stays unnamed to B
+    assert [s["project"] for s in api(t["trainer_a"]).get(share).json()] == [t["a"].slug]
     assert api(lead_b).get(f"/api/v1/checkpoints/{ckpt.pk}/").status_code == 200
     assert [c["id"] for c in api(lead_b).get("/api/v1/checkpoints/").json()["results"]] == [ckpt.pk]
     assert mix(api, lead_b, t["b"], (ckpt.pk, 1)).status_code == 200
