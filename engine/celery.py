@@ -6,6 +6,8 @@ from collections.abc import Callable
 from celery import Celery, shared_task
 from django.db import InterfaceError, OperationalError
 
+from engine.files import without_server_paths
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "engine.settings")
 
 app = Celery("engine")
@@ -22,12 +24,14 @@ def row_task(*, name: str, fail: Callable[..., object], id_name: str, soft_time_
     """`shared_task` with the house defaults for a task that does the work of one database row,
     given its id: idempotent services make redelivery safe (acks_late, requeued when a worker
     dies); transient errors (the database's, plus `retry_on`) retry with backoff and jitter; the
-    final failure is recorded on the row by `fail(**{id_name: row_id}, reason=...)`. Status lives
+    final failure is recorded on the row by `fail(**{id_name: row_id}, reason=...)`, without the
+    server's paths. Status lives
     in the database, never in Celery results."""
 
     def on_failure(self, exc, task_id, args, kwargs, einfo):
         row_id = args[0] if args else kwargs.get(id_name)
-        fail(**{id_name: row_id, "reason": f"{type(exc).__name__}: {exc}"})
+        # The reason is shown to users (API, dashboard): an OSError names the server's file.
+        fail(**{id_name: row_id, "reason": without_server_paths(f"{type(exc).__name__}: {exc}")})
 
     return shared_task(
         name=name, bind=True, acks_late=True, reject_on_worker_lost=True,

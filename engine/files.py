@@ -6,6 +6,9 @@ always get the same name, so a retry or a concurrent writer stores nothing twice
 by a failed transaction is harmless, and a name never changes what it points at.
 """
 import hashlib
+import re
+import tempfile
+from pathlib import Path
 
 from django.conf import settings
 from django.core.files import File
@@ -54,3 +57,28 @@ def stored_file_response(name: str, *, content_type: str, download_name: str | N
                             filename=download_name or "")
     response["Cache-Control"] = "private, max-age=86400"  # names are content hashes: never change
     return response
+
+
+def _folders() -> list[tuple[str, bool]]:
+    """(folder, keep the part below it) for each server folder a message may name, longest first."""
+    media = Path(settings.MEDIA_ROOT)
+    temp = Path(tempfile.gettempdir())
+    found = {str(media): True, str(media.resolve()): True, str(temp): False, str(temp.resolve()): False,
+             str(settings.VAR_DIR): True, str(settings.BASE_DIR): True}
+    return sorted(found.items(), key=lambda f: len(f[0]), reverse=True)
+
+
+def without_server_paths(text: str) -> str:
+    """`text` with the server's folders taken out, for messages users see (a failed task's reason,
+    an API error): a stored file is named as in storage ('checkpoints/15/<sha>.pt'), a file under
+    the data or code folders by its path below them, a temporary file by its name alone."""
+    for folder, keep_below in _folders():
+        if folder in ("", "/", "."):
+            continue
+        # the folder, then either a path below it or the end of the path (not /tmpfoo for /tmp)
+        pattern = re.escape(folder.rstrip("/")) + r"(?:/([^\s'\"]*)|(?=[\s'\":,;)\]]|$))"
+        if keep_below:
+            text = re.sub(pattern, lambda m: m.group(1) or "(a server folder)", text)
+        else:
+            text = re.sub(pattern, lambda m: (m.group(1) or "").rsplit("/", 1)[-1] or "(a temporary folder)", text)
+    return text

@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from engine.errors import NotFound, ValidationFailed
 from engine.exports.models import Snapshot
+from engine.files import without_server_paths
 from engine.models import Image, Project, Round, TrainingRun
 from engine.states import job_lifecycle, transition_check
 from modelzoo.evaluate import GOLD_SEED_BASE, _summary, gold_set, score
@@ -235,8 +236,9 @@ def training_run_execute(*, run_id: int, evaluate: bool = True, eval_n: int = EV
             lineage={**lineage, "snapshots": record["snapshots"], "parent_sha256": record["parent"]["sha256"]},
             project=run.project, created_by=run.created_by)
     except (TrainingError, ValidationFailed) as exc:
-        training_run_fail(run_id=run.pk, reason=str(exc))
-        raise ValidationFailed(str(exc), code="training_refused") from None
+        reason = without_server_paths(str(exc))  # the trainer names its files: the parent's, the work folder's
+        training_run_fail(run_id=run.pk, reason=reason)
+        raise ValidationFailed(reason, code="training_refused") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
     TrainingRun.objects.filter(pk=run.pk).update(checkpoint=checkpoint)

@@ -11,6 +11,7 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from engine.celery import app
+from engine.files import without_server_paths
 
 INSPECT_TIMEOUT_S = 0.5
 HEALTH_CACHE_SECONDS = 15
@@ -33,7 +34,7 @@ def _queue_lengths(app) -> dict:
                     except Exception:  # noqa: BLE001
                         out[name] = None
     except Exception as exc:  # noqa: BLE001 - the broker itself is down
-        return {"error": f"broker unreachable: {exc}"}
+        return {"error": without_server_paths(f"broker unreachable: {exc}")}  # the filesystem broker names folders
     return out
 
 
@@ -53,7 +54,7 @@ def celery_health(*, use_cache: bool = True) -> dict:
             workers.append({"name": name, "active_tasks": len(active.get(name, []) or []),
                             "queues": sorted(q.get("name") for q in queues.get(name, []) or [])})
     except Exception as exc:  # noqa: BLE001 - transports without broadcast, broker down
-        error = str(exc) or exc.__class__.__name__
+        error = without_server_paths(str(exc)) or exc.__class__.__name__
     lengths = _queue_lengths(app)
     served = {q for w in workers for q in w["queues"]}
     warnings = []

@@ -23,3 +23,17 @@ def test_a_file_is_streamed_into_storage_under_the_hash_its_caller_gives():
     sha = hashlib.sha256(data).hexdigest()
     name = store_content_addressed(folder="exports", extension="parquet", data=File(io.BytesIO(data)), sha256=sha)
     assert name == f"exports/{sha[:2]}/{sha}.parquet" and default_storage.open(name).read() == data
+
+
+def test_messages_lose_the_servers_folders(settings):
+    import tempfile
+
+    from engine.files import without_server_paths
+
+    media = settings.MEDIA_ROOT
+    temp = tempfile.gettempdir()
+    assert without_server_paths(f"No such file: '{media}/checkpoints/15/abc.pt'") == \
+        "No such file: 'checkpoints/15/abc.pt'"
+    assert without_server_paths(f"{temp}/training-run-4-x1y2/sft: no parquet") == "sft: no parquet"
+    assert without_server_paths(f"in {temp}, not {temp}foo") == "in (a temporary folder), not " + f"{temp}foo"
+    assert without_server_paths("images/a.png: not an image") == "images/a.png: not an image"

@@ -97,6 +97,21 @@ def test_training_run_refuses_wrong_kind_format_and_backend(loop_project, checkp
     assert run.parent == checkpoint and run.state == "pending"
 
 
+def test_a_refused_training_run_names_no_server_folder(loop_project, checkpoint, settings):
+    """The trainer names the folders it reads (a temporary copy of the snapshot, the parent's weights
+    under MEDIA_ROOT); the reason a user reads names neither."""
+    empty = Snapshot.objects.create(project=loop_project, kind="sft", format="parquet", state=Snapshot.State.DONE,
+                                    definition={}, definition_sha256="empty", manifest={"files": []})
+    run = train.training_run_create(project=loop_project, stage="sft", sft_snapshot_id=empty.pk)
+    with pytest.raises(ValidationFailed) as refused:
+        train.training_run_execute(run_id=run.pk, evaluate=False)
+    run.refresh_from_db()
+    assert refused.value.code == "training_refused" and run.state == "failed"
+    for message in (refused.value.message, run.error):
+        assert "parquet" in message.lower()  # still says what was wrong
+        assert "/tmp" not in message and str(settings.MEDIA_ROOT) not in message, message
+
+
 @pytest.mark.parametrize("path, body, field", [
     ("rounds/", {"mask_ids": [1, 2**63]}, "mask_ids"),
     ("rounds/1/checkpoint", {"checkpoint": 2**63}, "checkpoint"),

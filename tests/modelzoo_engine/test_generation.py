@@ -167,3 +167,20 @@ def test_generate_command_starts_a_job_and_waits_for_it(gen_project, no_broker, 
     call_command("generate", "--project", gen_project.slug, "--wait", stdout=out)  # nothing left to do
     assert "0 items" in out.getvalue()
     assert GenerationJob.objects.get(pk=job.pk).state == GenerationJob.State.FINISHED
+
+
+def test_a_failure_reason_names_no_server_path(gen_project, checkpoint, fresh_registry, settings):
+    """A checkpoint whose weights went missing from storage: the item's reason names the stored file
+    as storage names it, not where MEDIA_ROOT puts it on the server."""
+    from django.core.files.storage import default_storage
+
+    default_storage.delete(checkpoint.file.name)
+    job_item = generate.generation_job_start(project=gen_project).job_items.first()
+    with pytest.raises(OSError) as raised:
+        generate_item.run(job_item.pk)
+    assert str(settings.MEDIA_ROOT) in str(raised.value)  # what the worker's log keeps
+    generate_item.on_failure(raised.value, "task-id", (job_item.pk,), {}, None)
+    reason = Item.objects.get(pk=job_item.item_id).state_reason
+    assert reason.startswith("FileNotFoundError") and checkpoint.file.name in reason
+    assert "/tmp" not in reason and str(settings.MEDIA_ROOT) not in reason
+    assert GenerationJobItem.objects.get(pk=job_item.pk).error == reason
