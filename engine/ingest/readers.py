@@ -32,6 +32,7 @@ from django.conf import settings
 from engine import jsonio
 from engine.bounds import BIGINT_MAX, BIGINT_MIN
 from engine.errors import ValidationFailed
+from engine.files import without_server_paths
 from engine.ingest.validation import IngestRejected, ItemInput, MaskInput
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
@@ -382,7 +383,8 @@ def extract_zip(zip_file, destination: Path) -> None:
         try:
             archive.extractall(destination)
         except (zipfile.BadZipFile, OSError, EOFError) as exc:
-            raise SourceError(f"The zip is corrupt ({exc}).") from None
+            # An OSError names its file, in the temporary folder (raised here, before ExtractedZip's exit).
+            raise SourceError(f"The zip is corrupt ({without_server_paths(str(exc))}).") from None
 
 
 def detect_format(root: Path) -> tuple[str, Path]:

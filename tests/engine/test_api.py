@@ -248,6 +248,25 @@ def test_bad_zip_gets_a_clear_400(api, member, project, upload_file, reason):
     assert response.status_code == 400 and reason in response.json()["error"]["message"]
 
 
+@pytest.mark.parametrize("case", ["disk full while extracting", "format forced on the wrong layout"])
+def test_a_zip_import_error_names_no_server_folder(api, member, project, settings, monkeypatch, case):
+    lead = member(Role.LEAD)
+    data = {"file": zip_of({"readme.txt": b"hello", "images/a.png": b"x"})}
+    if case == "disk full while extracting":
+        def extractall(self, path=None, *args, **kwargs):
+            raise OSError(28, "No space left on device", f"{path}/images/a.png")
+
+        monkeypatch.setattr(zipfile.ZipFile, "extractall", extractall)
+        words = "No space left on device"
+    else:
+        data["file"], data["format"] = zip_of({"images/a.png": b"x", "masks/a/m.png": b"x"}), "sa1b"
+        words = "no SA-1B .json files"
+    response = api(lead).post(f"/api/v1/projects/{project.slug}/imports/", data, format="multipart")
+    message = response.json()["error"]["message"]
+    assert response.status_code == 400 and words in message
+    assert "/tmp" not in message and str(settings.MEDIA_ROOT) not in message, message
+
+
 def test_zip_bomb_is_refused_before_extraction(api, member, project, settings):
     settings.INGEST_MAX_ZIP_BYTES = 10_000
     lead = member(Role.LEAD)
