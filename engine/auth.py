@@ -180,8 +180,8 @@ def client_address(request) -> str:
 def login_check_throttle(*, username: str, client: str) -> None:
     """Raise RateLimited while this username is locked or this address must wait."""
     now = time.time()
-    waits = [cache.get(_user_keys(username)[1]), cache.get(_address_keys(client)[1])]
-    until = max((w for w in waits if w is not None), default=None)
+    waits = cache.get_many([_user_keys(username)[1], _address_keys(client)[1]])  # one round trip
+    until = max(waits.values(), default=None)
     if until is not None and until > now:
         raise RateLimited(
             "Too many failed logins; wait before trying again.",
