@@ -6,10 +6,22 @@ from django.conf import settings
 from django.db import migrations, models
 
 
-def bootstrap_public(apps, schema_editor):
-    """The bootstrap (registered with lineage {"bootstrap": true}) stays usable by every project."""
+def bootstrap_public_and_uploads_shared(apps, schema_editor):
+    """The bootstrap (registered with lineage {"bootstrap": true}) stays usable by every project;
+    a checkpoint uploaded before uploads named their project is shared with the projects where its
+    uploader trains or leads, so nobody loses sight of what they registered."""
     Checkpoint = apps.get_model("modelzoo", "Checkpoint")
+    CheckpointShare = apps.get_model("modelzoo", "CheckpointShare")
+    Membership = apps.get_model("engine", "Membership")
     Checkpoint.objects.filter(lineage__bootstrap=True).update(public=True)
+    shares = [
+        CheckpointShare(checkpoint_id=checkpoint_id, project_id=project_id, shared_by_id=user_id)
+        for checkpoint_id, user_id in Checkpoint.objects.filter(public=False, created_by__isnull=False)
+        .values_list("id", "created_by_id").iterator()
+        for project_id in Membership.objects.filter(user_id=user_id, role__in=("trainer", "lead"))
+        .values_list("project_id", flat=True).distinct()
+    ]
+    CheckpointShare.objects.bulk_create(shares, ignore_conflicts=True, batch_size=1000)
 
 
 class Migration(migrations.Migration):
@@ -40,5 +52,5 @@ class Migration(migrations.Migration):
                 'constraints': [models.UniqueConstraint(fields=('checkpoint', 'project'), name='checkpoint_share_unique')],
             },
         ),
-        migrations.RunPython(bootstrap_public, migrations.RunPython.noop),
+        migrations.RunPython(bootstrap_public_and_uploads_shared, migrations.RunPython.noop),
     ]

@@ -168,3 +168,27 @@ def test_checkpoint_list_has_no_n_plus_one(api, two_projects, django_assert_max_
                                      data=weights_variant(f"more{i}"), project=two_projects["a"])
     with django_assert_max_num_queries(4):
         assert api(two_projects["trainer_a"]).get("/api/v1/checkpoints/").json()["count"] == 4
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_keeps_the_bootstrap_public_and_uploads_with_their_uploaders_projects():
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    before = [("modelzoo", "0003_alter_generationjobitem_state")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    old = executor.loader.project_state(before).apps
+    OldCheckpoint = old.get_model("modelzoo", "Checkpoint")
+    user = UserFactory()
+    project, elsewhere = ProjectFactory(), ProjectFactory()
+    Membership.objects.create(project=project, user=user, role=Role.TRAINER)
+    Membership.objects.create(project=elsewhere, user=user, role=Role.ANNOTATOR)
+    boot = OldCheckpoint.objects.create(name="builtin", version="boot", backend="builtin", lineage={"bootstrap": True})
+    upload = OldCheckpoint.objects.create(name="remote", version="1", backend="http", created_by_id=user.pk)
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+    assert Checkpoint.objects.get(pk=boot.pk).public and not Checkpoint.objects.get(pk=upload.pk).public
+    assert list(CheckpointShare.objects.filter(checkpoint_id=upload.pk).values_list("project", "shared_by")) == [
+        (project.pk, user.pk)]
