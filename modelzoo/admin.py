@@ -2,14 +2,28 @@ from django.contrib import admin
 from django.db.models import Count, Q, Sum
 
 from modelzoo import selectors
-from modelzoo.models import Candidate, Checkpoint, GenerationJob, GenerationJobItem, ProjectCheckpoint
+from modelzoo.models import (
+    Candidate,
+    Checkpoint,
+    CheckpointShare,
+    GenerationJob,
+    GenerationJobItem,
+    ProjectCheckpoint,
+)
 
 
 @admin.register(Checkpoint)
 class CheckpointAdmin(admin.ModelAdmin):
-    list_display = ["name", "version", "backend", "parent", "sha256", "created_at"]
-    list_filter = ["backend", "name"]
+    list_display = ["name", "version", "backend", "parent", "public", "sha256", "created_at"]
+    list_filter = ["backend", "public", "name"]
     readonly_fields = ["sha256"]
+
+
+@admin.register(CheckpointShare)
+class CheckpointShareAdmin(admin.ModelAdmin):
+    list_display = ["checkpoint", "project", "shared_by", "created_at"]
+    list_filter = ["project"]
+    raw_id_fields = ["checkpoint", "shared_by"]
 
 
 @admin.register(ProjectCheckpoint)

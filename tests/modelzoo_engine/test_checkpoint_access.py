@@ -170,6 +170,14 @@ def test_checkpoint_list_has_no_n_plus_one(api, two_projects, django_assert_max_
         assert api(two_projects["trainer_a"]).get("/api/v1/checkpoints/").json()["count"] == 4
 
 
+def test_site_admins_see_and_edit_shares_in_the_admin(client, two_projects):
+    client.force_login(UserFactory(is_superuser=True, is_staff=True))
+    services.checkpoint_share(checkpoint=two_projects["ckpt_a"], project=two_projects["b"])
+    page = client.get("/admin/modelzoo/checkpointshare/")
+    assert page.status_code == 200 and two_projects["b"].name in page.content.decode()
+    assert client.get("/admin/modelzoo/checkpoint/?public__exact=1").status_code == 200
+
+
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_the_migration_keeps_the_bootstrap_public_and_uploads_with_their_uploaders_projects():
