@@ -106,6 +106,37 @@ def error_responses_hook(result, generator, request, public):
     return result
 
 
+def request_media_types_hook(result, generator, request, public):
+    """drf-spectacular postprocessing hook: one media type per request body, the one a client
+    should send: multipart/form-data where the body carries a file, else application/json.
+
+    DRF's default parsers also read forms, and drf-spectacular lists each parser's media type
+    with the same schema; a client generator then offers (or sends) all three at once. The API
+    still reads the others; the schema names the one to use."""
+    schemas = result.get("components", {}).get("schemas", {})
+    for operations in result.get("paths", {}).values():
+        for method, op in operations.items():
+            content = op.get("requestBody", {}).get("content") if isinstance(op, dict) else None
+            if not content or len(content) == 1:
+                continue
+            schema = next(iter(content.values()))["schema"]
+            wanted = "multipart/form-data" if _has_file(schema, schemas) else "application/json"
+            if wanted in content:
+                op["requestBody"]["content"] = {wanted: content[wanted]}
+    return result
+
+
+def _has_file(schema: dict, schemas: dict, depth: int = 0) -> bool:
+    if depth > 8:
+        return False
+    if "$ref" in schema:
+        return _has_file(schemas.get(schema["$ref"].rsplit("/", 1)[1], {}), schemas, depth + 1)
+    if schema.get("format") == "binary":
+        return True
+    children = [*schema.get("properties", {}).values(), *([schema["items"]] if "items" in schema else [])]
+    return any(_has_file(child, schemas, depth + 1) for child in children)
+
+
 # ------------------------------------------------------------------ lists
 PAGE_PARAMETERS = [
     OpenApiParameter("page", int, description="1-based page number; past the last page is a 404."),

@@ -275,7 +275,7 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     # The error shape and the error statuses of every operation (engine/schema.py).
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
-                             "engine.schema.error_responses_hook"],
+                             "engine.schema.error_responses_hook", "engine.schema.request_media_types_hook"],
     # One name per choice set where several fields share it.
     "ENUM_NAME_OVERRIDES": {"RoleEnum": "engine.models.Role", "GenerationJobStateEnum": "modelzoo.models.GenerationJob.State"},
     "SWAGGER_UI_DIST": "SIDECAR",

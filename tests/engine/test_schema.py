@@ -51,6 +51,14 @@ def test_statuses_and_error_shape(schema):
                     "$ref": "#/components/schemas/Error"}, (method, path, code)
 
 
+def test_one_media_type_per_request_body(schema):
+    """What a generated client sends: JSON, or multipart where the body carries a file."""
+    assert list(_op(schema, "items/{item_id}/judgements", "post")["requestBody"]["content"]) == ["application/json"]
+    assert list(_op(schema, "auth/token/", "post")["requestBody"]["content"]) == ["application/json"]
+    assert list(_op(schema, "projects/{slug}/images/", "post")["requestBody"]["content"]) == ["multipart/form-data"]
+    assert list(_op(schema, "projects/{slug}/imports/", "post")["requestBody"]["content"]) == ["multipart/form-data"]
+
+
 def test_token_or_session(schema):
     assert schema["components"]["securitySchemes"]["tokenAuth"]["scheme"] == "bearer"
     assert _op(schema, "projects/", "get")["security"] == [{"tokenAuth": []}, {"cookieAuth": []}]
