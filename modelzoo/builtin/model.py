@@ -220,14 +220,41 @@ class BuiltinModel(nn.Module):
         torch.save({"format": "modelzoo.builtin/1", "config": self.config, "state_dict": state,
                     "meta": meta or {}}, path)
 
-    @classmethod
-    def load(cls, path) -> "BuiltinModel":
-        """From a file path or a binary file object; weights_only: a pickle that names other callables
-        than tensors' is refused without running them."""
+    @staticmethod
+    def _read(path) -> dict:
+        """torch.load with weights_only: a pickle that names other callables than tensors' is refused
+        without running them."""
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(ckpt, dict) or ckpt.get("format") != "modelzoo.builtin/1":
             raise ValueError(f"{path if isinstance(path, str) else 'the file'} is not a built-in model checkpoint "
                              "(no 'format': 'modelzoo.builtin/1')")
+        return ckpt
+
+    @classmethod
+    def check(cls, path) -> None:
+        """ValueError (or torch's own) unless `path` (a file path or a binary file object) holds weights
+        `load` takes. The network its config names is built on the meta device, so a config asking for
+        a huge network allocates nothing before its shapes are compared with the file's tensors."""
+        ckpt = cls._read(path)
+        config, state = ckpt.get("config"), ckpt.get("state_dict")
+        if not isinstance(config, dict) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 65536 for v in config.values()):
+            raise ValueError(f"its 'config' is not a mapping of sizes from 0 to 65536: {str(config)[:200]}")
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise ValueError("its 'state_dict' is not a mapping of tensors")
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in cls(**config).state_dict().items()}
+        found = {k: tuple(v.shape) for k, v in state.items()}
+        if found != expected:
+            wrong = sorted(k for k in expected.keys() & found.keys() if expected[k] != found[k])
+            raise ValueError(f"its state_dict does not fit its config {config}: missing "
+                             f"{sorted(expected.keys() - found.keys())[:3]}, unexpected "
+                             f"{sorted(found.keys() - expected.keys())[:3]}, other shapes {wrong[:3]}")
+
+    @classmethod
+    def load(cls, path) -> "BuiltinModel":
+        """From a file path or a binary file object (`_read`: weights only)."""
+        ckpt = cls._read(path)
         model = cls(**ckpt["config"])
         model.load_state_dict({k: v.float() for k, v in ckpt["state_dict"].items()})
         model.eval()

@@ -52,7 +52,8 @@ def _builtin_check(data: bytes) -> None:
     if not data.startswith((b"PK\x03\x04", b"\x80")):  # torch.save's zip, or its legacy pickle
         raise GeneratorError("not a built-in model checkpoint: not a file torch.save writes")
     try:
-        BuiltinModel.load(io.BytesIO(data))
+        BuiltinModel.check(io.BytesIO(data))  # shapes against the config, on the meta device: nothing allocated
+        BuiltinModel.load(io.BytesIO(data))  # then loaded for real, once
     except pickle.UnpicklingError as exc:  # weights_only's refusal; torch's text goes on about weights_only=False
         detail = " ".join(str(exc).partition("WeightsUnpickler error:")[2].split())
         detail = detail.split(" Check the doc")[0].split(". ")[0][:300]

@@ -93,3 +93,14 @@ def test_valid_new_weights_are_registered(db):
     ckpt, created = services.checkpoint_register(name="builtin", version="v", backend="builtin",
                                                  data=weights_variant("v"))
     assert created and ckpt.file.name.endswith(f"{ckpt.sha256}.pt")
+
+
+def test_a_config_naming_a_huge_network_is_refused_without_allocating_it(db):
+    """1 TB of float32 were this network built for real: it is built on the meta device instead,
+    and the file's tensors (the bootstrap's) do not fit it."""
+    ckpt = torch.load(services.BOOTSTRAP_FILE, map_location="cpu", weights_only=True)
+    for config, reason in [({**ckpt["config"], "hidden": 65536, "depth": 64}, "does not fit its config"),
+                           ({**ckpt["config"], "hidden": 10**9}, "sizes from 0 to 65536")]:
+        buf = io.BytesIO()
+        torch.save({**ckpt, "config": config}, buf)
+        _assert_refused(buf.getvalue(), reason)
