@@ -99,6 +99,7 @@ def _built_objects(project, lead) -> dict:
     from engine.errors import EngineError
     from engine.exports.services import snapshot_build, snapshot_define
     from engine.rounds.generate import generation_job_start
+    from modelzoo.services import checkpoint_register, project_mix_set
 
     values = {}
     try:
@@ -108,7 +109,12 @@ def _built_objects(project, lead) -> dict:
         values["path"] = [f["path"] for f in snapshot.manifest.get("files", []) if "path" in f][:5]
     except EngineError:
         pass
-    try:
+    try:  # the project's own checkpoint in its mix, then a generation job (its tasks are only enqueued;
+        # the http backend needs no weights, and nothing listens on port 9)
+        checkpoint, _ = checkpoint_register(name="fuzz", version="1", backend="http", config={"url": "http://127.0.0.1:9"},
+                                            project=project, created_by=lead)
+        project_mix_set(project=project, mix=[(checkpoint, 1.0)])
+        values["checkpoint_id"] = [checkpoint.pk]
         values["job_id"] = [generation_job_start(project=project, created_by=lead).pk]
     except EngineError:
         pass
