@@ -2,17 +2,17 @@
 (generation jobs are a round's step: engine/rounds/apis.py). Each parses input, fetches through a selector (permissions) and calls a service."""
 from __future__ import annotations
 
-import json
-
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from engine.apis import paginate, parse
 from engine.errors import NotFound, ValidationFailed
 from engine.files import stored_file_response
+from engine.jsonio import loads as json_loads
+from engine.parsers import JSONParser
 from engine.schema import ERROR, binary, paginated_list
 from engine.models import Role
 from engine.selectors import project_get_for_user
@@ -49,10 +49,7 @@ class CheckpointIn(serializers.Serializer):
 def _json_object(raw, name: str) -> dict:
     if isinstance(raw, dict):
         return raw
-    try:
-        value = json.loads(raw or "{}")
-    except json.JSONDecodeError as exc:
-        raise ValidationFailed(f"'{name}' is not valid JSON: {exc}.") from None
+    value = json_loads(raw or "{}", what=f"'{name}'")
     if not isinstance(value, dict):
         raise ValidationFailed(f"'{name}' must be a JSON object.")
     return value

@@ -1,6 +1,8 @@
 """The model-zoo API: registry upload/list, the project's mix, jobs with progress, candidate files."""
 import hashlib
 
+import pytest
+
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from engine.models import Role
@@ -100,3 +102,17 @@ def test_job_list_has_no_n_plus_one(gen_project, member, api, django_assert_max_
         generate.generation_job_start(project=gen_project)
     with django_assert_max_num_queries(8):
         assert api(lead).get(f"/api/v1/projects/{gen_project.slug}/generation-jobs/").json()["count"] == 3
+
+
+@pytest.mark.parametrize("field", ["recipe", "config"])
+def test_a_checkpoint_field_nested_too_deep_is_a_400_and_stores_nothing(project, member, api, checkpoint_file,
+                                                                         settings, field):
+    trainer = member(Role.TRAINER)
+    body = {"name": "builtin", "version": "deep", "backend": "builtin", "project": project.slug,
+            field: "[" * 5000 + "]" * 5000, "file": SimpleUploadedFile("deep.pt", checkpoint_file.read_bytes())}
+    r = api(trainer).post("/api/v1/checkpoints/", body, format="multipart")
+    assert r.status_code == 400 and f"'{field}'" in r.json()["error"]["message"], r.content
+    deep_body = '{"name": "builtin", "version": "deep", "%s": %s}' % (field, "[" * 5000 + "]" * 5000)
+    as_json = api(trainer).post("/api/v1/checkpoints/", deep_body, content_type="application/json")
+    assert as_json.status_code == 400 and as_json.json()["error"]["code"] == "json_too_deep", as_json.content
+    assert not Checkpoint.objects.exists() and not list(settings.MEDIA_ROOT.rglob("*.pt"))
