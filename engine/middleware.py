@@ -1,7 +1,14 @@
 """Checks on the request itself, before any view."""
 from __future__ import annotations
 
-from engine.errors import NulInRequest, bad_request
+import logging
+
+from django.conf import settings
+from django.http import Http404
+
+from engine.errors import API_PREFIX, NulInRequest, bad_request, page_not_found, server_error
+
+log = logging.getLogger("django.request")
 
 
 class RefuseNulMiddleware:
@@ -17,3 +24,27 @@ class RefuseNulMiddleware:
         if "\x00" in request.path or "%00" in query or "\x00" in query:
             return bad_request(request, NulInRequest("NUL character in the URL"))
         return self.get_response(request)
+
+
+class ApiErrorsAsJsonInDebugMiddleware:
+    """With DEBUG on (`make run`), Django answers an unknown URL and an uncaught exception with its
+    technical HTML pages and never calls the error views of engine.errors; under /api/ this
+    answers them with the JSON error shape all the same (the exception is still logged, with its
+    traceback, as Django would). With DEBUG off it does nothing: the error views answer."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if (settings.DEBUG and response.status_code == 404 and request.path.startswith(API_PREFIX)
+                and response.get("Content-Type", "").startswith("text/html")):
+            return page_not_found(request)
+        return response
+
+    def process_exception(self, request, exception):
+        if not settings.DEBUG or not request.path.startswith(API_PREFIX) or isinstance(exception, Http404):
+            return None
+        log.error("Internal Server Error: %s", request.path, exc_info=exception,
+                  extra={"status_code": 500, "request": request})
+        return server_error(request)

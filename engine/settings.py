@@ -69,6 +69,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "engine.middleware.ApiErrorsAsJsonInDebugMiddleware",  # last: it sees the views' exceptions first
 ]
 
 ROOT_URLCONF = "engine.urls"

@@ -426,6 +426,18 @@ def test_every_error_under_api_has_the_error_shape(member, project, settings, mo
 
 
 @pytest.mark.urls("tests.engine.urls_errors")
+@pytest.mark.parametrize("path, status", [("/api/v1/no-such-thing/", 404), ("/api/v1/test/boom", 500)])
+def test_with_debug_on_api_errors_still_have_the_error_shape(member, settings, path, status):
+    """`make run` serves with DEBUG on, where Django would answer with its technical HTML pages."""
+    settings.DEBUG = True
+    client = raw_client()
+    client.force_login(member(Role.LEAD))
+    r = client.get(path)
+    assert r.status_code == status and r["Content-Type"] == "application/json", r.content[:200]
+    assert set(r.json()["error"]) >= {"code", "message"} and "Traceback" not in r.content.decode()
+
+
+@pytest.mark.urls("tests.engine.urls_errors")
 def test_pages_outside_the_api_keep_their_html_errors(member):
     client = raw_client(enforce_csrf_checks=True)
     assert client.get("/no-such-page/").status_code == 404
