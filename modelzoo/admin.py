@@ -2,14 +2,7 @@ from django.contrib import admin
 from django.db.models import Count, Q, Sum
 
 from modelzoo import selectors
-from modelzoo.models import (
-    Candidate,
-    Checkpoint,
-    CheckpointShare,
-    GenerationJob,
-    GenerationJobItem,
-    ProjectCheckpoint,
-)
+from modelzoo.models import Candidate, Checkpoint, CheckpointShare, GenerationJob, GenerationJobItem, ProjectCheckpoint
 
 
 @admin.register(Checkpoint)

@@ -7,14 +7,7 @@ from django.utils import timezone
 from engine.errors import Forbidden, NotFound, ValidationFailed
 from engine.models import Membership, Project, Role, TrainingRun
 from engine.selectors import project_get_for_user, user_is_site_admin
-from modelzoo.models import (
-    Candidate,
-    Checkpoint,
-    CheckpointShare,
-    GenerationJob,
-    GenerationJobItem,
-    ProjectCheckpoint,
-)
+from modelzoo.models import Candidate, Checkpoint, CheckpointShare, GenerationJob, GenerationJobItem, ProjectCheckpoint
 
 REGISTRY_ROLES = (Role.TRAINER, Role.LEAD)
 
