@@ -40,6 +40,8 @@ class SnapshotIn(serializers.Serializer):
     since = BigIntegerField(required=False, allow_null=True, default=None)
     shard_bytes = BigIntegerField(required=False, allow_null=True, default=None)
     license = serializers.CharField(required=False, allow_null=True, default=None, max_length=100)
+    assets = serializers.CharField(required=False, allow_null=True, default=None, max_length=20,
+                                   help_text="embedded | referenced (default: referenced for DPO, embedded for SFT)")
 
 
 class SnapshotListCreateApi(APIView):

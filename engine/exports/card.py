@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 
-from engine.exports.definition import PAIRINGS
-from engine.exports.schema import hf_features
+from engine.exports.definition import PAIRINGS, definition_assets
+from engine.exports.schema import FILE_COLUMNS, hf_features
 
 ENGINE_VERSION = "0.1.0"
 EXPORT_FORMAT_VERSION = 1
@@ -54,8 +54,10 @@ def _features_yaml(features: dict) -> list:
 
 
 def card_text(*, project, definition: dict, definition_sha256: str, counts: dict, data_files: list[str],
-              checkpoints: list[str], rounds: list[int]) -> str:
+              checkpoints: list[str], rounds: list[int], asset_files: list[str] = ()) -> str:
     kind, fmt = definition["kind"], definition["format"]
+    layout = definition_assets(definition) if fmt != "jsonl" else "embedded"
+    referenced = layout == "referenced"
     front = {
         "license": definition["license"],
         "pretty_name": f"{project.name} {kind.upper()} snapshot",
@@ -64,7 +66,10 @@ def card_text(*, project, definition: dict, definition_sha256: str, counts: dict
     }
     if fmt == "parquet":
         front["configs"] = [{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*.parquet"}]}]
-    front["dataset_info"] = {"features": _features_yaml(hf_features(kind)),
+        if referenced:
+            front["configs"].append({"config_name": "assets", "data_files": [
+                {"split": "train", "path": "assets/assets-*.parquet"}]})
+    front["dataset_info"] = {"features": _features_yaml(hf_features(kind, layout)),
                              "splits": [{"name": "train", "num_examples": counts["rows"]}]}
     front["provenance"] = {
         "engine": "3D data engine", "engine_version": ENGINE_VERSION, "export_format_version": EXPORT_FORMAT_VERSION,
@@ -81,7 +86,10 @@ def card_text(*, project, definition: dict, definition_sha256: str, counts: dict
     lines += [f"# {front['pretty_name']}", "",
               f"Exported from project `{project.slug}` by the 3D data engine {ENGINE_VERSION}: {what}.", "",
               f"Rows: {counts['rows']} over {counts['items']} items. Files: {', '.join(data_files)}.", ""]
-    if fmt == "parquet":
+    files = list(FILE_COLUMNS[kind])
+    if referenced:
+        lines += _referenced_text(fmt, files, counts, asset_files, len(data_files))
+    elif fmt == "parquet":
         lines += ["```python", "from datasets import load_dataset",
                   'ds = load_dataset("parquet", data_files="data/train-*.parquet", split="train")', "```", ""]
     elif fmt == "webdataset":
@@ -93,3 +101,47 @@ def card_text(*, project, definition: dict, definition_sha256: str, counts: dict
                   "files (`<folder>/<sha[:2]>/<sha>.<ext>`).", ""]
     lines += ["Masks are COCO compressed RLE (`mask.size` = [height, width], `mask.counts`), column-major.", ""]
     return "\n".join(lines)
+
+
+def _referenced_text(fmt: str, files: list[str], counts: dict, asset_files: list[str], n_shards: int) -> list[str]:
+    """How a referenced snapshot is laid out and read: the rows, then each asset once by sha256."""
+    cols = ", ".join(f"`{c}`" for c in files)
+    lines = ["## Layout: assets stored once, rows refer to them", "",
+             f"Every photo and mesh is stored once, keyed by the SHA-256 of its bytes; the columns {cols} "
+             "hold that SHA-256 (hex). A DPO pair repeats its item's photo and a winner's mesh in up to N-1 "
+             "pairs, so embedding them would store each many times. One flat row per pair (rather than one "
+             "row per judgement holding its pairs) keeps the usual DPO recipe - shuffle pairs, batch, look "
+             "up three assets - and one assets table serves every pair, judgement and item, including a "
+             "photo shared by several objects.", "",
+             f"Assets: {counts.get('assets', 0)} ({counts.get('asset_bytes', 0)} bytes) in "
+             f"{', '.join(asset_files) or 'no files'}; `sha256(bytes)` of each equals its key.", ""]
+    if fmt == "parquet":
+        lines += ["`assets/assets-*.parquet` has columns `sha256`, `kind` (image | mesh), `extension`, `bytes`, "
+                  "in row groups of about 1 MiB, so one asset is a small read.", "",
+                  "```python", "from datasets import load_dataset",
+                  'pairs = load_dataset("parquet", data_files="data/train-*.parquet", split="train")',
+                  'assets = load_dataset("parquet", data_files="assets/assets-*.parquet", split="train")  '
+                  '# memory-mapped',
+                  'row_of = {sha: i for i, sha in enumerate(assets["sha256"])}',
+                  "",
+                  "def resolve(batch):  # lazily, per batch read: sha256 -> bytes",
+                  f"    for column in {files!r}:",
+                  '        batch[column] = [assets[row_of[s]]["bytes"] for s in batch[column]]',
+                  "    return batch",
+                  "",
+                  "pairs.set_transform(resolve)",
+                  "```", "",
+                  "`modelzoo.training.loaders.referenced_dataset(folder)` in the engine's repository does the "
+                  "same and decodes photos (PIL) and meshes (trimesh) as the embedded layout's features do.", ""]
+    else:
+        lines += ["`assets-*.tar` holds one member `<sha256>.<ext>` per asset; `train-*.tar` holds `<key>.json` "
+                  "per row, its file fields being sha256s.", "",
+                  "```python", "import webdataset as wds",
+                  "from modelzoo.training.loaders import TarAssets  # or: index the asset tars' members yourself",
+                  'assets = TarAssets.from_folder(".")  # indexes assets-*.tar from their headers only',
+                  'ds = wds.WebDataset("train-{000000..%06d}.tar", shardshuffle=False).map(assets.attach)'
+                  '.decode("pil")' % (n_shards - 1),
+                  "```", "",
+                  "`attach` adds the sample's files under the embedded layout's names (`image.png`, "
+                  "`chosen.glb`, `rejected.glb`, `mesh.glb`), read from the asset tars by offset.", ""]
+    return lines

@@ -19,6 +19,15 @@ PAIRINGS = {
     "ranking": "every pair implied by the judgement's order (a full ranking's groups, or king-of-the-hill dominance)",
 }
 DEFAULT_SHARD_BYTES = 1_000_000_000
+# How photos and meshes are stored: in every row, or once each in an assets table the rows refer
+# to by sha256. DPO repeats them (a winner is in up to N-1 pairs, the photo in every pair of its
+# item), so its default is referenced; an SFT row holds each mesh once, so it stays embedded.
+# JSONL rows always point at the engine's stored files.
+ASSETS = {
+    "embedded": "every row holds its photo and meshes (one self-contained file; assets repeat across rows)",
+    "referenced": "every photo and mesh stored once under assets/, keyed by sha256; rows hold the sha256",
+}
+ASSET_FORMATS = ("parquet", "webdataset")
 
 # filter name -> (default, human description); nothing else is accepted.
 FILTERS = {
@@ -57,7 +66,7 @@ def _bool(name: str, value) -> bool:
 
 def definition_normalise(*, kind: str, format: str, filters: dict | None = None, pairing: str | None = None,
                          keep_ties: bool | None = None, shard_bytes: int | None = None,
-                         license: str | None = None) -> dict:
+                         license: str | None = None, assets: str | None = None) -> dict:
     """The canonical definition, or ValidationFailed saying what is wrong and what is accepted."""
     if kind not in KINDS:
         raise ValidationFailed(f"Unknown kind '{kind}'; use one of {', '.join(KINDS)}.", code="invalid_kind")
@@ -105,7 +114,23 @@ def definition_normalise(*, kind: str, format: str, filters: dict | None = None,
         raise ValidationFailed("'license' must be a short licence identifier, e.g. cc-by-4.0.",
                                code="invalid_option")
     definition["license"] = license
+    if format not in ASSET_FORMATS:
+        if assets is not None:
+            raise ValidationFailed(f"'assets' is for {' and '.join(ASSET_FORMATS)} snapshots; JSONL rows always "
+                                   "point at the stored files.", code="invalid_option")
+    else:
+        assets = assets or ("referenced" if kind == "dpo" else "embedded")
+        if assets not in ASSETS:
+            raise ValidationFailed(f"Unknown assets layout '{assets}'; use one of {', '.join(ASSETS)}.",
+                                   code="invalid_option", details=ASSETS)
+        if assets == "referenced":  # absent when embedded: definitions from before keep their hash
+            definition["assets"] = assets
     return definition
+
+
+def definition_assets(definition: dict) -> str:
+    """'embedded' or 'referenced' (definitions without the key predate the option: embedded)."""
+    return definition.get("assets", "embedded")
 
 
 def canonical_json(value) -> bytes:

@@ -4,6 +4,9 @@ Rows travel from `rows` to the writers as Arrow tables of ROW_SCHEMAS: a stored 
 a mesh) is its storage name there. The Parquet files hold SCHEMAS, where each such column is a
 {bytes, path} struct that `datasets`' Image and Mesh features decode; WebDataset and JSONL keep
 the names (the writers add the files' bytes or point at them).
+
+A referenced snapshot (definition `assets: "referenced"`) holds REF_SCHEMAS: each file column
+is the sha256 of the asset, stored once in the ASSET_SCHEMA table (or asset tar shards).
 """
 from __future__ import annotations
 
@@ -51,10 +54,17 @@ ROW_SCHEMAS = {  # as SCHEMAS, with storage names in the file columns
     for kind, schema in SCHEMAS.items()
 }
 
+REF_SCHEMAS = ROW_SCHEMAS  # the same columns: a file column holds the asset's sha256 (hex) instead
 
-def hf_features(kind: str) -> dict:
-    """The `datasets` Features (as its JSON) of a kind: file columns as Image / Mesh."""
-    files = FILE_COLUMNS[kind]
+# One row per asset of a referenced snapshot, in the order the rows first refer to it.
+ASSET_SCHEMA = pa.schema([("sha256", pa.string()), ("kind", pa.string()), ("extension", pa.string()),
+                          ("bytes", pa.binary())])
+
+
+def hf_features(kind: str, assets: str = "embedded") -> dict:
+    """The `datasets` Features (as its JSON) of a kind: file columns as Image / Mesh when embedded,
+    sha256 strings when referenced."""
+    files = FILE_COLUMNS[kind] if assets == "embedded" else {}
 
     def feature(t: pa.DataType):
         if pa.types.is_struct(t):
@@ -64,4 +74,5 @@ def hf_features(kind: str) -> dict:
         dtype = {"int64": "int64", "string": "string", "bool": "bool", "double": "float64"}[str(t)]
         return {"dtype": dtype, "_type": "Value"}
 
-    return {f.name: ({"_type": files[f.name]} if f.name in files else feature(f.type)) for f in SCHEMAS[kind]}
+    schema = SCHEMAS[kind] if assets == "embedded" else REF_SCHEMAS[kind]
+    return {f.name: ({"_type": files[f.name]} if f.name in files else feature(f.type)) for f in schema}

@@ -20,7 +20,7 @@ from django.utils import timezone
 from engine.errors import Conflict, NotFound, ValidationFailed
 from engine.exports import rows as rows_mod
 from engine.exports.card import card_text
-from engine.exports.definition import definition_hash, definition_normalise
+from engine.exports.definition import definition_assets, definition_hash, definition_normalise
 from engine.exports.models import Snapshot
 from engine.exports.writers import WRITERS, FileCache
 from engine.files import store_content_addressed
@@ -60,14 +60,15 @@ def _selection(snapshot: Snapshot) -> rows_mod.Selection:
 
 def snapshot_define(*, project: Project, kind: str, format: str, filters: dict | None = None,
                     pairing: str | None = None, keep_ties: bool | None = None, since: int | None = None,
-                    shard_bytes: int | None = None, license: str | None = None,
+                    shard_bytes: int | None = None, license: str | None = None, assets: str | None = None,
                     created_by=None) -> tuple[Snapshot, bool]:
     """Validate a definition, fix its data watermark, and store it. Returns (snapshot, created).
 
     Raises ValidationFailed for an unknown filter or option, a bad `since`, or an empty selection.
     """
     definition = definition_normalise(kind=kind, format=format, filters=filters, pairing=pairing,
-                                      keep_ties=keep_ties, shard_bytes=shard_bytes, license=license)
+                                      keep_ties=keep_ties, shard_bytes=shard_bytes, license=license,
+                                      assets=assets)
     watermark = rows_mod.watermark_now(project)
     since_snapshot = None
     if since is not None:
@@ -131,7 +132,9 @@ def snapshot_files_write(*, snapshot: Snapshot, folder: Path, progress=None) -> 
     """
     d = snapshot.definition
     selection = _selection(snapshot)
-    writer = WRITERS[d["format"]](kind=d["kind"], folder=folder, shard_bytes=d["shard_bytes"], files=FileCache())
+    layout = definition_assets(d)
+    writer = WRITERS[d["format"]](kind=d["kind"], folder=folder, shard_bytes=d["shard_bytes"], files=FileCache(),
+                                  assets=layout)
     seen = {"items": 0, "rows": 0}
     rounds, checkpoints = set(), set()
     counts = {"rows": 0, "items": 0, "hard_case_rows": 0}
@@ -161,11 +164,15 @@ def snapshot_files_write(*, snapshot: Snapshot, folder: Path, progress=None) -> 
             counts["artist_pairs"] += pc.sum(pc.equal(table["pairing"], "artist")).as_py() or 0
         writer.write_batch(table)
     outputs = writer.close()
+    asset_outputs = writer.asset_outputs()
+    if writer.assets is not None:
+        counts.update(assets=writer.assets.count, asset_bytes=writer.assets.bytes)
     data_files = [rel for rel, _ in outputs]
     card = card_text(project=snapshot.project, definition=d, definition_sha256=snapshot.definition_sha256,
-                     counts=counts, data_files=data_files, checkpoints=sorted(checkpoints), rounds=sorted(rounds))
+                     counts=counts, data_files=data_files, checkpoints=sorted(checkpoints), rounds=sorted(rounds),
+                     asset_files=[rel for rel, _ in asset_outputs])
     (folder / "README.md").write_text(card, encoding="utf-8")
-    return {"files": [("README.md", folder / "README.md"), *outputs], "counts": counts,
+    return {"files": [("README.md", folder / "README.md"), *outputs, *asset_outputs], "counts": counts,
             "items_seen": seen["items"]}
 
 

@@ -7,9 +7,14 @@ Files go to a local temporary folder; the service hashes and stores them.
 
 Writers take rows as Arrow tables (`write_batch`, one per batch of items, ROW_SCHEMAS of
 `schema`): Parquet stays columnar end to end; WebDataset and JSONL write one row at a time.
+
+Referenced layout (`assets="referenced"`): `Assets` turns each file column into the sha256 of
+its bytes and hands each asset, the first time a row refers to it, to an asset sink (Parquet
+rows under assets/ or members of assets-*.tar); the rows keep only the sha256.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import posixpath
@@ -23,7 +28,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from django.core.files.storage import default_storage
 
-from engine.exports.schema import FILE, FILE_COLUMNS, SCHEMAS, hf_features  # noqa: F401 (SCHEMAS: tests)
+from engine.exports.schema import (  # noqa: F401 (SCHEMAS: tests)
+    ASSET_SCHEMA, FILE, FILE_COLUMNS, REF_SCHEMAS, SCHEMAS, hf_features,
+)
 
 ROW_GROUP_ROWS = 2048
 ROW_GROUP_BYTES = 64 * 1024 * 1024
@@ -59,15 +66,165 @@ class FileCache:
             self.used -= len(old)
         return data
 
+    def read(self, name: str) -> bytes:
+        """A file's bytes, past the cache (a referenced snapshot reads each asset once)."""
+        try:
+            path = default_storage.path(name)
+        except NotImplementedError:  # remote storage (S3)
+            with default_storage.open(name, "rb") as handle:
+                return handle.read()
+        with open(path, "rb") as handle:
+            return handle.read()
+
+
+ASSET_GROUP_BYTES = 1024 * 1024  # an asset row group: what a random read of one asset costs at most
+ASSET_GROUP_ROWS = 256
+
+
+class ParquetAssets:
+    """assets/assets-NNNNNN.parquet: ASSET_SCHEMA rows in small row groups (cheap random reads)."""
+
+    def __init__(self, *, folder: Path, shard_bytes: int):
+        self.folder, self.shard_bytes = folder, shard_bytes
+        self.outputs: list[tuple[str, Path]] = []
+        self.writer, self.shard_size = None, 0
+        self.rows: list[list] = [[], [], [], []]
+        self.pending = 0
+
+    def add(self, sha: str, kind: str, extension: str, data: bytes) -> None:
+        for column, value in zip(self.rows, (sha, kind, extension, data)):
+            column.append(value)
+        self.pending += len(data)
+        if self.pending >= ASSET_GROUP_BYTES or len(self.rows[0]) >= ASSET_GROUP_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self.rows[0]:
+            return
+        if self.writer is None:
+            rel = f"assets/assets-{len(self.outputs):06d}.parquet"
+            local = self.folder / rel
+            local.parent.mkdir(parents=True, exist_ok=True)
+            self.outputs.append((rel, local))
+            self.writer = pq.ParquetWriter(local, ASSET_SCHEMA, compression="zstd", compression_level=3,
+                                           use_dictionary=["kind", "extension"], write_statistics=False,
+                                           version="2.6", data_page_version="1.0")
+            self.shard_size = 0
+        self.writer.write_table(pa.Table.from_arrays([pa.array(c, f.type) for c, f in zip(self.rows, ASSET_SCHEMA)],
+                                                     schema=ASSET_SCHEMA), row_group_size=len(self.rows[0]))
+        self.shard_size += self.pending
+        self.rows, self.pending = [[], [], [], []], 0
+        if self.shard_size >= self.shard_bytes:
+            self.writer.close()
+            self.writer = None
+
+    def close(self) -> list[tuple[str, Path]]:
+        self._flush()
+        if self.writer is not None:
+            self.writer.close()
+        return self.outputs
+
+
+def _tar_add(tar, name: str, data: bytes) -> int:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = len(data), 0, 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    tar.addfile(info, io.BytesIO(data))
+    return 512 + len(data)
+
+
+class TarAssets:
+    """assets-NNNNNN.tar beside the row shards: one member `<sha256>.<ext>` per asset."""
+
+    def __init__(self, *, folder: Path, shard_bytes: int):
+        self.folder, self.shard_bytes = folder, shard_bytes
+        self.outputs: list[tuple[str, Path]] = []
+        self.tar = self.handle = None
+        self.shard_size = 0
+
+    def add(self, sha: str, kind: str, extension: str, data: bytes) -> None:
+        if self.tar is None:
+            rel = f"assets-{len(self.outputs):06d}.tar"
+            self.outputs.append((rel, self.folder / rel))
+            self.handle = open(self.folder / rel, "wb")
+            self.tar = tarfile.open(fileobj=self.handle, mode="w", format=tarfile.USTAR_FORMAT)
+            self.shard_size = 0
+        self.shard_size += _tar_add(self.tar, f"{sha}.{extension}", data)
+        if self.shard_size >= self.shard_bytes:
+            self._close_shard()
+
+    def _close_shard(self) -> None:
+        self.tar.close()
+        self.handle.close()
+        self.tar = self.handle = None
+
+    def close(self) -> list[tuple[str, Path]]:
+        if self.tar is not None:
+            self._close_shard()
+        return self.outputs
+
+
+class Assets:
+    """A referenced snapshot's assets: each stored file once, keyed by the sha256 of its bytes.
+
+    Stored names are content-addressed (`<folder>/<sha[:2]>/<sha>.<ext>`), so a name seen before
+    needs no read; a new one is read, hashed (the key is what the bytes hash to, whatever the name
+    says) and handed to the sink. Memory: one set entry per asset (about 150 bytes).
+    """
+
+    def __init__(self, *, sink, files: FileCache):
+        self.sink, self.files = sink, files
+        self.seen: set[str] = set()
+        self.renamed: dict[str, str] = {}  # names whose stem is not their bytes' sha256 (rare)
+        self.count = self.bytes = 0
+
+    def ref(self, name: str | None, kind: str) -> str | None:
+        if name is None:
+            return None
+        base = posixpath.basename(name)
+        stem, ext = posixpath.splitext(base)
+        key = self.renamed.get(name, stem)
+        if key in self.seen:
+            return key
+        data = self.files.read(name)
+        sha = hashlib.sha256(data).hexdigest()
+        if sha != stem:
+            self.renamed[name] = sha
+        if sha not in self.seen:
+            self.seen.add(sha)
+            self.sink.add(sha, kind, ext.lstrip(".") or "bin", data)
+            self.count += 1
+            self.bytes += len(data)
+        return sha
+
+    def table(self, table: pa.Table, file_columns: dict) -> pa.Table:
+        """The rows with each file column's storage names replaced by sha256s (each distinct name once)."""
+        for column, feature in file_columns.items():
+            encoded = pc.dictionary_encode(table.column(column)).combine_chunks()
+            kind = "image" if feature == "Image" else "mesh"
+            keys = pa.array([self.ref(n, kind) for n in encoded.dictionary.to_pylist()], pa.string())
+            table = table.set_column(table.schema.get_field_index(column), column, keys.take(encoded.indices))
+        return table
+
 
 class _ShardedWriter:
     extension = ""
 
-    def __init__(self, *, kind: str, folder: Path, shard_bytes: int, files: FileCache, prefix: str = "train"):
+    asset_sink = None
+
+    def __init__(self, *, kind: str, folder: Path, shard_bytes: int, files: FileCache, prefix: str = "train",
+                 assets: str = "embedded"):
         self.kind, self.folder, self.shard_bytes, self.files, self.prefix = kind, folder, shard_bytes, files, prefix
         self.outputs: list[tuple[str, Path]] = []  # (path in the dataset, local file)
         self.shard_size = 0
         self.rows = 0
+        self.assets = None
+        if assets == "referenced":
+            self.assets = Assets(sink=self.asset_sink(folder=folder, shard_bytes=shard_bytes), files=files)
+
+    def asset_outputs(self) -> list[tuple[str, Path]]:
+        return self.assets.sink.close() if self.assets is not None else []
 
     def _next_path(self) -> tuple[str, Path]:
         rel = self.rel_path(len(self.outputs))
@@ -81,7 +238,9 @@ class _ShardedWriter:
         return f"data/{self.prefix}-{index:06d}.{self.extension}"
 
     def write_batch(self, table: pa.Table) -> None:
-        """Rows one at a time, as dicts (file columns hold storage names)."""
+        """Rows one at a time, as dicts (file columns hold storage names, or sha256s when referenced)."""
+        if self.assets is not None:
+            table = self.assets.table(table, FILE_COLUMNS[self.kind])
         for row in table.to_pylist():
             self.write(row)
 
@@ -94,12 +253,15 @@ class ParquetWriter(_ShardedWriter):
     shard_bytes. Each file is read once per row group and shared by its rows through `take`."""
 
     extension = "parquet"
+    asset_sink = ParquetAssets
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.schema = SCHEMAS[self.kind].with_metadata(
-            {b"huggingface": json.dumps({"info": {"features": hf_features(self.kind)}}, sort_keys=True).encode()})
-        self.file_columns = FILE_COLUMNS[self.kind]
+        layout = "embedded" if self.assets is None else "referenced"
+        schema = SCHEMAS[self.kind] if self.assets is None else REF_SCHEMAS[self.kind]
+        self.schema = schema.with_metadata({b"huggingface": json.dumps(
+            {"info": {"features": hf_features(self.kind, layout)}}, sort_keys=True).encode()})
+        self.file_columns = FILE_COLUMNS[self.kind] if self.assets is None else {}
         self.writer = None
         self.pending: list[pa.Table] = []  # slices of row tables, the next row group
         self.pending_rows = 0
@@ -127,6 +289,8 @@ class ParquetWriter(_ShardedWriter):
         shard_size holds the closed shard's size until the next shard opens, so each later
         shard starts with a one-row row group.
         """
+        if self.assets is not None:
+            table = self.assets.table(table, FILE_COLUMNS[self.kind])
         start = 0
         for i, size in enumerate(self._row_sizes(table)):
             self.pending_rows += 1
@@ -185,9 +349,11 @@ def row_json(row: dict) -> bytes:
 
 class WebDatasetWriter(_ShardedWriter):
     """One sample per row: <key>.json, <key>.image.<ext>, and <key>.mesh.glb (SFT) or
-    <key>.chosen.glb and <key>.rejected.glb (DPO). Keys hold no dots."""
+    <key>.chosen.glb and <key>.rejected.glb (DPO). Keys hold no dots.
+    Referenced: <key>.json only (file fields hold sha256s), assets in assets-NNNNNN.tar."""
 
     extension = "tar"
+    asset_sink = TarAssets
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -199,12 +365,7 @@ class WebDatasetWriter(_ShardedWriter):
         return f"{self.prefix}-{index:06d}.tar"
 
     def _add(self, name: str, data: bytes) -> None:
-        info = tarfile.TarInfo(name)
-        info.size, info.mtime, info.mode = len(data), 0, 0o644
-        info.uid = info.gid = 0
-        info.uname = info.gname = ""
-        self.tar.addfile(info, io.BytesIO(data))
-        self.shard_size += 512 + len(data)
+        self.shard_size += _tar_add(self.tar, name, data)
 
     def write(self, row: dict) -> None:
         if self.tar is None:
@@ -213,7 +374,7 @@ class WebDatasetWriter(_ShardedWriter):
             self.tar = tarfile.open(fileobj=self.handle, mode="w", format=tarfile.USTAR_FORMAT)
         key = row["key"]
         meta = dict(row)
-        for column in self.file_columns:
+        for column in (self.file_columns if self.assets is None else ()):
             name = row[column]
             ext = posixpath.splitext(name)[1] or ".bin"
             field = column.removesuffix("_mesh") if column != "mesh" else "mesh"  # chosen, rejected

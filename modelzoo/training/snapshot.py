@@ -5,6 +5,8 @@ A folder holds `README.md` (the dataset card, with the provenance in its YAML fr
 and `data/train-*.parquet`. The kind comes from the columns: SFT rows have `mesh`, DPO rows
 have `chosen_mesh` and `rejected_mesh`. Images and meshes are embedded as bytes; masks are
 COCO compressed RLE, decoded with pycocotools as any COCO reader would.
+A referenced snapshot (`assets/assets-*.parquet` beside `data/`) holds each photo and mesh once;
+its rows' file columns (sha256s) are resolved here into the same {bytes, path} as embedded ones.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from modelzoo.builtin.data import crop_single, mask_box
 from modelzoo.builtin.layout import box_features
 from modelzoo.generators.base import Layout, default_intrinsics
 from modelzoo.mesh.glb import read_glb
+from modelzoo.training.loaders import FILE_FIELDS, ParquetAssets
 
 
 class TrainingError(ValueError):
@@ -76,6 +79,16 @@ def open_snapshot(path: str) -> Snapshot:
     else:
         raise TrainingError(f"{path}: neither an SFT nor a DPO snapshot (columns: {sorted(columns)}).")
     rows = [r for t in tables for r in t.to_pylist()]
+    asset_shards = sorted(glob.glob(os.path.join(path, "assets", "*.parquet")))
+    if asset_shards:  # referenced: each asset once; rows share its bytes object
+        assets, resolved = ParquetAssets(asset_shards), {}
+        for r in rows:
+            for column in FILE_FIELDS:
+                sha = r.get(column)
+                if isinstance(sha, str):
+                    if sha not in resolved:
+                        resolved[sha] = assets.file(sha)
+                    r[column] = resolved[sha]
     sidecar = os.path.join(path, "intrinsics.json")
     if os.path.exists(sidecar):  # {image_sha256: 3x3}, written by the engine for photos with intrinsics
         cameras = json.load(open(sidecar))

@@ -18,7 +18,7 @@ def build(project, **kwargs):
 def test_parquet_loads_with_datasets_decoding_images_and_meshes(world, tmp_path):
     import datasets
 
-    snap = build(world.project, kind="dpo", format="parquet", shard_bytes=4096)
+    snap = build(world.project, kind="dpo", format="parquet", shard_bytes=4096, assets="embedded")
     folder = download(snap, tmp_path)
     ds = datasets.load_dataset("parquet", data_files=str(folder / "data" / "train-*.parquet"), split="train",
                                cache_dir=str(tmp_path / "hf"))
@@ -61,7 +61,7 @@ def test_webdataset_loads(world, tmp_path):
 def test_dpo_webdataset_has_both_meshes(world, tmp_path):
     import webdataset as wds
 
-    snap = build(world.project, kind="dpo", format="webdataset")
+    snap = build(world.project, kind="dpo", format="webdataset", assets="embedded")
     folder = download(snap, tmp_path)
     samples = list(wds.WebDataset(str(folder / "train-000000.tar"), shardshuffle=False, empty_check=False))
     assert len(samples) == snap.rows_total
