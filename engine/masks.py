@@ -4,8 +4,15 @@ COCO RLE is column-major (Fortran order) run lengths that start with a run of ze
 The compressed string form is pycocotools' `rleToString`: LEB128-like, 5 bits per
 character offset by 48, each count after the second stored as a difference from the
 count two places before it.
+
+Ingest never needs a mask's pixels when it arrives as RLE (SA-1B, COCO): `rle_summary` checks
+the runs, and gives the canonical string, the area and the bbox from them alone; the string
+codecs are vectorised (a 2250x1500 SAM mask is about a thousand characters), with the plain
+loop kept as the reference and as the path that words the error for malformed input.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image as PILImage
@@ -28,7 +35,8 @@ def rle_counts_from_mask(mask: np.ndarray) -> list[int]:
     return counts
 
 
-def mask_from_rle_counts(counts: list[int], height: int, width: int) -> np.ndarray:
+def _checked_counts(counts, height: int, width: int) -> np.ndarray:
+    """Run lengths as int64, or MaskError: integers from 0 to H*W that add up to H*W."""
     total = height * width
     try:
         arr = np.asarray(counts, dtype=np.int64)
@@ -40,13 +48,19 @@ def mask_from_rle_counts(counts: list[int], height: int, width: int) -> np.ndarr
         raise MaskError(f"RLE counts add up to more than the {total} pixels of the size {height}x{width}.")
     if int(arr.sum()) != total:
         raise MaskError(f"RLE counts add up to {int(arr.sum())} pixels but the size {height}x{width} has {total}.")
+    return arr
+
+
+def mask_from_rle_counts(counts: list[int], height: int, width: int) -> np.ndarray:
+    arr = _checked_counts(counts, height, width)
     values = np.zeros(arr.size, dtype=bool)
     values[1::2] = True
     flat = np.repeat(values, arr)
     return flat.reshape((height, width), order="F")
 
 
-def rle_string_from_counts(counts: list[int]) -> str:
+def _rle_string_loop(counts: list[int]) -> str:
+    """The reference encoder (pycocotools' rleToString, one count at a time)."""
     out = []
     for i, count in enumerate(counts):
         x = int(count)
@@ -63,7 +77,8 @@ def rle_string_from_counts(counts: list[int]) -> str:
     return "".join(out)
 
 
-def rle_counts_from_string(text: str) -> list[int]:
+def _rle_counts_loop(text: str) -> list[int]:
+    """The reference decoder (pycocotools' rleFrString): Python integers, exact error messages."""
     counts: list[int] = []
     p = 0
     n = len(text)
@@ -89,6 +104,76 @@ def rle_counts_from_string(text: str) -> list[int]:
     return counts
 
 
+_MAX_CHUNKS = 12  # 60 bits: every count of a real image; longer numbers take the reference loop
+
+
+def rle_counts_from_string(text: str) -> list[int]:
+    return _counts_array_from_string(text).tolist()
+
+
+def _counts_array_from_string(text: str) -> np.ndarray:
+    return _decoded_string(text)[0]
+
+
+def _decoded_string(text: str) -> tuple[np.ndarray, bool]:
+    """COCO compressed RLE string -> (the run lengths as int64, whether every number is written in
+    as few characters as the encoder writes it), vectorised. Anything unusual (a character outside
+    the alphabet, a truncated number, a number over 60 bits) is decoded by the reference loop,
+    which raises the worded MaskError or returns the exact values."""
+    try:
+        chars = np.frombuffer(text.encode("ascii"), dtype=np.uint8).astype(np.int64) - 48
+    except UnicodeEncodeError:
+        return np.asarray(_rle_counts_loop(text), dtype=object), False
+    if chars.size == 0:
+        return np.zeros(0, dtype=np.int64), True
+    more = (chars & 0x20) != 0
+    if chars.min() < 0 or chars.max() > 63 or more[-1]:
+        return np.asarray(_rle_counts_loop(text), dtype=object), False
+    ends = np.flatnonzero(~more)  # the last character of each number
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    lengths = ends - starts + 1
+    if lengths.max() > _MAX_CHUNKS:
+        return np.asarray(_rle_counts_loop(text), dtype=object), False
+    shift = 5 * (np.arange(chars.size) - np.repeat(starts, lengths))
+    values = np.add.reduceat((chars & 0x1F) << shift, starts)
+    negative = (chars[ends] & 0x10) != 0
+    values[negative] |= np.left_shift(-1, 5 * lengths[negative])
+    # A number's last character is redundant when it only repeats the sign of the one before
+    # (0 after a positive chunk, 31 after a negative one): the encoder would have stopped earlier.
+    long = ends[lengths > 1]
+    last, before_negative = chars[long] & 0x1F, (chars[long - 1] & 0x10) != 0
+    minimal = not np.any(np.where(before_negative, last == 0x1F, last == 0))
+    # counts[i] += counts[i - 2] for i > 2: running sums over the odd places and the even ones from 2
+    values[1::2] = np.cumsum(values[1::2])
+    values[2::2] = np.cumsum(values[2::2])
+    return values, minimal
+
+
+def rle_string_from_counts(counts) -> str:
+    """Run lengths -> COCO compressed RLE string (pycocotools' rleToString), vectorised."""
+    try:
+        x = np.asarray(counts, dtype=np.int64)
+    except OverflowError:
+        return _rle_string_loop(counts)
+    if x.size == 0:
+        return ""
+    diff = x.copy()
+    diff[3:] -= x[1:-2]  # from the fourth count on, the difference from the count two places back
+    chars = np.zeros((x.size, 13), dtype=np.uint8)  # 13 chunks of 5 bits hold any int64
+    emitted = np.zeros((x.size, 13), dtype=bool)
+    active = np.ones(x.size, dtype=bool)
+    for j in range(13):
+        c = diff & 0x1F
+        diff = diff >> 5
+        more = active & np.where((c & 0x10) != 0, diff != -1, diff != 0)
+        chars[:, j] = c + 48 + (more << 5)
+        emitted[:, j] = active
+        active = more
+        if not active.any():
+            break
+    return chars[emitted].tobytes().decode("ascii")
+
+
 def encode(mask: np.ndarray) -> str:
     """Binary mask (H x W) -> COCO compressed RLE string."""
     return rle_string_from_counts(rle_counts_from_mask(mask))
@@ -96,23 +181,92 @@ def encode(mask: np.ndarray) -> str:
 
 def decode(counts: str, height: int, width: int) -> np.ndarray:
     """COCO compressed RLE string -> binary mask (H x W, bool)."""
-    return mask_from_rle_counts(rle_counts_from_string(counts), height, width)
+    return mask_from_rle_counts(_counts_array_from_string(counts), height, width)
+
+
+@dataclass(frozen=True)
+class RleSummary:
+    """What ingest stores of a mask: its canonical compressed RLE, its area and COCO bbox."""
+
+    counts: str
+    area: int
+    bbox: list[float]
+
+
+def canonical_counts(counts: np.ndarray) -> np.ndarray:
+    """Valid run lengths -> the ones `rle_counts_from_mask` gives for the same pixels: runs of
+    zero length inside merge their neighbours, trailing zeros go (a leading 0 stays, meaning
+    the first pixel is the object's)."""
+    if counts.size <= 1 or counts[1:].all():
+        return counts
+    values = (np.arange(counts.size) & 1)[counts > 0]
+    lengths = counts[counts > 0]
+    starts = np.flatnonzero(np.concatenate(([True], values[1:] != values[:-1])))
+    runs = np.add.reduceat(lengths, starts)
+    return runs if values[0] == 0 else np.concatenate(([0], runs))
+
+
+def rle_summary(counts: np.ndarray, height: int, width: int, *, text: str | None = None) -> RleSummary:
+    """The summary of a mask from its (checked) run lengths, without drawing its pixels; the area
+    is 0 for an empty mask (the bbox then [0, 0, 0, 0]). `text`: the string these counts were
+    decoded from, when it is written as the encoder writes it (it is then the canonical string
+    if the counts are canonical, and is not encoded again)."""
+    counts = np.asarray(counts, dtype=np.int64)
+    runs = canonical_counts(counts)
+    string = text if text is not None and runs is counts else rle_string_from_counts(runs)
+    fg = runs[1::2]
+    area = int(fg.sum())
+    if area == 0:
+        return RleSummary(counts=string, area=0, bbox=[0.0, 0.0, 0.0, 0.0])
+    first = (np.cumsum(runs) - runs)[1::2]  # the first pixel of each object run (column-major)
+    last = first + fg - 1
+    col_first, row_first = np.divmod(first, height)
+    col_last, row_last = np.divmod(last, height)
+    one_column = col_first == col_last  # a run over two columns or more covers the top and bottom rows
+    top = int(np.where(one_column, row_first, 0).min())
+    bottom = int(np.where(one_column, row_last, height - 1).max())
+    left, right = int(col_first.min()), int(col_last.max())
+    return RleSummary(counts=string, area=area,
+                      bbox=[float(left), float(top), float(right - left + 1), float(bottom - top + 1)])
+
+
+def summary_from_mask(mask: np.ndarray) -> RleSummary:
+    height, width = mask.shape
+    return rle_summary(np.asarray(rle_counts_from_mask(mask), dtype=np.int64), height, width)
+
+
+def rle_summary_from_coco_segmentation(segmentation, height: int, width: int) -> RleSummary:
+    """A COCO `segmentation` (polygons, uncompressed or compressed RLE) -> its summary; an RLE is
+    checked and summarised from its runs, never drawn."""
+    if isinstance(segmentation, dict):
+        counts = _rle_counts_of(segmentation, height, width)
+        text = None
+        if isinstance(counts, tuple):  # a string: (runs, written as the encoder writes it)
+            counts, minimal = counts
+            text = segmentation["counts"] if minimal else None
+        return rle_summary(_checked_counts(counts, height, width), height, width, text=text)
+    return summary_from_mask(mask_from_coco_segmentation(segmentation, height, width))
+
+
+def _rle_counts_of(segmentation: dict, height: int, width: int):
+    size = segmentation.get("size")
+    counts = segmentation.get("counts")
+    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) for v in size)):
+        raise MaskError("RLE 'size' must be [height, width] as two integers.")
+    if list(size) != [height, width]:
+        raise MaskError(f"RLE size {size[0]}x{size[1]} differs from the image's {height}x{width}.")
+    if isinstance(counts, str):
+        return _decoded_string(counts)
+    if isinstance(counts, list) and all(isinstance(v, int) for v in counts):
+        return counts
+    raise MaskError("RLE 'counts' must be a string (compressed) or a list of integers (uncompressed).")
 
 
 def mask_from_coco_segmentation(segmentation, height: int, width: int) -> np.ndarray:
     """A COCO `segmentation` (polygons, uncompressed RLE or compressed RLE) -> binary mask."""
     if isinstance(segmentation, dict):
-        size = segmentation.get("size")
-        counts = segmentation.get("counts")
-        if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) for v in size)):
-            raise MaskError("RLE 'size' must be [height, width] as two integers.")
-        if list(size) != [height, width]:
-            raise MaskError(f"RLE size {size[0]}x{size[1]} differs from the image's {height}x{width}.")
-        if isinstance(counts, str):
-            return decode(counts, height, width)
-        if isinstance(counts, list) and all(isinstance(v, int) for v in counts):
-            return mask_from_rle_counts(counts, height, width)
-        raise MaskError("RLE 'counts' must be a string (compressed) or a list of integers (uncompressed).")
+        counts = _rle_counts_of(segmentation, height, width)
+        return mask_from_rle_counts(counts[0] if isinstance(counts, tuple) else counts, height, width)
     if isinstance(segmentation, list):
         return mask_from_polygons(segmentation, height, width)
     raise MaskError("'segmentation' must be a list of polygons or an RLE object.")

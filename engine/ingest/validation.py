@@ -52,7 +52,7 @@ class ValidImage:
     width: int
     height: int
     extension: str
-    pil: PILImage.Image
+    pil: PILImage.Image  # the decoded pixels, for the thumbnail; a JPEG's at a reduced scale
 
 
 @dataclass
@@ -65,10 +65,16 @@ class ValidMask:
     provenance: dict
 
 
-def _pil_decoded(data: bytes, where: str, *, formats, what: str, formats_text: str) -> PILImage.Image:
+def _pil_decoded(data: bytes, where: str, *, formats, what: str, formats_text: str,
+                 draft: tuple[int, int] | None = None) -> PILImage.Image:
     """The decoded image, or IngestRejected saying what is wrong. The size is checked from the
     header before decoding (INGEST_MAX_PIXELS; PIL's own bomb guard as well), so a small file
-    that declares a huge image is refused without being decoded."""
+    that declares a huge image is refused without being decoded.
+
+    `draft`: a JPEG is decoded at the smallest scale (1/2, 1/4, 1/8) still at least that size;
+    every byte of its data is still read (a truncated or corrupt file is refused just the same),
+    only the inverse DCT and colour conversion of the full size are saved. The header's size is
+    kept in `pil.info["header_size"]`."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", PILImage.DecompressionBombWarning)
@@ -81,6 +87,9 @@ def _pil_decoded(data: bytes, where: str, *, formats, what: str, formats_text: s
                 )
             if pil.format not in formats:
                 raise IngestRejected(f"{where}: format {pil.format} is not accepted; {formats_text}.")
+            pil.info["header_size"] = (width, height)
+            if draft is not None and pil.format == "JPEG":
+                pil.draft("RGB" if pil.mode not in ("RGB", "L") else pil.mode, draft)
             pil.load()
     except IngestRejected:
         raise
@@ -96,9 +105,12 @@ def _pil_decoded(data: bytes, where: str, *, formats, what: str, formats_text: s
 def validate_image(data: bytes, name: str) -> ValidImage:
     if not data:
         raise IngestRejected(f"{name}: the file is empty.")
+    # Ingest keeps the file as it came and draws only the thumbnail from the pixels: a JPEG is
+    # decoded at the scale PIL's thumbnail() would draft it to (twice the thumbnail's size).
+    thumb = 2 * settings.THUMBNAIL_SIZE
     pil = _pil_decoded(data, name, formats=ALLOWED_FORMATS, what="an image (JPEG, PNG or WebP expected)",
-                       formats_text="use JPEG, PNG or WebP")
-    width, height, fmt = *pil.size, pil.format
+                       formats_text="use JPEG, PNG or WebP", draft=(thumb, thumb))
+    (width, height), fmt = pil.info["header_size"], pil.format
     if width < 8 or height < 8:
         raise IngestRejected(f"{name}: {width}x{height} is too small; at least 8x8 pixels.")
     if pil.mode not in ("RGB", "L"):
@@ -114,31 +126,33 @@ def validate_image(data: bytes, name: str) -> ValidImage:
 
 
 def validate_mask(mask_input: MaskInput, width: int, height: int, image_name: str) -> ValidMask:
+    """A mask checked and summarised once: an RLE (SA-1B, COCO) from its runs, without drawing its
+    pixels; a PNG, a polygon or an array from its pixels."""
     where = f"{image_name}, mask {mask_input.source_name}"
     try:
-        if mask_input.png_bytes is not None:
-            array = _png_mask(mask_input.png_bytes, where)
-        elif mask_input.segmentation is not None:
-            array = mask_codec.mask_from_coco_segmentation(mask_input.segmentation, height, width)
-        elif mask_input.array is not None:
-            array = np.asarray(mask_input.array, dtype=bool)
+        if mask_input.segmentation is not None and mask_input.png_bytes is None:
+            summary = mask_codec.rle_summary_from_coco_segmentation(mask_input.segmentation, height, width)
         else:
-            raise IngestRejected(f"{where}: no mask data.")
+            if mask_input.png_bytes is not None:
+                array = _png_mask(mask_input.png_bytes, where)
+            elif mask_input.array is not None:
+                array = np.asarray(mask_input.array, dtype=bool)
+            else:
+                raise IngestRejected(f"{where}: no mask data.")
+            if array.shape != (height, width):
+                raise IngestRejected(
+                    f"{where}: the mask is {array.shape[1]}x{array.shape[0]} but the image is {width}x{height}."
+                )
+            summary = mask_codec.summary_from_mask(array)
     except mask_codec.MaskError as exc:
         raise IngestRejected(f"{where}: {exc}") from None
-    if array.shape != (height, width):
-        raise IngestRejected(
-            f"{where}: the mask is {array.shape[1]}x{array.shape[0]} but the image is {width}x{height}."
-        )
-    area = int(array.sum())
-    if area == 0:
+    if summary.area == 0:
         raise IngestRejected(f"{where}: the mask is empty (no object pixels).")
-    counts = mask_codec.encode(array)
     return ValidMask(
-        rle_counts=counts,
-        rle_sha256=sha256_bytes(counts.encode()),
-        bbox=mask_codec.bbox_of(array),
-        area=area,
+        rle_counts=summary.counts,
+        rle_sha256=sha256_bytes(summary.counts.encode()),
+        bbox=summary.bbox,
+        area=summary.area,
         label=(mask_input.label or "")[:200],
         provenance=mask_input.provenance,
     )

@@ -101,6 +101,11 @@ def truncated_png() -> bytes:
     return data[: len(data) // 2]
 
 
+def truncated_jpeg() -> bytes:
+    data = builders.photo_bytes(1200, 800, fmt="JPEG")  # decoded at a reduced scale: every byte still read
+    return data[: len(data) - 2000]
+
+
 def grey_values_png() -> bytes:
     arr = np.zeros((48, 64), np.uint8)
     arr[5:20, 5:20] = 128
@@ -112,6 +117,7 @@ def grey_values_png() -> bytes:
 
 BAD_ITEMS = {
     "truncated image": (lambda: item(image_bytes=truncated_png()), "truncated or corrupt"),
+    "truncated jpeg": (lambda: item(image_bytes=truncated_jpeg()), "truncated or corrupt"),
     "not an image": (lambda: item(image_bytes=b"%PDF-1.4 not a picture"), "not an image"),
     "empty file": (lambda: item(image_bytes=b""), "empty"),
     "gif": (lambda: item(image_bytes=builders.photo_bytes(fmt="GIF")), "format GIF is not accepted"),
@@ -160,6 +166,24 @@ def test_bad_item_is_rejected_with_its_reason_and_nothing_is_kept(project, case)
         ingest_item(project=project, item=make())
     assert not Image.objects.filter(project=project).exists()
     assert not ObjectMask.objects.exists()
+
+
+def test_a_large_jpeg_keeps_its_size_and_gets_a_thumbnail(project, settings):
+    """A JPEG is decoded at the scale its thumbnail needs; the row still has the photo's own size."""
+    from django.core.files.storage import default_storage
+
+    photo = builders.photo_bytes(1200, 800, fmt="JPEG")
+    mask = np.zeros((800, 1200), bool)
+    mask[100:300, 200:500] = True
+    outcome = ingest_item(project=project, item=item(image_bytes=photo, masks=[
+        MaskInput(source_name="a1", segmentation={"size": [800, 1200], "counts": mask_codec.encode(mask)})]))
+    row = outcome.image
+    assert (row.width, row.height, row.format) == (1200, 800, "jpg")
+    with default_storage.open(row.thumbnail.name) as f:
+        thumb = PILImage.open(f)
+        assert thumb.size == (settings.THUMBNAIL_SIZE, round(settings.THUMBNAIL_SIZE * 2 / 3))
+    stored = row.masks.get()
+    assert (stored.area, stored.bbox) == (200 * 300, [200.0, 100.0, 300.0, 200.0])
 
 
 def test_decompression_bomb_is_refused_before_decoding(project, settings):

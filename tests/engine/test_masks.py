@@ -59,3 +59,54 @@ def test_bad_polygons_are_refused(polygons):
 def test_uncompressed_rle_counts_beyond_the_image_are_refused(counts, message):
     with pytest.raises(masks.MaskError, match=message):
         masks.mask_from_coco_segmentation({"size": [2, 2], "counts": counts}, 2, 2)
+
+
+def _random_mask(rng) -> np.ndarray:
+    h, w = (int(v) for v in rng.integers(1, 80, size=2))
+    if rng.random() < 0.5:
+        return rng.random((h, w)) < rng.random()
+    mask = np.zeros((h, w), bool)  # a block: runs over several columns, top and bottom rows
+    mask[rng.integers(h):rng.integers(h) + 1 + h // 2, rng.integers(w):] = True
+    return mask
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_vectorised_codecs_match_pycocotools_and_the_reference_loops(seed):
+    from pycocotools import mask as coco_mask
+
+    rng = np.random.default_rng(seed)
+    for _ in range(60):
+        mask = _random_mask(rng)
+        reference = coco_mask.encode(np.asfortranarray(mask.astype(np.uint8)))["counts"].decode()
+        counts = masks.rle_counts_from_mask(mask)
+        assert masks.encode(mask) == reference == masks._rle_string_loop(counts)
+        assert masks.rle_counts_from_string(reference) == masks._rle_counts_loop(reference) == counts
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_rle_summary_is_what_the_pixels_give_without_drawing_them(seed):
+    """Ingest summarises an RLE from its runs: the same string, area and bbox as decoding it to
+    pixels and encoding them again, for canonical input and for input that is not (runs of zero
+    length, a number written with a redundant character)."""
+    rng = np.random.default_rng(seed)
+    for _ in range(60):
+        mask = _random_mask(rng)
+        if not mask.any():
+            continue
+        h, w = mask.shape
+        expected = (masks.encode(mask), int(mask.sum()), masks.bbox_of(mask))
+        counts = masks.rle_counts_from_mask(mask)
+        padded = counts[:1] + [x for c in counts[1:] for x in (c, 0, 0)] + [0]  # same pixels
+        first = ord(expected[0][0]) - 48
+        redundant = [chr(first + 48 + 0x20) + "0" + expected[0][1:]] if first < 0x10 else []
+        for given in [expected[0], padded, masks._rle_string_loop(padded), *redundant]:
+            summary = masks.rle_summary_from_coco_segmentation({"size": [h, w], "counts": given}, h, w)
+            assert (summary.counts, summary.area, summary.bbox) == expected, given
+
+
+def test_rle_summary_of_a_mask_across_the_last_column():
+    mask = np.zeros((2000, 3000), bool)
+    mask[1500:, 2998:] = True
+    summary = masks.rle_summary_from_coco_segmentation({"size": [2000, 3000], "counts": masks.encode(mask)},
+                                                       2000, 3000)
+    assert summary.area == 1000 and summary.bbox == [2998.0, 1500.0, 2.0, 500.0]
