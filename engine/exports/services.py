@@ -151,18 +151,22 @@ def snapshot_files_write(*, snapshot: Snapshot, folder: Path, progress=None) -> 
     else:
         batches, group_key, checkpoint_columns = rows_mod.dpo_batches, "group_id", ["chosen_checkpoint",
                                                                                    "rejected_checkpoint"]
-    for table in batches(selection, progress=on_items):
-        counts["rows"] += table.num_rows
-        counts["items"] += pc.count_distinct(table[group_key]).as_py()  # an item's rows are all in one batch
-        rounds.update(pc.unique(table["round"]).to_pylist())
-        for column in checkpoint_columns:
-            checkpoints.update(c for c in pc.unique(table[column]).to_pylist() if c)
-        if d["kind"] == "sft":
-            counts["hard_case_rows"] += pc.sum(table["is_hard_case"]).as_py() or 0
-        else:
-            counts["ties"] += pc.sum(table["is_tie"]).as_py() or 0
-            counts["artist_pairs"] += pc.sum(pc.equal(table["pairing"], "artist")).as_py() or 0
-        writer.write_batch(table)
+    try:
+        for table in batches(selection, progress=on_items):
+            counts["rows"] += table.num_rows
+            counts["items"] += pc.count_distinct(table[group_key]).as_py()  # an item's rows are all in one batch
+            rounds.update(pc.unique(table["round"]).to_pylist())
+            for column in checkpoint_columns:
+                checkpoints.update(c for c in pc.unique(table[column]).to_pylist() if c)
+            if d["kind"] == "sft":
+                counts["hard_case_rows"] += pc.sum(table["is_hard_case"]).as_py() or 0
+            else:
+                counts["ties"] += pc.sum(table["is_tie"]).as_py() or 0
+                counts["artist_pairs"] += pc.sum(pc.equal(table["pairing"], "artist")).as_py() or 0
+            writer.write_batch(table)
+    except BaseException:
+        writer.abort()
+        raise
     outputs = writer.close()
     asset_outputs = writer.asset_outputs()
     if writer.assets is not None:

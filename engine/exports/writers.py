@@ -18,6 +18,9 @@ import hashlib
 import io
 import json
 import posixpath
+import queue
+import re
+import threading
 import tarfile
 from collections import OrderedDict
 from pathlib import Path
@@ -43,6 +46,7 @@ class FileCache:
     def __init__(self, budget: int = 64 * 1024 * 1024):
         self.budget, self.used, self.data = budget, 0, OrderedDict()
         self.sizes: dict[str, int] = {}  # outlives the bytes: a row-group budget needs sizes first
+        self._root = None  # MEDIA_ROOT on local storage, "" on remote storage
 
     def size(self, name: str) -> int:
         size = self.sizes.get(name)
@@ -67,13 +71,20 @@ class FileCache:
         return data
 
     def read(self, name: str) -> bytes:
-        """A file's bytes, past the cache (a referenced snapshot reads each asset once)."""
-        try:
-            path = default_storage.path(name)
-        except NotImplementedError:  # remote storage (S3)
+        """A file's bytes, past the cache (a referenced snapshot reads each asset once).
+
+        On local storage, straight from MEDIA_ROOT: the storage's own path check costs more than
+        the read. Names come from the engine's rows (content-addressed); one that could climb out
+        of the folder goes through the storage's check."""
+        if self._root is None:
+            try:
+                self._root = default_storage.path("")
+            except NotImplementedError:  # remote storage (S3)
+                self._root = ""
+        if not self._root or ".." in name or name.startswith("/"):
             with default_storage.open(name, "rb") as handle:
                 return handle.read()
-        with open(path, "rb") as handle:
+        with open(f"{self._root}/{name}", "rb") as handle:
             return handle.read()
 
 
@@ -106,9 +117,11 @@ class ParquetAssets:
             local = self.folder / rel
             local.parent.mkdir(parents=True, exist_ok=True)
             self.outputs.append((rel, local))
-            self.writer = pq.ParquetWriter(local, ASSET_SCHEMA, compression="zstd", compression_level=3,
-                                           use_dictionary=["kind", "extension"], write_statistics=False,
-                                           version="2.6", data_page_version="1.0")
+            # Bytes as they are (photos are PNG/JPEG already; no CPU spent, none on a random read).
+            self.writer = pq.ParquetWriter(local, ASSET_SCHEMA, compression={
+                "sha256": "zstd", "kind": "zstd", "extension": "zstd", "bytes": "none"},
+                use_dictionary=["kind", "extension"], write_statistics=False, version="2.6",
+                data_page_version="1.0")
             self.shard_size = 0
         self.writer.write_table(pa.Table.from_arrays([pa.array(c, f.type) for c, f in zip(self.rows, ASSET_SCHEMA)],
                                                      schema=ASSET_SCHEMA), row_group_size=len(self.rows[0]))
@@ -165,38 +178,76 @@ class TarAssets:
         return self.outputs
 
 
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_DONE = object()
+
+
 class Assets:
     """A referenced snapshot's assets: each stored file once, keyed by the sha256 of its bytes.
 
-    Stored names are content-addressed (`<folder>/<sha[:2]>/<sha>.<ext>`), so a name seen before
-    needs no read; a new one is read, hashed (the key is what the bytes hash to, whatever the name
-    says) and handed to the sink. Memory: one set entry per asset (about 150 bytes).
+    Stored names are content-addressed (`<folder>/<sha[:2]>/<sha>.<ext>`), so a row's key is its
+    name's stem and needs no read: one thread reads each new asset, checks that its bytes hash to
+    the key and hands it to the sink, while the rows go on being built (file reads, hashing and
+    Parquet writes release the GIL). A stored file that does not hash to its name fails the build
+    (the store is corrupt); a name that is not content-addressed is read and hashed here, first.
+    Assets reach the sink in the order rows first refer to them. Memory: a set entry per asset
+    (about 150 bytes) and at most QUEUE assets in flight.
     """
+
+    QUEUE = 256
 
     def __init__(self, *, sink, files: FileCache):
         self.sink, self.files = sink, files
         self.seen: set[str] = set()
-        self.renamed: dict[str, str] = {}  # names whose stem is not their bytes' sha256 (rare)
+        self.renamed: dict[str, str] = {}  # names that are not content-addressed -> their bytes' sha256
         self.count = self.bytes = 0
+        self.error: BaseException | None = None
+        self.queue: queue.Queue = queue.Queue(maxsize=self.QUEUE)
+        self.thread = threading.Thread(target=self._work, name="snapshot-assets", daemon=True)
+        self.thread.start()
+
+    def _work(self) -> None:
+        while True:
+            job = self.queue.get()
+            if job is _DONE:
+                return
+            if self.error is not None:
+                continue  # drain: the build fails at the next ref or at close
+            try:
+                name, key, kind, ext, data = job
+                if data is None:
+                    data = self.files.read(name)
+                    sha = hashlib.sha256(data).hexdigest()
+                    if sha != key:
+                        raise RuntimeError(f"Stored file {name} does not hash to its name (sha256 {sha}): "
+                                           "the file store is corrupt; restore the file, then rebuild.")
+                self.sink.add(key, kind, ext, data)
+                self.count += 1
+                self.bytes += len(data)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the building thread
+                self.error = exc
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            raise self.error
 
     def ref(self, name: str | None, kind: str) -> str | None:
         if name is None:
             return None
-        base = posixpath.basename(name)
-        stem, ext = posixpath.splitext(base)
+        stem, ext = posixpath.splitext(posixpath.basename(name))
         key = self.renamed.get(name, stem)
         if key in self.seen:
             return key
-        data = self.files.read(name)
-        sha = hashlib.sha256(data).hexdigest()
-        if sha != stem:
-            self.renamed[name] = sha
-        if sha not in self.seen:
-            self.seen.add(sha)
-            self.sink.add(sha, kind, ext.lstrip(".") or "bin", data)
-            self.count += 1
-            self.bytes += len(data)
-        return sha
+        data = None
+        if not _SHA256.fullmatch(key):
+            data = self.files.read(name)
+            key = self.renamed[name] = hashlib.sha256(data).hexdigest()
+            if key in self.seen:
+                return key
+        self._raise()
+        self.seen.add(key)
+        self.queue.put((name, key, kind, ext.lstrip(".") or "bin", data))
+        return key
 
     def table(self, table: pa.Table, file_columns: dict) -> pa.Table:
         """The rows with each file column's storage names replaced by sha256s (each distinct name once)."""
@@ -206,6 +257,17 @@ class Assets:
             keys = pa.array([self.ref(n, kind) for n in encoded.dictionary.to_pylist()], pa.string())
             table = table.set_column(table.schema.get_field_index(column), column, keys.take(encoded.indices))
         return table
+
+    def close(self) -> list[tuple[str, Path]]:
+        """Wait for the assets in flight; the sink's files."""
+        self.stop()
+        self._raise()
+        return self.sink.close()
+
+    def stop(self) -> None:
+        if self.thread.is_alive():
+            self.queue.put(_DONE)
+            self.thread.join()
 
 
 class _ShardedWriter:
@@ -224,7 +286,12 @@ class _ShardedWriter:
             self.assets = Assets(sink=self.asset_sink(folder=folder, shard_bytes=shard_bytes), files=files)
 
     def asset_outputs(self) -> list[tuple[str, Path]]:
-        return self.assets.sink.close() if self.assets is not None else []
+        return self.assets.close() if self.assets is not None else []
+
+    def abort(self) -> None:
+        """Stop the asset thread of a build that failed."""
+        if self.assets is not None:
+            self.assets.stop()
 
     def _next_path(self) -> tuple[str, Path]:
         rel = self.rel_path(len(self.outputs))

@@ -146,3 +146,15 @@ def test_sha_mismatch_is_keyed_by_content(world, tmp_path):
     for sha in assets.where:
         assert hashlib.sha256(assets.get(sha)).hexdigest() == sha
     json.dumps(snap.manifest)
+
+
+def test_a_stored_file_that_does_not_hash_to_its_name_fails_the_build(world):
+    from modelzoo.models import Candidate
+
+    cand = Candidate.objects.filter(item_id=world.ids["a"][0]).first()
+    wrong = "f" * 64
+    name = default_storage.save(f"candidates/ff/{wrong}.glb", __import__("io").BytesIO(b"glTF not these bytes"))
+    Candidate.objects.filter(pk=cand.pk).update(glb=name)
+    snapshot, _ = services.snapshot_define(project=world.project, kind="dpo", format="parquet")
+    with pytest.raises(RuntimeError, match="does not hash to its name"):
+        services.snapshot_build(snapshot_id=snapshot.pk)

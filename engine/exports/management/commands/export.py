@@ -1,4 +1,5 @@
 """python manage.py export --project SLUG --kind {sft,dpo} --format {parquet,webdataset,jsonl} --out DIR
+    [--assets embedded|referenced]
 
 Defines the snapshot (or finds the same definition built before), builds it in this process with
 a progress bar, and copies its files to DIR with their dataset paths (README.md, data/...).
@@ -13,7 +14,7 @@ from tqdm import tqdm
 
 from engine.errors import EngineError
 from engine.exports import services
-from engine.exports.definition import FILTERS, FORMATS, KINDS, PAIRINGS
+from engine.exports.definition import ASSETS, FILTERS, FORMATS, KINDS, PAIRINGS
 from engine.exports.models import Snapshot
 from engine.models import Project
 
@@ -31,6 +32,9 @@ class Command(BaseCommand):
         parser.add_argument("--rounds", help="Comma-separated round indexes, e.g. 1,2.")
         parser.add_argument("--since", type=int, help="Incremental: only what is newer than this snapshot id.")
         parser.add_argument("--shard-bytes", type=int, help="Target shard size in bytes (default 1 GB).")
+        parser.add_argument("--assets", choices=sorted(ASSETS),
+                            help="Photos and meshes in every row (embedded) or once under assets/ (referenced); "
+                                 "default referenced for DPO, embedded for SFT (parquet and webdataset).")
         parser.add_argument("--filter", action="append", default=[], metavar="NAME=JSON",
                             help=f"Another filter, value as JSON; names: {', '.join(FILTERS)}.")
         parser.add_argument("--no-progress", action="store_true")
@@ -53,7 +57,7 @@ class Command(BaseCommand):
                 project=project, kind=opts["kind"], format=opts["format"], filters=filters,
                 pairing=opts["pairing"] if opts["kind"] == "dpo" else None,
                 keep_ties=opts["keep_ties"] if opts["kind"] == "dpo" else None,
-                since=opts["since"], shard_bytes=opts["shard_bytes"])
+                since=opts["since"], shard_bytes=opts["shard_bytes"], assets=opts["assets"])
             if snapshot.state != Snapshot.State.DONE:
                 snapshot = self._build(snapshot, quiet=opts["no_progress"])
         except EngineError as exc:
