@@ -29,7 +29,7 @@ from pathlib import Path
 
 import harness
 
-DB_NAME = "engine_bench_export"
+DB_NAME = os.environ.get("BENCH_DB", "engine_bench_export")
 
 
 def rss_mb() -> float:
