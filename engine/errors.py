@@ -5,10 +5,17 @@ per-field or per-file reasons.
 """
 from __future__ import annotations
 
+import logging
+
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
+
+log = logging.getLogger(__name__)
+#: Seconds a client is asked to wait when the database is unreachable for a moment.
+DATABASE_RETRY_AFTER_S = 5
 
 
 class EngineError(Exception):
@@ -69,6 +76,18 @@ def api_exception_handler(exc, context):
         response = Response(error_body(exc.code, exc.message, exc.details), status=exc.status)
         if isinstance(exc, RateLimited):
             response["Retry-After"] = str(exc.retry_after_s)
+        return _as_json(response, context)
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        # The database restarting, failing over or refusing connections (or a deadlock, a
+        # serialization failure): the server is fine and the request may be sent again; a
+        # judgement's idempotency key makes a resent one count once. A 500 here said "our bug".
+        request = context.get("request")
+        log.warning("%s %s: database unavailable: %s", getattr(request, "method", "?"),
+                    getattr(request, "path", "?"), exc)
+        response = Response(error_body("unavailable", "The database is unavailable for a moment; send the same "
+                                                      f"request again in {DATABASE_RETRY_AFTER_S} seconds."),
+                            status=503)
+        response["Retry-After"] = str(DATABASE_RETRY_AFTER_S)
         return _as_json(response, context)
     if isinstance(exc, SuspiciousOperation):  # a body too large, too many fields: the request's fault
         return _as_json(Response(error_body(*_bad_request(exc)), status=400), context)

@@ -462,3 +462,22 @@ def test_a_nul_character_in_the_url_is_refused_before_any_view(api, member, proj
     response = client.delete(path) if "/members/" in path else client.get(path)
     assert_refused(response, 400, "NUL character (%00)")
     assert project.memberships.filter(user=lead, role=Role.LEAD).exists()
+
+
+def test_an_unreachable_database_is_a_503_to_retry_not_a_500(member, project, monkeypatch):
+    """What clients met while PostgreSQL restarted (tests/deploy/test_faults.py): the token's
+    lookup failed with OperationalError, answered as a 500 (a bug) instead of "retry later"."""
+    from django.db import OperationalError
+
+    from engine import auth
+    from engine.services import token_create
+
+    _, key = token_create(user=member(Role.ANNOTATOR), name="cli")
+
+    def refused(*args, **kwargs):
+        raise OperationalError("connection failed: connection to server at 127.0.0.1 failed: Connection refused")
+
+    monkeypatch.setattr(auth, "token_with_user", refused)
+    r = APIClient().post(f"/api/v1/projects/{project.slug}/next-item", HTTP_AUTHORIZATION=f"Token {key}")
+    assert r.status_code == 503 and r["Retry-After"] == "5" and r["Content-Type"] == "application/json"
+    assert r.json()["error"]["code"] == "unavailable" and "127.0.0.1" not in r.content.decode()
