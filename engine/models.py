@@ -247,3 +247,60 @@ class TrainingRun(models.Model):
 
     def __str__(self) -> str:
         return f"training run {self.pk} ({self.stage}, {self.state})"
+
+
+class IngestJob(models.Model):
+    """An import run on workers (`manage.py ingest --workers`): its files cut into batches, one
+    Celery task each. Progress is the sum of its batches; a job resumes by running the batches
+    still waiting (engine.ingest.jobs)."""
+
+    class State(models.TextChoices):
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"  # a batch failed beyond its retries; the others still ran
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="ingest_jobs")
+    format = models.CharField(max_length=8, help_text="folder, coco or sa1b.")
+    path = models.CharField(max_length=1000, help_text="The source as the workers see it (folder or COCO JSON).")
+    images_dir = models.CharField(max_length=1000, blank=True, help_text="COCO: the folder file_names are in.")
+    state = models.CharField(max_length=8, choices=State.choices, default=State.RUNNING)
+    total = models.PositiveIntegerField(help_text="Entries in the source (images, and stray masks or annotations).")
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"ingest job {self.pk} ({self.format} {self.path}, {self.state})"
+
+
+class IngestBatch(models.Model):
+    """A slice of an ingest job's entries, ingested by one task in one transaction: all of its
+    rows or none, so a worker killed mid-batch leaves nothing and the redelivered task redoes it."""
+
+    class State(models.TextChoices):
+        WAITING = "waiting", "Waiting"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    job = models.ForeignKey(IngestJob, on_delete=models.CASCADE, related_name="batches")
+    index = models.PositiveIntegerField()
+    names = models.JSONField(help_text="The entries' names in the source (readers.Source.names).")
+    size = models.PositiveIntegerField(help_text="How many names.")
+    state = models.CharField(max_length=8, choices=State.choices, default=State.WAITING)
+    images_imported = models.PositiveIntegerField(default=0)
+    images_duplicate = models.PositiveIntegerField(default=0)
+    masks_imported = models.PositiveIntegerField(default=0)
+    masks_duplicate = models.PositiveIntegerField(default=0)
+    rejected = models.JSONField(default=list, blank=True, help_text="[{name, reason}] of the entries refused.")
+    error = models.TextField(blank=True, help_text="Why the batch failed (not an entry's rejection).")
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["job", "index"]
+        constraints = [models.UniqueConstraint(fields=["job", "index"], name="ingest_batch_unique_index")]
+        indexes = [models.Index(fields=["job", "state"], name="ingest_batch_job_state")]
+
+    def __str__(self) -> str:
+        return f"batch {self.index} of ingest job {self.job_id} ({self.state})"

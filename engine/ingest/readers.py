@@ -23,7 +23,7 @@ import shutil
 import tempfile
 import zipfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,8 +45,33 @@ class SourceError(Exception):
 
 @dataclass
 class Source:
-    total: int
+    """A source's entries in order, each named (an image file, an SA-1B JSON, `images[i]` of a
+    COCO file; stray masks and annotations too): an ingest job cuts the names into batches and a
+    batch reads its own with `read_source(..., only=names)`."""
+
+    names: list[str]
     entries: Iterator[ItemInput | IngestRejected]
+
+    @property
+    def total(self) -> int:
+        return len(self.names)
+
+
+def _source(names: list[str], entry: Callable[[str], ItemInput | IngestRejected],
+            only: Collection[str] | None) -> Source:
+    """The entries of `names` (those in `only`, if given), each made by `entry` when reached."""
+    if only is not None:
+        wanted = set(only)
+        names = [n for n in names if n in wanted]
+
+    def entries():
+        for name in names:
+            try:
+                yield entry(name)
+            except IngestRejected as exc:
+                yield exc
+
+    return Source(names=names, entries=entries())
 
 
 def resolve_inside(root: Path, relative: str) -> Path:
@@ -65,18 +90,20 @@ def _read(path: Path, name: str) -> bytes:
     return path.read_bytes()
 
 
-def read_source(path: Path, fmt: str, *, images_dir: Path | None = None) -> Source:
+def read_source(path: Path, fmt: str, *, images_dir: Path | None = None,
+                only: Collection[str] | None = None) -> Source:
+    """The source's entries; `only`: just the entries of these names (an ingest batch's)."""
     if fmt == "folder":
-        return _read_folder(path)
+        return _read_folder(path, only)
     if fmt == "coco":
-        return _read_coco(path, images_dir)
+        return _read_coco(path, images_dir, only)
     if fmt == "sa1b":
-        return _read_sa1b(path)
+        return _read_sa1b(path, only)
     raise SourceError(f"Unknown format '{fmt}'; use one of {', '.join(FORMATS)}.")
 
 
 # ---------------------------------------------------------------- folder
-def _read_folder(root: Path) -> Source:
+def _read_folder(root: Path, only: Collection[str] | None = None) -> Source:
     images_dir = root / "images"
     if not images_dir.is_dir():
         raise SourceError(f"{root}: no images/ folder; a folder import has images/ and masks/ (see README).")
@@ -85,51 +112,49 @@ def _read_folder(root: Path) -> Source:
     mask_dirs = {p.name for p in (root / "masks").iterdir() if p.is_dir()} if (root / "masks").is_dir() else set()
     orphans = sorted(mask_dirs - set(stems))
 
-    def entries():
-        for stem in orphans:
-            yield IngestRejected(f"masks/{stem}: masks without an image images/{stem}.*")
-        for image_path in images:
-            name = f"images/{image_path.name}"
-            try:
-                if stems[image_path.stem] > 1:
-                    raise IngestRejected(f"{name}: several images share the name '{image_path.stem}'.")
-                resolve_inside(root, name)
-                masks_dir = root / "masks" / image_path.stem
-                mask_files = sorted(masks_dir.glob("*.png")) if masks_dir.is_dir() else []
-                if not mask_files:
-                    raise IngestRejected(f"{name}: no masks in masks/{image_path.stem}/.")
-                masks = []
-                for mask_path in mask_files:
-                    rel = f"masks/{image_path.stem}/{mask_path.name}"
-                    resolve_inside(root, rel)
-                    masks.append(
-                        MaskInput(
-                            source_name=rel,
-                            label=re.sub(r"_\d+$", "", mask_path.stem),
-                            png_bytes=mask_path.read_bytes(),
-                            provenance={"format": "folder", "file": rel},
-                        )
-                    )
-                depth_bytes, depth_name = None, ""
-                for suffix in (".npy", ".png"):
-                    depth_path = root / "depth" / f"{image_path.stem}{suffix}"
-                    if depth_path.is_file():
-                        depth_name = f"depth/{depth_path.name}"
-                        resolve_inside(root, depth_name)
-                        depth_bytes = depth_path.read_bytes()
-                        break
-                yield ItemInput(
-                    name=name,
-                    image_bytes=image_path.read_bytes(),
-                    masks=masks,
-                    depth_bytes=depth_bytes,
-                    depth_name=depth_name,
-                    source={"format": "folder", "file": name},
+    def entry(name: str) -> ItemInput | IngestRejected:
+        if name.startswith("masks/"):
+            stem = name.removeprefix("masks/")
+            return IngestRejected(f"masks/{stem}: masks without an image images/{stem}.*")
+        image_path = root / name
+        if stems[image_path.stem] > 1:
+            raise IngestRejected(f"{name}: several images share the name '{image_path.stem}'.")
+        resolve_inside(root, name)
+        masks_dir = root / "masks" / image_path.stem
+        mask_files = sorted(masks_dir.glob("*.png")) if masks_dir.is_dir() else []
+        if not mask_files:
+            raise IngestRejected(f"{name}: no masks in masks/{image_path.stem}/.")
+        masks = []
+        for mask_path in mask_files:
+            rel = f"masks/{image_path.stem}/{mask_path.name}"
+            resolve_inside(root, rel)
+            masks.append(
+                MaskInput(
+                    source_name=rel,
+                    label=re.sub(r"_\d+$", "", mask_path.stem),
+                    png_bytes=mask_path.read_bytes(),
+                    provenance={"format": "folder", "file": rel},
                 )
-            except IngestRejected as exc:
-                yield exc
+            )
+        depth_bytes, depth_name = None, ""
+        for suffix in (".npy", ".png"):
+            depth_path = root / "depth" / f"{image_path.stem}{suffix}"
+            if depth_path.is_file():
+                depth_name = f"depth/{depth_path.name}"
+                resolve_inside(root, depth_name)
+                depth_bytes = depth_path.read_bytes()
+                break
+        return ItemInput(
+            name=name,
+            image_bytes=_read(image_path, name),
+            masks=masks,
+            depth_bytes=depth_bytes,
+            depth_name=depth_name,
+            source={"format": "folder", "file": name},
+        )
 
-    return Source(total=len(images) + len(orphans), entries=entries())
+    names = [f"masks/{stem}" for stem in orphans] + [f"images/{p.name}" for p in images]
+    return _source(names, entry, only)
 
 
 # ---------------------------------------------------------------- documents
@@ -205,7 +230,7 @@ def _coco_checked(data: dict, name: str) -> None:
         raise SourceError(f"{name}: {exc}") from None
 
 
-def _read_coco(json_path: Path, images_dir: Path | None) -> Source:
+def _read_coco(json_path: Path, images_dir: Path | None, only: Collection[str] | None = None) -> Source:
     if not json_path.is_file():
         raise SourceError(f"{json_path}: a COCO import takes the path of the annotations JSON file.")
     data = _load_json(json_path)
@@ -225,67 +250,67 @@ def _read_coco(json_path: Path, images_dir: Path | None) -> Source:
     image_ids = Counter(i.get("id") for i in data["images"] if isinstance(i, dict))
     ann_ids = Counter(a.get("id") for a in data["annotations"] if isinstance(a, dict))
     by_image: dict[object, list[dict]] = {}
-    stray: list[IngestRejected] = []
-    for ann in data["annotations"]:
+    stray: dict[str, IngestRejected] = {}
+    for index, ann in enumerate(data["annotations"]):
         if not isinstance(ann, dict) or "segmentation" not in ann:
-            stray.append(IngestRejected(f"{json_path.name}: an annotation is not an object with 'segmentation'."))
+            stray[f"annotations[{index}]"] = IngestRejected(
+                f"{json_path.name}: an annotation is not an object with 'segmentation'.")
             continue
         if ann.get("image_id") not in image_ids:
-            stray.append(
-                IngestRejected(f"annotation {ann.get('id')}: image_id {ann.get('image_id')} is not in 'images'.")
-            )
+            stray[f"annotations[{index}]"] = IngestRejected(
+                f"annotation {ann.get('id')}: image_id {ann.get('image_id')} is not in 'images'.")
             continue
         by_image.setdefault(ann["image_id"], []).append(ann)
 
-    def entries():
-        yield from stray
-        for info in data["images"]:
-            if not isinstance(info, dict):
-                yield IngestRejected(f"{json_path.name}: an entry of 'images' is not an object.")
-                continue
-            name = str(info.get("file_name", f"image id {info.get('id')}"))
-            try:
-                if image_ids[info.get("id")] > 1:
-                    raise IngestRejected(f"{name}: image id {info.get('id')} appears more than once.")
-                anns = by_image.get(info.get("id"), [])
-                duplicated = sorted({str(a.get("id")) for a in anns if ann_ids[a.get("id")] > 1})
-                if duplicated:
-                    raise IngestRejected(f"{name}: annotation ids {', '.join(duplicated)} appear more than once.")
-                image_path = resolve_inside(images_dir, info.get("file_name"))
-                image_bytes = _read(image_path, name)
-                masks = [
-                    MaskInput(
-                        source_name=f"annotation {a.get('id')}",
-                        label=str(categories.get(a.get("category_id"), a.get("category_id", "")) or ""),
-                        segmentation=a["segmentation"],
-                        provenance={
-                            "format": "coco",
-                            "annotation_id": a.get("id"),
-                            "category_id": a.get("category_id"),
-                            "iscrowd": a.get("iscrowd", 0),
-                        },
-                    )
-                    for a in anns
-                ]
-                yield ItemInput(
-                    name=name,
-                    image_bytes=image_bytes,
-                    masks=masks,
-                    source={"format": "coco", "image_id": info.get("id"), "file": name,
-                            "license": info.get("license"), "coco_url": info.get("coco_url")},
-                    intrinsics=None,
-                )
-            except IngestRejected as exc:
-                yield exc
+    def entry(key: str) -> ItemInput | IngestRejected:
+        if key in stray:
+            return stray[key]
+        info = data["images"][int(key.removeprefix("images[").removesuffix("]"))]
+        if not isinstance(info, dict):
+            return IngestRejected(f"{json_path.name}: an entry of 'images' is not an object.")
+        name = str(info.get("file_name", f"image id {info.get('id')}"))
+        try:
+            if image_ids[info.get("id")] > 1:
+                raise IngestRejected(f"{name}: image id {info.get('id')} appears more than once.")
+            anns = by_image.get(info.get("id"), [])
+            duplicated = sorted({str(a.get("id")) for a in anns if ann_ids[a.get("id")] > 1})
+            if duplicated:
+                raise IngestRejected(f"{name}: annotation ids {', '.join(duplicated)} appear more than once.")
+            image_path = resolve_inside(images_dir, info.get("file_name"))
+            image_bytes = _read(image_path, name)
+        except IngestRejected as exc:  # named by the image's file name, not the key
+            return exc
+        masks = [
+            MaskInput(
+                source_name=f"annotation {a.get('id')}",
+                label=str(categories.get(a.get("category_id"), a.get("category_id", "")) or ""),
+                segmentation=a["segmentation"],
+                provenance={
+                    "format": "coco",
+                    "annotation_id": a.get("id"),
+                    "category_id": a.get("category_id"),
+                    "iscrowd": a.get("iscrowd", 0),
+                },
+            )
+            for a in anns
+        ]
+        return ItemInput(
+            name=name,
+            image_bytes=image_bytes,
+            masks=masks,
+            source={"format": "coco", "image_id": info.get("id"), "file": name,
+                    "license": info.get("license"), "coco_url": info.get("coco_url")},
+            intrinsics=None,
+        )
 
-    return Source(total=len(data["images"]) + len(stray), entries=entries())
+    return _source(list(stray) + [f"images[{i}]" for i in range(len(data["images"]))], entry, only)
 
 
 # ---------------------------------------------------------------- SA-1B
 SAM_PROVENANCE_KEYS = ("predicted_iou", "stability_score", "point_coords", "crop_box", "area", "bbox")
 
 
-def _read_sa1b(path: Path) -> Source:
+def _read_sa1b(path: Path, only: Collection[str] | None = None) -> Source:
     if path.is_file():
         json_files, root = [path], path.parent
     elif path.is_dir():
@@ -294,15 +319,7 @@ def _read_sa1b(path: Path) -> Source:
         raise SourceError(f"{path}: no such file or folder.")
     if not json_files:
         raise SourceError(f"{path}: no SA-1B .json files found.")
-
-    def entries():
-        for json_file in json_files:
-            try:
-                yield _sa1b_item(json_file, root)
-            except IngestRejected as exc:
-                yield exc
-
-    return Source(total=len(json_files), entries=entries())
+    return _source([p.name for p in json_files], lambda name: _sa1b_item(root / name, root), only)
 
 
 def _sa1b_item(json_file: Path, root: Path) -> ItemInput:
