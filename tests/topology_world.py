@@ -119,16 +119,34 @@ def _glb(seed: int) -> bytes:
     return glb_bytes(v, f)
 
 
+def _box_masks(n: int, width: int = 64, height: int = 48):
+    """n distinct box masks of one photo: (array, bbox) with every box its own position and size."""
+    import numpy as np
+
+    out = []
+    for w in range(4, width // 2):
+        for h in range(4, height // 2):
+            for x in range(0, width - w, 7):
+                for y in range(0, height - h, 7):
+                    if len(out) == n:
+                        return out
+                    m = np.zeros((height, width), dtype=bool)
+                    m[y:y + h, x:x + w] = True
+                    out.append((m, [x, y, w, h]))
+    raise ValueError(f"{n} boxes do not fit")
+
+
 def seed(args) -> dict:
-    """A project with ready items (two stored candidates each), masks waiting for generation, and
-    annotators with tokens."""
+    """A project with `items` ready items (two stored candidates each, 200 masks per photo, made in
+    bulk), `generate` photos with one mask each waiting for generation, and annotators with tokens."""
     from django.contrib.auth import get_user_model
 
     from annotation.models import Item, ItemState
+    from engine import masks as mask_codec
     from engine.files import sha256_bytes, store_content_addressed
     from engine.ingest.services import ingest_item
     from engine.ingest.validation import ItemInput, MaskInput
-    from engine.models import Membership, Project, Role
+    from engine.models import Membership, ObjectMask, Project, Role
     from engine.services import round_current, token_create
     from modelzoo.models import Candidate
     from modelzoo.services import bootstrap_register, project_mix_set
@@ -143,22 +161,38 @@ def seed(args) -> dict:
     project_mix_set(project=project, mix=[(checkpoint, 1.0)])
     rnd = round_current(project=project)
     layout = {"rotation": [1, 0, 0, 0], "translation": [0, 0, -2], "scale": [1, 1, 1]}
-    generate_masks = []
-    for i in range(args.items + args.generate):
+    glbs = []
+    for k in range(4):
+        data = _glb(k)
+        glbs.append(store_content_addressed(folder="candidates", sha256=sha256_bytes(data), extension="glb",
+                                            data=data))
+    per_photo, photo, made = 200, 0, 0
+    while made < args.items:
+        n = min(per_photo, args.items - made)
+        first, *rest = _box_masks(n)
         out = ingest_item(project=project, item=ItemInput(
-            name=f"photo-{i}.png", image_bytes=photo_bytes(seed=i),
-            masks=[MaskInput(source_name=f"photo-{i}", label="cup", array=box_mask())]))
-        mask = out.image.masks.get()
-        if i >= args.items:
-            generate_masks.append(mask.pk)
-            continue
-        item = Item.objects.create(project=project, round=rnd, mask=mask, state=ItemState.READY)
-        for k in range(2):
-            data = _glb(i * 2 + k)
-            name = store_content_addressed(folder="candidates", sha256=sha256_bytes(data), extension="glb",
-                                           data=data)
-            Candidate.objects.create(item=item, checkpoint=checkpoint, seed=k, steps=2, glb=name, num_vertices=4,
-                                     num_faces=4, layout=layout)
+            name=f"photo-{photo}.png", image_bytes=photo_bytes(seed=photo),
+            masks=[MaskInput(source_name=f"photo-{photo}", label="cup", array=first[0])]))
+        masks = list(out.image.masks.all())
+        for array, bbox in rest:
+            rle = mask_codec.encode(array)
+            masks.append(ObjectMask(image=out.image, rle_counts=rle, rle_sha256=sha256_bytes(rle.encode()),
+                                    bbox=bbox, area=int(array.sum()), label="cup"))
+        ObjectMask.objects.bulk_create([m for m in masks if m.pk is None])
+        items = Item.objects.bulk_create([Item(project=project, round=rnd, mask=m, state=ItemState.READY)
+                                          for m in masks])
+        Candidate.objects.bulk_create([
+            Candidate(item=item, checkpoint=checkpoint, seed=k, steps=2, glb=glbs[(i + k) % len(glbs)],
+                      num_vertices=4, num_faces=4, layout=layout)
+            for i, item in enumerate(items) for k in range(2)])
+        made += n
+        photo += 1
+    generate_masks = []
+    for i in range(args.generate):
+        out = ingest_item(project=project, item=ItemInput(
+            name=f"generate-{i}.png", image_bytes=photo_bytes(seed=10_000 + i),
+            masks=[MaskInput(source_name=f"generate-{i}", label="cup", array=box_mask())]))
+        generate_masks.append(out.image.masks.get().pk)
     tokens = []
     for a in range(args.annotators):
         user = User.objects.create(username=f"annotator{a}")
@@ -221,6 +255,21 @@ def _manifest_verified(snap) -> bool:
     return bool(snap.manifest.get("files"))
 
 
+def _rebuilt_identical(snap) -> bool:
+    """The snapshot's files written again now, from the database as it is, have the manifest's
+    sha256s: what was built is complete (a build the faults cut short would differ)."""
+    import tempfile
+    from pathlib import Path
+
+    from engine.exports import services
+    from modelzoo.files import sha256_file
+
+    with tempfile.TemporaryDirectory() as folder:
+        written = services.snapshot_files_write(snapshot=snap, folder=Path(folder))
+        again = {rel: sha256_file(local) for rel, local in written["files"]}
+    return again == {e["path"]: e["sha256"] for e in snap.manifest["files"]}
+
+
 def check(args) -> dict:
     """What the database says after the run; with --acked, the judgement ids clients saw confirmed."""
     from django.db import connection
@@ -249,6 +298,7 @@ def check(args) -> dict:
         snapshots.append({"id": snap.pk, "state": snap.state, "rows": snap.rows_total, "error": snap.error,
                           "files": len(snap.manifest.get("files", [])),
                           "verified": snap.state == Snapshot.State.DONE and _manifest_verified(snap),
+                          "rebuilt_identical": snap.state == Snapshot.State.DONE and _rebuilt_identical(snap),
                           "definition": snap.definition, "manifest": snap.manifest})
     return {
         "judgements": len(stored),
