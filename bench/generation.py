@@ -16,13 +16,24 @@ second end to end with the time split per candidate into
     database   everything else of the engine: reads, inserts, the item's transition
 
 "engine overhead" is everything but the model: meshing, preview, GLB, storage, database.
+
+Then the same jobs at 4 steps through a real Celery worker started as `make run` starts it
+(`celery -A engine worker -B -Q default,model --concurrency 1`, the laptop's filesystem broker in
+a temporary VAR_DIR, this bench's database and media): `worker_candidates_per_s` is a job's
+candidates over the time from its start (enqueue on commit) to its `finished_at`, written by the
+worker, so broker latency counts. `worker_idle_cpu_percent` is the worker's processes' CPU (the
+main process, its pool child and beat) over 10 s with nothing queued: what polling the broker costs.
+--no-worker skips this part.
+
 Medians over --repeats runs. The last line is one JSON object.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -37,11 +48,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--n", type=int, default=8)
     parser.add_argument("--checkpoint", help="A builtin weights file (default: the committed bootstrap).")
+    parser.add_argument("--no-worker", action="store_true", help="Skip the part through a Celery worker.")
     args = parser.parse_args()
 
+    # The laptop's broker, in a folder of this run's own: the worker's part enqueues there.
     harness.django_setup(settings=os.environ.get("DJANGO_SETTINGS_MODULE", "engine.settings"), environ={
         "DEBUG": os.environ.get("DEBUG", "1"),
-        "MEDIA_ROOT": os.environ.get("MEDIA_ROOT") or tempfile.mkdtemp(prefix="bench-media-")})
+        "MEDIA_ROOT": os.environ.get("MEDIA_ROOT") or tempfile.mkdtemp(prefix="bench-media-"),
+        "VAR_DIR": tempfile.mkdtemp(prefix="bench-var-"), "CELERY_BROKER_URL": "filesystem://"})
     from django.db import connection
 
     from engine.files import sha256_bytes, store_content_addressed
@@ -54,6 +68,7 @@ def main() -> None:
     from modelzoo.weights import generator_for_checkpoint
     from tests.engine.builders import box_mask, photo_bytes
 
+    enqueue = generate.job_items_enqueue
     generate.job_items_enqueue = lambda *, job_item_ids: None  # in-process: no broker needed
     slug = f"bench-{os.getpid()}"
     project = Project.objects.create(name=slug, slug=slug, candidates_per_item=args.n)
@@ -76,8 +91,13 @@ def main() -> None:
     services.project_mix_set(project=project, mix=[(checkpoint, 1.0)])
     generator = generator_for_checkpoint(checkpoint)  # load once, as a worker does
 
-    rows, summary = [], {}
+    rows, summary, worker_rates = [], {}, []
+    worker = None if args.no_worker else worker_start()
     try:
+        if worker:  # its start and the model's load in its pool child, before anything is timed
+            generate.job_items_enqueue = enqueue
+            worker_job_rate(worker, project=project, steps=4)
+            generate.job_items_enqueue = lambda *, job_item_ids: None
         for steps in (1, 4, 25):
             runs = []
             for _ in range(args.repeats + 1):  # the first run warms up caches and is dropped
@@ -101,10 +121,17 @@ def main() -> None:
                                                                            "glb_encoding", "storage")), 0.0)
                 per["overhead"] = per["total"] - per["model"]
                 runs.append(per)
+                if worker and steps == 4:  # paired with the in-process run: the same load on the machine
+                    generate.job_items_enqueue = enqueue
+                    worker_rates.append((worker_job_rate(worker, project=project, steps=steps), 1 / per["total"]))
+                    generate.job_items_enqueue = lambda *, job_item_ids: None
             med = {k: statistics.median(r[k] for r in runs[1:]) for k in runs[0]}
             rows.append((steps, med))
             summary[steps] = med
+        worker_idle = worker_idle_cpu(worker) if worker else None
     finally:
+        if worker:
+            worker_stop(worker)
         project.delete()
         connection.close()
 
@@ -119,14 +146,84 @@ def main() -> None:
         1000 * (m["glb_encoding"] + m["storage"] + m["database"]) for _, m in rows)
     print(f"engine overhead (everything but the model) at 4 steps: {1000 * summary[4]['overhead']:.2f} ms; "
           f"of which GLB+storage+database (the Django/Celery glue): {engine_only:.2f} ms")
-    harness.print_figures({
+    figures = {
         "candidates_per_s_1step": round(1 / summary[1]["total"], 2),
         "candidates_per_s_4steps": round(1 / summary[4]["total"], 2),
         "candidates_per_s_25steps": round(1 / summary[25]["total"], 2),
         "engine_overhead_ms": round(1000 * summary[4]["overhead"], 2),
         "engine_glue_ms": round(engine_only, 2),
         "split_ms_4steps": {k: round(1000 * v, 2) for k, v in summary[4].items()},
-    })
+    }
+    if worker:
+        rate = statistics.median(w for w, _ in worker_rates[1:])
+        share = statistics.median(w / i for w, i in worker_rates[1:])  # pairs: the same moment's load
+        print(f"through make run's Celery worker (filesystem broker), 4 steps: {rate:.1f} cand/s; "
+              f"{share:.0%} of the in-process run before it (median of the pairs); the worker's CPU "
+              f"while idle: {worker_idle:.1f}% of a core")
+        figures["worker_candidates_per_s"] = round(rate, 2)
+        figures["worker_share_of_inprocess_4steps"] = round(share, 3)
+        figures["worker_idle_cpu_percent"] = round(worker_idle, 2)
+    harness.print_figures(figures)
+
+
+def worker_start() -> subprocess.Popen:
+    """A Celery worker as `make run` starts it, in its own process group (its pool child and beat)."""
+    path = os.pathsep.join(filter(None, [str(harness.ROOT), os.environ.get("PYTHONPATH")]))
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "engine", "worker", "-B", "-Q", "default,model",
+         "--concurrency", "1", "-l", "WARNING"],
+        cwd=harness.ROOT, env=os.environ | {"PYTHONPATH": path}, start_new_session=True)
+
+
+def worker_job_rate(worker: subprocess.Popen, *, project, steps: int) -> float:
+    """Candidates per second of one job of the project's items through the worker: from the job's
+    start (its tasks are enqueued on commit) to its `finished_at`, both in the database."""
+    from annotation.models import Item
+    from engine.rounds import generate
+    from modelzoo.models import Candidate, GenerationJob
+
+    Candidate.objects.filter(item__project=project).delete()
+    Item.objects.filter(project=project).delete()
+    job = generate.generation_job_start(project=project, steps=steps)
+    deadline = time.monotonic() + 300
+    while not GenerationJob.objects.filter(pk=job.pk, state=GenerationJob.State.FINISHED).exists():
+        if worker.poll() is not None or time.monotonic() > deadline:
+            sys.exit(f"The worker did not finish generation job {job.pk} (exit status {worker.poll()}).")
+        time.sleep(0.02)
+    job.refresh_from_db()
+    return job.total_candidates / (job.finished_at - job.started_at).total_seconds()
+
+
+def worker_idle_cpu(worker: subprocess.Popen, seconds: float = 10.0) -> float:
+    """Percent of a core the worker's processes use with nothing queued: what polling costs."""
+    time.sleep(2)  # the last task's ack and the pool's bookkeeping
+    cpu, t0 = _group_cpu_seconds(worker.pid), time.monotonic()
+    time.sleep(seconds)
+    return 100 * (_group_cpu_seconds(worker.pid) - cpu) / (time.monotonic() - t0)
+
+
+def worker_stop(worker: subprocess.Popen) -> None:
+    os.killpg(worker.pid, signal.SIGTERM)  # a warm shutdown of the worker, its pool child and beat
+    try:
+        worker.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait()
+
+
+def _group_cpu_seconds(pgid: int) -> float:
+    """User + system CPU seconds of the live processes of a process group (Linux /proc)."""
+    total, tick = 0.0, os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # after the name: state, ppid, pgrp, ..., utime, stime (proc(5))
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
 
 
 if __name__ == "__main__":
