@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
 
 from engine.files import sha256_bytes, store_content_addressed
 from engine.ingest.validation import (
@@ -133,28 +135,42 @@ def ingest_item(*, project: Project, item: ItemInput) -> ItemOutcome:
             row.depth = depth_name
             row.save(update_fields=["depth"])
 
-        existing = set(ObjectMask.objects.filter(image=row).values_list("rle_sha256", flat=True))
+        existing = set(ObjectMask.objects.filter(image=row).values_list("rle_sha256", flat=True)) if not created else ()
         new_masks = [m for m in unique_masks if m.rle_sha256 not in existing]
-        ObjectMask.objects.bulk_create(
-            [
-                ObjectMask(
-                    image=row,
-                    rle_counts=m.rle_counts,
-                    rle_sha256=m.rle_sha256,
-                    bbox=m.bbox,
-                    area=m.area,
-                    label=m.label,
-                    provenance=m.provenance,
-                )
-                for m in new_masks
-            ]
-        )
+        _masks_create(image=row, masks=new_masks)
     return ItemOutcome(
         image=row,
         created=created,
         masks_created=len(new_masks),
         masks_duplicate=len(unique_masks) - len(new_masks) + duplicates_in_input,
     )
+
+
+_MASK_COLUMNS = ("image_id", "rle_counts", "rle_sha256", "bbox", "area", "label", "provenance", "created_at")
+
+
+def _masks_create(*, image: Image, masks: list) -> None:
+    """Insert an image's new masks (ValidMasks): a hundred rows of a kilobyte of RLE each for an
+    SA-1B photo. On PostgreSQL by COPY (bulk_create's UNNEST escapes every string of its arrays
+    in Python: a third of a photo's ingest); elsewhere by bulk_create. Both run in the caller's
+    transaction, and the unique constraint (image, rle_sha256) still guards them."""
+    if not masks:
+        return
+    if connection.vendor != "postgresql":
+        ObjectMask.objects.bulk_create([
+            ObjectMask(image=image, rle_counts=m.rle_counts, rle_sha256=m.rle_sha256, bbox=m.bbox, area=m.area,
+                       label=m.label, provenance=m.provenance)
+            for m in masks
+        ])
+        return
+    now = timezone.now()
+    columns = ", ".join(_MASK_COLUMNS)
+    with connection.cursor() as cur, cur.cursor.copy(
+        f"COPY {ObjectMask._meta.db_table} ({columns}) FROM STDIN"
+    ) as copy:
+        for m in masks:
+            copy.write_row((image.pk, m.rle_counts, m.rle_sha256, json.dumps(m.bbox), m.area, m.label,
+                            json.dumps(m.provenance), now))
 
 
 def ingest_items(

@@ -135,3 +135,18 @@ def test_the_command_on_workers_waits_and_reports(tmp_path, project, monkeypatch
     call_command("ingest", str(root), "--project", project.slug, "--format", "folder", "--queue",
                  "--batch-size", "2", stdout=out, stderr=io.StringIO())
     assert "imported 3 images (6 masks); skipped as duplicates 0 images (0 masks); rejected 0" in out.getvalue()
+
+
+def test_masks_written_by_copy_are_the_rows_bulk_create_writes(tmp_path, monkeypatch):
+    """PostgreSQL takes COPY for an image's masks, other databases bulk_create: the same rows."""
+    from types import SimpleNamespace
+
+    from engine.ingest import services
+    from engine.ingest.readers import read_source
+
+    path = builders.write_coco(tmp_path / "src")
+    by_copy, portable = ProjectFactory(), ProjectFactory()
+    services.ingest_items(project=by_copy, items=read_source(path, "coco").entries)
+    monkeypatch.setattr(services, "connection", SimpleNamespace(vendor="other"))
+    services.ingest_items(project=portable, items=read_source(path, "coco").entries)
+    assert rows(by_copy) == rows(portable) and len(rows(by_copy)) == 6
