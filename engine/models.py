@@ -250,7 +250,7 @@ class TrainingRun(models.Model):
 
 
 class IngestJob(models.Model):
-    """An import run on workers (`manage.py ingest --workers`): its files cut into batches, one
+    """An import run on workers (`manage.py ingest --queue`): its files cut into batches, one
     Celery task each. Progress is the sum of its batches; a job resumes by running the batches
     still waiting (engine.ingest.jobs)."""
 
