@@ -158,3 +158,20 @@ def test_a_stored_file_that_does_not_hash_to_its_name_fails_the_build(world):
     snapshot, _ = services.snapshot_define(project=world.project, kind="dpo", format="parquet")
     with pytest.raises(RuntimeError, match="does not hash to its name"):
         services.snapshot_build(snapshot_id=snapshot.pk)
+
+
+@pytest.mark.parametrize("texts", [
+    ['{"rotation": [1, 0, 0, 0], "translation": [0.1, 0, -2.123456789012345], "scale": [1, 1, 1]}', None, "null",
+     '{"rotation": [0.5, 0.5, 0.5, 0.5], "translation": [0, 0, -3], "scale": [2, 2, 2], "extra": 1}'],
+    ['{"rotation": [1, 0, 0, 0], "translation": [0, 0, -2], "scale": 1.5}', None],  # scalar scale: Python way
+    ["{}", '{"rotation": [1, 0, 0, 0], "translation": [0, 0, -2], "scale": [1, 1, 1]}'],
+    [],
+])
+def test_layout_column_parses_as_json_loads_then_layout_struct(texts):
+    import pyarrow as pa
+
+    from engine.exports.rows import layout_column, layout_struct
+    from engine.exports.schema import LAYOUT
+
+    expected = pa.array([layout_struct(json.loads(t)) if t else None for t in texts], LAYOUT)
+    assert layout_column(texts).equals(expected)
