@@ -230,9 +230,12 @@ def _coco_checked(data: dict, name: str) -> None:
         raise SourceError(f"{name}: {exc}") from None
 
 
-def _read_coco(json_path: Path, images_dir: Path | None, only: Collection[str] | None = None) -> Source:
-    if not json_path.is_file():
-        raise SourceError(f"{json_path}: a COCO import takes the path of the annotations JSON file.")
+_COCO_KEPT: dict = {}  # per process: {"key": (path, mtime, size, images_dir), "prepared": ...}
+
+
+def _coco_prepared(json_path: Path, images_dir: Path | None) -> tuple:
+    """A COCO document parsed, checked and indexed: (data, images_dir, categories, image_ids,
+    ann_ids, annotations by image, stray annotations' rejections by name). Read-only afterwards."""
     data = _load_json(json_path)
     if not (isinstance(data, dict) and isinstance(data.get("images"), list) and isinstance(data.get("annotations"), list)):
         raise SourceError(
@@ -261,6 +264,23 @@ def _read_coco(json_path: Path, images_dir: Path | None, only: Collection[str] |
                 f"annotation {ann.get('id')}: image_id {ann.get('image_id')} is not in 'images'.")
             continue
         by_image.setdefault(ann["image_id"], []).append(ann)
+
+    return data, images_dir, categories, image_ids, ann_ids, by_image, stray
+
+
+def _read_coco(json_path: Path, images_dir: Path | None, only: Collection[str] | None = None) -> Source:
+    if not json_path.is_file():
+        raise SourceError(f"{json_path}: a COCO import takes the path of the annotations JSON file.")
+    if only is None:
+        prepared = _coco_prepared(json_path, images_dir)
+    else:  # an ingest batch: its worker keeps the last document it parsed (the file may be gigabytes)
+        stat = json_path.stat()
+        key = (str(json_path.resolve()), stat.st_mtime_ns, stat.st_size, str(images_dir))
+        if _COCO_KEPT.get("key") != key:
+            _COCO_KEPT.clear()
+            _COCO_KEPT.update(key=key, prepared=_coco_prepared(json_path, images_dir))
+        prepared = _COCO_KEPT["prepared"]
+    data, images_dir, categories, image_ids, ann_ids, by_image, stray = prepared
 
     def entry(key: str) -> ItemInput | IngestRejected:
         if key in stray:

@@ -150,3 +150,20 @@ def test_masks_written_by_copy_are_the_rows_bulk_create_writes(tmp_path, monkeyp
     monkeypatch.setattr(services, "connection", SimpleNamespace(vendor="other"))
     services.ingest_items(project=portable, items=read_source(path, "coco").entries)
     assert rows(by_copy) == rows(portable) and len(rows(by_copy)) == 6
+
+
+def test_a_worker_parses_a_coco_document_once_for_all_its_batches(tmp_path, project, sent, monkeypatch,
+                                                                  django_capture_on_commit_callbacks):
+    """A COCO file of 100k photos is one JSON of gigabytes: a worker keeps the last one it parsed."""
+    from engine.ingest import readers
+
+    path = builders.write_coco(tmp_path / "src", builders.coco_dict(n_images=5))
+    job, _ = start(project, path, "coco", django_capture_on_commit_callbacks, batch_size=2)
+    parsed = []
+    monkeypatch.setattr(readers, "_coco_prepared", lambda *a, _real=readers._coco_prepared: parsed.append(a) or _real(*a))
+    monkeypatch.setattr(readers, "_COCO_KEPT", {})
+    for pk in sent:
+        ingest_batch(pk)
+    assert len(sent) == 3 and len(parsed) == 1
+    assert Image.objects.filter(project=project).count() == 5
+    assert ObjectMask.objects.filter(image__project=project).count() == 15
