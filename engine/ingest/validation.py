@@ -71,7 +71,8 @@ def _pil_decoded(data: bytes, where: str, *, formats, what: str, formats_text: s
     header before decoding (INGEST_MAX_PIXELS; PIL's own bomb guard as well), so a small file
     that declares a huge image is refused without being decoded.
 
-    `draft`: a JPEG is decoded at the smallest scale (1/2, 1/4, 1/8) still at least that size;
+    `draft`: a JPEG is decoded at the smallest scale (1/2, 1/4, 1/8) still at least its size
+    fitted into that box;
     every byte of its data is still read (a truncated or corrupt file is refused just the same),
     only the inverse DCT and colour conversion of the full size are saved. The header's size is
     kept in `pil.info["header_size"]`."""
@@ -89,7 +90,9 @@ def _pil_decoded(data: bytes, where: str, *, formats, what: str, formats_text: s
                 raise IngestRejected(f"{where}: format {pil.format} is not accepted; {formats_text}.")
             pil.info["header_size"] = (width, height)
             if draft is not None and pil.format == "JPEG":
-                pil.draft("RGB" if pil.mode not in ("RGB", "L") else pil.mode, draft)
+                fit = min(1.0, draft[0] / width, draft[1] / height)  # the image's size fitted into the box
+                pil.draft("RGB" if pil.mode not in ("RGB", "L") else pil.mode,
+                          (max(1, int(width * fit)), max(1, int(height * fit))))
             pil.load()
     except IngestRejected:
         raise
