@@ -219,6 +219,7 @@ THUMBNAIL_SIZE = 256
 
 # Celery: a real worker always. The filesystem transport needs no server for a laptop run.
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1  # a task waits in the broker, for whichever worker is free
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "celery" / "broker"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -227,14 +228,23 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "processed_folder": str(VAR_DIR / "celery" / "processed"),
         "control_folder": str(VAR_DIR / "celery" / "control"),
         "store_processed": False,
+        # Seconds between two looks at the folder (kombu's default: 1). An idle worker then
+        # uses ~0.5% of a core; a job's first task waits 25 ms on average, not 0.5 s.
+        "polling_interval": 0.05,
     }
+    # Nothing pushes a message to the worker: with one task reserved at a time it sat out the rest
+    # of a poll after each (a 4-step item is ~0.1 s of work: make run made 8 candidates/s, the same
+    # code in-process 50-90). A few reserved ahead keep its pool busy between polls; the laptop
+    # has one worker, so none waits behind another's. Still acks_late; a warm shutdown (make run's
+    # Ctrl-C) runs the reserved tasks first. A kill -9 loses them, as it loses the running one on
+    # this transport: generating again takes the items over (bench/generation.py, issue 18).
+    CELERY_WORKER_PREFETCH_MULTIPLIER = 4
     # The transport fails on missing folders; every process (web, worker, tests) may be first.
     for _folder in ("broker", "processed", "control"):
         (VAR_DIR / "celery" / _folder).mkdir(parents=True, exist_ok=True)
 CELERY_TASK_IGNORE_RESULT = True  # status lives in the database, not in Celery results
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
-CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=300)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=360)

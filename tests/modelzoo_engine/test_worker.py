@@ -114,3 +114,59 @@ def test_worker_killed_mid_job_then_restarted_makes_every_candidate_once(project
     report = json.loads(result.stdout)
     assert result.returncode == 0 and report["ok"], [f for f in report["files"] if f["errors"]][:3]
     assert len(report["files"]) == len(files) >= total
+
+
+# An enqueue in a process of its own: the laptop's broker in the test's folder (this process's
+# settings, and kombu's in-process broker state, point at the suite's folder).
+ENQUEUE = ("import sys, django; django.setup(); from engine.rounds import generate; "
+           "generate.job_items_enqueue(job_item_ids=[int(a) for a in sys.argv[1:]])")
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_laptop_worker_takes_the_next_item_without_waiting_out_a_broker_poll(project, checkpoint, monkeypatch,
+                                                                             tmp_path):
+    """make run's worker on make run's broker, Celery's filesystem transport (issue 18): the folder
+    is polled, and a worker that reserved one task at a time waited out kombu's default 1 s poll
+    after every item, so a job took a second an item whatever the model. Timed from the first
+    item done (the worker's start and the model's load are not the point) to the job's end."""
+    project.candidates_per_item = 2
+    project.save(update_fields=["candidates_per_item"])
+    for seed in range(4):
+        photo_with_masks(project, seed=seed, n_masks=3)
+    services.project_mix_set(project=project, mix=[(checkpoint, 1.0)])
+    enqueued = []
+    monkeypatch.setattr(generate, "job_items_enqueue", lambda *, job_item_ids: enqueued.extend(job_item_ids))
+    job = generate.generation_job_start(project=project, steps=1)
+    assert job.total_items == len(enqueued) == 12
+
+    db = connection.settings_dict
+    env = os.environ | {
+        "DJANGO_SETTINGS_MODULE": "engine.settings_test",
+        "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "CELERY_BROKER_URL": "filesystem://", "VAR_DIR": str(tmp_path / "var"),
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT), "PYTHONPATH": str(ROOT),
+    }
+    subprocess.run([sys.executable, "-c", ENQUEUE, *map(str, enqueued)], cwd=ROOT, env=env, check=True, timeout=120)
+    log_path = tmp_path / "worker.log"
+    with open(log_path, "ab") as log:
+        worker = subprocess.Popen(  # as make run starts it, less beat
+            [sys.executable, "-m", "celery", "-A", "engine", "worker", "-Q", "default,model", "--concurrency", "1",
+             "-l", "INFO", "-n", f"fstest{os.getpid()}@%h"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180  # generous: the worker's start on a shared, loaded machine
+        while GenerationJob.objects.get(pk=job.pk).state != GenerationJob.State.FINISHED:
+            assert worker.poll() is None and time.monotonic() < deadline, log_path.read_text()[-3000:]
+            time.sleep(0.1)
+    finally:
+        kill_worker(worker)
+
+    job.refresh_from_db()
+    done = sorted(GenerationJobItem.objects.filter(job=job, state=GenerationJobItem.State.DONE)
+                  .values_list("updated_at", flat=True))
+    assert len(done) == 12 and Candidate.objects.filter(item__project=project).count() == 24
+    per_item = (job.finished_at - done[0]).total_seconds() / (len(done) - 1)
+    # An item here (1 step, 2 candidates, a 96 x 72 photo) is a few hundredths of a second of
+    # work; waiting out a 1 s poll after each made it 1 s. Half a second leaves room for a busy CPU.
+    assert per_item < 0.5, (per_item, log_path.read_text()[-3000:])
