@@ -17,12 +17,14 @@ second end to end with the time split per candidate into
 
 "engine overhead" is everything but the model: meshing, preview, GLB, storage, database.
 
-Then the same jobs at 4 steps through a real Celery worker started as `make run` starts it
+The same jobs at 4 steps also go through a real Celery worker started as `make run` starts it
 (`celery -A engine worker -B -Q default,model --concurrency 1`, the laptop's filesystem broker in
-a temporary VAR_DIR, this bench's database and media): `worker_candidates_per_s` is a job's
-candidates over the time from its start (enqueue on commit) to its `finished_at`, written by the
-worker, so broker latency counts. `worker_idle_cpu_percent` is the worker's processes' CPU (the
-main process, its pool child and beat) over 10 s with nothing queued: what polling the broker costs.
+a temporary VAR_DIR, this bench's database and media), each right after an in-process run:
+`worker_candidates_per_s` is a job's candidates over the time from its start (enqueue on commit)
+to its `finished_at`, written by the worker, so broker latency counts;
+`worker_share_of_inprocess_4steps` the median ratio of the pairs (a shared machine's load moves
+less within a pair); `worker_idle_cpu_percent` the worker's processes' CPU (the main process, its
+pool child and beat) over 10 s with nothing queued: what polling the broker costs.
 --no-worker skips this part.
 
 Medians over --repeats runs. The last line is one JSON object.
