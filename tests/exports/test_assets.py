@@ -131,6 +131,25 @@ def test_referenced_card_and_trainer_reader(world, tmp_path):
         assert all(x[c] == y[c] for c in FILES)
 
 
+def test_the_cards_datasets_recipe_runs(world, tmp_path, monkeypatch):
+    """The card's code, as a trainer would paste it in the snapshot's folder, gives the assets' bytes."""
+    import datasets.config
+
+    ref = download(build(world.project, kind="dpo", format="parquet"), tmp_path / "ref")
+    card = (ref / "README.md").read_text()
+    code = card.split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(ref)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf"))
+    scope = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    pairs, assets = scope["pairs"], ParquetAssets.from_folder(str(ref))
+    raw = pq.read_table(str(ref / "data")).to_pylist()
+    assert len(pairs) == len(raw) == 11
+    for row, plain in zip(pairs, raw):
+        for c in FILES:
+            assert row[c] == assets.get(plain[c])
+
+
 def test_sha_mismatch_is_keyed_by_content(world, tmp_path):
     """A stored name whose stem is not its bytes' sha256 is keyed by what the bytes hash to."""
     from modelzoo.models import Candidate
