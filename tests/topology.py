@@ -293,12 +293,16 @@ class Topology:
         return True
 
     def web_worker_pids(self) -> list[int]:
-        master = self.procs["web"].popen.pid
-        try:
-            out = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True).stdout
-        except FileNotFoundError:
-            return []
-        return [int(p) for p in out.split()]
+        """The gunicorn master's children, from /proc (no procps needed)."""
+        master, pids = self.procs["web"].popen.pid, []
+        for stat in glob.glob("/proc/[0-9]*/stat"):
+            try:
+                fields = open(stat).read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == master:  # fields after the name: state, ppid, ...
+                pids.append(int(stat.split("/")[2]))
+        return sorted(pids)
 
     def kill_web_worker(self) -> int:
         """kill -9 of one gunicorn worker (the master forks a new one); its pid."""

@@ -95,13 +95,16 @@ def soak(*, duration_s: float, annotators: int, items: int, generate: int = 6, l
             json.dump(acked, fh)
         # Settle: the generation job and the snapshot finish, the stopped annotators' leases
         # expire and beat (every 30 s) frees their items.
-        settle_start, check, stuck_generation = time.monotonic(), {}, None
+        settle_start, check, stuck_generation, idle_pending = time.monotonic(), {}, None, None
         while time.monotonic() - settle_start < settle_s:
             check = topo.python("tests.topology_world", "check", "--acked", fh.name)
             if settled(check):
                 break
             pending = check["generation_job_items"].get("pending", 0)
-            if stuck_generation is None and pending and time.monotonic() - settle_start > generation_grace_s:
+            # Lost, not queued: the model worker has had nothing in hand across two looks.
+            idle = pending and tasks_in_flight(topo, "worker-model") == 0 and idle_pending == pending
+            idle_pending = pending if pending and tasks_in_flight(topo, "worker-model") == 0 else None
+            if stuck_generation is None and idle and time.monotonic() - settle_start > generation_grace_s:
                 # A task the killed model worker had taken stays in Redis's unacknowledged set
                 # until the broker's visibility timeout (kombu: an hour) before it is delivered
                 # again, so its item waits. The operator's recovery (docs/operations.md): start
