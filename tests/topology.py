@@ -256,7 +256,7 @@ class Topology:
         return self
 
     # ------------------------------------------------------------------ readiness, faults
-    def wait_ready(self, name: str, timeout: float = 90.0) -> None:
+    def wait_ready(self, name: str, timeout: float = 120.0) -> None:
         """Until the service answers: a query, a PING, an HTTP answer, a worker's 'ready' line."""
         deadline = time.monotonic() + timeout
         proc = self.procs[name]
