@@ -117,7 +117,7 @@ def _referenced_text(fmt: str, files: list[str], counts: dict, asset_files: list
              f"{', '.join(asset_files) or 'no files'}; `sha256(bytes)` of each equals its key.", ""]
     if fmt == "parquet":
         lines += ["`assets/assets-*.parquet` has columns `sha256`, `kind` (image | mesh), `extension`, `bytes`, "
-                  "in row groups of about 1 MiB, so one asset is a small read.", "",
+                  "zstd level 1, in row groups of about 1 MiB of assets, so one asset is a small read.", "",
                   "```python", "from datasets import load_dataset",
                   'pairs = load_dataset("parquet", data_files="data/train-*.parquet", split="train")',
                   'assets = load_dataset("parquet", data_files="assets/assets-*.parquet", split="train")  '

@@ -29,4 +29,4 @@ def test_the_export_bench_shape_stores_each_asset_once():
     assert {"pairs_per_s", "peak_rss_mb", "pairs", "items", "build_s", "cpu_s", "bytes",
             "bytes_over_unique_assets"} <= figures.keys()
     assert figures["pairs"] == 3000 and figures["assets"] == "referenced"
-    assert 1.0 <= figures["bytes_over_unique_assets"] <= 1.2
+    assert 0 < figures["bytes_over_unique_assets"] <= 1.2  # below 1: zstd shrinks the GLBs
