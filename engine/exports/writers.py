@@ -88,6 +88,17 @@ class FileCache:
             return handle.read()
 
 
+def _row_group_write(sink, table: pa.Table, nbytes: int) -> None:
+    """Write `table` as one row group of the sink's open Parquet shard (`sink.writer`), count its
+    `nbytes` of source data, and close the shard once it holds `sink.shard_bytes` (the next write
+    opens another)."""
+    sink.writer.write_table(table, row_group_size=table.num_rows)
+    sink.shard_size += nbytes
+    if sink.shard_size >= sink.shard_bytes:
+        sink.writer.close()
+        sink.writer = None
+
+
 ASSET_GROUP_BYTES = 1024 * 1024  # an asset row group: what a random read of one asset costs at most
 ASSET_GROUP_ROWS = 256
 
@@ -123,13 +134,9 @@ class ParquetAssets:
                                            use_dictionary=["kind", "extension"], write_statistics=False,
                                            version="2.6", data_page_version="1.0")
             self.shard_size = 0
-        self.writer.write_table(pa.Table.from_arrays([pa.array(c, f.type) for c, f in zip(self.rows, ASSET_SCHEMA)],
-                                                     schema=ASSET_SCHEMA), row_group_size=len(self.rows[0]))
-        self.shard_size += self.pending
+        _row_group_write(self, pa.Table.from_arrays([pa.array(c, f.type) for c, f in zip(self.rows, ASSET_SCHEMA)],
+                                                    schema=ASSET_SCHEMA), self.pending)
         self.rows, self.pending = [[], [], [], []], 0
-        if self.shard_size >= self.shard_bytes:
-            self.writer.close()
-            self.writer = None
 
     def close(self) -> list[tuple[str, Path]]:
         self._flush()
@@ -392,12 +399,8 @@ class ParquetWriter(_ShardedWriter):
         rows = pa.concat_tables(self.pending).combine_chunks()
         columns = [self._files(rows.column(f.name)) if f.name in self.file_columns else rows.column(f.name)
                    for f in self.schema]
-        self.writer.write_table(pa.Table.from_arrays(columns, schema=self.schema), row_group_size=rows.num_rows)
-        self.shard_size += self.pending_bytes
+        _row_group_write(self, pa.Table.from_arrays(columns, schema=self.schema), self.pending_bytes)
         self.pending, self.pending_rows, self.pending_bytes = [], 0, 0
-        if self.shard_size >= self.shard_bytes:
-            self.writer.close()
-            self.writer = None
 
     def close(self) -> list[tuple[str, Path]]:
         self._flush()

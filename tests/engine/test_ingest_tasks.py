@@ -13,8 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-from django.conf import settings
-from django.db import connection
 
 from engine import masks as mask_codec
 from engine.celery import app
@@ -22,8 +20,8 @@ from engine.ingest import jobs
 from engine.ingest.tasks import ingest_batch
 from engine.models import Image, IngestBatch, IngestJob, ObjectMask
 from tests.engine import builders
+from tests.subprocesses import ROOT, celery_worker_start, child_process_env
 
-ROOT = Path(__file__).resolve().parents[2]
 BROKER = os.environ.get("INGEST_TEST_BROKER_URL", "redis://127.0.0.1:6379/7")
 N_PHOTOS, N_MASKS = 32, 20
 
@@ -58,20 +56,7 @@ def assert_each_photo_and_mask_once(project, expected: dict[str, set[str]]) -> N
 
 
 def start_worker(log_path: Path) -> subprocess.Popen:
-    db = connection.settings_dict
-    env = os.environ | {
-        "DJANGO_SETTINGS_MODULE": "engine.settings_test",
-        "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "CELERY_BROKER_URL": BROKER,
-        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
-        "PYTHONPATH": str(ROOT),
-    }
-    return subprocess.Popen(
-        # the project's app with a 5 s Redis visibility timeout: a killed worker's task comes back soon
-        [sys.executable, "-m", "celery", "-A", "tests.modelzoo_engine.worker_app", "worker", "-Q", "default",
-         "--concurrency", "2", "--pool", "prefork", "-l", "INFO", "-n", f"ingesttest{os.getpid()}@%h",
-         "--without-gossip", "--without-mingle", "--without-heartbeat"],
-        cwd=ROOT, env=env, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+    return celery_worker_start(log_path, broker=BROKER, queue="default", concurrency=2, name="ingesttest")
 
 
 def kill(proc: subprocess.Popen) -> None:
@@ -133,12 +118,7 @@ def test_worker_killed_mid_import_then_the_import_again_stores_each_photo_and_ma
 
 def test_the_command_killed_mid_import_then_run_again_stores_each_photo_and_mask_once(project, tmp_path):
     expected = write_source(tmp_path / "sa1b")
-    db = connection.settings_dict
-    env = os.environ | {
-        "DJANGO_SETTINGS_MODULE": "engine.settings_test",
-        "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
-    }
+    env = child_process_env()
     command = [sys.executable, "manage.py", "ingest", str(tmp_path / "sa1b"), "--project", project.slug,
                "--format", "sa1b", "-v", "0"]
     proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

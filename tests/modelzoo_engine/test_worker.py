@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import connection
 from django.db.models import Count
 
 from annotation.models import Item, ItemState
@@ -21,27 +20,14 @@ from modelzoo import services
 from modelzoo.models import Candidate, GenerationJob, GenerationJobItem
 from engine.rounds.tasks import generate_item
 from tests.modelzoo_engine.conftest import photo_with_masks
+from tests.subprocesses import ROOT, celery_worker_start, child_process_env
 
-ROOT = Path(__file__).resolve().parents[2]
 BROKER = os.environ.get("MODELZOO_TEST_BROKER_URL", "redis://127.0.0.1:6379/12")
 N_CANDIDATES = 8
 
 
 def start_worker(log_path: Path) -> subprocess.Popen:
-    db = connection.settings_dict
-    env = os.environ | {
-        "DJANGO_SETTINGS_MODULE": "engine.settings_test",
-        "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "CELERY_BROKER_URL": BROKER,
-        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
-        "PYTHONPATH": str(ROOT),
-    }
-    log = open(log_path, "ab")
-    return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "tests.modelzoo_engine.worker_app", "worker", "-Q", "model",
-         "--concurrency", "1", "--pool", "prefork", "-l", "INFO", "-n", f"gentest{os.getpid()}@%h",
-         "--without-gossip", "--without-mingle", "--without-heartbeat"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return celery_worker_start(log_path, broker=BROKER, queue="model", concurrency=1, name="gentest")
 
 
 def kill_worker(proc: subprocess.Popen) -> None:
@@ -140,13 +126,7 @@ def test_laptop_worker_takes_the_next_item_without_waiting_out_a_broker_poll(pro
     job = generate.generation_job_start(project=project, steps=1)
     assert job.total_items == len(enqueued) == 12
 
-    db = connection.settings_dict
-    env = os.environ | {
-        "DJANGO_SETTINGS_MODULE": "engine.settings_test",
-        "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "CELERY_BROKER_URL": "filesystem://", "VAR_DIR": str(tmp_path / "var"),
-        "MEDIA_ROOT": str(settings.MEDIA_ROOT), "PYTHONPATH": str(ROOT),
-    }
+    env = child_process_env(CELERY_BROKER_URL="filesystem://", VAR_DIR=str(tmp_path / "var"))
     subprocess.run([sys.executable, "-c", ENQUEUE, *map(str, enqueued)], cwd=ROOT, env=env, check=True, timeout=120)
     log_path = tmp_path / "worker.log"
     with open(log_path, "ab") as log:

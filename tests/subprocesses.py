@@ -1,0 +1,35 @@
+"""The project's processes started by tests against the test database: a Celery worker of the
+test app (`tests.modelzoo_engine.worker_app`: a 5 s Redis visibility timeout, so a killed
+worker's task comes back soon) and management commands."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def child_process_env(**extra: str) -> dict[str, str]:
+    """The environment of a child process that uses this test's database and media folder."""
+    db = connection.settings_dict
+    return os.environ | {
+        "DJANGO_SETTINGS_MODULE": "engine.settings_test",
+        "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "PYTHONPATH": str(ROOT),
+    } | extra
+
+
+def celery_worker_start(log_path: Path, *, broker: str, queue: str, concurrency: int, name: str) -> subprocess.Popen:
+    """A worker on `queue` in its own process group (kill it with os.killpg), logging to `log_path`."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "tests.modelzoo_engine.worker_app", "worker", "-Q", queue,
+         "--concurrency", str(concurrency), "--pool", "prefork", "-l", "INFO", "-n", f"{name}{os.getpid()}@%h",
+         "--without-gossip", "--without-mingle", "--without-heartbeat"],
+        cwd=ROOT, env=child_process_env(CELERY_BROKER_URL=broker), stdout=open(log_path, "ab"),
+        stderr=subprocess.STDOUT, start_new_session=True)
