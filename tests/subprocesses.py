@@ -4,12 +4,15 @@ worker's task comes back soon) and management commands."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 from django.conf import settings
 from django.db import connection
+
+from engine.celery import app
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,3 +36,17 @@ def celery_worker_start(log_path: Path, *, broker: str, queue: str, concurrency:
          "--without-gossip", "--without-mingle", "--without-heartbeat"],
         cwd=ROOT, env=child_process_env(CELERY_BROKER_URL=broker), stdout=open(log_path, "ab"),
         stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def process_group_kill(proc: subprocess.Popen) -> None:
+    """kill -9 the process and its children (a worker's pool), no goodbye; wait for it."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+def broker_purge(broker: str, queue: str) -> None:
+    """Empty `queue` of a Redis broker, and the tasks a killed worker left unacknowledged."""
+    with app.connection_for_write(broker) as conn:
+        conn.default_channel.queue_purge(queue)
+        conn.default_channel.client.delete("unacked", "unacked_index")

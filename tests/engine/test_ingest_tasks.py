@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from engine.ingest import jobs
 from engine.ingest.tasks import ingest_batch
 from engine.models import Image, IngestBatch, IngestJob, ObjectMask
 from tests.engine import builders
-from tests.subprocesses import ROOT, celery_worker_start, child_process_env
+from tests.subprocesses import ROOT, broker_purge, celery_worker_start, child_process_env, process_group_kill
 
 BROKER = os.environ.get("INGEST_TEST_BROKER_URL", "redis://127.0.0.1:6379/7")
 N_PHOTOS, N_MASKS = 32, 20
@@ -59,29 +58,18 @@ def start_worker(log_path: Path) -> subprocess.Popen:
     return celery_worker_start(log_path, broker=BROKER, queue="default", concurrency=2, name="ingesttest")
 
 
-def kill(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)  # the main process and its pool children, no goodbye
-        proc.wait(timeout=10)
-
-
 @pytest.fixture
 def broker(monkeypatch):
     """The job's batches go to the test's Redis broker; what an earlier run left there is purged."""
-    def purge():
-        with app.connection_for_write(BROKER) as conn:
-            conn.default_channel.queue_purge("default")
-            conn.default_channel.client.delete("unacked", "unacked_index")
-
     def enqueue(*, batch_ids):
         with app.connection_for_write(BROKER) as conn:
             for pk in batch_ids:
                 ingest_batch.apply_async(args=[pk], queue="default", connection=conn)
 
-    purge()
+    broker_purge(BROKER, "default")
     monkeypatch.setattr(jobs, "ingest_batches_enqueue", enqueue)
     yield
-    purge()
+    broker_purge(BROKER, "default")
 
 
 def test_worker_killed_mid_import_then_the_import_again_stores_each_photo_and_mask_once(project, broker, tmp_path):
@@ -94,7 +82,7 @@ def test_worker_killed_mid_import_then_the_import_again_stores_each_photo_and_ma
         while not IngestBatch.objects.filter(job=job, state=IngestBatch.State.DONE).exists():
             assert worker.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(0.01)
-        kill(worker)
+        process_group_kill(worker)
         done = IngestBatch.objects.filter(job=job, state=IngestBatch.State.DONE).count()
         assert 0 < done < job.batches.count(), "the worker finished before it could be killed"
         assert Image.objects.filter(project=project).count() < N_PHOTOS
@@ -108,7 +96,7 @@ def test_worker_killed_mid_import_then_the_import_again_stores_each_photo_and_ma
                 jobs.ingest_job_progress(job=job), log.read_text()[-3000:])
             time.sleep(0.1)
     finally:
-        kill(worker)
+        process_group_kill(worker)
     job.refresh_from_db()
     assert job.state == IngestJob.State.DONE
     assert_each_photo_and_mask_once(project, expected)
@@ -129,7 +117,7 @@ def test_the_command_killed_mid_import_then_run_again_stores_each_photo_and_mask
             assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()[-3000:]
             time.sleep(0.01)
     finally:
-        kill(proc)
+        process_group_kill(proc)
     assert Image.objects.filter(project=project).count() < N_PHOTOS, "the command finished before it was killed"
 
     out = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)

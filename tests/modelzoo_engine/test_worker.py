@@ -3,7 +3,6 @@ in the middle of a job and started again; every candidate then exists exactly on
 GLB passes the Khronos glTF validator."""
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from modelzoo import services
 from modelzoo.models import Candidate, GenerationJob, GenerationJobItem
 from engine.rounds.tasks import generate_item
 from tests.modelzoo_engine.conftest import photo_with_masks
-from tests.subprocesses import ROOT, celery_worker_start, child_process_env
+from tests.subprocesses import ROOT, broker_purge, celery_worker_start, child_process_env, process_group_kill
 
 BROKER = os.environ.get("MODELZOO_TEST_BROKER_URL", "redis://127.0.0.1:6379/12")
 N_CANDIDATES = 8
@@ -30,18 +29,10 @@ def start_worker(log_path: Path) -> subprocess.Popen:
     return celery_worker_start(log_path, broker=BROKER, queue="model", concurrency=1, name="gentest")
 
 
-def kill_worker(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)  # the main process and its pool child, no goodbye
-        proc.wait(timeout=10)
-
-
 @pytest.fixture
 def broker(monkeypatch):
     """Send the job's tasks to the test's Redis broker; purge what an earlier run left there."""
-    with app.connection_for_write(BROKER) as conn:
-        conn.default_channel.queue_purge("model")
-        conn.default_channel.client.delete("unacked", "unacked_index")
+    broker_purge(BROKER, "model")
 
     def enqueue(*, job_item_ids):
         with app.connection_for_write(BROKER) as conn:
@@ -70,7 +61,7 @@ def test_worker_killed_mid_job_then_restarted_makes_every_candidate_once(project
         while Candidate.objects.count() == 0:  # the first item's candidates are written together
             assert worker.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(0.05)
-        kill_worker(worker)
+        process_group_kill(worker)
         at_kill = Candidate.objects.count()
         assert 0 < at_kill < total, "the worker finished before it could be killed"
         assert GenerationJob.objects.get(pk=job.pk).state == GenerationJob.State.RUNNING
@@ -83,7 +74,7 @@ def test_worker_killed_mid_job_then_restarted_makes_every_candidate_once(project
                 log.read_text()[-3000:])
             time.sleep(0.25)
     finally:
-        kill_worker(worker)
+        process_group_kill(worker)
 
     assert Candidate.objects.count() == total
     assert not Candidate.objects.values("item", "checkpoint", "seed").annotate(n=Count("id")).filter(n__gt=1)
@@ -140,7 +131,7 @@ def test_laptop_worker_takes_the_next_item_without_waiting_out_a_broker_poll(pro
             assert worker.poll() is None and time.monotonic() < deadline, log_path.read_text()[-3000:]
             time.sleep(0.1)
     finally:
-        kill_worker(worker)
+        process_group_kill(worker)
 
     job.refresh_from_db()
     done = sorted(GenerationJobItem.objects.filter(job=job, state=GenerationJobItem.State.DONE)
