@@ -88,6 +88,13 @@ class FileCache:
             return handle.read()
 
 
+def _tar_shard_close(sink) -> None:
+    """Close the sink's open tar shard (`sink.tar` over `sink.handle`); the next write opens another."""
+    sink.tar.close()
+    sink.handle.close()
+    sink.tar = sink.handle = None
+
+
 def _row_group_write(sink, table: pa.Table, nbytes: int) -> None:
     """Write `table` as one row group of the sink's open Parquet shard (`sink.writer`), count its
     `nbytes` of source data, and close the shard once it holds `sink.shard_bytes` (the next write
@@ -172,16 +179,11 @@ class TarAssets:
             self.shard_size = 0
         self.shard_size += _tar_add(self.tar, f"{sha}.{extension}", data)
         if self.shard_size >= self.shard_bytes:
-            self._close_shard()
-
-    def _close_shard(self) -> None:
-        self.tar.close()
-        self.handle.close()
-        self.tar = self.handle = None
+            _tar_shard_close(self)
 
     def close(self) -> list[tuple[str, Path]]:
         if self.tar is not None:
-            self._close_shard()
+            _tar_shard_close(self)
         return self.outputs
 
 
@@ -457,16 +459,11 @@ class WebDatasetWriter(_ShardedWriter):
         self._add(f"{key}.json", row_json(meta))
         self.rows += 1
         if self.shard_size >= self.shard_bytes:
-            self._close_shard()
-
-    def _close_shard(self):
-        self.tar.close()
-        self.handle.close()
-        self.tar = self.handle = None
+            _tar_shard_close(self)
 
     def close(self) -> list[tuple[str, Path]]:
         if self.tar is not None:
-            self._close_shard()
+            _tar_shard_close(self)
         if not self.outputs:
             _, local = self._next_path()
             with open(local, "wb") as handle, tarfile.open(fileobj=handle, mode="w", format=tarfile.USTAR_FORMAT):
