@@ -101,3 +101,25 @@ def mask_get(project: Project, mask_id: int) -> ObjectMask:
 
 def members_list(project: Project) -> QuerySet[Membership]:
     return project.memberships.select_related("user").order_by("user__username", "role")
+
+
+def roles_by_project(user, projects: Iterable[Project]) -> dict[int, set[str]]:
+    """The roles `user` holds in each of `projects` (site admins: every role), in one query."""
+    ids = [p.pk for p in projects]
+    if user_is_site_admin(user):
+        return {pk: {r.value for r in Role} for pk in ids}
+    roles: dict[int, set[str]] = {}
+    for project_id, role in Membership.objects.filter(user=user, project_id__in=ids).values_list("project_id", "role"):
+        roles.setdefault(project_id, set()).add(role)
+    return roles
+
+
+def members_by_user(project: Project) -> list[dict]:
+    """The project's members, one entry per user: {"username", "roles": set, "since"} by username.
+    The caller has checked that the reader is a lead (`project_get_for_user(..., roles=[LEAD])`)."""
+    members: dict[str, dict] = {}
+    for m in members_list(project):
+        entry = members.setdefault(m.user.username, {"username": m.user.username, "roles": set(), "since": m.created_at})
+        entry["roles"].add(m.role)
+        entry["since"] = min(entry["since"], m.created_at)
+    return list(members.values())

@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "annotation",
     "engine.exports",
     "engine.stats",
+    "engine.console",
 ]
 
 MIDDLEWARE = [

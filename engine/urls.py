@@ -39,6 +39,7 @@ urlpatterns = [
     path("api/v1/", include("engine.exports.urls")),
     path("api/v1/", include("engine.rounds.urls")),
     path("", include("annotation.workbench_urls")),
+    path("console/", include("engine.console.urls")),
     path("", include("engine.stats.urls")),
 ]
 

@@ -1,0 +1,4 @@
+// The import page (engine/console/imports.py).
+import { installNavKeys } from './common.js';
+
+installNavKeys();
