@@ -1,4 +1,4 @@
-"""Thin DRF views of the core domain: projects, members, tokens, images, masks, ingest.
+"""Thin DRF views of the core domain: projects, members, tokens, images, masks. (Imports: engine.ingest.apis.)
 
 Each view parses input, fetches through a selector (which checks membership and role)
 and calls one service. Errors are `engine.errors` types, rendered in one handler.
@@ -10,7 +10,7 @@ import io
 import numpy as np
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from PIL import Image as PILImage
 from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -25,8 +25,7 @@ from engine.auth import login_authenticate
 from engine.bounds import int_from_text
 from engine.errors import NotFound, ValidationFailed
 from engine.files import stored_file_response
-from engine.ingest.readers import ExtractedZip, SourceError, detect_format, read_source
-from engine.ingest.services import ingest_item, ingest_items
+from engine.ingest.services import ingest_item
 from engine.ingest.validation import IngestRejected, ItemInput, MaskInput
 from engine.pagination import PageNumberPagination
 from engine.schema import ERROR, binary, paginated_list
@@ -372,32 +371,3 @@ class MaskPngApi(APIView):
         response = HttpResponse(buf.getvalue(), content_type="image/png")
         response["Cache-Control"] = "private, max-age=86400"
         return response
-
-
-class ZipImportApi(APIView):
-    """Bulk import: a zip in the folder, COCO or SA-1B layout. Bad items are listed, the rest imported."""
-
-    parser_classes = [MultiPartParser]
-
-    class ImportIn(serializers.Serializer):
-        file = serializers.FileField()
-        format = serializers.ChoiceField(choices=["auto", "folder", "coco", "sa1b"], default="auto")
-
-    @extend_schema(request=ImportIn, responses=inline_serializer("ImportSummary", {
-        "images_imported": serializers.IntegerField(), "images_duplicate": serializers.IntegerField(),
-        "masks_imported": serializers.IntegerField(), "masks_duplicate": serializers.IntegerField(),
-        "rejected": serializers.ListField(child=serializers.DictField()),
-        "format": serializers.ChoiceField(choices=["folder", "coco", "sa1b"])}))
-    def post(self, request, slug: str):
-        project = selectors.project_get_for_user(request.user, slug, roles=LEAD)
-        data = parse(self.ImportIn, request.data)
-        try:
-            with ExtractedZip(data["file"]) as root:
-                fmt, path = detect_format(root)
-                if data["format"] != "auto" and data["format"] != fmt:
-                    fmt, path = data["format"], (root if data["format"] != "coco" else path)
-                source = read_source(path, fmt)
-                summary = ingest_items(project=project, items=source.entries)
-        except SourceError as exc:
-            raise ValidationFailed(str(exc), code="bad_import") from None
-        return Response(summary.as_dict() | {"format": fmt})

@@ -255,16 +255,24 @@ class IngestJob(models.Model):
     still waiting (engine.ingest.jobs)."""
 
     class State(models.TextChoices):
+        PREPARING = "preparing", "Preparing"  # an upload being unpacked and read by a worker (ingest.prepare)
         RUNNING = "running", "Running"
         DONE = "done", "Done"
-        FAILED = "failed", "Failed"  # a batch failed beyond its retries; the others still ran
+        FAILED = "failed", "Failed"  # a batch failed beyond its retries (the others still ran), or the source
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="ingest_jobs")
-    format = models.CharField(max_length=8, help_text="folder, coco or sa1b.")
+    format = models.CharField(max_length=8, blank=True, help_text="folder, coco or sa1b ('' while preparing).")
     path = models.CharField(max_length=1000, help_text="The source as the workers see it (folder or COCO JSON).")
     images_dir = models.CharField(max_length=1000, blank=True, help_text="COCO: the folder file_names are in.")
-    state = models.CharField(max_length=8, choices=State.choices, default=State.RUNNING)
-    total = models.PositiveIntegerField(help_text="Entries in the source (images, and stray masks or annotations).")
+    state = models.CharField(max_length=9, choices=State.choices, default=State.RUNNING)
+    total = models.PositiveIntegerField(
+        default=0, help_text="Entries in the source (images, and stray masks or annotations); 0 while preparing.")
+    upload = models.OneToOneField("Upload", null=True, blank=True, on_delete=models.SET_NULL, related_name="job",
+                                  help_text="The browser's or the API's upload this job imports, if any.")
+    source_name = models.CharField(max_length=500, blank=True, help_text="What was uploaded, as its owner named it.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    error = models.TextField(blank=True, help_text="Why the source as a whole could not be imported.")
     created_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -304,3 +312,62 @@ class IngestBatch(models.Model):
 
     def __str__(self) -> str:
         return f"batch {self.index} of ingest job {self.job_id} ({self.state})"
+
+
+class IngestEntry(models.Model):
+    """One entry of an ingest job's report: a photo (with its masks), or a file refused, and why.
+    Written by its batch in the batch's transaction, so a batch done twice reports once."""
+
+    class Outcome(models.TextChoices):
+        ADDED = "added", "Added"  # a new photo, or new masks on a photo already there
+        DUPLICATE = "duplicate", "Duplicate"  # nothing new: the photo and all its masks were there
+        REFUSED = "refused", "Refused"
+
+    job = models.ForeignKey(IngestJob, on_delete=models.CASCADE, related_name="entries")
+    batch = models.ForeignKey(IngestBatch, on_delete=models.CASCADE, related_name="entries")
+    name = models.CharField(max_length=1000, help_text="The entry's name in the source.")
+    outcome = models.CharField(max_length=9, choices=Outcome.choices)
+    reason = models.TextField(blank=True, help_text="Why it was refused.")
+    image = models.ForeignKey(Image, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    masks_added = models.PositiveIntegerField(default=0)
+    masks_duplicate = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["job", "outcome", "id"], name="ingest_entry_job_outcome")]
+
+
+class Upload(models.Model):
+    """Files on their way in, in chunks (resumable: each chunk names its offset), staged in
+    settings.INGEST_UPLOAD_DIR/<id>/ where the workers read them. Completing it starts an
+    IngestJob (engine.ingest.uploads)."""
+
+    class State(models.TextChoices):
+        RECEIVING = "receiving", "Receiving"
+        COMPLETE = "complete", "Complete"  # handed to an ingest job
+        CANCELLED = "cancelled", "Cancelled"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="uploads")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    format = models.CharField(max_length=8, default="auto", help_text="auto, folder, coco or sa1b.")
+    state = models.CharField(max_length=9, choices=State.choices, default=State.RECEIVING)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-id"]
+
+
+class UploadFile(models.Model):
+    """One file of an upload: its path in the upload (a folder's layout, or a zip's name), its
+    size, and how many of its bytes arrived (a chunk is taken only at exactly this offset)."""
+
+    upload = models.ForeignKey(Upload, on_delete=models.CASCADE, related_name="files")
+    index = models.PositiveIntegerField()
+    path = models.CharField(max_length=1000)
+    size = models.BigIntegerField()
+    received = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["upload", "index"]
+        constraints = [models.UniqueConstraint(fields=["upload", "index"], name="upload_file_unique_index"),
+                       models.UniqueConstraint(fields=["upload", "path"], name="upload_file_unique_path")]

@@ -216,6 +216,12 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 50 * 1024 * 1024
 INGEST_MAX_PIXELS = env.int("INGEST_MAX_PIXELS", default=40_000_000)
 INGEST_MAX_ZIP_BYTES = env.int("INGEST_MAX_ZIP_BYTES", default=2 * 1024**3)
 INGEST_MAX_ZIP_MEMBERS = env.int("INGEST_MAX_ZIP_MEMBERS", default=100_000)
+# Uploads (the console's import, POST .../uploads/): staged in chunks in this folder, which the
+# workers read (a volume shared by the web and worker machines); removed when their import is done.
+INGEST_UPLOAD_DIR = Path(env.str("INGEST_UPLOAD_DIR", default=str(VAR_DIR / "uploads")))
+INGEST_MAX_UPLOAD_BYTES = env.int("INGEST_MAX_UPLOAD_BYTES", default=10 * 1024**3)
+INGEST_MAX_UPLOAD_FILES = env.int("INGEST_MAX_UPLOAD_FILES", default=100_000)
+INGEST_UPLOAD_CHUNK_BYTES = env.int("INGEST_UPLOAD_CHUNK_BYTES", default=16 * 1024**2)  # the most one PUT carries
 THUMBNAIL_SIZE = 256
 
 # Celery: a real worker always. The filesystem transport needs no server for a laptop run.

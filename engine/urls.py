@@ -4,6 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from engine import apis, views
+from engine.ingest import apis as ingest_apis
 
 api_v1 = [
     path("auth/token/", apis.TokenLoginApi.as_view(), name="api-token-login"),
@@ -20,7 +21,18 @@ api_v1 = [
          name="api-image-file"),
     path("projects/<slug:slug>/masks/", apis.MaskListApi.as_view(), name="api-masks"),
     path("projects/<slug:slug>/masks/<int:mask_id>.png", apis.MaskPngApi.as_view(), name="api-mask-png"),
-    path("projects/<slug:slug>/imports/", apis.ZipImportApi.as_view(), name="api-imports"),
+    path("projects/<slug:slug>/imports/", ingest_apis.ImportListCreateApi.as_view(), name="api-imports"),
+    path("projects/<slug:slug>/imports/<int:job_id>/", ingest_apis.ImportDetailApi.as_view(), name="api-import"),
+    path("projects/<slug:slug>/imports/<int:job_id>/entries/", ingest_apis.ImportEntriesApi.as_view(),
+         name="api-import-entries"),
+    path("projects/<slug:slug>/imports/<int:job_id>/retry/", ingest_apis.ImportRetryApi.as_view(),
+         name="api-import-retry"),
+    path("projects/<slug:slug>/uploads/", ingest_apis.UploadCreateApi.as_view(), name="api-uploads"),
+    path("projects/<slug:slug>/uploads/<int:upload_id>/", ingest_apis.UploadDetailApi.as_view(), name="api-upload"),
+    path("projects/<slug:slug>/uploads/<int:upload_id>/files/<int:index>", ingest_apis.UploadChunkApi.as_view(),
+         name="api-upload-chunk"),
+    path("projects/<slug:slug>/uploads/<int:upload_id>/complete/", ingest_apis.UploadCompleteApi.as_view(),
+         name="api-upload-complete"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

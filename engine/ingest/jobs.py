@@ -16,9 +16,10 @@ from django.db import transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
-from engine.ingest.readers import read_source
+from engine.errors import Conflict
+from engine.ingest.readers import SourceError, read_source
 from engine.ingest.services import IngestSummary, ingest_items
-from engine.models import IngestBatch, IngestJob, Project
+from engine.models import IngestBatch, IngestEntry, IngestJob, Project
 
 BATCH_SIZE = 16  # entries per task: about a second of work for SA-1B photos, a few rows of bookkeeping
 
@@ -38,11 +39,7 @@ def ingest_job_start(*, project: Project, path: Path, fmt: str, images_dir: Path
             names = read_source(path, fmt, images_dir=images_dir).names
             job = IngestJob.objects.create(project=project, format=fmt, path=str(path), images_dir=images,
                                            total=len(names))
-            IngestBatch.objects.bulk_create(
-                IngestBatch(job=job, index=i, names=names[start:start + batch_size],
-                            size=len(names[start:start + batch_size]))
-                for i, start in enumerate(range(0, len(names), batch_size))
-            )
+            _batches_create(job=job, names=names, batch_size=batch_size)
         else:
             job.batches.filter(state=IngestBatch.State.FAILED).update(state=IngestBatch.State.WAITING, error="")
             if job.state != IngestJob.State.RUNNING:
@@ -54,6 +51,64 @@ def ingest_job_start(*, project: Project, path: Path, fmt: str, images_dir: Path
         ingest_job_settle(job_id=job.pk)
         job.refresh_from_db()
     return job, resumed
+
+
+def _batches_create(*, job: IngestJob, names: list[str], batch_size: int) -> None:
+    IngestBatch.objects.bulk_create(
+        IngestBatch(job=job, index=i, names=names[start:start + batch_size],
+                    size=len(names[start:start + batch_size]))
+        for i, start in enumerate(range(0, len(names), batch_size))
+    )
+
+
+def ingest_job_prepare_run(*, job_id: int, batch_size: int = BATCH_SIZE) -> None:
+    """The worker's first step of an uploaded import (a job PREPARING): unpack the upload, tell its
+    format, list its entries, write the batches and enqueue them. A source that cannot be read (a
+    corrupt zip, no format it can tell, a malformed document) fails the job with the reason; a job
+    past this step is left alone (a redelivered task)."""
+    from engine.ingest import uploads  # uploads starts jobs; a job reads its upload's files
+
+    with transaction.atomic():
+        job = IngestJob.objects.select_for_update(of=("self",)).select_related("upload").filter(pk=job_id).first()
+        if job is None or job.state != IngestJob.State.PREPARING:
+            return
+        try:
+            fmt, path = uploads.upload_source(job.upload)
+            names = read_source(path, fmt).names
+        except SourceError as exc:
+            job.state, job.finished_at = IngestJob.State.FAILED, timezone.now()
+            job.error = uploads.without_upload_paths(job.upload_id, str(exc))[:4000]
+            job.save(update_fields=["state", "error", "finished_at"])
+            return
+        job.format, job.path, job.total, job.state = fmt, str(path), len(names), IngestJob.State.RUNNING
+        job.save(update_fields=["format", "path", "total", "state"])
+        _batches_create(job=job, names=names, batch_size=batch_size)
+        waiting = list(job.batches.values_list("id", flat=True))
+        transaction.on_commit(lambda: ingest_batches_enqueue(batch_ids=waiting))
+    if not waiting:
+        ingest_job_settle(job_id=job_id)
+
+
+def ingest_job_fail(*, job_id: int, reason: str) -> None:
+    """The prepare task failed beyond its retries (the upload's files are gone, a bug)."""
+    IngestJob.objects.filter(pk=job_id, state=IngestJob.State.PREPARING).update(
+        state=IngestJob.State.FAILED, error=reason[:4000], finished_at=timezone.now())
+
+
+def ingest_job_retry(*, job: IngestJob) -> IngestJob:
+    """Send a failed job's failed batches again (what `ingest --queue` does when run again)."""
+    with transaction.atomic():
+        job = IngestJob.objects.select_for_update().get(pk=job.pk)
+        failed = list(job.batches.filter(state=IngestBatch.State.FAILED).values_list("id", flat=True))
+        if job.state != IngestJob.State.FAILED or not failed:
+            raise Conflict("Only a job with failed batches can be retried; "
+                           + ("this one failed reading its source: fix it and import again." if job.error
+                              else f"this one is {job.state}."), code="not_retryable")
+        job.batches.filter(pk__in=failed).update(state=IngestBatch.State.WAITING, error="", finished_at=None)
+        job.state, job.finished_at = IngestJob.State.RUNNING, None
+        job.save(update_fields=["state", "finished_at"])
+        transaction.on_commit(lambda: ingest_batches_enqueue(batch_ids=failed))
+    return job
 
 
 def ingest_batches_enqueue(*, batch_ids: list[int]) -> None:
@@ -81,6 +136,12 @@ def ingest_batch_run(*, batch_id: int) -> None:
         batch.rejected = summary.rejected
         batch.save(update_fields=["state", "error", "finished_at", "images_imported", "images_duplicate",
                                   "masks_imported", "masks_duplicate", "rejected"])
+        IngestEntry.objects.bulk_create(
+            IngestEntry(job_id=batch.job_id, batch=batch, name=e["name"][:1000], outcome=e["outcome"],
+                        reason=e["reason"], image_id=e["image_id"], masks_added=e["masks_added"],
+                        masks_duplicate=e["masks_duplicate"])
+            for e in summary.entries
+        )
     ingest_job_settle(job_id=batch.job_id)
 
 
@@ -101,8 +162,12 @@ def ingest_job_settle(*, job_id: int) -> None:
     if batches.filter(state=IngestBatch.State.WAITING).exists():
         return
     failed = batches.filter(state=IngestBatch.State.FAILED).exists()
-    IngestJob.objects.filter(pk=job_id, state=IngestJob.State.RUNNING).update(
+    settled = IngestJob.objects.filter(pk=job_id, state=IngestJob.State.RUNNING).update(
         state=IngestJob.State.FAILED if failed else IngestJob.State.DONE, finished_at=timezone.now())
+    if settled and not failed:  # an upload's staged files are of no more use (a failed job keeps them to retry)
+        from engine.ingest import uploads
+
+        uploads.upload_files_remove(job_id=job_id)
 
 
 def ingest_job_progress(*, job: IngestJob) -> dict:

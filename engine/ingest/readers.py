@@ -395,13 +395,14 @@ def _sa1b_item(json_file: Path, root: Path) -> ItemInput:
 
 
 # ---------------------------------------------------------------- zip uploads
-def extract_zip(zip_file, destination: Path) -> None:
-    """Extract an uploaded zip safely: member count, total size and every path are checked first."""
+def zip_open_checked(zip_file, destination: Path) -> zipfile.ZipFile:
+    """The zip, opened, after the checks its central directory allows without extracting anything:
+    a zip at all, member count, total size, every path inside `destination`, no links."""
     try:
         archive = zipfile.ZipFile(zip_file)
-    except zipfile.BadZipFile:
+    except (zipfile.BadZipFile, EOFError):
         raise SourceError("The upload is not a valid zip file.") from None
-    with archive:
+    try:
         members = archive.infolist()
         if len(members) > settings.INGEST_MAX_ZIP_MEMBERS:
             raise SourceError(f"The zip has {len(members)} files; at most {settings.INGEST_MAX_ZIP_MEMBERS}.")
@@ -417,6 +418,15 @@ def extract_zip(zip_file, destination: Path) -> None:
                 raise SourceError(f"The zip entry '{member.filename}' escapes the archive's folder.")
             if member.external_attr >> 16 & 0o170000 == 0o120000:
                 raise SourceError(f"The zip entry '{member.filename}' is a symbolic link; links are not accepted.")
+    except BaseException:
+        archive.close()
+        raise
+    return archive
+
+
+def extract_zip(zip_file, destination: Path) -> None:
+    """Extract an uploaded zip safely: member count, total size and every path are checked first."""
+    with zip_open_checked(zip_file, destination) as archive:
         try:
             archive.extractall(destination)
         except (zipfile.BadZipFile, OSError, EOFError) as exc:

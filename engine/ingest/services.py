@@ -42,6 +42,9 @@ class IngestSummary:
     masks_imported: int = 0
     masks_duplicate: int = 0
     rejected: list[dict] = field(default_factory=list)  # [{"name": ..., "reason": ...}]
+    # Every entry's outcome in order: {"name", "outcome": added|duplicate|refused, "reason", "image_id",
+    # "masks_added", "masks_duplicate"} (an ingest job's report, engine.models.IngestEntry).
+    entries: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {
@@ -183,12 +186,23 @@ def ingest_items(
     summary = IngestSummary()
     for entry in items:
         if isinstance(entry, IngestRejected):
-            summary.rejected.append({"name": str(entry).split(":", 1)[0], "reason": str(entry)})
+            refused = {"name": str(entry).split(":", 1)[0], "reason": str(entry)}
         else:
             try:
-                summary.add(ingest_item(project=project, item=entry))
+                outcome = ingest_item(project=project, item=entry)
             except IngestRejected as exc:
-                summary.rejected.append({"name": entry.name, "reason": str(exc)})
+                refused = {"name": entry.name, "reason": str(exc)}
+            else:
+                refused = None
+                summary.add(outcome)
+                summary.entries.append({
+                    "name": entry.name, "reason": "", "image_id": outcome.image.pk,
+                    "outcome": "added" if outcome.created or outcome.masks_created else "duplicate",
+                    "masks_added": outcome.masks_created, "masks_duplicate": outcome.masks_duplicate})
+        if refused is not None:
+            summary.rejected.append(refused)
+            summary.entries.append(refused | {"outcome": "refused", "image_id": None, "masks_added": 0,
+                                              "masks_duplicate": 0})
         if on_progress:
             on_progress(getattr(entry, "name", ""))
     return summary

@@ -11,8 +11,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from rest_framework.test import APIClient
 
-from engine.models import Image, ObjectMask, Role
+from engine.models import Image, IngestJob, ObjectMask, Role
 from tests.engine import builders
+from tests.engine.imports import ImportResult
 from tests.engine.factories import MembershipFactory, ProjectFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -210,27 +211,38 @@ def zip_of(files: dict[str, bytes]) -> SimpleUploadedFile:
     return SimpleUploadedFile("import.zip", buf.getvalue(), content_type="application/zip")
 
 
-def test_zip_import_detects_the_format_and_lists_bad_items(api, member, project, tmp_path):
+def zip_post(api, lead, project, data) -> ImportResult:
+    client = api(lead)
+    return ImportResult(client, project, client.post(f"/api/v1/projects/{project.slug}/imports/", data,
+                                                     format="multipart"))
+
+
+def test_zip_import_runs_as_a_job_that_detects_the_format_and_reports_each_file(api, member, project, tmp_path):
     lead = member(Role.LEAD)
     root = builders.write_folder(tmp_path / "src", n_images=2)
     files = {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
     files["images/broken.png"] = b"truncated"
     files["masks/broken/x.png"] = builders.mask_png(builders.box_mask())
-    response = api(lead).post(f"/api/v1/projects/{project.slug}/imports/", {"file": zip_of(files)},
-                              format="multipart")
-    body = response.json()
-    assert response.status_code == 200 and body["format"] == "folder"
-    assert body["images_imported"] == 2 and body["masks_imported"] == 4
-    assert len(body["rejected"]) == 1 and "broken.png" in body["rejected"][0]["reason"]
+    client = api(lead)
+    response = client.post(f"/api/v1/projects/{project.slug}/imports/", {"file": zip_of(files)}, format="multipart")
+    assert response.status_code == 202 and response.json()["state"] == "preparing"
+    assert Image.objects.count() == 0  # nothing in the request: the worker imports
+    result = ImportResult(client, project, response)
+    job = result.job
+    assert job["state"] == "done" and job["format"] == "folder" and job["source_name"] == "import.zip"
+    assert job["progress"]["images_imported"] == 2 and job["progress"]["masks_imported"] == 4
+    assert job["report"] == {"added": 2, "duplicate": 0, "refused": 1}
+    assert len(result.rejected) == 1 and "broken.png" in result.rejected[0]["reason"]
+    again = zip_post(api, lead, project, {"file": zip_of(files)})
+    assert again.job["report"] == {"added": 0, "duplicate": 2, "refused": 1}
 
 
 def test_zip_import_of_sa1b(api, member, project, tmp_path):
     lead = member(Role.LEAD)
     root = builders.write_sa1b(tmp_path / "sa", n_images=2)
     files = {p.name: p.read_bytes() for p in root.iterdir()}
-    body = api(lead).post(f"/api/v1/projects/{project.slug}/imports/", {"file": zip_of(files)},
-                          format="multipart").json()
-    assert body["format"] == "sa1b" and body["images_imported"] == 2
+    job = zip_post(api, lead, project, {"file": zip_of(files)}).job
+    assert job["format"] == "sa1b" and job["progress"]["images_imported"] == 2
 
 
 @pytest.mark.parametrize(
@@ -241,17 +253,17 @@ def test_zip_import_of_sa1b(api, member, project, tmp_path):
         (zip_of({"readme.txt": b"hello"}), "Cannot tell the zip's format"),
     ],
 )
-def test_bad_zip_gets_a_clear_400(api, member, project, upload_file, reason):
+def test_bad_zip_gets_a_clear_400_and_starts_no_job(api, member, project, upload_file, reason):
     lead = member(Role.LEAD)
-    response = api(lead).post(f"/api/v1/projects/{project.slug}/imports/", {"file": upload_file},
-                              format="multipart")
-    assert response.status_code == 400 and reason in response.json()["error"]["message"]
+    result = zip_post(api, lead, project, {"file": upload_file})
+    assert result.status == 400 and reason in result.message
+    assert not IngestJob.objects.exists()
 
 
 @pytest.mark.parametrize("case", ["disk full while extracting", "format forced on the wrong layout"])
 def test_a_zip_import_error_names_no_server_folder(api, member, project, settings, monkeypatch, case):
     lead = member(Role.LEAD)
-    data = {"file": zip_of({"readme.txt": b"hello", "images/a.png": b"x"})}
+    data = {"file": zip_of({"readme.txt": b"hello", "images/a.png": b"x", "masks/a/m.png": b"x"})}
     if case == "disk full while extracting":
         def extractall(self, path=None, *args, **kwargs):
             raise OSError(28, "No space left on device", f"{path}/images/a.png")
@@ -261,18 +273,21 @@ def test_a_zip_import_error_names_no_server_folder(api, member, project, setting
     else:
         data["file"], data["format"] = zip_of({"images/a.png": b"x", "masks/a/m.png": b"x"}), "sa1b"
         words = "no SA-1B .json files"
-    response = api(lead).post(f"/api/v1/projects/{project.slug}/imports/", data, format="multipart")
-    message = response.json()["error"]["message"]
-    assert response.status_code == 400 and words in message
+    message = zip_post(api, lead, project, data).message
+    assert words in message
     assert "/tmp" not in message and str(settings.MEDIA_ROOT) not in message, message
+    assert str(settings.INGEST_UPLOAD_DIR) not in message, message
 
 
 def test_zip_bomb_is_refused_before_extraction(api, member, project, settings):
     settings.INGEST_MAX_ZIP_BYTES = 10_000
     lead = member(Role.LEAD)
-    response = api(lead).post(f"/api/v1/projects/{project.slug}/imports/",
-                              {"file": zip_of({"images/a.png": b"\0" * 50_000})}, format="multipart")
-    assert response.status_code == 400 and "above the limit" in response.json()["error"]["message"]
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as archive:  # 50 kB of zeros in ~100 bytes
+        archive.writestr("images/a.png", b"\0" * 50_000)
+        archive.writestr("masks/a/m.png", b"")
+    result = zip_post(api, lead, project, {"file": SimpleUploadedFile("bomb.zip", buf.getvalue())})
+    assert result.status == 400 and "above the limit" in result.message
 
 
 # ---------------------------------------------------------------- reading

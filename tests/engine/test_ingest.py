@@ -18,6 +18,7 @@ from engine.ingest.services import ingest_item
 from engine.ingest.validation import IngestRejected, ItemInput, MaskInput
 from engine.models import Image, ObjectMask, Role
 from tests.engine import builders
+from tests.engine.imports import ImportResult
 
 pytestmark = pytest.mark.django_db
 
@@ -284,21 +285,24 @@ def test_folder_masks_without_image_are_listed(tmp_path, project):
 
 
 # ---------------------------------------------------------------- documents with the wrong shape, through the API
-def zip_import(api, lead, project, files: dict[str, bytes], fmt: str = "auto"):
+def zip_import(api, lead, project, files: dict[str, bytes], fmt: str = "auto") -> ImportResult:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as archive:
         for name, data in files.items():
             archive.writestr(name, data)
     upload = SimpleUploadedFile("import.zip", buf.getvalue(), content_type="application/zip")
-    return api(lead).post(f"/api/v1/projects/{project.slug}/imports/", {"file": upload, "format": fmt},
-                          format="multipart")
+    client = api(lead)
+    return ImportResult(client, project, client.post(f"/api/v1/projects/{project.slug}/imports/",
+                                                     {"file": upload, "format": fmt}, format="multipart"))
 
 
-def refusal(response, status: int = 400) -> str:
-    assert response.status_code == status, response.content[:300]
-    error = response.json()["error"]
-    assert error["code"] and "/tmp" not in error["message"] and "ingest-" not in error["message"]
-    return error["message"]
+def refusal(result: ImportResult) -> str:
+    """The refusal's message, said whole (a 400) or by the job (the worker read the document)."""
+    message = result.message
+    assert "/tmp" not in message and "ingest-" not in message and "uploads/" not in message, message
+    if result.job is None:
+        assert result.response.json()["error"]["code"]
+    return message
 
 
 DEEP = b"[" * 5000 + b"]" * 5000
@@ -362,9 +366,9 @@ def sa1b_with(change) -> bytes:
 ])
 def test_an_sa1b_document_with_wrongly_typed_fields_is_listed_as_rejected(api, member, project, change, reason):
     files = {"a.json": sa1b_with(change), "a.png": builders.photo_bytes()}
-    response = zip_import(api, member(Role.LEAD), project, files)
-    assert response.status_code == 200, response.content[:300]
-    rejected = response.json()["rejected"]
+    result = zip_import(api, member(Role.LEAD), project, files)
+    assert result.status == 202 and result.job["state"] == "done", result.job
+    rejected = result.rejected
     assert len(rejected) == 1 and reason in rejected[0]["reason"], rejected
     assert Image.objects.count() == 0 and ObjectMask.objects.count() == 0
 
