@@ -9,8 +9,9 @@ from tests.engine.factories import MembershipFactory, ProjectFactory, UserFactor
 
 @pytest.fixture(autouse=True)
 def _media_in_tmp(settings, tmp_path):
-    """Every test writes files under its own temporary MEDIA_ROOT."""
+    """Every test writes files (and stages uploads) under its own temporary folder."""
     settings.MEDIA_ROOT = tmp_path / "media"  # Django's setting_changed receiver resets the storage
+    settings.INGEST_UPLOAD_DIR = tmp_path / "uploads"
     yield
 
 

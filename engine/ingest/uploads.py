@@ -98,7 +98,8 @@ def upload_create(*, project: Project, user, files: list[dict], fmt: str = "auto
         upload = Upload.objects.create(project=project, created_by=user, format=fmt)
         UploadFile.objects.bulk_create(UploadFile(upload=upload, index=i, path=p, size=f["size"])
                                        for i, (p, f) in enumerate(zip(paths, files)))
-    (upload_dir(upload.pk) / "files").mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(upload_dir(upload.pk), ignore_errors=True)  # SQLite reuses the ids of deleted rows
+    (upload_dir(upload.pk) / "files").mkdir(parents=True)
     return upload
 
 
