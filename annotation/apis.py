@@ -21,6 +21,7 @@ from engine.apis import paginate, parse
 from engine.bounds import BigIntegerField
 from engine.errors import NotFound, ValidationFailed
 from engine.files import stored_file_response
+from engine.models import JudgedRepresentation
 from engine.parsers import JSONParser
 from engine.schema import ERROR, binary, paginated_list
 from engine.selectors import project_get_for_user
@@ -190,12 +191,20 @@ class NextItemOut(serializers.Serializer):
                 scale = serializers.ListField(child=serializers.FloatField(), allow_null=True)
 
             id = serializers.IntegerField()
-            glb_url = serializers.CharField()
-            glb_compact_url = serializers.CharField()
+            glb_url = serializers.CharField(allow_null=True, help_text="The full GLB; null for a splat-only candidate.")
+            glb_compact_url = serializers.CharField(allow_null=True, help_text="The browser's GLB; null without a mesh.")
+            splat_url = serializers.CharField(allow_null=True, help_text="The browser's splat; null without one.")
+            splat_format = serializers.ChoiceField(choices=["spz"], allow_null=True)
             preview_url = serializers.CharField()
             layout = CandidateLayout()
             num_vertices = serializers.IntegerField()
             num_faces = serializers.IntegerField()
+            num_gaussians = serializers.IntegerField()
+            textured = serializers.BooleanField(help_text="The mesh has UV textures.")
+            drawn_as = serializers.ChoiceField(
+                choices=JudgedRepresentation.values,
+                help_text="How to draw it: the item's judged_representation when the candidate has it, else the "
+                          "representation it has.")
 
         id = serializers.IntegerField()
         protocol = serializers.CharField()
@@ -206,6 +215,8 @@ class NextItemOut(serializers.Serializer):
         candidates = NextItemCandidate(many=True, help_text="In the lease's order.")
         sides = serializers.ListField(child=serializers.BooleanField(),
                                       help_text="sides[k-1] true: the king is on the left in comparison k.")
+        judged_representation = serializers.ChoiceField(
+            choices=JudgedRepresentation.values, help_text="The project's setting: what annotators judge.")
 
     lease = NextItemLease()
     item = NextItemItem()

@@ -19,7 +19,7 @@ from django.utils import timezone
 from annotation.models import Comparison, Item, ItemState, Judgement, Lease
 from annotation.store import queue_store
 from engine.errors import NotFound
-from engine.models import RATING_MAX, RATING_MIN, Image, Project, Role
+from engine.models import RATING_MAX, RATING_MIN, Image, JudgedRepresentation, Project, Role
 from engine.selectors import image_get, project_access_decide, project_get_for_user
 
 ANNOTATOR = [Role.ANNOTATOR]
@@ -161,8 +161,12 @@ def scene_objects_for_user(user, *, slug: str, image_id: int) -> tuple[Project, 
         objects.append({
             "item": j.item_id, "label": j.item.mask.label, "rating": j.rating,
             "layout": j.layout or c.layout,
-            "candidate": {"id": c.pk, "glb_url": f"/api/v1/candidates/{c.pk}/glb",
-                          "glb_compact_url": f"/api/v1/candidates/{c.pk}/glb-compact", "layout": c.layout},
+            "candidate": {"id": c.pk, "glb_url": f"/api/v1/candidates/{c.pk}/glb" if c.glb else None,
+                          "glb_compact_url": f"/api/v1/candidates/{c.pk}/glb-compact" if c.glb else None,
+                          "splat_url": f"/api/v1/candidates/{c.pk}/splat" if c.splat_compact else None,
+                          "splat_ply_url": f"/api/v1/candidates/{c.pk}/splat-ply" if c.splat else None,
+                          "splat_format": "spz" if c.splat_compact else None,
+                          "textured": c.textured, "num_gaussians": c.num_gaussians, "layout": c.layout},
         })
     return project, image, objects
 
@@ -171,6 +175,34 @@ def scene_objects_for_user(user, *, slug: str, image_id: int) -> tuple[Project, 
 def _layout_of(layout) -> dict:
     layout = layout or {}
     return {k: layout.get(k) for k in ("rotation", "translation", "scale")}
+
+
+def drawn_as(judged: str, *, mesh: bool, splat: bool) -> str:
+    """The representation a candidate is drawn in when the project judges `judged`: that one when the
+    candidate has it, else the one it has (a splat-only candidate under "geometry" or "textured" is
+    drawn as its splat; a mesh-only one under "splat" as its textured mesh)."""
+    if judged == JudgedRepresentation.SPLAT:
+        return judged if splat or not mesh else JudgedRepresentation.TEXTURED
+    return judged if mesh or not splat else JudgedRepresentation.SPLAT
+
+
+def candidate_payload(row: dict, judged: str) -> dict:
+    """One candidate of the next-item payload, from a store's candidate row."""
+    cid, mesh, splat = row["id"], row["mesh"], row["splat"]
+    return {
+        "id": cid,
+        "glb_url": f"/api/v1/candidates/{cid}/glb" if mesh else None,
+        "glb_compact_url": f"/api/v1/candidates/{cid}/glb-compact" if mesh else None,
+        "splat_url": f"/api/v1/candidates/{cid}/splat" if splat else None,
+        "splat_format": "spz" if splat else None,
+        "preview_url": f"/api/v1/candidates/{cid}/preview",
+        "layout": _layout_of(row["layout"]),
+        "num_vertices": row["num_vertices"],
+        "num_faces": row["num_faces"],
+        "num_gaussians": row["num_gaussians"],
+        "textured": row["textured"],
+        "drawn_as": drawn_as(judged, mesh=mesh, splat=splat),
+    }
 
 
 def lease_payload(lease: Lease, *, project: Project | None = None) -> dict:
@@ -188,6 +220,7 @@ def lease_payload(lease: Lease, *, project: Project | None = None) -> dict:
     by_id = {c["id"]: c for c in rows}
     seconds = max(0, round((lease.expires_at - timezone.now()).total_seconds()))
     slug = project.slug
+    judged = project.judged_representation
     image_base = f"/api/v1/projects/{slug}/images/{image['id']}"
     return {
         "lease": {"id": lease.pk, "expires_at": lease.expires_at, "seconds": seconds},
@@ -209,19 +242,9 @@ def lease_payload(lease: Lease, *, project: Project | None = None) -> dict:
                 "rle": {"size": [image["height"], image["width"]], "counts": mask["rle_counts"]},
                 "png_url": f"/api/v1/projects/{slug}/masks/{mask['id']}.png",
             },
-            "candidates": [
-                {
-                    "id": cid,
-                    "glb_url": f"/api/v1/candidates/{cid}/glb",
-                    "glb_compact_url": f"/api/v1/candidates/{cid}/glb-compact",
-                    "preview_url": f"/api/v1/candidates/{cid}/preview",
-                    "layout": _layout_of(by_id[cid]["layout"]),
-                    "num_vertices": by_id[cid]["num_vertices"],
-                    "num_faces": by_id[cid]["num_faces"],
-                }
-                for cid in lease.order if cid in by_id
-            ],
+            "candidates": [candidate_payload(by_id[cid], judged) for cid in lease.order if cid in by_id],
             "sides": lease.sides,
+            "judged_representation": judged,
         },
     }
 

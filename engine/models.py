@@ -15,6 +15,14 @@ class Role(models.TextChoices):
     ARTIST = "artist", "3D artist"
 
 
+class JudgedRepresentation(models.TextChoices):
+    """How annotators see candidates: both sides of a comparison are drawn this way."""
+
+    GEOMETRY = "geometry", "Shaded geometry, untextured"
+    TEXTURED = "textured", "The mesh as made (textures or vertex colours)"
+    SPLAT = "splat", "Gaussian splat"
+
+
 class RankingProtocol(models.TextChoices):
     KING_OF_THE_HILL = "king_of_the_hill", "King of the hill (pairwise)"
     FULL_RANKING = "full_ranking", "Full ranking"
@@ -59,6 +67,11 @@ class Project(models.Model):
         max_length=32, choices=RankingProtocol.choices, default=RankingProtocol.KING_OF_THE_HILL
     )
     layout_stage = models.BooleanField(default=False, help_text="Ask annotators to adjust the winner's layout.")
+    judged_representation = models.CharField(
+        max_length=16, choices=JudgedRepresentation.choices, default=JudgedRepresentation.TEXTURED,
+        db_default=JudgedRepresentation.TEXTURED,
+        help_text="What annotators judge: shaded geometry (SAM 3D's geometry stage), the textured mesh, or the "
+                  "Gaussian splat. A candidate without that representation is drawn as the one it has.")
     daily_cap = models.PositiveIntegerField(
         null=True, blank=True, help_text="Most judgements one annotator may submit per UTC day; empty for none."
     )

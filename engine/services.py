@@ -24,6 +24,7 @@ PROJECT_SETTINGS = (
     "ranking_protocol",
     "layout_stage",
     "daily_cap",
+    "judged_representation",
     "sampling_steps",
 )
 

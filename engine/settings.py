@@ -152,6 +152,11 @@ PROJECT_CREATORS = env.str("PROJECT_CREATORS", default="staff")
 if PROJECT_CREATORS not in ("staff", "everyone"):
     raise ImproperlyConfigured(f"PROJECT_CREATORS must be 'staff' or 'everyone', not {PROJECT_CREATORS!r}.")
 
+# What a generator backend may hand over per candidate (modelzoo.representations): a larger splat or
+# GLB fails the item with the reason, before anything is stored.
+MODELZOO_MAX_GAUSSIANS = env.int("MODELZOO_MAX_GAUSSIANS", default=2_000_000)
+MODELZOO_MAX_GLB_BYTES = env.int("MODELZOO_MAX_GLB_BYTES", default=256 * 1024 * 1024)
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = False

@@ -173,22 +173,30 @@ class ProjectMixApi(APIView):
 
 
 _FILES = {
-    "glb": ("glb", "model/gltf-binary"),
-    "glb-compact": ("glb_compact", "model/gltf-binary"),
-    "preview": ("preview", "image/png"),
+    "glb": ("glb", "model/gltf-binary", "mesh"),
+    "glb-compact": ("glb_compact", "model/gltf-binary", "mesh"),
+    "splat": ("splat_compact", "application/octet-stream", "splat"),
+    "splat-ply": ("splat", "application/octet-stream", "splat"),
+    "preview": ("preview", "image/png", "preview"),
 }
 
 
 class CandidateFileApi(APIView):
-    """A candidate's GLB, compact GLB or preview PNG, for members of its project."""
+    """A candidate's files, for members of its project: the mesh (GLB, compact GLB), the Gaussian
+    splat (`splat`: the browser's SPZ; `splat-ply`: the full 3DGS PLY) and the preview PNG."""
 
     @extend_schema(
         parameters=[OpenApiParameter("variant", str, OpenApiParameter.PATH, enum=list(_FILES))],
-        responses=binary("model/gltf-binary", "image/png"),
+        responses=binary("model/gltf-binary", "application/octet-stream", "image/png"),
     )
     def get(self, request, candidate_id: int, variant: str):
         if variant not in _FILES:
-            raise NotFound(f"No '{variant}' for a candidate; use glb, glb-compact or preview.")
+            raise NotFound(f"No '{variant}' for a candidate; use {', '.join(_FILES)}.")
         candidate = selectors.candidate_get_for_user(request.user, candidate_id)
-        field, content_type = _FILES[variant]
-        return stored_file_response(getattr(candidate, field).name, content_type=content_type)
+        field, content_type, what = _FILES[variant]
+        name = getattr(candidate, field).name
+        if not name and what != "preview":
+            other = "a Gaussian splat only (GET .../splat)" if what == "mesh" else "a mesh only (GET .../glb)"
+            raise NotFound(f"Candidate {candidate_id} has no {what}: its backend made {other}.",
+                           code=f"no_{what}")
+        return stored_file_response(name, content_type=content_type)

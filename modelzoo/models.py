@@ -80,8 +80,24 @@ class Candidate(models.Model):
     checkpoint = models.ForeignKey(Checkpoint, on_delete=models.PROTECT, related_name="candidates")
     seed = models.BigIntegerField()
     steps = models.PositiveSmallIntegerField(help_text="Sampling steps used.")
-    glb = models.FileField(max_length=300, help_text="Full mesh, glTF 2.0 binary, +Y up, metres.")
-    glb_compact = models.FileField(max_length=300, blank=True, help_text="Quantised copy for the browser.")
+    glb = models.FileField(max_length=300, blank=True,
+                           help_text="Full mesh, glTF 2.0 binary, +Y up, metres, centred; empty for a splat-only "
+                                     "candidate.")
+    glb_compact = models.FileField(max_length=300, blank=True,
+                                   help_text="Browser copy: quantised geometry, textures as WebP of at most 1024 px.")
+    # db_default on the new columns: rows written without them (COPY in the benches, older code during a
+    # rolling deploy) get the same values as through the ORM.
+    splat = models.FileField(max_length=300, blank=True, db_default="",
+                             help_text="3D Gaussian splat as the 3DGS PLY (object frame: +Y up, metres, centred); "
+                                       "empty when the backend made none.")
+    splat_compact = models.FileField(max_length=300, blank=True, db_default="",
+                                     help_text="Browser copy of the splat (SPZ).")
+    num_gaussians = models.PositiveIntegerField(default=0, db_default=0)
+    textured = models.BooleanField(default=False, db_default=False,
+                                   help_text="The mesh has UV textures (a PBR material).")
+    received = models.JSONField(default=dict, db_default={}, blank=True, help_text=(
+        "What the backend handed over: per representation its kind, source format, byte size, counts, "
+        "texture sizes, and how the frame was normalised."))
     preview = models.FileField(max_length=300, blank=True)
     layout = models.JSONField(help_text="rotation (w,x,y,z), translation (m), scale in the camera frame.")
     num_vertices = models.PositiveIntegerField(default=0)
@@ -93,6 +109,8 @@ class Candidate(models.Model):
         ordering = ["item", "id"]
         constraints = [
             models.UniqueConstraint(fields=["item", "checkpoint", "seed"], name="candidate_unique_seed"),
+            models.CheckConstraint(condition=~(models.Q(glb="") & models.Q(splat="")),
+                                   name="candidate_has_mesh_or_splat"),
         ]
 
     def __str__(self) -> str:

@@ -65,7 +65,7 @@ class PortableStore:
 
     def item_context(self, item_id: int) -> tuple[dict, list[dict]]:
         """What the next-item payload shows of an item's round, mask and image, and its candidates'
-        rows (id, layout, num_vertices, num_faces) in id order."""
+        rows (`candidate_rows`) in id order."""
         item = Item.objects.select_related("round", "mask", "mask__image").get(pk=item_id)
         mask, image = item.mask, item.mask.image
         context = {
@@ -74,7 +74,7 @@ class PortableStore:
             "image": {"id": image.pk, "width": image.width, "height": image.height,
                       "thumbnail": image.thumbnail.name, "depth": image.depth.name, "intrinsics": image.intrinsics},
         }
-        return context, list(item.candidates.order_by("id").values("id", "layout", "num_vertices", "num_faces"))
+        return context, candidate_rows(item.pk)
 
     # ------------------------------------------------------------------ counts
     def judgements_since(self, *, project_id: int, annotator_id: int, since: dt.datetime) -> int:
@@ -122,15 +122,15 @@ class PortableStore:
                 break
         if item is None:
             return LeaseTake(None, mine, [])
-        candidate_rows = list(item.candidates.order_by("id").values("id", "layout", "num_vertices", "num_faces"))
+        rows = candidate_rows(item.pk)
         seed = random.getrandbits(63)
-        order, sides = lease_order([c["id"] for c in candidate_rows], seed)
+        order, sides = lease_order([c["id"] for c in rows], seed)
         lease = Lease.objects.create(
             project=project, item=item, annotator=annotator, seed=seed, order=order, sides=sides,
             protocol=project.ranking_protocol, layout_stage=project.layout_stage, created_at=now,
             expires_at=now + dt.timedelta(seconds=project.lease_seconds),
         )
-        lease.candidate_rows = candidate_rows
+        lease.candidate_rows = rows
         return LeaseTake(lease, mine, [])
 
     def item_and_lease_lock(self, lease: Lease, *, read: Item | None = None,
@@ -181,6 +181,17 @@ class PortableStore:
             cur.execute(statement, [*params, item.pk])
             updated = cur.rowcount
         item_updated_check(item, updated)
+
+
+def candidate_rows(item_id: int) -> list[dict]:
+    """What the next-item payload shows of an item's candidates, in id order: id, layout, num_vertices,
+    num_faces, num_gaussians, textured, and whether it has a mesh and a splat (the PostgreSQL
+    store's CANDIDATES_SQL builds the same objects)."""
+    rows = Candidate.objects.filter(item_id=item_id).order_by("id").values(
+        "id", "layout", "num_vertices", "num_faces", "num_gaussians", "textured", "glb", "splat_compact")
+    return [{"id": r["id"], "layout": r["layout"], "num_vertices": r["num_vertices"], "num_faces": r["num_faces"],
+             "num_gaussians": r["num_gaussians"], "textured": r["textured"], "mesh": bool(r["glb"]),
+             "splat": bool(r["splat_compact"])} for r in rows]
 
 
 _UPDATES: dict[tuple[str, ...], tuple[str, list]] = {}

@@ -108,7 +108,9 @@ CONTEXT_SQL = """(SELECT jsonb_build_object(
    FROM engine_round r, engine_objectmask m, engine_image im
    WHERE r.id = {item}.round_id AND m.id = {item}.mask_id AND im.id = m.image_id)"""
 CANDIDATES_SQL = """(SELECT jsonb_agg(jsonb_build_object('id', c.id, 'layout', c.layout, 'num_vertices', c.num_vertices,
-                                       'num_faces', c.num_faces) ORDER BY c.id)
+                                       'num_faces', c.num_faces, 'num_gaussians', c.num_gaussians,
+                                       'textured', c.textured, 'mesh', c.glb <> '', 'splat', c.splat_compact <> '')
+                     ORDER BY c.id)
    FROM modelzoo_candidate c WHERE c.item_id = {item}.id)"""
 ITEM_CONTEXT_SQL = (f"SELECT {CONTEXT_SQL.format(item='i')}, {CANDIDATES_SQL.format(item='i')} "
                     "FROM annotation_item i WHERE i.id = %s")

@@ -12,9 +12,9 @@ import io
 import logging
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
 
 import numpy as np
+from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Exists, OuterRef
@@ -28,9 +28,10 @@ from engine.errors import NotFound, ValidationFailed
 from engine.files import sha256_bytes, store_content_addressed
 from engine.models import ObjectMask, Project
 from engine.services import round_current
-from modelzoo import mesh
 from modelzoo.generators.base import GenerationRequest
+from modelzoo.mesh.gltf import GltfLimits
 from modelzoo.models import Candidate, Checkpoint, GenerationJob, GenerationJobItem, ProjectCheckpoint
+from modelzoo.representations import CandidateRefused, EncodedFiles, Limits, encode_candidate
 from modelzoo.weights import generator_for_checkpoint
 
 log = logging.getLogger(__name__)
@@ -164,34 +165,31 @@ def generation_request(*, mask: ObjectMask, seeds: list[int], steps: int) -> Gen
     )
 
 
-@dataclass
-class EncodedCandidate:
-    glb: str
-    glb_compact: str
-    preview: str
-    timings: dict
+def representation_limits() -> Limits:
+    """The per-candidate limits of the settings (MODELZOO_MAX_GAUSSIANS, MODELZOO_MAX_GLB_BYTES)."""
+    return Limits(max_gaussians=settings.MODELZOO_MAX_GAUSSIANS,
+                  gltf=GltfLimits(max_bytes=settings.MODELZOO_MAX_GLB_BYTES))
 
 
-def candidate_files_store(output) -> EncodedCandidate:
-    """GLB, compact GLB and preview of one output, stored content-addressed; with timings."""
+def _store(folder: str, extension: str, data: bytes | None) -> str:
+    if not data:
+        return ""
+    return store_content_addressed(folder=folder, sha256=sha256_bytes(data), extension=extension, data=data)
+
+
+def candidate_files_store(files: EncodedFiles) -> dict:
+    """Store one encoded candidate's files (content-addressed: a retry stores nothing twice) and
+    return the Candidate fields that name them, with the timings."""
     t0 = time.perf_counter()
-    normals = mesh.vertex_normals(output.vertices, output.faces)  # once for both files
-    glb = mesh.glb_bytes(output.vertices, output.faces, output.vertex_colors, normals=normals)
-    compact = mesh.glb_compact_bytes(output.vertices, output.faces, output.vertex_colors, normals=normals)
-    t1 = time.perf_counter()
-    preview = output.preview_png or mesh.preview_png(output.vertices, output.faces, output.vertex_colors)
-    t2 = time.perf_counter()
-    names = [
-        store_content_addressed(folder="candidates", sha256=sha256_bytes(glb), extension="glb", data=glb),
-        store_content_addressed(folder="candidates", sha256=sha256_bytes(compact), extension="glb", data=compact),
-        store_content_addressed(folder="previews", sha256=sha256_bytes(preview), extension="png", data=preview),
-    ]
-    t3 = time.perf_counter()
-    timings = {k: float(v) for k, v in output.timings.items()}
-    timings.update(glb_encoding=t1 - t0, storage=t3 - t2)
-    if not output.preview_png:
-        timings["preview"] = t2 - t1
-    return EncodedCandidate(*names, timings=timings)
+    names = {
+        "glb": _store("candidates", "glb", files.glb),
+        "glb_compact": _store("candidates", "glb", files.glb_compact),
+        "splat": _store("splats", "ply", files.splat_ply),
+        "splat_compact": _store("splats", "spz", files.splat_spz),
+        "preview": _store("previews", "png", files.preview_png),
+    }
+    timings = dict(files.timings, storage=time.perf_counter() - t0)
+    return names | {"timings": timings}
 
 
 def job_item_generate(*, job_item_id: int) -> GenerationJobItem:
@@ -231,21 +229,27 @@ def job_item_generate(*, job_item_id: int) -> GenerationJobItem:
 
 
 def _candidates_generate(*, item: Item, checkpoint: Checkpoint, seeds: list[int], steps: int) -> list[Candidate]:
-    """Unsaved Candidate rows of one checkpoint's seeds, their files stored."""
+    """Unsaved Candidate rows of one checkpoint's seeds, their files stored. Every output is checked
+    and encoded before any file is stored: one refused output (a malformed GLB or splat) stores
+    nothing of this checkpoint and fails the item with the reason."""
     generator = generator_for_checkpoint(checkpoint)
     request = generation_request(mask=item.mask, seeds=seeds, steps=steps)
     started = time.perf_counter()
     outputs = generator.generate(request)
     wall = (time.perf_counter() - started) / max(len(outputs), 1)
+    limits = representation_limits()
+    try:
+        encoded = [(output, encode_candidate(output, limits)) for output in outputs]
+    except CandidateRefused as exc:
+        raise CandidateRefused(f"checkpoint {checkpoint} ({checkpoint.backend}): {exc}") from None
     rows = []
-    for output in outputs:
-        files = candidate_files_store(output)
-        files.timings.setdefault("model_wall", wall)
+    for output, files in encoded:
+        fields = candidate_files_store(files)
+        fields["timings"].setdefault("model_wall", wall)
         rows.append(Candidate(
-            item=item, checkpoint=checkpoint, seed=int(output.seed), steps=steps,
-            glb=files.glb, glb_compact=files.glb_compact, preview=files.preview,
-            layout=output.layout.as_dict(), num_vertices=len(output.vertices), num_faces=len(output.faces),
-            timings=files.timings,
+            item=item, checkpoint=checkpoint, seed=int(output.seed), steps=steps, layout=files.layout,
+            num_vertices=files.num_vertices, num_faces=files.num_faces, num_gaussians=files.num_gaussians,
+            textured=files.textured, received=files.received, **fields,
         ))
     return rows
 

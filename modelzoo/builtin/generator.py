@@ -15,6 +15,7 @@ from modelzoo.builtin.model import BuiltinModel
 from modelzoo.generators.base import CandidateOutput, GenerationRequest, GeneratorError, Layout, default_intrinsics
 from modelzoo.mesh.meshing import occupancy_to_mesh
 from modelzoo.mesh.preview import preview_png
+from modelzoo.splats.gaussians import SH_C0, Gaussians, gaussians_on_surface
 from modelzoo.synth.rotations import matrix_to_quat
 
 _CACHE: dict[tuple, "BuiltinGenerator"] = {}
@@ -26,6 +27,9 @@ _CACHE_LOCK = threading.Lock()
 # 20x slower); at load ~8, 48 ms vs 210 ms. Workers scale over cores with processes (Celery
 # prefork), not threads; MODELZOO_TORCH_THREADS raises it for a many-core inference server.
 THREADS = int(os.environ.get("MODELZOO_TORCH_THREADS", "1"))
+# Gaussians of the splat each candidate carries beside its mesh (0: mesh only). 4096 flat discs
+# cover a candidate's surface closely at the workbench's size; about 60 KB as SPZ.
+GAUSSIANS = int(os.environ.get("MODELZOO_BUILTIN_GAUSSIANS", "4096"))
 
 
 @contextlib.contextmanager
@@ -85,11 +89,13 @@ class BuiltinGenerator:
 
     backend = "builtin"
 
-    def __init__(self, model: BuiltinModel, checkpoint_path: str | None = None, threads: int | None = None):
+    def __init__(self, model: BuiltinModel, checkpoint_path: str | None = None, threads: int | None = None,
+                 gaussians: int | None = None):
         self.model = model.eval()
         self.checkpoint_path = checkpoint_path
         self.meta = getattr(model, "meta", {})
         self.threads = threads or THREADS
+        self.gaussians = GAUSSIANS if gaussians is None else gaussians
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, cached: bool = True) -> "BuiltinGenerator":
@@ -150,13 +156,28 @@ class BuiltinGenerator:
             t2 = time.perf_counter()
             png = preview_png(verts, faces, colors, size=128)
             t3 = time.perf_counter()
+            splat = None
+            if self.gaussians:
+                splat = surface_splat(verts, faces, colors, R, t, s, pred["K"], image, mask, self.gaussians, seed)
+            t4 = time.perf_counter()
             layout = Layout(rotation=tuple(float(x) for x in matrix_to_quat(R)),
                             translation=tuple(float(x) for x in t), scale=(s, s, s))
             out.append(CandidateOutput(
-                seed=int(seed), vertices=verts, faces=faces, vertex_colors=colors, layout=layout,
-                preview_png=png, timings={"model": model_share, "meshing": t2 - t1, "preview": t3 - t2},
+                seed=int(seed), vertices=verts, faces=faces, vertex_colors=colors, layout=layout, splat=splat,
+                preview_png=png, timings={"model": model_share, "meshing": t2 - t1, "preview": t3 - t2,
+                                          "splatting": t4 - t3},
             ))
         return out
+
+
+def surface_splat(verts, faces, colors, R, t, s, K, image, mask, n: int, seed: int) -> Gaussians:
+    """`n` flat Gaussians on the mesh's surface, each coloured by the photo's pixel where it projects
+    at the layout when that pixel is in the mask, else by the mesh's vertex colours there."""
+    g = gaussians_on_surface(verts, faces, colors, n, seed=int(seed) % (2**32))
+    fallback = g.colors_rgb()
+    rgb = vertex_colors_from_photo(g.positions, R, t, s, K, image, mask, fallback)[:, :3]
+    g.sh_dc = ((rgb / 255.0 - 0.5) / SH_C0).astype(np.float32)
+    return g
 
 
 def _fit_depth(verts, R, t, s, depth, mask):

@@ -17,10 +17,13 @@ writing one class with a ``generate`` method that maps its own outputs to
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+
+from modelzoo.splats.gaussians import Gaussians
 
 
 class GeneratorError(Exception):
@@ -68,15 +71,37 @@ class GenerationRequest:
 
 @dataclass
 class CandidateOutput:
-    """One 3D candidate for one seed."""
+    """One 3D candidate for one seed: a mesh, a Gaussian splat, or both, and its layout.
+
+    The mesh comes as arrays (``vertices``, ``faces``, ``vertex_colors``: what the built-in model
+    makes) or as ``glb``, a glTF 2.0 binary (PBR materials, UV textures, several primitives: what
+    TRELLIS.2 and Hunyuan3D make), as bytes or a local file path. The splat comes as ``splat``:
+    `modelzoo.splats.Gaussians`, or the bytes or path of a 3DGS PLY or an SPZ file. The engine
+    validates each (a bad one fails the item with the reason), moves it to the object frame's
+    convention (centred; +Y up and metres are the backend's promise) and keeps the pose in the layout.
+    """
 
     seed: int
-    vertices: np.ndarray  # V x 3 float32, object frame, metres
-    faces: np.ndarray  # F x 3 int32
-    vertex_colors: np.ndarray  # V x 4 uint8 RGBA
-    layout: Layout
+    vertices: np.ndarray | None = None  # V x 3 float32, object frame, metres
+    faces: np.ndarray | None = None  # F x 3 int32
+    vertex_colors: np.ndarray | None = None  # V x 4 uint8 RGBA
+    layout: Layout | None = None
     preview_png: bytes | None = None
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    glb: bytes | str | os.PathLike | None = None  # the mesh as a GLB, instead of the arrays
+    splat: Gaussians | bytes | str | os.PathLike | None = None  # 3DGS PLY or SPZ
+    info: dict = field(default_factory=dict)  # what the backend wants recorded (layout source, its call)
+
+    def has_mesh(self) -> bool:
+        return self.glb is not None or self.vertices is not None
+
+    def file_bytes(self, which: str) -> bytes | None:
+        """`glb` or `splat` as bytes, read from its path when the backend gave one."""
+        value = getattr(self, which)
+        if value is None or isinstance(value, (bytes, bytearray, memoryview, Gaussians)):
+            return value
+        with open(value, "rb") as f:
+            return f.read()
 
 
 @runtime_checkable

@@ -22,6 +22,8 @@ import numpy as np
 import requests
 
 from modelzoo.generators.base import CandidateOutput, GenerationRequest, GeneratorError, Layout
+from modelzoo.splats.gaussians import Gaussians
+from modelzoo.splats.ply import ply_bytes
 
 PROTOCOL_VERSION = 1
 CONTENT_TYPE = "application/x-modelzoo-frame"
@@ -111,34 +113,53 @@ def request_decode(data: bytes) -> GenerationRequest:
 
 
 def response_encode(outputs: list[CandidateOutput]) -> bytes:
+    """The candidates as a response frame: mesh arrays, a GLB and a splat (as a 3DGS PLY, or the
+    PLY/SPZ bytes the backend gave) travel raw in the body; files named by path are read here, on
+    the server, so the worker never needs the server's disk."""
     body = _Body()
     candidates = []
     for out in outputs:
+        splat = out.file_bytes("splat")
+        if isinstance(splat, Gaussians):
+            splat = ply_bytes(splat)
+        glb = out.file_bytes("glb")
         candidates.append({
             "seed": int(out.seed),
-            "layout": out.layout.as_dict(),
+            "layout": out.layout.as_dict() if out.layout is not None else None,
             "timings": {k: float(v) for k, v in out.timings.items()},
-            "vertices": body.array(np.asarray(out.vertices, np.float32)),
-            "faces": body.array(np.asarray(out.faces, np.int32)),
-            "vertex_colors": body.array(np.asarray(out.vertex_colors, np.uint8)),
+            "vertices": None if out.vertices is None else body.array(np.asarray(out.vertices, np.float32)),
+            "faces": None if out.faces is None else body.array(np.asarray(out.faces, np.int32)),
+            "vertex_colors": (None if out.vertex_colors is None
+                              else body.array(np.asarray(out.vertex_colors, np.uint8))),
+            "glb": body.add(bytes(glb)) if glb is not None else None,
+            "splat": body.add(bytes(splat)) if splat is not None else None,
             "preview_png": body.add(out.preview_png) if out.preview_png else None,
+            "info": out.info,
         })
     return frame_encode({"version": PROTOCOL_VERSION, "candidates": candidates}, body)
+
+
+def _blob(ref: dict | None, body: memoryview) -> bytes | None:
+    if not ref:
+        return None
+    start, length = int(ref["offset"]), int(ref["length"])
+    if start < 0 or length < 0 or start + length > len(body):
+        raise GeneratorError("A file reaches past the end of the frame.")
+    return bytes(body[start:start + length])
 
 
 def response_decode(data: bytes) -> list[CandidateOutput]:
     header, body = frame_decode(data)
     outputs = []
     for c in header["candidates"]:
-        png = c.get("preview_png")
+        arrays = {name: array_decode(c[name], body).copy() if c.get(name) else None
+                  for name in ("vertices", "faces", "vertex_colors")}
         outputs.append(CandidateOutput(
-            seed=int(c["seed"]),
-            vertices=array_decode(c["vertices"], body).copy(),
-            faces=array_decode(c["faces"], body).copy(),
-            vertex_colors=array_decode(c["vertex_colors"], body).copy(),
-            layout=Layout.from_dict(c["layout"]),
-            preview_png=bytes(body[png["offset"]:png["offset"] + png["length"]]) if png else None,
-            timings=dict(c.get("timings", {})),
+            seed=int(c["seed"]), **arrays,
+            layout=Layout.from_dict(c["layout"]) if c.get("layout") else None,
+            glb=_blob(c.get("glb"), body), splat=_blob(c.get("splat"), body),
+            preview_png=_blob(c.get("preview_png"), body),
+            timings=dict(c.get("timings", {})), info=dict(c.get("info") or {}),
         ))
     return outputs
 

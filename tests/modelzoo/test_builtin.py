@@ -63,8 +63,10 @@ def test_candidates_follow_the_contract(gen, scene):
         assert abs(np.linalg.norm(q) - 1) < 1e-6
         assert c.layout.translation[2] < 0 and c.layout.scale[0] > 0
         assert c.preview_png.startswith(b"\x89PNG")
-        assert set(c.timings) == {"model", "meshing", "preview"}
+        assert set(c.timings) == {"model", "meshing", "preview", "splatting"}
         assert np.abs(c.vertices).max() < 0.25  # object frame, metres (nominal half-size 0.2 m)
+        # the splat: Gaussians on the mesh's surface, in the mesh's frame
+        assert len(c.splat) == 4096 and np.abs(c.splat.positions).max() < 0.25
 
 
 def test_same_seed_same_candidate(gen, scene):
