@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('engine', '0003_ingest_jobs'),
+        ('engine', '0004_ingest_uploads'),
     ]
 
     operations = [
