@@ -25,6 +25,7 @@ def child_process_env(**extra: str) -> dict[str, str]:
         "DJANGO_SETTINGS_MODULE": "engine.settings_test",
         "DATABASE_URL": f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
         "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "INGEST_UPLOAD_DIR": str(settings.INGEST_UPLOAD_DIR),
         "PYTHONPATH": str(ROOT),
     } | extra
 
