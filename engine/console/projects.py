@@ -23,7 +23,7 @@ SETTINGS_FIELDS = (
     ("daily_cap", "Daily cap per annotator", "number", "Judgements per UTC day; empty for none."),
     ("sampling_steps", "Sampling steps", "number", "1 to 100 flow-matching steps when generating."),
 )
-# Set once the project exists (the project's own page).
+# On the project's own page only: chosen once there are candidates to look at.
 JUDGED_FIELD = "judged_representation"
 
 
@@ -35,7 +35,7 @@ def _settings_rows(project: Project | None) -> list[dict]:
         rows.append({"name": name, "label": label, "kind": kind, "hint": hint,
                      "value": "" if value is None else value,
                      "choices": RankingProtocol.choices if name == "ranking_protocol" else None})
-    if project is not None and hasattr(Project, JUDGED_FIELD):
+    if project is not None:  # set once the project exists: what its annotators judge
         field = Project._meta.get_field(JUDGED_FIELD)
         rows.append({"name": JUDGED_FIELD, "label": "What annotators judge", "kind": "select",
                      "hint": str(field.help_text), "value": getattr(project, JUDGED_FIELD), "choices": field.choices})

@@ -6,3 +6,6 @@ class StatsConfig(AppConfig):
     label = "stats"
     verbose_name = "Dashboard figures"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from engine.stats import heartbeat  # noqa: F401 (connects the worker's heartbeat signals)

@@ -105,3 +105,17 @@ class PairDay(models.Model):
         ]
 
 
+
+
+class WorkerHeartbeat(models.Model):
+    """A Celery worker saying it is alive: written every few seconds by a thread in each worker's
+    main process (engine.stats.heartbeat), read by the dashboard's health check. A row, not a
+    broadcast: the filesystem broker of `make run` answers no broadcast, and a row tells the
+    truth on every broker (and survives the web process not sharing a cache with the worker)."""
+
+    name = models.CharField(max_length=255, primary_key=True, help_text="The worker's node name (celery@host).")
+    queues = models.JSONField(default=list)
+    pid = models.PositiveIntegerField()
+    active_tasks = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField()
+    seen_at = models.DateTimeField(db_index=True)

@@ -62,10 +62,11 @@ def test_a_lead_creates_a_project_sets_it_up_and_manages_members_and_tokens(live
     project.refresh_from_db()
     assert project.quality_threshold == 3
     page.fill("#id_quality_threshold", "4")
+    page.select_option("#id_judged_representation", "splat")
     page.press("#id_quality_threshold", "Enter")
     page.wait_for_function("() => document.getElementById('console-flash').textContent.includes('Settings saved')")
     project.refresh_from_db()
-    assert project.quality_threshold == 4
+    assert project.quality_threshold == 4 and project.judged_representation == "splat"
 
     # Members: add ann as annotator, make her a lead too, and the last-lead rule.
     page.fill("#id_member_username", "nobody")

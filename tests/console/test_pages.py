@@ -67,3 +67,12 @@ def test_tokens_page_lists_the_users_tokens_never_their_keys(client, db):
 
 def test_console_needs_a_login(client, db):
     assert client.get("/console/projects/").status_code == 302
+
+
+def test_what_annotators_judge_is_set_on_the_projects_page_not_at_creation(client, project, member):
+    client.force_login(member("lead"))
+    body = client.get(f"/console/projects/{project.slug}/").content.decode()
+    assert '<label for="id_judged_representation">What annotators judge</label>' in body
+    assert '<option value="splat"' in body
+    client.force_login(UserFactory(is_staff=True))
+    assert "id_judged_representation" not in client.get("/console/projects/").content.decode()
