@@ -10,7 +10,7 @@ PORT ?= 8000
 VAR_DIR ?= $(CURDIR)/var
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test venv venv-dev frontend services browser bench clean
+.PHONY: run test venv venv-dev frontend services browser bench clean local-env
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,7 +42,14 @@ browser:
 
 run: export DEBUG ?= 1
 run: export VAR_DIR := $(VAR_DIR)
-run: venv frontend
+# The laptop's settings for every command outside make run (engine/settings.py reads the file).
+local-env:
+	@mkdir -p $(VAR_DIR); [ -f $(VAR_DIR)/local.env ] || { \
+	  echo "# Written by make run: what python manage.py reads outside make run (the environment wins)."; \
+	  echo "DEBUG=1"; echo "SECRET_KEY=$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(48))')"; \
+	} > $(VAR_DIR)/local.env
+
+run: venv frontend local-env
 	$(PY) manage.py migrate --noinput -v0
 	$(PY) manage.py demo
 	$(PY) manage.py generate --project demo

@@ -13,11 +13,20 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 
+# The laptop's own settings, written by `make run` (DEBUG=1 and a secret key of its own), so that
+# `python manage.py ...` as the README writes it runs against make run's database and files
+# without knowing about them. The environment always wins over the file; servers have no file.
+LOCAL_ENV_FILE = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var"))) / "local.env"
+if LOCAL_ENV_FILE.is_file():
+    environ.Env.read_env(LOCAL_ENV_FILE, overwrite=False)
+
 DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env.str("SECRET_KEY", default="")
 if not SECRET_KEY:
     if not DEBUG:
-        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
+        raise ImproperlyConfigured(
+            "SECRET_KEY must be set when DEBUG is off. On a laptop, run `make run` once: it writes "
+            f"{LOCAL_ENV_FILE} (DEBUG=1 and a key), which every later command reads.")
     SECRET_KEY = "insecure-development-key-only-for-debug"
 
 # Local state for the laptop setup: SQLite file, media, broker folders.

@@ -4,6 +4,7 @@ import os
 import tempfile
 
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key")
+os.environ.setdefault("DEBUG", "0")  # never make run's var/local.env's DEBUG=1, whatever VAR_DIR says
 os.environ.setdefault("DATABASE_URL", "postgres://postgres:postgres@127.0.0.1:5432/engine")
 os.environ.setdefault("CACHE_URL", "redis://127.0.0.1:6379/15")
 # Tasks the tests enqueue without a worker land in the filesystem broker: keep them out of the tree.
