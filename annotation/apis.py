@@ -379,6 +379,25 @@ class JudgementRejectApi(APIView):
         return Response(_judgement_body(judgement))
 
 
+class JudgementRestoreApi(APIView):
+    @extend_schema(request=None, responses=JudgementOut,
+                   description="Take a rejection back: the judgement is accepted again (exports, QC, its item's slot).")
+    def post(self, request, judgement_id: int):
+        judgement = selectors.judgement_get_for_user(request.user, judgement_id, lead_only=True)
+        judgement = services.judgement_restore(judgement=judgement, reviewer=request.user)
+        return Response(_judgement_body(judgement))
+
+
+class JudgementReplayApi(APIView):
+    @extend_schema(responses=OpenApiTypes.OBJECT, description=(
+        "A judgement to replay: `item` as the next-item payload gave it under the judgement's lease (photo, mask, "
+        "candidates in the annotator's order, `sides`), with each candidate's checkpoint and the item's gold answer; "
+        "`judgement` (comparisons in order with outcome and decided_ms, winner, rating, layout). Leads, and the "
+        "judgement's annotator."))
+    def get(self, request, judgement_id: int):
+        return Response(selectors.judgement_replay(selectors.judgement_get_for_user(request.user, judgement_id)))
+
+
 class AnnotatorQualityApi(APIView):
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request, slug: str):

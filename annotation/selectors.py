@@ -21,6 +21,7 @@ from annotation.store import queue_store
 from engine.errors import NotFound
 from engine.models import RATING_MAX, RATING_MIN, Image, JudgedRepresentation, Project, Role
 from engine.selectors import image_get, project_access_decide, project_get_for_user
+from modelzoo.models import Candidate
 
 ANNOTATOR = [Role.ANNOTATOR]
 LEAD = [Role.LEAD]
@@ -263,6 +264,27 @@ def judgement_body(judgement: Judgement) -> dict:
         "model_layout": judgement.model_layout, "time_spent_ms": judgement.time_spent_ms,
         "status": judgement.status, "supersedes": judgement.supersedes_id,
         "review_reason": judgement.review_reason, "created_at": judgement.created_at,
+    }
+
+
+def judgement_replay(judgement: Judgement) -> dict:
+    """Everything a lead needs to replay a judgement as the annotator saw it: the item as the
+    next-item payload gave it under the judgement's lease (photo, mask, candidates in the lease's
+    order and sides, whatever representation the workbench draws), the judgement itself (each
+    comparison in order with its outcome and time, winner, rating, layout), the gold answer and
+    the candidates' checkpoints. Call with a judgement from `judgement_get_for_user`."""
+    lease = Lease.objects.get(pk=judgement.lease_id)
+    payload = lease_payload(lease, project=judgement.project)
+    item = Item.objects.only("id", "state", "is_gold", "gold_candidate_id", "round_id").get(pk=judgement.item_id)
+    checkpoints = {pk: f"{name} {version}" for pk, name, version in Candidate.objects.filter(
+        item_id=judgement.item_id).values_list("pk", "checkpoint__name", "checkpoint__version").order_by()}
+    for c in payload["item"]["candidates"]:
+        c["checkpoint"] = checkpoints.get(c["id"])
+    return {
+        "judgement": judgement_body(judgement_for_body(judgement.pk)),
+        "item": payload["item"] | {"state": item.state, "is_gold": item.is_gold,
+                                   "gold_candidate": item.gold_candidate_id},
+        "lease": {"id": lease.pk, "created_at": lease.created_at},
     }
 
 

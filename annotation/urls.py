@@ -21,4 +21,6 @@ urlpatterns = [
     path("items/<int:item_id>/artist-mesh", apis.ArtistMeshApi.as_view(), name="api-artist-mesh"),
     path("judgements/<int:judgement_id>", apis.JudgementDetailApi.as_view(), name="api-judgement"),
     path("judgements/<int:judgement_id>/reject", apis.JudgementRejectApi.as_view(), name="api-judgement-reject"),
+    path("judgements/<int:judgement_id>/restore", apis.JudgementRestoreApi.as_view(), name="api-judgement-restore"),
+    path("judgements/<int:judgement_id>/replay", apis.JudgementReplayApi.as_view(), name="api-judgement-replay"),
 ]

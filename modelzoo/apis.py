@@ -161,14 +161,7 @@ class ProjectMixApi(APIView):
     def put(self, request, slug: str):
         project = project_get_for_user(request.user, slug, roles=MIX_ROLES)
         data = parse(MixIn, request.data)
-        found = selectors.checkpoints_for_project(project).in_bulk([e["checkpoint"] for e in data["mix"]])
-        unknown = [e["checkpoint"] for e in data["mix"] if e["checkpoint"] not in found]
-        if unknown:
-            raise ValidationFailed(
-                f"No checkpoints {unknown} that project '{slug}' may use. A project uses the checkpoints it generated "
-                "with or trained, the public ones, and those shared with it: a lead of this project who sees a "
-                "checkpoint shares it with POST /api/v1/checkpoints/<id>/shares/.", code="no_checkpoint")
-        services.project_mix_set(project=project, mix=[(found[e["checkpoint"]], e["share"]) for e in data["mix"]])
+        services.project_mix_set(project=project, mix=selectors.mix_resolve(project, data["mix"]))
         return Response(_mix_out(project))
 
 

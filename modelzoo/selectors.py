@@ -121,9 +121,28 @@ def generation_job_progress(job: GenerationJob) -> dict:
         "items_total": job.total_items,
         "candidates_per_s": round(done / elapsed, 3),
         "elapsed_s": round(elapsed, 3),
+        # Time left at the rate so far: none before the first candidate, nor once finished.
+        "eta_s": (round((job.total_candidates - done) / (done / elapsed), 1)
+                  if done and not job.finished_at and job.total_candidates > done else None),
     }
 
 
 def generation_job_failures(job: GenerationJob) -> list[dict]:
-    return list(job.job_items.filter(state=GenerationJobItem.State.FAILED)
-                .values("item_id", "error", "attempts").order_by("item_id")[:100])
+    """Failed items (at most 100), and those retried since in a later job (state superseded, the
+    reason kept with the retry's job)."""
+    return list(job.job_items.filter(Q(state=GenerationJobItem.State.FAILED)
+                                     | Q(state=GenerationJobItem.State.SUPERSEDED, error__contains="(retried in job"))
+                .values("item_id", "error", "attempts", "state").order_by("item_id")[:100])
+
+
+def mix_resolve(project: Project, entries: list[dict]) -> list[tuple[Checkpoint, float]]:
+    """[{checkpoint, share}] as [(Checkpoint, share)] with checkpoints `project` may use, or a 400
+    naming the others."""
+    found = checkpoints_for_project(project).in_bulk([e["checkpoint"] for e in entries])
+    unknown = [e["checkpoint"] for e in entries if e["checkpoint"] not in found]
+    if unknown:
+        raise ValidationFailed(
+            f"No checkpoints {unknown} that project '{project.slug}' may use. A project uses the checkpoints it "
+            "generated with or trained, the public ones, and those shared with it: a lead of this project who sees a "
+            "checkpoint shares it with POST /api/v1/checkpoints/<id>/shares/.", code="no_checkpoint")
+    return [(found[e["checkpoint"]], e["share"]) for e in entries]

@@ -19,10 +19,10 @@ from annotation.services.leases import (
     lease_renew,
     leases_expire_due,
 )
-from annotation.services.review import item_reopen, item_set_gold, judgement_reject
+from annotation.services.review import item_reopen, item_set_gold, judgement_reject, judgement_restore
 
 __all__ = [
     "ARTIST_MESH_MAX_BYTES", "SKIP_LIMIT", "JudgementInput", "artist_mesh_upload", "daily_cap_check", "item_flag",
-    "item_reopen", "item_set_gold", "item_skip", "judgement_reject", "judgement_submit", "judgement_validate",
+    "item_reopen", "item_set_gold", "item_skip", "judgement_reject", "judgement_restore", "judgement_submit", "judgement_validate",
     "lease_active_for", "lease_next", "lease_release", "lease_renew", "leases_expire_due",
 ]

@@ -31,6 +31,28 @@ def judgement_reject(*, judgement: Judgement, reviewer, reason: str = "") -> Jud
 
 
 @transaction.atomic
+def judgement_restore(*, judgement: Judgement, reviewer) -> Judgement:
+    """A lead takes a rejection back: the judgement counts again (exports, QC) and takes a slot of
+    its item again. Its item may then hold more judgements than the overlap asks: it stays done."""
+    item = Item.objects.select_for_update(of=("self",)).select_related("project", "round").get(pk=judgement.item_id)
+    judgement = Judgement.objects.select_for_update().get(pk=judgement.pk)
+    if judgement.status == Judgement.Status.ACCEPTED:
+        return judgement
+    if judgement.status != Judgement.Status.REJECTED:
+        raise Conflict(f"Judgement {judgement.pk} is {judgement.status}; only a rejected judgement can be restored.",
+                       code="not_restorable")
+    judgement.status = Judgement.Status.ACCEPTED
+    judgement.reviewed_by = reviewer
+    judgement.review_reason = ""
+    judgement.reviewed_at = timezone.now()
+    judgement.save(update_fields=["status", "reviewed_by", "review_reason", "reviewed_at"])
+    item.judgements_done += 1
+    item.claims += 1
+    item_settle(item, item.project)
+    return judgement
+
+
+@transaction.atomic
 def item_reopen(*, item: Item, reason: str = "") -> Item:
     """A lead puts a flagged or skipped item back in the queue."""
     item = Item.objects.select_for_update(of=("self",)).select_related("project", "round").get(pk=item.pk)

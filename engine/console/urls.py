@@ -8,4 +8,8 @@ urlpatterns = [
     path("", lambda request: redirect("console-projects"), name="console"),
     path("", include("engine.console.projects")),
     path("", include("engine.console.imports")),
+    path("", include("engine.console.rounds")),
+    path("", include("engine.console.review")),
+    path("", include("engine.console.snapshots")),
+    path("", include("engine.console.checkpoints")),
 ]

@@ -1,6 +1,7 @@
 """Thin DRF views of exports: define and list snapshots, fetch one, rebuild, download files."""
 from __future__ import annotations
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -64,6 +65,15 @@ class SnapshotDetailApi(APIView):
     @extend_schema(responses=SnapshotOut)
     def get(self, request, snapshot_id: int):
         return Response(SnapshotOut(selectors.snapshot_get_for_user(request.user, snapshot_id)).data)
+
+
+class SnapshotChangesApi(APIView):
+    @extend_schema(responses=OpenApiTypes.OBJECT, description=(
+        "What changed since the project's previous built snapshot of the same kind: `previous` (null when none), "
+        "`settings` (definition entries that differ, watermark included), `counts` (before, after, delta) and "
+        "`files` (added, removed, changed by sha256, and how many are unchanged)."))
+    def get(self, request, snapshot_id: int):
+        return Response(selectors.snapshot_changes(selectors.snapshot_get_for_user(request.user, snapshot_id)))
 
 
 class SnapshotBuildApi(APIView):

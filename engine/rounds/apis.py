@@ -16,6 +16,7 @@ from engine.models import Role, TrainingRun
 from engine.rounds import generate, selectors, services, train
 from engine.schema import paginated_list
 from modelzoo import selectors as zoo_selectors
+from modelzoo.apis import MixEntry
 from modelzoo.models import GenerationJob
 
 LEAD = [Role.LEAD]
@@ -26,8 +27,13 @@ class RoundListOpenApi(APIView):
     class OpenIn(serializers.Serializer):
         quality_threshold = serializers.IntegerField(required=False, min_value=1, max_value=5)
         mask_ids = serializers.ListField(child=BigIntegerField(), required=False, allow_null=True)
+        image_ids = serializers.ListField(child=BigIntegerField(), required=False, allow_null=True,
+                                          help_text="Photos whose masks are generated for (with mask_ids, if given).")
         steps = serializers.IntegerField(required=False, min_value=1, max_value=100)
         candidates_per_item = serializers.IntegerField(required=False, min_value=1, max_value=64)
+        mix = MixEntry(many=True, required=False, allow_empty=False,
+                       help_text="The checkpoints and their shares of the N seeds; becomes the project's mix "
+                                 "(default: the project's mix as it is).")
 
     @extend_schema(responses={200: {"type": "array", "items": {"type": "object"}}})
     def get(self, request, slug: str):
@@ -38,6 +44,8 @@ class RoundListOpenApi(APIView):
     def post(self, request, slug: str):
         project = engine_selectors.project_get_for_user(request.user, slug, roles=LEAD)
         data = parse(self.OpenIn, request.data)
+        if data.get("mix"):
+            data["mix"] = zoo_selectors.mix_resolve(project, data["mix"])
         rnd = services.round_open(project=project, created_by=request.user, **data)
         return Response(selectors.round_status(round=rnd), status=status.HTTP_201_CREATED)
 
@@ -146,11 +154,19 @@ class JobDetailOut(JobOut):
         fields = [*JobOut.Meta.fields, "failures"]
 
 
+class JobFilters(serializers.Serializer):
+    round = PositiveIntegerField(required=False, help_text="A round's index: its jobs only.")
+
+
 class GenerationJobListCreateApi(APIView):
-    @paginated_list(JobOut)
+    @paginated_list(JobOut, parameters=[JobFilters])
     def get(self, request, slug: str):
         project = engine_selectors.project_get_for_user(request.user, slug, roles=[Role.LEAD, Role.TRAINER])
-        return paginate(self, request, zoo_selectors.generation_jobs(project), JobOut)
+        params = parse(JobFilters, request.query_params)
+        jobs = zoo_selectors.generation_jobs(project)
+        if params.get("round") is not None:
+            jobs = jobs.filter(round__index=params["round"])
+        return paginate(self, request, jobs, JobOut)
 
     @extend_schema(request=JobIn, responses={201: JobOut})
     def post(self, request, slug: str):
@@ -168,3 +184,15 @@ class GenerationJobDetailApi(APIView):
         project = engine_selectors.project_get_for_user(request.user, slug, roles=[Role.LEAD, Role.TRAINER])
         job = zoo_selectors.generation_job_get(project, job_id)
         return Response(JobOut(job).data | {"failures": zoo_selectors.generation_job_failures(job)})
+
+
+class GenerationJobRetryApi(APIView):
+    @extend_schema(request=None, responses={201: JobOut}, description=(
+        "Generate the job's failed items again, as a new job in the same (open) round; the failures stay listed "
+        "on this job, marked retried."))
+    def post(self, request, slug: str, job_id: int):
+        project = engine_selectors.project_get_for_user(request.user, slug, roles=[Role.LEAD])
+        retry = generate.generation_job_retry_failed(job=zoo_selectors.generation_job_get(project, job_id),
+                                                     created_by=request.user)
+        return Response(JobOut(zoo_selectors.generation_job_get(project, retry.pk)).data,
+                        status=status.HTTP_201_CREATED)

@@ -24,9 +24,9 @@ from PIL import Image as PILImage
 from annotation.models import Item, ItemState
 from annotation.states import item_transition
 from engine import masks as mask_codec
-from engine.errors import NotFound, ValidationFailed
+from engine.errors import Conflict, NotFound, ValidationFailed
 from engine.files import sha256_bytes, store_content_addressed
-from engine.models import ObjectMask, Project
+from engine.models import ObjectMask, Project, Round
 from engine.services import round_current
 from modelzoo.generators.base import GenerationRequest
 from modelzoo.mesh.gltf import GltfLimits
@@ -121,6 +121,27 @@ def generation_job_start(*, project: Project, created_by=None, mask_ids: list[in
         transaction.on_commit(lambda: job_items_enqueue(job_item_ids=ids))
     log.info("generation job %s: %d items, %d candidates", job.pk, job.total_items, job.total_candidates)
     return job
+
+
+def generation_job_retry_failed(*, job: GenerationJob, created_by=None) -> GenerationJob:
+    """Generate the failed items of `job` again, as a new job in the same round (same steps and N,
+    the project's current mix); candidates made before the failure are kept."""
+    if job.round_id is not None and job.round.state != Round.State.OPEN:
+        raise Conflict(f"Round {job.round.index} is closed; open a new round to generate again.", code="round_closed")
+    with transaction.atomic():
+        failed = GenerationJobItem.objects.select_for_update().filter(job=job, state=GenerationJobItem.State.FAILED)
+        mask_ids = [mask for mask, in failed.values_list("item__mask_id")]
+        if not mask_ids:
+            raise Conflict(f"Generation job {job.pk} has no failed items to retry.", code="nothing_failed")
+        retry = generation_job_start(project=job.project, created_by=created_by, mask_ids=mask_ids, steps=job.steps,
+                                     candidates_per_item=job.candidates_per_item)
+        # The failures stay readable on the old job, which no longer counts them as failed.
+        for job_item in failed:
+            job_item.state = GenerationJobItem.State.SUPERSEDED
+            job_item.error = f"{job_item.error} (retried in job {retry.pk})"[:2000]
+            job_item.updated_at = timezone.now()
+            job_item.save(update_fields=["state", "error", "updated_at"])
+    return retry
 
 
 MODEL_QUEUE = "model"

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import builtins
 
-from django.db.models import Count
+from django.db.models import Count, Exists, OuterRef
 
 from annotation.models import Item, Judgement
 from engine.errors import NotFound
-from engine.models import Project, Round, TrainingRun
+from engine.models import ObjectMask, Project, Round, TrainingRun
 
 
 def _eval(checkpoint) -> dict | None:
@@ -43,6 +43,12 @@ def round_status(*, round: Round) -> dict:
         "checkpoint_produced": None if cp is None else {"id": cp.pk, "name": str(cp), "parent": cp.parent_id,
                                                          "evaluation": _eval(cp)},
     }
+
+
+def masks_without_items(*, project: Project):
+    """The project's masks that no round has generated for yet (what a new round takes by default)."""
+    return ObjectMask.objects.filter(image__project=project).exclude(
+        Exists(Item.objects.filter(mask=OuterRef("pk"))))
 
 
 def rounds_status(*, project: Project) -> list[dict]:

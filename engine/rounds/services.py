@@ -13,13 +13,13 @@ import logging
 from django.db import transaction
 from django.utils import timezone
 
-from annotation.models import Item
 from engine import services as engine_services
 from engine.errors import Conflict, NotFound, ValidationFailed
 from engine.exports import services as export_services
 from engine.exports.models import Snapshot
 from engine.models import ObjectMask, Project, Round
 from engine.rounds.generate import generation_job_start
+from engine.rounds.selectors import masks_without_items
 from modelzoo.models import ProjectCheckpoint
 from modelzoo.services import project_mix_set
 
@@ -38,24 +38,34 @@ def _mix_now(project: Project) -> list[dict]:
 
 
 def round_open(*, project: Project, quality_threshold: int | None = None, mask_ids: list[int] | None = None,
-               generate: bool = True, steps: int | None = None, candidates_per_item: int | None = None,
-               created_by=None) -> Round:
-    """Open the project's next round and start generating candidates for `mask_ids` (default:
-    every mask that has no item yet in any round). The current mix is recorded on the round."""
+               image_ids: list[int] | None = None, generate: bool = True, steps: int | None = None,
+               candidates_per_item: int | None = None, mix: list[tuple] | None = None, created_by=None) -> Round:
+    """Open the project's next round and start generating candidates for `mask_ids` and the masks
+    of `image_ids` (default: every mask that has no item yet in any round). `mix`, when given,
+    [(checkpoint, share)], becomes the project's mix first; the mix is recorded on the round."""
 
-    mix = _mix_now(project)
-    if generate and not mix:
-        raise ValidationFailed(f"Project '{project.slug}' has no current checkpoint; set its mix first "
-                               "(python manage.py generate --help, or PUT .../checkpoints/).", code="no_checkpoint")
     with transaction.atomic():
+        if mix:
+            project_mix_set(project=project, mix=mix)
+        mix = _mix_now(project)
+        if generate and not mix:
+            raise ValidationFailed(f"Project '{project.slug}' has no current checkpoint; set its mix first "
+                                   "(python manage.py generate --help, or PUT .../checkpoints/).",
+                                   code="no_checkpoint")
+        if image_ids:
+            found = dict(ObjectMask.objects.filter(image__project=project, image_id__in=image_ids)
+                         .values_list("pk", "image_id"))
+            missing = sorted(set(image_ids) - set(found.values()))
+            if missing:
+                raise ValidationFailed(f"Images {missing} are not in project '{project.slug}' or have no masks.",
+                                       code="no_masks")
+            mask_ids = sorted(set(mask_ids or []) | set(found))
         rnd = engine_services.round_open(project=project, quality_threshold=quality_threshold)
         rnd.mix = mix
         rnd.save(update_fields=["mix"])
         if generate:
             if mask_ids is None:
-                seen = Item.objects.filter(project=project).values_list("mask_id", flat=True)
-                mask_ids = list(ObjectMask.objects.filter(image__project=project).exclude(pk__in=seen)
-                                .values_list("pk", flat=True))
+                mask_ids = list(masks_without_items(project=project).values_list("pk", flat=True))
             if not mask_ids:
                 raise ValidationFailed("No new masks to generate for: ingest more images, or pass mask ids.",
                                        code="no_masks")

@@ -41,6 +41,7 @@ EVAL_GOLD_SIZE = 100
 #: by -0.012 voxel IoU while the mean of 4 seeds said +0.005 (docs/loop.md): one noise vector is noisy.
 EVAL_SEEDS = (0, 1, 2, 3)
 PROGRESS_EVERY_STEPS = 10
+LOSS_POINTS = 400  # per stage, in the run's progress: the live loss curve
 _GOLD: dict[str, list] = {}  # domain -> [(scene, gt vertices, gt faces)] of its gold set, per process
 
 _TRANSITIONS = job_lifecycle(pending=TrainingRun.State.PENDING, working=TrainingRun.State.RUNNING,
@@ -205,11 +206,15 @@ def training_run_execute(*, run_id: int, evaluate: bool = True, eval_n: int = EV
     say = log_fn or log.info
     last = {"t": 0.0}
 
-    def progress(*, stage, step, steps):
+    losses: dict[str, list] = {}  # stage -> the trainer's loss history so far (a point every 25 steps)
+
+    def progress(*, stage, step, steps, history=()):
+        losses[stage] = [{"step": h["step"], "loss": h["loss"]} for h in history][-LOSS_POINTS:]
         if step % PROGRESS_EVERY_STEPS == 0 or step == steps or time.time() - last["t"] > 5:
             last["t"] = time.time()
             TrainingRun.objects.filter(pk=run.pk).update(
-                progress={"stage": stage, "step": step, "steps": steps, "fraction": round(step / steps, 4)})
+                progress={"stage": stage, "step": step, "steps": steps, "fraction": round(step / steps, 4),
+                          "losses": losses})
 
     work = Path(tempfile.mkdtemp(prefix=f"training-run-{run.pk}-"))
     try:

@@ -14,4 +14,6 @@ urlpatterns = [
          name="api-generation-jobs"),
     path("projects/<slug:slug>/generation-jobs/<int:job_id>/", apis.GenerationJobDetailApi.as_view(),
          name="api-generation-job"),
+    path("projects/<slug:slug>/generation-jobs/<int:job_id>/retry", apis.GenerationJobRetryApi.as_view(),
+         name="api-generation-job-retry"),
 ]

@@ -143,7 +143,7 @@ class AnnotatorsApi(FigureApi):
     csv_columns = ["annotator", "judgements", "accepted", "rejected", "rejected_share", "active_hours",
                    "items_per_hour", "median_seconds_per_item", "mean_seconds_per_item", "gold_total",
                    "gold_accuracy", "agreement_pairs", "agreement", "comparisons", "equal_share",
-                   "below_threshold_share"]
+                   "below_threshold_share", "median_ms_per_comparison"]
     lead_only = True
 
     def figure(self, project, f, params):

@@ -20,6 +20,7 @@ from django.core.cache import cache
 from django.db.models import Count, Exists, OuterRef, Q, Sum
 from django.utils import timezone
 
+from annotation import selectors as qc
 from annotation.models import Comparison, Item, ItemState, Judgement
 from engine.bounds import day_checked
 from engine.errors import NotFound, ValidationFailed
@@ -331,16 +332,18 @@ def annotator_table(project: Project, f: Filters) -> list[dict]:
 def _annotator_table(project: Project, f: Filters) -> list[dict]:
     rows = list(_by_day(AnnotatorDay.objects.filter(project=project), f).values(
         "annotator_id", "judgements", "accepted", "rejected", "below_threshold", "gold_total", "gold_correct",
-        "active_hours", "item_ms_sum", "item_ms_hist", "comparisons", "comparisons_equal", "agree_total",
-        "agree_winner"))
+        "active_hours", "item_ms_sum", "item_ms_hist", "comparisons", "comparisons_equal", "comparison_ms_hist",
+        "agree_total", "agree_winner"))
     sums = defaultdict(lambda: defaultdict(int))
     hists = defaultdict(list)
+    comparison_hists = defaultdict(list)
     for r in rows:
         s = sums[r["annotator_id"]]
         for k, v in r.items():
-            if k not in ("annotator_id", "item_ms_hist"):
+            if k not in ("annotator_id", "item_ms_hist", "comparison_ms_hist"):
                 s[k] += v
         hists[r["annotator_id"]].append(r["item_ms_hist"])
+        comparison_hists[r["annotator_id"]].append(r["comparison_ms_hist"])
     total = sum(s["judgements"] for s in sums.values())
     exact = defaultdict(list)
     if total <= EXACT_LIMIT:
@@ -354,6 +357,8 @@ def _annotator_table(project: Project, f: Filters) -> list[dict]:
             median_ms = percentile(exact.get(uid, []), 0.5)
         else:
             median_ms = hist_percentile(hist_merge(hists[uid]), 0.5)
+        comparison_ms = hist_percentile(hist_merge(comparison_hists[uid]), 0.5)
+        comparison_ms = None if comparison_ms is None else round(comparison_ms)
         out.append({
             "annotator": names.get(uid), "judgements": s["judgements"], "accepted": s["accepted"],
             "rejected": s["rejected"], "rejected_share": ratio(s["rejected"], s["judgements"]),
@@ -364,8 +369,25 @@ def _annotator_table(project: Project, f: Filters) -> list[dict]:
             "agreement_pairs": s["agree_total"], "agreement": ratio(s["agree_winner"], s["agree_total"]),
             "comparisons": s["comparisons"], "equal_share": ratio(s["comparisons_equal"], s["comparisons"]),
             "below_threshold_share": ratio(s["below_threshold"], s["accepted"]),
+            "median_ms_per_comparison": comparison_ms,
+            "outlier_flags": _outlier_flags(s, comparison_ms),
         })
     return out
+
+
+def _outlier_flags(s: dict, median_comparison_ms: float | None = None) -> list[str]:
+    """annotation.selectors.annotator_quality's outlier rules, from the rollups: implausibly fast
+    comparisons, "equal" nearly always, gold answers mostly wrong (the side a person favours is
+    not in the rollups: see the annotation API's quality figures)."""
+    flags = []
+    if s["comparisons"] >= qc.OUTLIER_MIN_COMPARISONS:
+        if median_comparison_ms is not None and median_comparison_ms < qc.OUTLIER_FAST_MEDIAN_MS:
+            flags.append("too_fast")
+        if s["comparisons_equal"] / s["comparisons"] > qc.OUTLIER_EQUAL_SHARE:
+            flags.append("always_equal")
+    if s["gold_total"] >= qc.OUTLIER_MIN_GOLD and s["gold_correct"] / s["gold_total"] < qc.OUTLIER_GOLD_ACCURACY:
+        flags.append("low_gold_accuracy")
+    return flags
 
 
 def acceptance(project: Project, f: Filters) -> dict:
@@ -410,7 +432,7 @@ def _anchor(checkpoints: dict[int, Checkpoint]) -> int | None:
     return min(roots or checkpoints.values(), key=lambda c: (c.created_at, c.id)).id
 
 
-def _eval_figures(checkpoint: Checkpoint) -> dict:
+def eval_figures(checkpoint: Checkpoint) -> dict:
     ev = checkpoint.evaluation or {}
     metrics = ev.get("model", ev) if isinstance(ev.get("model", ev), dict) else {}
     return {name: (round(metrics[k], 4) if isinstance(metrics.get(k), (int, float)) else None)
@@ -476,7 +498,7 @@ def _ratings_compute(project: Project, cells: list[dict]) -> dict:
             "ci_high": None if r is None else round(r.ci_high, 1),
             "comparisons": 0 if r is None else r.comparisons,
             "vs_parent": vs_parent,
-            "eval": _eval_figures(ck),
+            "eval": eval_figures(ck),
         })
     return {"anchor": str(checkpoints[anchor]) if anchor else None, "bootstrap_rounds": BOOTSTRAP_ROUNDS,
             "checkpoints": rows}

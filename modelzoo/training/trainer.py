@@ -161,7 +161,7 @@ def train_sft(model: BuiltinModel, data: dict, hp: HyperParameters, log=print, p
             hist.append({"step": step, "loss": round(float(loss.detach()), 5), "seconds": round(time.time() - t0, 1)})
             log(f"sft step {step + 1}/{hp.sft_steps} loss {float(loss.detach()):.4f}")
         if progress:
-            progress(stage="sft", step=step + 1, steps=hp.sft_steps)
+            progress(stage="sft", step=step + 1, steps=hp.sft_steps, history=hist)
     ema.copy_to_params()
     model.eval()
     return hist
@@ -207,7 +207,7 @@ def train_dpo(model: BuiltinModel, reference: BuiltinModel, data: dict, hp: Hype
                 f"err_w {stats['err_w']:.4f} (ref {stats['err_w_ref']:.4f}) err_l {stats['err_l']:.4f} "
                 f"(ref {stats['err_l_ref']:.4f})")
         if progress:
-            progress(stage="dpo", step=step + 1, steps=hp.dpo_steps)
+            progress(stage="dpo", step=step + 1, steps=hp.dpo_steps, history=hist)
     ema.copy_to_params()
     model.eval()
     return hist

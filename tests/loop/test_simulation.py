@@ -37,6 +37,8 @@ def test_one_round_of_the_loop_registers_a_checkpoint_with_lineage(live_server, 
     assert household["gold_set"]["domain"] == "household" and len(household["per_scene"]["voxel_iou@64"]) == 2
     run = TrainingRun.objects.get(round=rnd)
     assert run.state == "done" and run.progress["stage"] == "dpo" and run.progress["fraction"] == 1.0
+    # the loss curves the console draws, live: the trainer's history of each stage so far
+    assert [p["step"] for p in run.progress["losses"]["sft"]] == [0, 2] and len(run.progress["losses"]["dpo"]) == 2
     # the new checkpoint generates next, mixed with its parent
     assert dict(ProjectCheckpoint.objects.filter(project=rnd.project).values_list("checkpoint_id", "share")) == {
         cp.pk: 0.5, start.pk: 0.5}

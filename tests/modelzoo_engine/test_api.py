@@ -68,12 +68,13 @@ def test_lead_sets_a_mix_and_starts_a_job_with_progress(gen_project, member, api
     job = r.json()
     assert job["progress"] | {"elapsed_s": 0, "candidates_per_s": 0} == {
         "done": 0, "total": 16, "fraction": 0.0, "items_done": 0, "items_failed": 0, "items_total": 4,
-        "elapsed_s": 0, "candidates_per_s": 0}
+        "elapsed_s": 0, "candidates_per_s": 0, "eta_s": None}  # no rate before the first candidate
     first = gen_project.generation_jobs.get().job_items.first()
     assert sorted(c for c, _ in first.plan) == [checkpoint.pk] * 3 + [other.pk]  # shares 3:1 of N=4
     generate.job_item_generate(job_item_id=first.pk)
     detail = api(lead).get(f"/api/v1/projects/{slug}/generation-jobs/{job['id']}/").json()
     assert detail["progress"]["done"] == 4 and detail["progress"]["items_done"] == 1 and detail["failures"] == []
+    assert detail["progress"]["eta_s"] > 0  # 12 candidates left at the rate of the first 4
     assert api(lead).get(f"/api/v1/projects/{slug}/generation-jobs/").json()["count"] == 1
 
 
