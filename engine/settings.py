@@ -236,6 +236,7 @@ INGEST_UPLOAD_DIR = Path(env.str("INGEST_UPLOAD_DIR", default=str(VAR_DIR / "upl
 INGEST_MAX_UPLOAD_BYTES = env.int("INGEST_MAX_UPLOAD_BYTES", default=10 * 1024**3)
 INGEST_MAX_UPLOAD_FILES = env.int("INGEST_MAX_UPLOAD_FILES", default=100_000)
 INGEST_UPLOAD_CHUNK_BYTES = env.int("INGEST_UPLOAD_CHUNK_BYTES", default=16 * 1024**2)  # the most one PUT carries
+INGEST_UPLOAD_EXPIRE_HOURS = env.int("INGEST_UPLOAD_EXPIRE_HOURS", default=48)  # unfinished uploads, then removed
 THUMBNAIL_SIZE = 256
 
 # Celery: a real worker always. The filesystem transport needs no server for a laptop run.
@@ -273,6 +274,7 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celery" / "beat-schedule")
 CELERY_BEAT_SCHEDULE: dict = {
     "annotation-leases-expire": {"task": "annotation.leases_expire", "schedule": 30.0},
     "stats-rollups-refresh": {"task": "stats.rollups_refresh", "schedule": 60.0},
+    "ingest-uploads-expire": {"task": "ingest.uploads_expire", "schedule": 3600.0},
 }
 CELERY_TIMEZONE = "UTC"
 

@@ -22,10 +22,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from datetime import timedelta
 from pathlib import Path, PurePosixPath
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from engine.errors import Conflict, EngineError, NotFound, ValidationFailed
 from engine.ingest.readers import (
@@ -341,6 +343,19 @@ def upload_files_remove(*, job_id: int) -> None:
     upload_id = IngestJob.objects.filter(pk=job_id).values_list("upload_id", flat=True).first()
     if upload_id:
         shutil.rmtree(upload_dir(upload_id), ignore_errors=True)
+
+
+def uploads_expire(*, older_than_hours: int | None = None) -> int:
+    """Cancel uploads still receiving after INGEST_UPLOAD_EXPIRE_HOURS (a tab closed for good) and
+    remove their staged files; the beat task `ingest.uploads_expire` runs it hourly."""
+    hours = settings.INGEST_UPLOAD_EXPIRE_HOURS if older_than_hours is None else older_than_hours
+    stale = Upload.objects.filter(state=Upload.State.RECEIVING,
+                                  created_at__lt=timezone.now() - timedelta(hours=hours))
+    count = 0
+    for upload in stale.iterator():
+        _upload_discard(upload)
+        count += 1
+    return count
 
 
 def upload_from_file(*, project: Project, user, name: str, file, fmt: str = "auto") -> IngestJob:

@@ -283,3 +283,19 @@ def test_two_chunks_at_the_same_offset_at_once_one_is_taken(api, member, project
         t.join()
     assert sorted(answers) == [200, 409, 409, 409]
     assert Upload.objects.get().files.get().received == 10
+
+
+def test_an_upload_left_unfinished_expires_and_its_files_go(uploader, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from engine.ingest.uploads import uploads_expire
+
+    old = uploader.create({"a.zip": b"x" * 10}).json()
+    uploader.put(old["id"], 0, b"x" * 5, 0, 10)
+    fresh = uploader.create({"b.zip": b"x" * 10}).json()
+    Upload.objects.filter(pk=old["id"]).update(created_at=timezone.now() - timedelta(hours=49))
+    assert uploads_expire() == 1
+    assert Upload.objects.get(pk=old["id"]).state == "cancelled" and not upload_dir(old["id"]).exists()
+    assert Upload.objects.get(pk=fresh["id"]).state == "receiving" and upload_dir(fresh["id"]).exists()
