@@ -9,7 +9,7 @@ from django.urls import path
 from engine import selectors
 from engine.console.pages import console_error, console_render
 from engine.errors import EngineError, NotFound
-from engine.ingest.jobs import ingest_job_progress
+from engine.ingest.jobs import ingest_jobs_figures
 from engine.models import IngestJob, Role
 
 RECENT_JOBS = 20
@@ -27,7 +27,8 @@ def import_page(request, slug: str, job_id: int | None = None):
     except EngineError as exc:
         return console_error(request, exc, area="import", project=None)
     jobs = list(IngestJob.objects.filter(project=project).select_related("created_by").order_by("-id")[:RECENT_JOBS])
-    rows = [(j, ingest_job_progress(job=j)) for j in jobs]
+    figures = ingest_jobs_figures(job_ids=[j.pk for j in jobs])
+    rows = [(j, {"total": j.total, **figures[j.pk]["progress"]}) for j in jobs]
     return console_render(request, "console/import.html", {
         "rows": rows, "job": job, "chunk_bytes": min(8 * 1024**2, settings.INGEST_UPLOAD_CHUNK_BYTES),
         "max_upload_bytes": settings.INGEST_MAX_UPLOAD_BYTES,

@@ -182,6 +182,24 @@ def ingest_job_progress(*, job: IngestJob) -> dict:
     return {"state": job.state, "total": job.total, **figures}
 
 
+def ingest_jobs_figures(*, job_ids: list[int]) -> dict[int, dict]:
+    """Progress and report counts of many jobs in two grouped queries (a list page):
+    {job_id: {"progress": {...ingest_job_progress but state...}, "report": {added, duplicate, refused}}}."""
+    out = {pk: {"progress": {"done": 0, "images_imported": 0, "images_duplicate": 0, "masks_imported": 0,
+                             "masks_duplicate": 0, "batches_failed": 0},
+                "report": {o: 0 for o in IngestEntry.Outcome.values}} for pk in job_ids}
+    for row in (IngestBatch.objects.filter(job_id__in=job_ids).values("job_id").annotate(
+            done=Sum("size", filter=Q(state=IngestBatch.State.DONE), default=0),
+            images_imported=Sum("images_imported", default=0), images_duplicate=Sum("images_duplicate", default=0),
+            masks_imported=Sum("masks_imported", default=0), masks_duplicate=Sum("masks_duplicate", default=0),
+            batches_failed=Count("id", filter=Q(state=IngestBatch.State.FAILED)))):
+        out[row.pop("job_id")]["progress"].update(row)
+    for job_id, outcome, n in (IngestEntry.objects.filter(job_id__in=job_ids).values_list("job_id", "outcome")
+                               .annotate(n=Count("id")).order_by()):
+        out[job_id]["report"][outcome] = n
+    return out
+
+
 def ingest_job_summary(*, job: IngestJob) -> IngestSummary:
     """The job's outcome in the command's terms: its batches' figures and rejections, in order."""
     summary = IngestSummary()

@@ -299,3 +299,22 @@ def test_an_upload_left_unfinished_expires_and_its_files_go(uploader, settings):
     assert uploads_expire() == 1
     assert Upload.objects.get(pk=old["id"]).state == "cancelled" and not upload_dir(old["id"]).exists()
     assert Upload.objects.get(pk=fresh["id"]).state == "receiving" and upload_dir(fresh["id"]).exists()
+
+
+def test_the_imports_list_costs_the_same_queries_for_many_jobs(api, lead, project, tmp_path,
+                                                              django_assert_max_num_queries):
+    client = api(lead)
+    for i in range(6):
+        data = folder_zip(tmp_path / str(i), n_images=1)
+        uploader = Uploader(client, project)
+        upload = uploader.create({f"{i}.zip": data}).json()
+        uploader.send(upload["id"], 0, data, chunk=100_000)
+        import_job_run(uploader.complete(upload["id"]).json()["id"])
+    with django_assert_max_num_queries(8):
+        listed = client.get(f"/api/v1/projects/{project.slug}/imports/").json()
+    assert listed["count"] == 6
+    assert [j["report"] for j in listed["results"]] == [{"added": 0, "duplicate": 1, "refused": 0}] * 5 + [
+        {"added": 1, "duplicate": 0, "refused": 0}]
+    assert all(j["progress"]["total"] == 1 and j["progress"]["done"] == 1 for j in listed["results"])
+    with django_assert_max_num_queries(8):
+        assert client.get(f"/console/projects/{project.slug}/import/").status_code in (200, 302)
