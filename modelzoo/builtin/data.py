@@ -107,6 +107,7 @@ def build_dataset(start: int, n: int, workers: int = 2, cache_dir: str | None = 
     data["seeds"] = np.asarray(seeds)
     log(f"rendered {n} scenes in {time.time() - t0:.1f}s")
     if path:
+        os.makedirs(cache_dir, exist_ok=True)
         packed = dict(data, occ=np.packbits(data["occ"].reshape(n, -1), axis=1))
         np.savez(path + ".tmp.npz", **packed)
         os.replace(path + ".tmp.npz", path)
