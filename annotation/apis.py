@@ -5,6 +5,8 @@ ownership) and calls one service. Errors are `engine.errors` types, rendered in 
 """
 from __future__ import annotations
 
+import json
+
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
@@ -463,12 +465,18 @@ class ArtistMeshApi(APIView):
     class MeshIn(serializers.Serializer):
         file = serializers.FileField(help_text="A .glb (glTF 2.0 binary).")
         note = serializers.CharField(required=False, allow_blank=True)
+        layout = serializers.CharField(required=False, help_text=(
+            "JSON {rotation: [w,x,y,z], translation: [x,y,z], scale: [x,y,z]}: where the mesh sits in the "
+            "photo's camera frame. Without it the mesh is a shape only (the reference trainer skips it)."))
+        time_spent_ms = serializers.IntegerField(required=False, min_value=0)
 
     class MeshOut(serializers.Serializer):
         id = serializers.IntegerField()
         item = serializers.IntegerField()
         sha256 = serializers.CharField()
         size_bytes = serializers.IntegerField()
+        layout = serializers.JSONField(allow_null=True)
+        time_spent_ms = serializers.IntegerField(allow_null=True)
         created_at = serializers.DateTimeField()
 
     @extend_schema(request={"multipart/form-data": MeshIn}, responses={201: MeshOut, 200: MeshOut})
@@ -477,10 +485,29 @@ class ArtistMeshApi(APIView):
         upload = request.FILES.get("file")
         if upload is None:
             raise ValidationFailed("Send the mesh as a multipart field 'file' (a .glb, glTF 2.0 binary).")
+        layout = request.data.get("layout")
+        if isinstance(layout, str) and layout.strip():
+            try:
+                layout = json.loads(layout)
+            except ValueError:
+                raise ValidationFailed("layout must be JSON: {rotation, translation, scale}.",
+                                       code="invalid_layout") from None
+        elif isinstance(layout, str):
+            layout = None
+        spent = request.data.get("time_spent_ms")
+        if spent not in (None, ""):
+            try:
+                spent = int(spent)
+            except (TypeError, ValueError):
+                raise ValidationFailed("time_spent_ms must be a whole number of milliseconds.",
+                                       code="invalid_time_spent") from None
+        else:
+            spent = None
         mesh, created = services.artist_mesh_upload(item=item, uploaded_by=request.user, data=upload.read(),
-                                                    note=str(request.data.get("note", "")))
+                                                    note=str(request.data.get("note", "")), layout=layout,
+                                                    time_spent_ms=spent)
         body = {"id": mesh.pk, "item": item.pk, "sha256": mesh.sha256, "size_bytes": mesh.size_bytes,
-                "created_at": mesh.created_at}
+                "layout": mesh.layout, "time_spent_ms": mesh.time_spent_ms, "created_at": mesh.created_at}
         return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
     @extend_schema(responses=binary("model/gltf-binary", description="The latest artist mesh."))

@@ -234,6 +234,11 @@ class ArtistMesh(models.Model):
     sha256 = models.CharField(max_length=64)
     size_bytes = models.PositiveIntegerField()
     note = models.TextField(blank=True)
+    # Where the artist placed the mesh in the photo's camera frame (rotation, translation, scale), as
+    # the layout stage would: what makes the mesh an SFT target for a model that predicts layouts too.
+    layout = models.JSONField(null=True, blank=True)
+    time_spent_ms = models.PositiveBigIntegerField(null=True, blank=True,
+                                                   help_text="The artist's own account of the time the mesh took.")
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

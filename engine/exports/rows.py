@@ -147,10 +147,10 @@ class Selection:
                     .values_list("id", "item_id", "checkpoint_id", "seed", "steps", "glb", layout)):
             candidates[row[1]][row[0]] = row
         artist = {}
-        for pk, item_id, name, sha in (self.artist_meshes().filter(item_id__gte=lo, item_id__lte=hi)
-                                       .order_by("item_id", "id")
-                                       .values_list("id", "item_id", "file", "sha256")):
-            artist.setdefault(item_id, (pk, name, sha))  # the first mesh an artist made
+        for pk, item_id, name, sha, a_layout in (self.artist_meshes().filter(item_id__gte=lo, item_id__lte=hi)
+                                                 .order_by("item_id", "id")
+                                                 .values_list("id", "item_id", "file", "sha256", "layout")):
+            artist.setdefault(item_id, (pk, name, sha, a_layout))  # the first mesh an artist made
         return {"judgements": judgements, "agree": agree, "comparisons": comps, "candidates": candidates,
                 "artist": artist}
 
@@ -254,7 +254,8 @@ def _sft_item_rows(sel: Selection, item, data: dict) -> Iterator[dict]:
         yield {"key": f"i{item_id:010d}_a{artist[0]:010d}", **base, "is_hard_case": True,
                "candidate_id": None, "source": "artist", "mesh": artist[1], "checkpoint_id": None,
                "checkpoint": None, "seed": None, "steps": None, "layout_model": None,
-               "layout": layout_struct(next((j[8] for j in js if j[8]), None)),
+               # An annotator's placement in the layout stage, else the artist's own.
+               "layout": layout_struct(next((j[8] for j in js if j[8]), None) or artist[3]),
                "layout_adjusted": any(j[8] for j in js),
                "rating": float(statistics.median(ratings)) if ratings else None, "ratings": ratings,
                "annotators": [j[2] for j in js], "judgement_ids": [j[0] for j in js]}
@@ -353,7 +354,7 @@ class _Sides:
             "checkpoint": pa.array([sel.checkpoint_name(c[2]) for c in cands] + none, pa.string()),
             "seed": pa.array([c[3] for c in cands] + none, pa.int64()),
             "steps": pa.array([c[4] for c in cands] + none, pa.int64()),
-            "layout": layout_column([c[6] for c in cands] + none),
+            "layout": layout_column([c[6] for c in cands] + [json.dumps(a[3]) if a[3] else None for _, a in artists]),
         }
 
     def take(self, prefix: str, rows: list[int]) -> dict[str, pa.Array]:

@@ -181,6 +181,30 @@ def test_hard_case_goes_to_the_artist_queue_and_takes_a_mesh(project, member, ne
     assert got.status_code == 200 and b"".join(got.streaming_content) == glb
 
 
+def test_artist_mesh_with_its_layout_and_time(project, member, next_item, submit, api):
+    item = ready_item(project)
+    a, artist = member("annotator"), member("artist")
+    submit(a, next_item(a, project).json(), rating=1)
+    glb = struct.pack("<4sII", b"glTF", 2, 24) + b"\x00" * 12
+
+    def upload(**fields):
+        f = io.BytesIO(glb)
+        f.name = "mug.glb"
+        return api(artist).post(f"/api/v1/items/{item.pk}/artist-mesh", {"file": f, **fields}, format="multipart")
+
+    bad = upload(layout='{"rotation": [0, 0, 0, 0], "translation": [0, 0, -2], "scale": [1, 1, 1]}')
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_layout"
+    assert upload(layout="not json").json()["error"]["code"] == "invalid_layout"
+    assert upload(time_spent_ms="an hour").status_code == 400
+    assert ArtistMesh.objects.count() == 0  # nothing half-written
+    r = upload(layout='{"rotation": [2, 0, 0, 0], "translation": [0, 0, -2], "scale": [1, 1, 1]}',
+               time_spent_ms="1800000")
+    assert r.status_code == 201, r.json()
+    assert r.json()["layout"]["rotation"] == [1.0, 0.0, 0.0, 0.0] and r.json()["time_spent_ms"] == 1_800_000
+    mesh = ArtistMesh.objects.get()
+    assert mesh.layout["translation"] == [0.0, 0.0, -2.0] and mesh.time_spent_ms == 1_800_000
+
+
 def test_skip_and_flag(project, member, next_item, api):
     skipped, flagged = ready_item(project), ready_item(project)
     a, b, lead = member("annotator"), member("annotator"), member("lead")

@@ -81,11 +81,12 @@ class World:
                                       decided_ms=900)
         return j
 
-    def artist(self, item):
+    def artist(self, item, layout=None):
         name, sha = stored_glb(99_000 + item.pk, folder="artist")
         Item.objects.filter(pk=item.pk).update(hard_case=True, state=ItemState.DONE)
         item.refresh_from_db()
-        return ArtistMesh.objects.create(item=item, file=name, sha256=sha, size_bytes=default_storage.size(name))
+        return ArtistMesh.objects.create(item=item, file=name, sha256=sha, size_bytes=default_storage.size(name),
+                                         layout=layout)
 
 
 @pytest.fixture
@@ -101,7 +102,7 @@ def world(project, member):
     # B: winner rated below alpha -> hard case with an artist mesh.
     b, (b1, b2, b3) = w.item(3)
     w.judge(b, winner=b2, rating=2, comparisons=[(b1, b2, "right"), (b2, b3, "left")])
-    w.artist(b)
+    w.artist(b, layout={"rotation": [1, 0, 0, 0], "translation": [0.1, 0, -2.5], "scale": [1, 1, 1]})
     # C: gold item.
     c, (c1, c2) = w.item(2, gold=True)
     w.judge(c, winner=c1, rating=5, comparisons=[(c1, c2, "left")])

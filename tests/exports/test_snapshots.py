@@ -42,6 +42,7 @@ def test_sft_rows(world, tmp_path):
     assert a["mask"]["size"] == [48, 64]
     hard = next(r for r in rows if r["is_hard_case"])
     assert hard["source"] == "artist" and hard["mesh"]["bytes"][:4] == b"glTF"
+    assert hard["layout"]["translation"] == [0.1, 0, -2.5]  # where the artist placed it: an SFT target
     assert snap.rows_total == 4 and snap.manifest["counts"]["hard_case_rows"] == 1
 
 
@@ -68,6 +69,7 @@ def test_dpo_recorded_pairs_match_stored_comparisons(world, tmp_path):
     b_rows = [r for r in rows if r["group_id"] == b_item]
     assert [r["rejected_candidate_id"] for r in b_rows] == b_cands
     assert all(r["chosen_source"] == "artist" and r["chosen_candidate_id"] is None for r in b_rows)
+    assert all(r["chosen_layout"]["translation"] == [0.1, 0, -2.5] for r in b_rows)
     assert not any(r["is_tie"] for r in rows)
     assert all(r["margin"] == r["score_chosen"] - r["score_rejected"] for r in rows)
     # D was rejected in review
