@@ -95,7 +95,7 @@ def training_run_create(*, project: Project, stage: str = "both", sft_snapshot_i
                         dpo_snapshot_id: int | None = None, parent=None, round: Round | None = None,
                         hyperparameters: dict | None = None, created_by=None) -> TrainingRun:
     """A pending run after checking its inputs; ValidationFailed says what is wrong and what to do."""
-    from modelzoo.training import STAGES, HyperParameters  # torch: kept out of web processes until a run is made
+    from modelzoo.training import STAGES, HyperParameters, TrainingError  # torch: kept out of web processes
 
     if stage not in STAGES:
         raise ValidationFailed(f"Unknown stage '{stage}'; use one of {', '.join(STAGES)}.", code="invalid_stage")
@@ -116,8 +116,11 @@ def training_run_create(*, project: Project, stage: str = "both", sft_snapshot_i
     _checkpoint_check(parent)
     try:
         hp = HyperParameters(**(hyperparameters or {}))
+        hp.sft_source_set()
     except TypeError as exc:
         raise ValidationFailed(f"Unknown hyper-parameter: {exc}.", code="invalid_hyperparameters") from None
+    except TrainingError as exc:
+        raise ValidationFailed(str(exc), code="invalid_hyperparameters") from None
     return TrainingRun.objects.create(project=project, round=round, stage=stage, sft_snapshot=sft, dpo_snapshot=dpo,
                                       parent=parent, hyperparameters=asdict(hp), created_by=created_by)
 

@@ -161,18 +161,36 @@ class Encoder:
         return self._targets[key]
 
 
-def sft_tensors(snapshot: Snapshot, encoder: Encoder) -> dict:
+#: What an SFT row's target is, for `sft_tensors(sources=...)`: an artist's mesh, a candidate of a
+#: retrieval backend (a checkpoint named "retrieval", `modelzoo.generators.retrieval`: a real shape
+#: from a library), or a candidate the model itself sampled.
+SFT_SOURCES = ("artist", "retrieval", "model")
+
+
+def sft_source(row: dict) -> str:
+    if row.get("source") == "artist":
+        return "artist"
+    return "retrieval" if str(row.get("checkpoint") or "").startswith("retrieval:") else "model"
+
+
+def sft_tensors(snapshot: Snapshot, encoder: Encoder, sources: tuple[str, ...] | None = None) -> dict:
+    """Flow targets of the SFT rows (those with a layout), of the `sources` given (`SFT_SOURCES`;
+    None: all). SAM 3D fits SFT to targets worth fitting (artists' meshes, real shapes); fitting
+    the model's own 4-step samples teaches its bias back to it (docs/loop.md)."""
     crops, feats, x1, weights = [], [], [], []
     for row in snapshot.rows:
         if row.get("layout") is None:
             continue  # an artist mesh without a layout: no flow target for the layout part
+        if sources is not None and sft_source(row) not in sources:
+            continue
         c, f, _, _ = encoder.condition(row)
         crops.append(c)
         feats.append(f)
         x1.append(encoder.target(row))
         weights.append(float(row["rating"] or 1.0))
     if not x1:
-        raise TrainingError(f"{snapshot.path}: no row has a mesh with a layout.")
+        raise TrainingError(f"{snapshot.path}: no row has a mesh with a layout"
+                            + (f" from {', '.join(sources)}." if sources is not None else "."))
     return {"crops": torch.stack(crops), "feats": torch.stack(feats), "x1": torch.stack(x1),
             "weights": torch.tensor(weights)}
 

@@ -28,7 +28,15 @@ import torch
 from modelzoo.builtin.losses import flow_dpo_loss, flow_matching_loss
 from modelzoo.builtin.model import BuiltinModel
 from modelzoo.files import sha256_file
-from modelzoo.training.snapshot import Encoder, TrainingError, dpo_tensors, open_snapshot, require_kind, sft_tensors
+from modelzoo.training.snapshot import (
+    SFT_SOURCES,
+    Encoder,
+    TrainingError,
+    dpo_tensors,
+    open_snapshot,
+    require_kind,
+    sft_tensors,
+)
 
 STAGES = ("sft", "dpo", "both")
 
@@ -53,6 +61,18 @@ class HyperParameters:
     # and a few hundred examples cannot overfit the image encoder); True: both learn.
     train_image_encoder: bool = False
     seed: int = 0
+    # Which SFT rows train: "all", or a comma list of "artist", "retrieval", "model" (snapshot.SFT_SOURCES).
+    sft_sources: str = "all"
+
+    def sft_source_set(self) -> tuple[str, ...] | None:
+        if self.sft_sources == "all":
+            return None
+        names = tuple(s.strip() for s in self.sft_sources.split(",") if s.strip())
+        unknown = [s for s in names if s not in SFT_SOURCES]
+        if unknown or not names:
+            raise TrainingError(f"sft_sources {self.sft_sources!r}: use 'all' or a comma list of "
+                                f"{', '.join(SFT_SOURCES)}.")
+        return names
 
 
 def load_parent(path: str) -> BuiltinModel:
@@ -225,6 +245,7 @@ def train(*, checkpoint: str, out: str, stage: str = "both", sft_dir: str | None
     hp = hp or HyperParameters()
     if stage not in STAGES:
         raise TrainingError(f"Unknown stage {stage!r}; use one of {', '.join(STAGES)}.")
+    hp.sft_source_set()  # refused before any work when unknown
     torch.manual_seed(hp.seed)
     # Read and check everything before any training step.
     sft = dpo = None
@@ -249,10 +270,11 @@ def train(*, checkpoint: str, out: str, stage: str = "both", sft_dir: str | None
                     "parent": {"path": os.path.abspath(checkpoint), "sha256": sha256_file(checkpoint)},
                     "snapshots": {}, "history": {}}
     if sft is not None:
-        data = sft_tensors(sft, encoder)
+        data = sft_tensors(sft, encoder, hp.sft_source_set())
         record["snapshots"]["sft"] = {"path": os.path.abspath(sft.path), "rows": len(sft.rows),
-                                      "examples": len(data["x1"]), **sft.provenance}
-        log(f"SFT: {len(data['x1'])} chosen candidates from {sft.path} ({time.time() - t0:.0f}s to encode)")
+                                      "examples": len(data["x1"]), "sources": hp.sft_sources, **sft.provenance}
+        log(f"SFT: {len(data['x1'])} targets ({hp.sft_sources}) from {sft.path} "
+            f"({time.time() - t0:.0f}s to encode)")
         with _threads_for(hp):
             record["history"]["sft"] = train_sft(model, data, hp, log=log, progress=progress)
     if dpo is not None:

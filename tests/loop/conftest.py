@@ -58,7 +58,12 @@ def snapshot_dirs(tmp_path_factory, start_checkpoint_file) -> dict[str, Path]:
 
     root = tmp_path_factory.mktemp("snapshots")
     sft = [{"key": "i1_c10", "item_id": 1, **base, "is_hard_case": False, **side("", 0), "layout_model": None,
-            "layout_adjusted": False, "rating": 4.0, "ratings": [4], "annotators": ["a"], "judgement_ids": [1]}]
+            "layout_adjusted": False, "rating": 4.0, "ratings": [4], "annotators": ["a"], "judgement_ids": [1]},
+           # a hard case's artist mesh, placed by the artist
+           {"key": "i1_a1", "item_id": 1, **base, "is_hard_case": True, **side("", 1), "candidate_id": None,
+            "source": "artist", "checkpoint_id": None, "checkpoint": None, "seed": None, "steps": None,
+            "layout_model": None, "layout_adjusted": False, "rating": 2.0, "ratings": [2], "annotators": ["a"],
+            "judgement_ids": [1]}]
     dpo = [{"key": f"i1_p{k}", "group_id": 1, **base, "judgement_id": 1, "annotator": "a", "pairing": "winner_beat",
             "comparison_index": None, **side("chosen_", 0), **side("rejected_", k), "score_chosen": 2.0,
             "score_rejected": 0.0, "margin": 2.0, "is_tie": False, "rating": 4} for k in (1, 2)]

@@ -25,7 +25,7 @@ def test_sft_then_dpo_writes_a_checkpoint_with_lineage(snapshot_dirs, start_chec
                    dpo_dir=str(snapshot_dirs["dpo"]), hp=tiny_hp, lineage={"parent_checkpoint_id": 7},
                    log=lambda m: None, progress=lambda **kw: seen.append(kw["stage"]))
     assert seen.count("sft") == 3 and seen.count("dpo") == 3
-    assert record["snapshots"]["sft"]["examples"] == 1 and record["snapshots"]["dpo"]["pairs"] == 2
+    assert record["snapshots"]["sft"]["examples"] == 2 and record["snapshots"]["dpo"]["pairs"] == 2
     assert 0.0 <= record["dpo_reward_accuracy"] <= 1.0
     saved = json.loads((tmp_path / "new.json").read_text())
     assert saved["parent_checkpoint_id"] == 7 and saved["hyperparameters"]["beta"] == tiny_hp.beta
@@ -36,6 +36,21 @@ def test_sft_then_dpo_writes_a_checkpoint_with_lineage(snapshot_dirs, start_chec
     # the shape autoencoder is frozen (flow targets live in its latent space); the flow moved
     assert torch.equal(model.shape_decoder.fc.weight, parent.shape_decoder.fc.weight)
     assert not torch.equal(model.velocity_net.inp.weight, parent.velocity_net.inp.weight)
+
+
+def test_sft_on_the_targets_worth_fitting_only(snapshot_dirs, start_checkpoint_file, tiny_hp, tmp_path):
+    from dataclasses import replace
+
+    def run(sources):
+        return train(checkpoint=str(start_checkpoint_file), out=str(tmp_path / "s.pt"), stage="sft",
+                     sft_dir=str(snapshot_dirs["sft"]), hp=replace(tiny_hp, sft_sources=sources), log=lambda m: None)
+
+    assert run("artist")["snapshots"]["sft"]["examples"] == 1  # the artist's mesh, not the model's own sample
+    assert run("artist,model")["snapshots"]["sft"]["examples"] == 2
+    with pytest.raises(TrainingError, match="no row has a mesh with a layout from retrieval"):
+        run("retrieval")
+    with pytest.raises(TrainingError, match="use 'all' or a comma list of artist, retrieval, model"):
+        run("artists")
 
 
 def test_refuses_a_snapshot_of_the_wrong_kind(snapshot_dirs, start_checkpoint_file, tiny_hp, tmp_path):
