@@ -65,8 +65,20 @@ def _builtin_check(data: bytes) -> None:
         raise GeneratorError(f"not a built-in model checkpoint: {reason}") from None
 
 
-_BACKENDS: dict[str, Loader] = {"builtin": _builtin, "http": _http}
-_CHECKS: dict[str, Callable[[bytes], None]] = {"builtin": _builtin_check}
+def _retrieval(path: str | None, config: dict) -> Generator:
+    from modelzoo.generators.retrieval import load
+
+    return load(path, config)
+
+
+def _retrieval_check(data: bytes) -> None:
+    from modelzoo.generators.retrieval import check_library
+
+    check_library(data)
+
+
+_BACKENDS: dict[str, Loader] = {"builtin": _builtin, "http": _http, "retrieval": _retrieval}
+_CHECKS: dict[str, Callable[[bytes], None]] = {"builtin": _builtin_check, "retrieval": _retrieval_check}
 
 
 def register_backend(name: str, loader: Loader, check: Callable[[bytes], None] | None = None) -> None:

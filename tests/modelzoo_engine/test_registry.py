@@ -16,7 +16,7 @@ from tests.modelzoo_engine.conftest import weights_variant
 
 
 def test_known_backends_and_unknown_refused(db):
-    assert {"builtin", "http"} <= set(backend_names())
+    assert {"builtin", "http", "retrieval"} <= set(backend_names())
     with pytest.raises(Exception, match="Unknown backend"):
         services.checkpoint_register(name="x", version="1", backend="nope")
 
