@@ -3,14 +3,19 @@ that work only through the HTTP API, and the whole loop round after round.
 
 Each round: ingest new synthetic photos (rendered by `modelzoo.synth`, through the real ingest
 service) -> open the round (generation by a real Celery worker on queue "model", or in this
-process with `inline_generation`) -> annotators log in and judge over HTTP (king of the hill,
-preferring the candidate closer to the ground truth by voxel IoU, with a noise rate, "equal"
-when too close, and a quality rating from the same IoU) -> close the round (SFT and DPO
-snapshots) -> train SFT + DPO from them -> evaluate offline on the held-out gold set -> the
-new checkpoint joins the mix for the next round. The next round's comparisons between
-checkpoints give each a Bradley-Terry rating.
+process with `inline_generation`; the mix may hold a retrieval backend beside the checkpoints)
+-> annotators log in and judge over HTTP (king of the hill, preferring the candidate closer to
+the ground truth by voxel IoU, with a noise rate, "equal" when too close, and a quality rating
+from the same IoU) -> artists model the hard cases over HTTP (the ground-truth shape with an
+artist's error, placed in the photo) -> close the round (SFT and DPO snapshots) -> train SFT +
+DPO from them -> evaluate offline on the held-out gold set -> the new checkpoint joins the mix
+for the next round. The next round's comparisons between checkpoints give each a Bradley-Terry
+rating.
 
-What the annotators do is in `SimulatedAnnotator`; nothing there touches the database.
+What the annotators and artists do is in `SimulatedAnnotator` and `SimulatedArtist`; nothing
+there touches the database. `Simulation.hooks` lets other code (a ranker, a reward model) run
+at the round's steps without editing the loop: each hook is called as hook(simulation, round,
+row) after the annotation ("annotated") and after training ("trained").
 """
 from __future__ import annotations
 
@@ -82,6 +87,32 @@ class Setting:
     # (docs/loop.md: SFT on the model's own samples lowered the gold metrics in every variant tried).
     stage: str = "dpo"
     hyperparameters: dict = field(default_factory=dict)
+    # Artists model every hard case of a round (about a quarter of the items) through the artist API:
+    # the ground-truth shape with an artist's error (`ArtistError`); 0 artists: hard cases stay negatives.
+    artists: int = 0
+    # A retrieval backend (`modelzoo.generators.retrieval`) in the mix at this share of the candidates,
+    # over a library of `retrieval_library` shapes of the project's domain (seeds disjoint from its photos).
+    retrieval_share: float = 0.0
+    retrieval_library: int = 200
+    # Which SFT rows train with stage "both" (the trainer's `sft_sources`): "all", or a comma list of
+    # artist, retrieval, model. "artist,retrieval": SFT on the targets worth fitting, then DPO.
+    sft_sources: str = "all"
+
+
+@dataclass
+class ArtistError:
+    """How far an artist's mesh is from the truth, and how long it takes (minutes, log-normal).
+    Defaults: a modeller matching a photo by eye: surface within ~1% of the object's size, pose
+    within a few degrees and a few per cent of the distance; 45 min median per mesh."""
+    surface: float = 0.01  # vertex noise, fraction of the object's half size
+    rotation_deg: float = 3.0
+    translation: float = 0.02  # fraction of the distance to the camera
+    scale: float = 0.03  # log-normal sigma
+    minutes_median: float = 45.0
+    minutes_sigma: float = 0.5
+
+    def time_ms(self, rng: random.Random) -> int:
+        return int(60_000 * self.minutes_median * float(np.exp(rng.gauss(0.0, self.minutes_sigma))))
 
 
 # ------------------------------------------------------------------ the annotators (HTTP only)
@@ -158,6 +189,62 @@ class SimulatedAnnotator:
             self.comparisons += len(comparisons)
 
 
+class SimulatedArtist:
+    """Logs in with a password, then models every item of the artist queue over HTTP: the
+    ground truth's mesh with an artist's error (`ArtistError`), placed in the photo (the layout),
+    with the time it took. `oracle(image_id)` -> (gt vertices, gt faces, gt Layout)."""
+
+    def __init__(self, base: str, username: str, password: str, project: str, oracle, *, error: ArtistError,
+                 seed: int, index: int = 0, count: int = 1):
+        self.base, self.project, self.oracle, self.error = base.rstrip("/"), project, oracle, error
+        self.index, self.count = index, count  # artist `index` of `count` takes the items whose id % count is it
+        self.rng = random.Random(seed)
+        self.s = requests.Session()
+        r = self.s.post(f"{self.base}/api/v1/auth/token/", json={"username": username, "password": password,
+                                                                  "name": "simulation"})
+        r.raise_for_status()
+        self.s.headers["Authorization"] = f"Token {r.json()['key']}"
+        self.meshes = 0
+        self.minutes = 0.0
+
+    def model(self, truth) -> tuple[bytes, dict, int]:
+        from modelzoo.mesh import glb_bytes
+        from modelzoo.synth.rotations import axis_angle, matrix_to_quat
+
+        gt_v, gt_f, layout = truth
+        e, rng = self.error, np.random.default_rng(self.rng.getrandbits(32))
+        half = float(np.abs(gt_v).max())
+        v = gt_v + rng.normal(0.0, e.surface * half, size=gt_v.shape)
+        axis = rng.normal(size=3)
+        R = axis_angle(axis / np.linalg.norm(axis), np.deg2rad(rng.normal(0.0, e.rotation_deg))) @ \
+            quat_to_matrix(layout.rotation)
+        t = np.asarray(layout.translation, np.float64)
+        t = t + rng.normal(0.0, e.translation * float(np.linalg.norm(t)), size=3)
+        s = float(np.mean(layout.scale)) * float(np.exp(rng.normal(0.0, e.scale)))
+        placed = {"rotation": [float(x) for x in matrix_to_quat(R)], "translation": [float(x) for x in t],
+                  "scale": [s, s, s]}
+        return glb_bytes(v.astype(np.float32), gt_f, None), placed, e.time_ms(self.rng)
+
+    def run(self) -> int:
+        while True:
+            r = self.s.get(f"{self.base}/api/v1/projects/{self.project}/artist-queue")
+            r.raise_for_status()
+            rows = [row for row in r.json()["results"] if row["id"] % self.count == self.index]
+            if not rows:
+                return self.meshes
+            for row in rows:
+                glb, layout, ms = self.model(self.oracle(row["image"]))
+                up = self.s.post(f"{self.base}/api/v1/items/{row['id']}/artist-mesh",
+                                 files={"file": ("mesh.glb", glb, "model/gltf-binary")},
+                                 data={"layout": json.dumps(layout), "time_spent_ms": str(ms),
+                                       "note": "simulated artist"})
+                if up.status_code == 409:  # another artist took it meanwhile
+                    continue
+                up.raise_for_status()
+                self.meshes += 1
+                self.minutes += ms / 60_000
+
+
 # ------------------------------------------------------------------ processes
 def _free_port() -> int:
     with socket.socket() as s:
@@ -222,6 +309,11 @@ class Simulation:
         self.pending_truth: dict[int, object] = {}  # image id -> SynthSample
         self.rows: list[dict] = []
         self.passwords: dict[str, str] = {}
+        self.artist_passwords: dict[str, str] = {}
+        self.layouts: dict[int, object] = {}  # image id -> ground-truth Layout (what an artist matches)
+        self.retrieval = None
+        # Extension points: name -> [hook(simulation, round, row)], see the module's docstring.
+        self.hooks: dict[str, list] = {"annotated": [], "trained": []}
 
     # -- setup ----------------------------------------------------------------------------
     def setup(self):
@@ -240,6 +332,14 @@ class Simulation:
             user.save()
             Membership.objects.create(user=user, project=self.project, role=Role.ANNOTATOR)
             self.passwords[name] = password
+        for i in range(self.st.artists):
+            name = f"{self.slug}-artist{i + 1}"
+            user, _ = User.objects.get_or_create(username=name)
+            password = uuid.uuid4().hex
+            user.set_password(password)
+            user.save()
+            Membership.objects.create(user=user, project=self.project, role=Role.ARTIST)
+            self.artist_passwords[name] = password
         if self.checkpoint_path:
             data = open(self.checkpoint_path, "rb").read()
             sha = sha256_bytes(data)
@@ -248,7 +348,34 @@ class Simulation:
                 lineage={"bootstrap": True})[0]
         else:
             self.bootstrap, _ = bootstrap_register(make_current=False)
-        project_mix_set(project=self.project, mix=[(self.bootstrap, 1.0)])
+        mix = [(self.bootstrap, 1.0)]
+        if self.st.retrieval_share > 0:
+            self.retrieval = self.retrieval_register()
+            mix = [(self.bootstrap, 1.0 - self.st.retrieval_share), (self.retrieval, self.st.retrieval_share)]
+        project_mix_set(project=self.project, mix=mix)
+
+    def retrieval_register(self):
+        """The retrieval backend's checkpoint: a library of the domain's shapes (seeds disjoint from
+        the photos), built once per (domain, size) and kept under VAR_DIR."""
+        from django.conf import settings
+
+        from modelzoo.generators import retrieval
+
+        n, domain = self.st.retrieval_library, self.st.domain
+        path = os.path.join(str(settings.VAR_DIR), "retrieval", f"{domain}-{n}-{retrieval.LIBRARY_SEED_BASE}.npz")
+        if not os.path.exists(path):
+            t0 = time.time()
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            arrays = retrieval.build_library(retrieval.synthetic_meshes(domain, n, retrieval.LIBRARY_SEED_BASE),
+                                             log=None)
+            retrieval.save_library(arrays, path + ".part")
+            os.replace(path + ".part", path)
+            self.log(f"built the retrieval library: {n} {domain} shapes in {time.time() - t0:.0f}s")
+        data = open(path, "rb").read()
+        sha = sha256_bytes(data)
+        return Checkpoint.objects.filter(sha256=sha, backend="retrieval").first() or checkpoint_register(
+            name="retrieval", version=f"{domain}-{n}-{sha[:8]}", backend="retrieval", data=data,
+            lineage={"library": {"domain": domain, "shapes": n, "seed_base": retrieval.LIBRARY_SEED_BASE}})[0]
 
     def ingest(self, round_index: int) -> list[int]:
         """Render and ingest this round's photos; returns their mask ids."""
@@ -276,6 +403,7 @@ class Simulation:
         for image_id, s in list(self.pending_truth.items()):  # overlaps with the worker's generation
             gt_v, gt_f = s.gt_mesh(64)
             self.truth[image_id] = (gt_v, gt_f, s.rotation_matrix)
+            self.layouts[image_id] = s.layout
             del self.pending_truth[image_id]
         if self.st.inline_generation:
             for ji in GenerationJobItem.objects.filter(job=job).order_by("pk").values_list("pk", flat=True):
@@ -314,6 +442,40 @@ class Simulation:
         n = sum(a.judged for a in annotators)
         self.log(f"  {len(annotators)} annotators judged {n} items over HTTP in {time.time() - t0:.0f}s")
         return {"judged": n}
+
+    def artists_work(self, base: str) -> dict:
+        """The artists model every hard case of the queue; returns meshes and simulated minutes."""
+        if not self.artist_passwords:
+            return {"artist_meshes": 0, "artist_hours": 0.0}
+        t0 = time.time()
+        oracle = lambda image_id: (*self.truth[image_id][:2], self.layouts[image_id])  # noqa: E731
+        n = len(self.artist_passwords)
+        artists = [SimulatedArtist(base, name, pw, self.slug, oracle, error=ArtistError(),
+                                   seed=self.st.seed * 100 + 50 + k, index=k, count=n)
+                   for k, (name, pw) in enumerate(self.artist_passwords.items())]
+        errors = []
+
+        def work(a):
+            try:
+                a.run()
+            except Exception as exc:  # surfaced below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(a,)) for a in artists]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+        meshes, minutes = sum(a.meshes for a in artists), sum(a.minutes for a in artists)
+        self.log(f"  {n} artists uploaded {meshes} meshes over HTTP in {time.time() - t0:.0f}s "
+                 f"({minutes / 60:.1f} simulated artist hours)")
+        return {"artist_meshes": meshes, "artist_hours": round(minutes / 60, 2)}
+
+    def _hook(self, name: str, rnd, row: dict) -> None:
+        for hook in self.hooks.get(name, ()):
+            hook(self, rnd, row)
 
     def ratings(self) -> dict:
         """Bradley-Terry Elo of every checkpoint from all recorded comparisons between
@@ -354,11 +516,14 @@ class Simulation:
                                           candidates_per_item=self.st.candidates)
                 self.generate(rnd, mask_ids)
                 self.annotate(base)
+                artist_figures = self.artists_work(base)
                 rnd = services.round_close(round=rnd, build="inline")
                 status = selectors.round_status(round=rnd)
                 row = {"round": index, "items": status["items"], "judgements": status["judgements"],
                        "acceptance_rate": status["acceptance_rate"], "hard_case_rate": status["hard_case_rate"],
-                       "sft_rows": status["sft_rows"], "dpo_pairs": status["dpo_rows"], "mix": rnd.mix}
+                       "sft_rows": status["sft_rows"], "dpo_pairs": status["dpo_rows"], "mix": rnd.mix,
+                       **artist_figures, **self._retrieval_figures(rnd)}
+                self._hook("annotated", rnd, row)
                 if train_round:
                     if not rnd.sft_snapshot_id or not rnd.dpo_snapshot_id:
                         raise RuntimeError(f"round {index} produced no SFT or DPO data: {status}")
@@ -368,7 +533,7 @@ class Simulation:
                     run = train.training_run_create(
                         project=self.project, stage=self.st.stage, sft_snapshot_id=sft_id, dpo_snapshot_id=dpo_id,
                         parent=checkpoints[0] if self.st.from_start else checkpoints[-1], round=rnd,
-                        hyperparameters=self.st.hyperparameters)
+                        hyperparameters={"sft_sources": self.st.sft_sources, **self.st.hyperparameters})
                     run = train.training_run_execute(run_id=run.pk, eval_n=self.st.eval_n,
                                                         log_fn=lambda m: self.log("  " + m))
                     cp = run.checkpoint
@@ -379,7 +544,9 @@ class Simulation:
                     checkpoints.append(cp)
                     row.update(checkpoint=str(cp), checkpoint_id=cp.pk, parent_id=cp.parent_id,
                                dpo_reward_accuracy=cp.recipe.get("dpo_reward_accuracy"),
+                               sft_examples=((cp.lineage.get("snapshots") or {}).get("sft") or {}).get("examples"),
                                **self._metrics(cp))
+                    self._hook("trained", rnd, row)
                 row["seconds"] = round(time.time() - t0, 1)
                 self.rows.append(row)
                 self.log(f"round {index} done in {row['seconds']:.0f}s: {json.dumps(row, default=str)}")
@@ -396,6 +563,17 @@ class Simulation:
                 pairing=DEFAULT_PAIRING if kind == "dpo" else None)
             ids.append(export_services.snapshot_build(snapshot_id=snap.pk).pk)
         return ids[0], ids[1]
+
+    def _retrieval_figures(self, rnd) -> dict:
+        """How many items' winners came from the retrieval backend (accepted judgements)."""
+        if self.retrieval is None:
+            return {}
+        from annotation.models import Judgement
+
+        js = Judgement.objects.filter(item__round=rnd, status="accepted")
+        return {"retrieval_wins": js.filter(winner__checkpoint=self.retrieval).count(),
+                "retrieval_wins_accepted": js.filter(winner__checkpoint=self.retrieval,
+                                                     below_threshold=False).count()}
 
     def _eval_domains(self) -> list[str]:
         """Gold sets every checkpoint is scored on: the project's domain, and the pretraining one."""
@@ -416,15 +594,17 @@ class Simulation:
         per_b = checkpoint_evaluation(self.bootstrap, self.st.domain)["per_scene"]
         lines = []
         head = (f"{'round':>5} {'items':>5} {'judged':>6} {'accept':>6} {'hard':>5} {'sft':>4} {'dpo':>5} "
+                f"{'art':>4} {'retr':>4} "
                 f"{'checkpoint':<28} {'vIoU@64':>8} {'chamfer':>8} {'dIoU':>7} {'dCham':>8} {'prim.IoU':>8} {'elo [95% CI]':>22} "
-                f"{'vs parent':>9} {'dpo acc':>7}")
+                f"{'vs parent':>9} {'vs boot':>7} {'dpo acc':>7}")
         lines.append(head)
 
         def elo(cid):
             r = fitted.get(cid)
             return "-" if r is None else f"{r.rating:.0f} [{r.ci_low:.0f},{r.ci_high:.0f}] n={r.comparisons}"
 
-        lines.append(f"{0:>5} {'-':>5} {'-':>6} {'-':>6} {'-':>5} {'-':>4} {'-':>5} {str(self.bootstrap)[:28]:<28} "
+        lines.append(f"{0:>5} {'-':>5} {'-':>6} {'-':>6} {'-':>5} {'-':>4} {'-':>5} {'-':>4} {'-':>4} "
+                     f"{str(self.bootstrap)[:28]:<28} "
                      f"{b['voxel_iou']:>8.4f} {b['chamfer']:>8.4f} {'':>7} {'':>8} {b['voxel_iou_primitives']:>8.4f} "
                      f"{elo(self.bootstrap.pk):>22}")
         viou, cham, elos = [b["voxel_iou"]], [b["chamfer"]], [0.0 if self.bootstrap.pk in fitted else None]
@@ -433,7 +613,8 @@ class Simulation:
         for row in self.rows:
             f = lambda v, w=6, p=2: "-" if v is None else f"{v:>{w}.{p}f}"  # noqa: E731
             cols = (f"{row['round']:>5} {row['items']:>5} {row['judgements']:>6} {f(row['acceptance_rate'])} "
-                    f"{f(row['hard_case_rate'], 5)} {row['sft_rows'] or 0:>4} {row['dpo_pairs'] or 0:>5} ")
+                    f"{f(row['hard_case_rate'], 5)} {row['sft_rows'] or 0:>4} {row['dpo_pairs'] or 0:>5} "
+                    f"{row.get('artist_meshes', 0):>4} {row.get('retrieval_wins', '-'):>4} ")
             if "checkpoint_id" in row:
                 cid = row["checkpoint_id"]
 
@@ -445,6 +626,7 @@ class Simulation:
                 paired.append({"round": row["round"], "d_viou": float(d_iou.mean()), "d_viou_se": se(d_iou),
                                "d_chamfer": float(d_ch.mean()), "d_chamfer_se": se(d_ch)})
                 vs = win_rate(comps, cid, row["parent_id"])
+                vb = win_rate(comps, cid, self.bootstrap.pk)
                 r = fitted.get(cid)
                 elos.append(None if r is None else round(r.rating - fitted[self.bootstrap.pk].rating, 1)
                             if self.bootstrap.pk in fitted else None)
@@ -455,6 +637,7 @@ class Simulation:
                 cols += (f"{row['checkpoint'].replace(self.slug + '-', '')[:28]:<28} {row['voxel_iou']:>8.4f} {row['chamfer']:>8.4f} "
                          f"{d_iou.mean():>+7.4f} {d_ch.mean():>+8.4f} {row['voxel_iou_primitives']:>8.4f} {elo(cid):>22} "
                          f"{'-' if vs['win_rate'] is None else format(vs['win_rate'], '.3f'):>9} "
+                         f"{'-' if vb['win_rate'] is None else format(vb['win_rate'], '.3f'):>7} "
                          f"{f(row.get('dpo_reward_accuracy'), 7, 3)}")
             else:
                 cols += f"{'(rating round: no training)':<28}"
@@ -471,6 +654,18 @@ class Simulation:
             "hard_case_rate_by_round": [r["hard_case_rate"] for r in self.rows],
             "win_rate_vs_parent": [win_rate(comps, r["checkpoint_id"], r["parent_id"])["win_rate"]
                                    for r in self.rows if "checkpoint_id" in r],
+            # The simulated annotators' direct comparisons of each round's checkpoint with the bootstrap.
+            "win_rate_vs_bootstrap_by_round": [win_rate(comps, r["checkpoint_id"], self.bootstrap.pk)["win_rate"]
+                                               for r in self.rows if "checkpoint_id" in r],
+            "comparisons_vs_bootstrap_by_round": [win_rate(comps, r["checkpoint_id"], self.bootstrap.pk)["comparisons"]
+                                                  for r in self.rows if "checkpoint_id" in r],
+            "artist_meshes_by_round": [r.get("artist_meshes", 0) for r in self.rows],
+            "artist_hours_by_round": [r.get("artist_hours", 0.0) for r in self.rows],
+            "retrieval_wins_by_round": [r.get("retrieval_wins") for r in self.rows],
+            "sft_examples_by_round": [r.get("sft_examples") for r in self.rows if "checkpoint_id" in r],
+            "elo_retrieval": (None if self.retrieval is None or self.retrieval.pk not in fitted
+                              or self.bootstrap.pk not in fitted
+                              else round(fitted[self.retrieval.pk].rating - fitted[self.bootstrap.pk].rating, 1)),
             "checkpoints": [str(c) for c in checkpoints], "project": self.slug,
             "setting": asdict(self.st), "seconds": round(seconds, 1),
         }

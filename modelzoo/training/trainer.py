@@ -270,13 +270,22 @@ def train(*, checkpoint: str, out: str, stage: str = "both", sft_dir: str | None
                     "parent": {"path": os.path.abspath(checkpoint), "sha256": sha256_file(checkpoint)},
                     "snapshots": {}, "history": {}}
     if sft is not None:
-        data = sft_tensors(sft, encoder, hp.sft_source_set())
+        try:
+            data = sft_tensors(sft, encoder, hp.sft_source_set())
+        except TrainingError:
+            if stage != "both" or hp.sft_source_set() is None:
+                raise
+            data = None  # a round without a target worth fitting (no hard case modelled): DPO only
         record["snapshots"]["sft"] = {"path": os.path.abspath(sft.path), "rows": len(sft.rows),
-                                      "examples": len(data["x1"]), "sources": hp.sft_sources, **sft.provenance}
-        log(f"SFT: {len(data['x1'])} targets ({hp.sft_sources}) from {sft.path} "
-            f"({time.time() - t0:.0f}s to encode)")
-        with _threads_for(hp):
-            record["history"]["sft"] = train_sft(model, data, hp, log=log, progress=progress)
+                                      "examples": len(data["x1"]) if data else 0, "sources": hp.sft_sources,
+                                      **sft.provenance}
+        if data is None:
+            log(f"SFT: no {hp.sft_sources} target in {sft.path}; skipped")
+        else:
+            log(f"SFT: {len(data['x1'])} targets ({hp.sft_sources}) from {sft.path} "
+                f"({time.time() - t0:.0f}s to encode)")
+            with _threads_for(hp):
+                record["history"]["sft"] = train_sft(model, data, hp, log=log, progress=progress)
     if dpo is not None:
         data = dpo_tensors(dpo, encoder)
         record["snapshots"]["dpo"] = {"path": os.path.abspath(dpo.path), "rows": len(dpo.rows),

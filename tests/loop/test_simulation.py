@@ -49,3 +49,34 @@ def test_one_round_of_the_loop_registers_a_checkpoint_with_lineage(live_server, 
     assert result["judgements_by_round"] == [3]
     json.dumps(result)
     call_command("round", "status", "--project", "tiny-sim")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_artists_model_the_hard_cases_and_retrieval_joins_the_mix(live_server, start_checkpoint_file):
+    from annotation.models import ArtistMesh, Item
+
+    # alpha 5: nearly every item is a hard case, so the artist has work
+    setting = Setting(rounds=1, annotators=1, items_per_round=3, candidates=4, steps=2, alpha=5, eval_n=2,
+                      rating_round=True, inline_generation=True, stage="both", domain="household", artists=1,
+                      retrieval_share=0.25, retrieval_library=4, sft_sources="artist,retrieval",
+                      hyperparameters={"sft_steps": 3, "dpo_steps": 3, "sft_batch": 4, "dpo_batch": 4,
+                                       "noise_repeats": 2})
+    out = Simulation(setting, slug="tiny-art", base_url=live_server.url, checkpoint_path=str(start_checkpoint_file),
+                     log=lambda m: None).run()
+    result = out["result"]
+    rnd = Round.objects.get(project__slug="tiny-art", index=1)
+    hard = Item.objects.filter(round=rnd, hard_case=True)
+    meshes = ArtistMesh.objects.filter(item__round=rnd)
+    assert hard.exists() and meshes.count() == hard.count()  # every hard case got its mesh, over HTTP
+    assert all(m.layout and m.time_spent_ms > 0 and m.uploaded_by.username == "tiny-art-artist1" for m in meshes)
+    assert result["artist_meshes_by_round"][0] == meshes.count() and result["artist_hours_by_round"][0] > 0
+    # SFT fitted the artists' meshes (and retrieval picks), not the model's own samples
+    cp = rnd.checkpoint_produced
+    assert cp.lineage["snapshots"]["sft"]["sources"] == "artist,retrieval"
+    assert cp.lineage["snapshots"]["sft"]["examples"] >= meshes.count()
+    # the retrieval backend generated a share of the candidates
+    retrieval = Checkpoint.objects.get(backend="retrieval")
+    assert retrieval.candidates.filter(item__round=rnd).count() == 3  # 1 of 4 candidates per item
+    assert len(result["win_rate_vs_bootstrap_by_round"]) == 1
+    assert "vs boot" in out["table"]
+    json.dumps(result)

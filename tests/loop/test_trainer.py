@@ -49,6 +49,11 @@ def test_sft_on_the_targets_worth_fitting_only(snapshot_dirs, start_checkpoint_f
     assert run("artist,model")["snapshots"]["sft"]["examples"] == 2
     with pytest.raises(TrainingError, match="no row has a mesh with a layout from retrieval"):
         run("retrieval")
+    # SFT then DPO, in a round where nothing worth fitting came: DPO alone
+    both = train(checkpoint=str(start_checkpoint_file), out=str(tmp_path / "b.pt"), stage="both",
+                 sft_dir=str(snapshot_dirs["sft"]), dpo_dir=str(snapshot_dirs["dpo"]),
+                 hp=replace(tiny_hp, sft_sources="retrieval"), log=lambda m: None)
+    assert both["snapshots"]["sft"]["examples"] == 0 and "sft" not in both["history"] and "dpo" in both["history"]
     with pytest.raises(TrainingError, match="use 'all' or a comma list of artist, retrieval, model"):
         run("artists")
 

@@ -57,6 +57,14 @@ class Command(BaseCommand):
                                  "gives the table's metrics; the pretraining gold set is shown beside).")
         parser.add_argument("--stage", default=d.stage, choices=["dpo", "both", "sft"],
                             help="What each round trains (default dpo; docs/loop.md says why).")
+        parser.add_argument("--artists", type=int, default=d.artists,
+                            help="Simulated artists who model every hard case through the artist API (0: none).")
+        parser.add_argument("--retrieval-share", type=float, default=d.retrieval_share,
+                            help="Share of the candidates from the retrieval backend (0: not in the mix).")
+        parser.add_argument("--retrieval-library", type=int, default=d.retrieval_library,
+                            help="Shapes in the retrieval backend's library (the project's domain).")
+        parser.add_argument("--sft-sources", default=d.sft_sources,
+                            help="SFT rows that train (stage both/sft): all, or a comma list of artist, retrieval, model.")
         parser.add_argument("--seed", type=int, default=0)
 
     def handle(self, *args, **opts):
@@ -72,7 +80,9 @@ class Command(BaseCommand):
                           candidates=opts["candidates"], noise=opts["noise"], equal_margin=opts["equal_margin"],
                           alpha=opts["alpha"], new_share=opts["share"], rating_round=not opts["no_rating_round"],
                           eval_n=opts["eval_n"], cumulative=opts["cumulative"], from_start=opts["from_start"], inline_generation=opts["inline_generation"], seed=opts["seed"],
-                          domain=opts["domain"], stage=opts["stage"], hyperparameters=hp)
+                          domain=opts["domain"], stage=opts["stage"], hyperparameters=hp, artists=opts["artists"],
+                          retrieval_share=opts["retrieval_share"], retrieval_library=opts["retrieval_library"],
+                          sft_sources=opts["sft_sources"])
         t0 = time.time()
 
         def log(msg):
