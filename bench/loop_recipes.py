@@ -17,6 +17,13 @@ A variant is a JSON object of `HyperParameters` fields plus:
           ground-truth shape and pose: what an artist mesh would give, the ceiling)
   pick    "best" (the oracle's winner) or "seed0" (no selection: the model's own first sample)
   margin  DPO pairs: winner against every candidate at least this much worse (default 0.02)
+  artists the fraction of objects (the hardest: lowest best-of-N IoU; the simulation's hard cases
+          are about a quarter) that get an artist's mesh instead of a pick: the ground truth with
+          the simulated artist's error (`modelzoo.synth.artist`), re-encoded as the
+          engine's trainer does. Their SFT target is that mesh and their DPO pairs are that mesh
+          against every candidate (the engine's "artist" pairing).
+  sft_on  "all" (default) or "artist": SFT only on the artists' meshes (targets worth fitting),
+          then DPO against the SFT model, the paper's recipe
 
 Data (candidates, targets, scores) is cached under --cache. Prints one line per variant, then
 one JSON line with the paired differences and their standard errors.
@@ -34,6 +41,7 @@ import numpy as np
 
 import harness  # puts the repository on sys.path
 
+SIM_SEED_BASE = 700_000_000  # engine.rounds.simulation.SIM_SEED_BASE (that module needs Django set up)
 SIM_OFFSET = 5_000_000  # within the simulation's seed range, away from the seeds `simulate` uses first
 
 
@@ -42,7 +50,6 @@ def build(args) -> dict:
     flow targets three ways (engine re-encoding, exact sampler output, ground truth)."""
     import torch
 
-    from engine.rounds.simulation import SIM_SEED_BASE
     from modelzoo.builtin import BuiltinGenerator
     from modelzoo.builtin.data import crop_single, mask_box
     from modelzoo.builtin.layout import box_features
@@ -88,6 +95,35 @@ def build(args) -> dict:
     return data
 
 
+def artist_targets(args, model):
+    """(objects, D): each object's ground truth as a simulated artist would model it (shape noise,
+    pose error; `ArtistError`'s defaults), re-encoded with `encode_candidate` (cached)."""
+    import random
+
+    import torch
+
+    from modelzoo.files import sha256_file
+    from modelzoo.synth import sample_scene
+    from modelzoo.synth.artist import ArtistError, artist_mesh
+
+    key = f"{sha256_file(args.checkpoint)[:12]}-{args.domain}-{args.objects}"
+    path = os.path.join(args.cache, f"loop-recipes-artist-{key}.pt")
+    if os.path.exists(path):
+        return torch.load(path)
+    e, pyrng = ArtistError(), random.Random(0)
+    rows = []
+    for i in range(args.objects):
+        s = sample_scene(SIM_SEED_BASE + SIM_OFFSET + i, domain=args.domain)
+        gv, gf = s.gt_mesh(64)
+        v, gf, lay = artist_mesh(gv, gf, s.layout, e, np.random.default_rng(pyrng.getrandbits(32)))
+        with torch.no_grad():
+            rows.append(model.encode_candidate(v, gf, lay, s.mask, np.asarray(s.intrinsics))[0])
+    out = torch.stack(rows)
+    os.makedirs(args.cache, exist_ok=True)
+    torch.save(out, path)
+    return out
+
+
 def gold_scores(model, args) -> tuple[np.ndarray, np.ndarray]:
     from modelzoo.builtin import BuiltinGenerator
 
@@ -103,22 +139,30 @@ def train_variant(parent, data: dict, variant: dict):
     v = dict(variant)
     stage, target = v.pop("stage", "both"), v.pop("target", "engine")
     pick, margin = v.pop("pick", "best"), v.pop("margin", 0.02)
+    artists, sft_on = float(v.pop("artists", 0.0)), v.pop("sft_on", "all")
     hp = HyperParameters(**v)
     viou, targets = data["viou"], data[target]
     n = len(viou)
     winner = viou.argmax(1) if pick == "best" else torch.zeros(n, dtype=torch.long)
+    hard = set(viou.max(1).values.argsort()[: int(round(artists * n))].tolist()) if artists else set()
     model = copy.deepcopy(parent)
-    info = {}
+    info = {"artist_meshes": len(hard)}
+    chosen = targets[torch.arange(n), winner].clone()
+    for i in hard:
+        chosen[i] = data["artist"][i]
     if stage in ("sft", "both"):
-        sft = {"crops": data["crops"], "feats": data["feats"], "x1": targets[torch.arange(n), winner],
-               "weights": torch.ones(n)}
+        keep = sorted(hard) if sft_on == "artist" else list(range(n))
+        info["sft_examples"] = len(keep)
+        sft = {"crops": data["crops"][keep], "feats": data["feats"][keep], "x1": chosen[keep],
+               "weights": torch.ones(len(keep))}
         train_sft(model, sft, hp, log=lambda *a: None)
     if stage in ("dpo", "both"):
-        rows = [(i, int(winner[i]), j) for i in range(n) for j in range(viou.shape[1])
+        rows = [(i, int(winner[i]), j) for i in range(n) if i not in hard for j in range(viou.shape[1])
                 if j != int(winner[i]) and viou[i, winner[i]] - viou[i, j] > margin]
+        rows += [(i, -1, j) for i in sorted(hard) for j in range(viou.shape[1])]  # the artist's mesh wins
         info["pairs"] = len(rows)
         dpo = {"crops": data["crops"][[r[0] for r in rows]], "feats": data["feats"][[r[0] for r in rows]],
-               "x1_w": torch.stack([targets[i, w] for i, w, _ in rows]),
+               "x1_w": torch.stack([chosen[i] if w < 0 else targets[i, w] for i, w, _ in rows]),
                "x1_l": torch.stack([targets[i, j] for i, _, j in rows])}
         reference = copy.deepcopy(model)  # the parent for "dpo", the SFT model for "both"
         hist = train_dpo(model, reference, dpo, hp, log=lambda *a: None)
@@ -142,6 +186,8 @@ def main() -> int:
 
     torch.set_num_threads(1)
     data = build(args)
+    if any(json.loads(spec).get("artists") for spec in args.variant):
+        data["artist"] = artist_targets(args, BuiltinModel.load(args.checkpoint))
     v = data["viou"]
     print(f"{args.objects} {args.domain} objects: seed 0 voxel IoU {v[:, 0].mean():.4f}, "
           f"oracle best of {args.candidates} {v.max(1).values.mean():.4f}")

@@ -53,6 +53,7 @@ from modelzoo.metrics import shape_metrics
 from modelzoo.models import Checkpoint, GenerationJob, GenerationJobItem
 from modelzoo.services import bootstrap_register, checkpoint_register, project_mix_set
 from modelzoo.synth import sample_scene
+from modelzoo.synth.artist import ArtistError, artist_mesh
 from modelzoo.synth.rotations import quat_to_matrix
 
 #: Scenes of the simulated projects: disjoint from pretraining (seed * 1e7 + i, i < 1e6 or so)
@@ -88,7 +89,7 @@ class Setting:
     stage: str = "dpo"
     hyperparameters: dict = field(default_factory=dict)
     # Artists model every hard case of a round (about a quarter of the items) through the artist API:
-    # the ground-truth shape with an artist's error (`ArtistError`); 0 artists: hard cases stay negatives.
+    # the ground-truth shape with an artist's error (`modelzoo.synth.artist`); 0: hard cases stay negatives.
     artists: int = 0
     # A retrieval backend (`modelzoo.generators.retrieval`) in the mix at this share of the candidates,
     # over a library of `retrieval_library` shapes of the project's domain (seeds disjoint from its photos).
@@ -97,22 +98,13 @@ class Setting:
     # Which SFT rows train with stage "both" (the trainer's `sft_sources`): "all", or a comma list of
     # artist, retrieval, model. "artist,retrieval": SFT on the targets worth fitting, then DPO.
     sft_sources: str = "all"
+    # Score every checkpoint on the pretraining gold set too (the check that it does not forget it);
+    # False halves the evaluation time, which dominates a run on a CPU.
+    eval_primitives: bool = True
 
 
-@dataclass
-class ArtistError:
-    """How far an artist's mesh is from the truth, and how long it takes (minutes, log-normal).
-    Defaults: a modeller matching a photo by eye: surface within ~1% of the object's size, pose
-    within a few degrees and a few per cent of the distance; 45 min median per mesh."""
-    surface: float = 0.01  # vertex noise, fraction of the object's half size
-    rotation_deg: float = 3.0
-    translation: float = 0.02  # fraction of the distance to the camera
-    scale: float = 0.03  # log-normal sigma
-    minutes_median: float = 45.0
-    minutes_sigma: float = 0.5
-
-    def time_ms(self, rng: random.Random) -> int:
-        return int(60_000 * self.minutes_median * float(np.exp(rng.gauss(0.0, self.minutes_sigma))))
+def _num(v, width: int = 8) -> str:
+    return f"{'-':>{width}}" if v is None else f"{v:>{width}.4f}"
 
 
 # ------------------------------------------------------------------ the annotators (HTTP only)
@@ -209,21 +201,10 @@ class SimulatedArtist:
 
     def model(self, truth) -> tuple[bytes, dict, int]:
         from modelzoo.mesh import glb_bytes
-        from modelzoo.synth.rotations import axis_angle, matrix_to_quat
 
         gt_v, gt_f, layout = truth
-        e, rng = self.error, np.random.default_rng(self.rng.getrandbits(32))
-        half = float(np.abs(gt_v).max())
-        v = gt_v + rng.normal(0.0, e.surface * half, size=gt_v.shape)
-        axis = rng.normal(size=3)
-        R = axis_angle(axis / np.linalg.norm(axis), np.deg2rad(rng.normal(0.0, e.rotation_deg))) @ \
-            quat_to_matrix(layout.rotation)
-        t = np.asarray(layout.translation, np.float64)
-        t = t + rng.normal(0.0, e.translation * float(np.linalg.norm(t)), size=3)
-        s = float(np.mean(layout.scale)) * float(np.exp(rng.normal(0.0, e.scale)))
-        placed = {"rotation": [float(x) for x in matrix_to_quat(R)], "translation": [float(x) for x in t],
-                  "scale": [s, s, s]}
-        return glb_bytes(v.astype(np.float32), gt_f, None), placed, e.time_ms(self.rng)
+        v, f, placed = artist_mesh(gt_v, gt_f, layout, self.error, np.random.default_rng(self.rng.getrandbits(32)))
+        return glb_bytes(v, f, None), placed.as_dict(), self.error.time_ms(self.rng)
 
     def run(self) -> int:
         while True:
@@ -535,6 +516,7 @@ class Simulation:
                         parent=checkpoints[0] if self.st.from_start else checkpoints[-1], round=rnd,
                         hyperparameters={"sft_sources": self.st.sft_sources, **self.st.hyperparameters})
                     run = train.training_run_execute(run_id=run.pk, eval_n=self.st.eval_n,
+                                                        evaluate="primitives" in self._eval_domains(),
                                                         log_fn=lambda m: self.log("  " + m))
                     cp = run.checkpoint
                     if self.st.domain != "primitives":  # the run evaluated it on the pretraining domain
@@ -577,7 +559,7 @@ class Simulation:
 
     def _eval_domains(self) -> list[str]:
         """Gold sets every checkpoint is scored on: the project's domain, and the pretraining one."""
-        return list(dict.fromkeys([self.st.domain, "primitives"]))
+        return list(dict.fromkeys([self.st.domain] + (["primitives"] if self.st.eval_primitives else [])))
 
     def _metrics(self, cp) -> dict:
         m = checkpoint_evaluation(cp, self.st.domain).get("model", {})
@@ -605,11 +587,12 @@ class Simulation:
 
         lines.append(f"{0:>5} {'-':>5} {'-':>6} {'-':>6} {'-':>5} {'-':>4} {'-':>5} {'-':>4} {'-':>4} "
                      f"{str(self.bootstrap)[:28]:<28} "
-                     f"{b['voxel_iou']:>8.4f} {b['chamfer']:>8.4f} {'':>7} {'':>8} {b['voxel_iou_primitives']:>8.4f} "
+                     f"{b['voxel_iou']:>8.4f} {b['chamfer']:>8.4f} {'':>7} {'':>8} {_num(b['voxel_iou_primitives'])} "
                      f"{elo(self.bootstrap.pk):>22}")
         viou, cham, elos = [b["voxel_iou"]], [b["chamfer"]], [0.0 if self.bootstrap.pk in fitted else None]
         viou_pre, cham_pre = [b["voxel_iou_primitives"]], [b["chamfer_primitives"]]
-        paired = []
+        paired, paired_prev = [], []
+        per_prev = per_b
         for row in self.rows:
             f = lambda v, w=6, p=2: "-" if v is None else f"{v:>{w}.{p}f}"  # noqa: E731
             cols = (f"{row['round']:>5} {row['items']:>5} {row['judgements']:>6} {f(row['acceptance_rate'])} "
@@ -625,6 +608,12 @@ class Simulation:
                 se = lambda d: float(d.std(ddof=1) / np.sqrt(len(d)))  # noqa: E731
                 paired.append({"round": row["round"], "d_viou": float(d_iou.mean()), "d_viou_se": se(d_iou),
                                "d_chamfer": float(d_ch.mean()), "d_chamfer_se": se(d_ch)})
+                # against the round before (the bootstrap for round 1): "better after every round"
+                p_iou = np.asarray(per["voxel_iou@64"]) - np.asarray(per_prev["voxel_iou@64"])
+                p_ch = np.asarray(per["chamfer"]) - np.asarray(per_prev["chamfer"])
+                paired_prev.append({"round": row["round"], "d_viou": float(p_iou.mean()), "d_viou_se": se(p_iou),
+                                    "d_chamfer": float(p_ch.mean()), "d_chamfer_se": se(p_ch)})
+                per_prev = per
                 vs = win_rate(comps, cid, row["parent_id"])
                 vb = win_rate(comps, cid, self.bootstrap.pk)
                 r = fitted.get(cid)
@@ -635,7 +624,7 @@ class Simulation:
                 viou_pre.append(row["voxel_iou_primitives"])
                 cham_pre.append(row["chamfer_primitives"])
                 cols += (f"{row['checkpoint'].replace(self.slug + '-', '')[:28]:<28} {row['voxel_iou']:>8.4f} {row['chamfer']:>8.4f} "
-                         f"{d_iou.mean():>+7.4f} {d_ch.mean():>+8.4f} {row['voxel_iou_primitives']:>8.4f} {elo(cid):>22} "
+                         f"{d_iou.mean():>+7.4f} {d_ch.mean():>+8.4f} {_num(row['voxel_iou_primitives'])} {elo(cid):>22} "
                          f"{'-' if vs['win_rate'] is None else format(vs['win_rate'], '.3f'):>9} "
                          f"{'-' if vb['win_rate'] is None else format(vb['win_rate'], '.3f'):>7} "
                          f"{f(row.get('dpo_reward_accuracy'), 7, 3)}")
@@ -646,9 +635,9 @@ class Simulation:
         result = {
             "viou_by_round": [round(v, 5) for v in viou], "chamfer_by_round": [round(v, 5) for v in cham],
             "domain": self.st.domain,
-            "viou_by_round_primitives_gold": [round(v, 5) for v in viou_pre],
-            "chamfer_by_round_primitives_gold": [round(v, 5) for v in cham_pre],
-            "elo_by_round": elos, "paired_vs_bootstrap": paired,
+            "viou_by_round_primitives_gold": [None if v is None else round(v, 5) for v in viou_pre],
+            "chamfer_by_round_primitives_gold": [None if v is None else round(v, 5) for v in cham_pre],
+            "elo_by_round": elos, "paired_vs_bootstrap": paired, "paired_vs_previous_round": paired_prev,
             "judgements_by_round": [r["judgements"] for r in self.rows],
             "acceptance_by_round": [r["acceptance_rate"] for r in self.rows],
             "hard_case_rate_by_round": [r["hard_case_rate"] for r in self.rows],

@@ -65,6 +65,8 @@ class Command(BaseCommand):
                             help="Shapes in the retrieval backend's library (the project's domain).")
         parser.add_argument("--sft-sources", default=d.sft_sources,
                             help="SFT rows that train (stage both/sft): all, or a comma list of artist, retrieval, model.")
+        parser.add_argument("--no-primitives-eval", action="store_true",
+                            help="Score checkpoints on the project domain's gold set only (half the evaluation time).")
         parser.add_argument("--seed", type=int, default=0)
 
     def handle(self, *args, **opts):
@@ -82,7 +84,7 @@ class Command(BaseCommand):
                           eval_n=opts["eval_n"], cumulative=opts["cumulative"], from_start=opts["from_start"], inline_generation=opts["inline_generation"], seed=opts["seed"],
                           domain=opts["domain"], stage=opts["stage"], hyperparameters=hp, artists=opts["artists"],
                           retrieval_share=opts["retrieval_share"], retrieval_library=opts["retrieval_library"],
-                          sft_sources=opts["sft_sources"])
+                          sft_sources=opts["sft_sources"], eval_primitives=not opts["no_primitives_eval"])
         t0 = time.time()
 
         def log(msg):
