@@ -78,12 +78,15 @@ def load(n_items: int, n_judgements: int, n_comparisons: int) -> dict:
         ev = lambda f, v, c, r: json.dumps({"model": {"fscore@0.01": f, "voxel_iou@64": v, "chamfer": c,  # noqa: E731
                                                       "rotation_error_deg": r}})
         copy("modelzoo_checkpoint", ["id", "name", "version", "backend", "parent_id", "file", "sha256", "config",
-                                     "recipe", "evaluation", "lineage", "created_at"],
-             [(1, "builtin", "v1", "builtin", None, "", "", "{}", "{}", ev(0.21, 0.38, 0.061, 24.0), "{}", now),
-              (2, "builtin", "v2", "builtin", 1, "", "", "{}", "{}", ev(0.27, 0.45, 0.049, 17.5), "{}",
+                                     "recipe", "evaluation", "lineage", "public", "created_at"],
+             [(1, "builtin", "v1", "builtin", None, "", "", "{}", "{}", ev(0.21, 0.38, 0.061, 24.0), "{}", True, now),
+              (2, "builtin", "v2", "builtin", 1, "", "", "{}", "{}", ev(0.27, 0.45, 0.049, 17.5), "{}", False,
                now + dt.timedelta(days=10)),
-              (3, "builtin", "v3", "builtin", 2, "", "", "{}", "{}", ev(0.33, 0.51, 0.041, 12.1), "{}",
+              (3, "builtin", "v3", "builtin", 2, "", "", "{}", "{}", ev(0.33, 0.51, 0.041, 12.1), "{}", False,
                now + dt.timedelta(days=20))])
+        # The mix of the open round: each checkpoint is the project's (and visible to it).
+        copy("modelzoo_projectcheckpoint", ["project_id", "checkpoint_id", "share"], [(1, 1, 0.2), (1, 2, 0.3),
+                                                                                     (1, 3, 0.5)])
         n_images = math.ceil(n_items / 4)
         copy("engine_image", ["id", "project_id", "file", "sha256", "width", "height", "format", "thumbnail",
                               "depth", "pointmap", "source_name", "source", "created_at"],
