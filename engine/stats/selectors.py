@@ -390,6 +390,13 @@ def _outlier_flags(s: dict, median_comparison_ms: float | None = None) -> list[s
     return flags
 
 
+def round_figures(project: Project) -> dict[int, dict]:
+    """{round index: {"judgements", "acceptance_rate"}} from the rollups: what the console's rounds
+    pages show beside each round's live item counts (engine.rounds.selectors.round_status)."""
+    return {r["round"]: {"judgements": r["judgements"], "acceptance_rate": r["acceptance_rate"]}
+            for r in acceptance(project, Filters())["per_round"]}
+
+
 def acceptance(project: Project, f: Filters) -> dict:
     """Acceptance (winner rated >= alpha) per round and per checkpoint; hard-case rate per round."""
     ratio = lambda a, b: round(a / b, 4) if b else None  # noqa: E731
