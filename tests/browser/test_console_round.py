@@ -4,8 +4,8 @@ item), review a judgement with its 3D replay and reject it, close the round, dow
 snapshot and load it with `datasets`, upload a checkpoint and set the mix. Screenshots of every
 page go to tests/artifacts/console-*.png.
 
-What no browser does runs in the test, as the workers and clients would: the generation and
-snapshot tasks are called in this process (no Celery worker is started: it would cost a minute of
+What no browser does runs in the test, as the workers and clients would: the import, generation
+and snapshot tasks are called in this process (no Celery worker is started: it would cost a minute of
 torch import), the annotators judge through the API, and beat's rollup refresh is called once.
 """
 from __future__ import annotations
@@ -119,7 +119,7 @@ def test_a_lead_runs_a_whole_round_in_the_console(live_server, page, frontend_bu
     shot(page, "project")
 
     # 3. Import a zip of photos with PNG masks.
-    import_zip(page, live_server, lead, project, tmp_path)
+    import_zip(page, live_server, project, tmp_path)
     assert project.images.count() == PHOTOS
 
     # 4. Open round 1: alpha 3, N = 3, one sampling step, the bootstrap checkpoint.
@@ -268,31 +268,18 @@ def run_import_jobs(project) -> None:
             jobs.ingest_batch_run(batch_id=batch.pk)
 
 
-def import_zip(page, live_server, lead, project, tmp_path: Path) -> None:
-    """Through the import page when it takes a drop (issue 15 item 2), else through the API."""
+def import_zip(page, live_server, project, tmp_path: Path) -> None:
+    """Drop the zip on the import page: it uploads it in chunks and the import runs as a job."""
     from engine.models import IngestJob
 
-    data = photos_zip()
+    path = tmp_path / "photos.zip"
+    path.write_bytes(photos_zip())
     page.goto(f"{live_server.url}/console/projects/{project.slug}/import/")
-    drop = page.locator("input[type=file]")
-    if drop.count():
-        path = tmp_path / "photos.zip"
-        path.write_bytes(data)
-        drop.first.set_input_files(str(path))
-        deadline = time.monotonic() + 60
-        while not IngestJob.objects.filter(project=project).exists():  # uploaded in chunks, then completed
-            assert time.monotonic() < deadline, "the import page did not start an import job"
-            time.sleep(0.2)
-        run_import_jobs(project)
-        page.wait_for_function(f"() => document.body.innerText.includes('{PHOTOS} added')", timeout=30000)
-    else:
-        from rest_framework.test import APIClient
-
-        client = APIClient()
-        client.force_authenticate(lead)
-        upload = io.BytesIO(data)
-        upload.name = "photos.zip"
-        r = client.post(f"/api/v1/projects/{project.slug}/imports/", {"file": upload}, format="multipart")
-        assert r.status_code in (200, 202), r.content
-        run_import_jobs(project)
+    page.locator("input[type=file]").first.set_input_files(str(path))
+    deadline = time.monotonic() + 60
+    while not IngestJob.objects.filter(project=project).exists():  # uploaded in chunks, then completed
+        assert time.monotonic() < deadline, "the import page did not start an import job"
+        time.sleep(0.2)
+    run_import_jobs(project)
+    page.wait_for_function(f"() => document.body.innerText.includes('{PHOTOS} added')", timeout=30000)
     shot(page, "import")
