@@ -145,7 +145,7 @@ def test_a_lead_runs_a_whole_round_in_the_console(live_server, page, frontend_bu
     page.wait_for_function("() => document.querySelectorAll('.job').length === 2")
     retried = GenerationJobItem.objects.filter(job__project=project, state=GenerationJobItem.State.PENDING)
     run_generation(retried.values_list("pk", flat=True))
-    page.wait_for_function("() => document.getElementById('generation').dataset.live === '0'", timeout=20000)
+    page.wait_for_function("() => document.getElementById('generation').dataset.live === '0'")
     newest = page.locator(".job").first
     assert newest.locator(".figures .done").inner_text() == "3 / 3" and newest.get_attribute("data-state") == "finished"
     shot(page, "round-generated")
@@ -189,6 +189,11 @@ def test_a_lead_runs_a_whole_round_in_the_console(live_server, page, frontend_bu
     assert judgement.status == Judgement.Status.REJECTED and judgement.review_reason == "winner floats above the table"
     assert judgement.reviewed_by == lead
     shot(page, "replay-rejected")
+    page.keyboard.press("g")  # the item becomes gold, its answer the winner
+    page.wait_for_selector("#replay-candidates figure.gold.winner")
+    item = judgement.item
+    item.refresh_from_db()
+    assert item.is_gold and item.gold_candidate_id == judgement.winner_id
 
     # 8. Close the round; its snapshots are built by the export task (called here, as the worker would).
     page.goto(f"{live_server.url}/console/projects/chairs/rounds/1/")
