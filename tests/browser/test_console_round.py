@@ -1,11 +1,11 @@
 """A whole round in the console, in a real browser, by a lead who never touches the command line:
 create a project, add annotators, import a zip, open a round, follow its generation (retry a failed
 item), review a judgement with its 3D replay and reject it, close the round, download the DPO
-snapshot and load it with `datasets`, upload a checkpoint and set the mix. Screenshots of every
-page go to tests/artifacts/console-*.png.
+snapshot and load it with `datasets`, upload a checkpoint and set the mix, train on the round and
+follow the run's loss curves. Screenshots of every page go to tests/artifacts/console-*.png.
 
-What no browser does runs in the test, as the workers and clients would: the import, generation
-and snapshot tasks are called in this process (no Celery worker is started: it would cost a minute of
+What no browser does runs in the test, as the workers and clients would: the import, generation,
+snapshot and training tasks are called in this process (no Celery worker is started: it would cost a minute of
 torch import), the annotators judge through the API, and beat's rollup refresh is called once.
 """
 from __future__ import annotations
@@ -258,6 +258,23 @@ def test_a_lead_runs_a_whole_round_in_the_console(live_server, page, frontend_bu
     assert dict(ProjectCheckpoint.objects.filter(project=project).values_list("checkpoint_id", "share")) == {
         new.pk: 3.0, bootstrap.pk: 0.5}
     shot(page, "checkpoints")
+
+    # 11. Train on round 1's snapshots from the console; the run's progress and loss curves follow live.
+    from engine.models import TrainingRun
+    from engine.rounds import train
+
+    page.select_option("#id_tr_round", "1")
+    page.select_option("#id_tr_parent", str(bootstrap.pk))
+    page.fill("#id_tr_hp", '{"sft_steps": 3, "dpo_steps": 3, "sft_batch": 4, "dpo_batch": 4, "noise_repeats": 2}')
+    page.click("#training-start-submit")
+    page.wait_for_selector("#training-runs [data-run][data-state=pending]")
+    run = TrainingRun.objects.get(project=project)
+    assert (run.round, run.sft_snapshot_id, run.dpo_snapshot_id, run.parent) == (rnd, rnd.sft_snapshot_id,
+                                                                                 rnd.dpo_snapshot_id, bootstrap)
+    train.training_run_execute(run_id=run.pk, evaluate=False)  # what the model worker does with the task
+    page.wait_for_selector(f"#training-runs [data-run='{run.pk}'][data-state=done] .loss-chart svg polyline")
+    assert page.locator(f"[data-run='{run.pk}'] .loss-chart polyline").count() == 2  # SFT and DPO
+    shot(page, "checkpoints-trained")
     assert not errors, errors
 
 

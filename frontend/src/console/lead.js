@@ -95,7 +95,7 @@ export function lineChart(series, { width = 520, height = 180, xLabel = 'step', 
     const t = svg('text', { x: width / 2, y: height / 2, 'text-anchor': 'middle', class: 'muted' });
     t.textContent = 'no points yet'; root.append(t); return root;
   }
-  const pad = { l: 46, r: 10, t: 10, b: 24 };
+  const pad = { l: 46, r: 10, t: 24, b: 24 }; // the legend in the top margin
   const xs = pts.map((p) => p[0]); const ys = pts.map((p) => p[1]);
   const x0 = Math.min(...xs); const x1 = Math.max(...xs, x0 + 1);
   let y0 = Math.min(...ys); let y1 = Math.max(...ys);
@@ -104,9 +104,10 @@ export function lineChart(series, { width = 520, height = 180, xLabel = 'step', 
   const Y = (y) => height - pad.b - (y - y0) / (y1 - y0) * (height - pad.t - pad.b);
   root.append(svg('line', { x1: pad.l, y1: height - pad.b, x2: width - pad.r, y2: height - pad.b, class: 'axis' }));
   root.append(svg('line', { x1: pad.l, y1: pad.t, x2: pad.l, y2: height - pad.b, class: 'axis' }));
+  const label = (v) => (v === 0 || Math.abs(v) >= 0.01 ? v.toPrecision(3) : v.toExponential(1));
   for (const [v, y] of [[y1, Y(y1)], [y0, Y(y0)], [(y0 + y1) / 2, Y((y0 + y1) / 2)]]) {
     const t = svg('text', { x: pad.l - 4, y: y + 4, 'text-anchor': 'end', class: 'tick' });
-    t.textContent = v.toPrecision(3); root.append(t);
+    t.textContent = label(v); root.append(t);
   }
   for (const v of [x0, x1]) {
     const t = svg('text', { x: X(v), y: height - 6, 'text-anchor': v === x0 ? 'start' : 'end', class: 'tick' });
@@ -116,7 +117,7 @@ export function lineChart(series, { width = 520, height = 180, xLabel = 'step', 
     if (!s.points.length) return;
     root.append(svg('polyline', { points: s.points.map(([x, y]) => `${X(x).toFixed(1)},${Y(y).toFixed(1)}`).join(' '),
       fill: 'none', stroke: s.colour, 'stroke-width': 2 }));
-    const t = svg('text', { x: width - pad.r, y: pad.t + 12 + 14 * i, 'text-anchor': 'end', fill: s.colour, class: 'tick' });
+    const t = svg('text', { x: pad.l + 110 * i, y: 14, 'text-anchor': 'start', fill: s.colour, class: 'series' });
     t.textContent = s.name; root.append(t);
   });
   return root;
