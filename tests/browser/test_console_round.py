@@ -202,17 +202,19 @@ def test_a_lead_runs_a_whole_round_in_the_console(live_server, page, frontend_bu
     page.wait_for_url("**/rounds/1/?closed=1")
     rnd = Round.objects.get(project=project, index=1)
     assert rnd.state == Round.State.CLOSED and rnd.dpo_snapshot_id
-    for snapshot in Snapshot.objects.filter(project=project, state=Snapshot.State.PENDING):
-        export_services.snapshot_build(snapshot_id=snapshot.pk)
-    page.reload()
     shot(page, "round-closed")
 
-    # 9. The DPO snapshot: its card, its files; download them and load them with `datasets`.
+    # 9. The DPO snapshot: followed while it builds, then its card and files; download them and load
+    # them with `datasets`.
     page.click("#round-dpo-link")
-    page.wait_for_selector("#snapshot-files")
+    page.wait_for_selector("#snapshot-build[data-state=pending]")
+    shot(page, "snapshot-pending")
+    for snapshot in Snapshot.objects.filter(project=project, state=Snapshot.State.PENDING):
+        export_services.snapshot_build(snapshot_id=snapshot.pk)
+    page.wait_for_selector("#snapshot-files")  # the page reloads itself once the build is done
     shot(page, "snapshot")
     dpo = Snapshot.objects.get(pk=rnd.dpo_snapshot_id)
-    assert "Preference pairs" in page.inner_text("#dataset-card") or "DPO" in page.inner_text("#dataset-card")
+    assert dpo.state == Snapshot.State.DONE and f"Rows: {dpo.rows_total}" in page.inner_text("#dataset-card")
     folder = tmp_path / "dpo"
     links = page.locator("#snapshot-files a.download")
     paths = [links.nth(i).inner_text() for i in range(links.count())]
