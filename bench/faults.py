@@ -1,9 +1,12 @@
 """The team deployment under faults, full form (issue 18, item 4): three minutes of 32 simulated
 annotators over HTTP, a generation job on queue "model" and a snapshot build on "default", while
-a gunicorn worker, the model worker, Redis and PostgreSQL are killed with -9 (the three services
-restarted). The deployment is docker/compose.yaml's as local processes (tests/topology.py): its
-own PostgreSQL and Redis on free loopback ports, moto's S3 server, gunicorn with 2 workers,
-Celery workers on `model` and `default`, beat. tests/deploy/test_faults.py runs it short.
+a gunicorn worker, the S3 endpoint, the model worker (while it generates), Redis, the default
+worker (while it builds the snapshot) and PostgreSQL are killed with -9 (all but the gunicorn
+worker restarted: its master forks another). What the killed workers held comes back through
+beat's lost-work sweep. The deployment is docker/compose.yaml's as local processes
+(tests/topology.py): its own PostgreSQL and Redis on free loopback ports, moto's S3 server (made
+durable), gunicorn with 2 workers, Celery workers on `model` and `default`, beat.
+tests/deploy/test_faults.py runs it short.
 
     .venv/bin/python bench/faults.py [--duration 180] [--annotators 32] [--items 20000] [--generate 150]
 
@@ -37,7 +40,7 @@ def main() -> int:
     c, seen = result["check"], result["clients"]
     found = problems(result)
     rows = [(f["fault"], f"at {f['at_s']:.0f} s", f"back after {f['back_after_s']} s"
-             + (f", {f['tasks_in_flight']} task(s) running" if "tasks_in_flight" in f else ""))
+             + (f", it held {f['tasks_in_flight']}" if "tasks_in_flight" in f else ""))
             for f in result["faults"]]
     errors = {k: v for k, v in seen.items() if k not in ("judged", "retries") and (not k.isdigit() or int(k) >= 400)}
     rows += [
@@ -50,12 +53,13 @@ def main() -> int:
         ("items stuck / active leases", f"{c['stuck_items']} / {c['active_leases']}",
          f"after {result['settle_s']:.0f} s of settling; items {c['items']}"),
         ("generated candidates", f"{c['generated_candidates']} of {2 * result['job']['items']}",
-         f"items without exactly 2: {c['generated_items_not_2_candidates']}; stuck until generate ran again: "
-         f"{result['stuck_generation_items']}"),
+         f"items without exactly 2: {c['generated_items_not_2_candidates']}; still pending: "
+         f"{result['stuck_generation_items']}; sent again by the sweep: {c['generation_requeues']}"),
     ]
     for s in c["snapshots"]:
         rows.append((f"snapshot {s['id']}", s["state"], f"{s['rows']} rows, {s['files']} files, sha256 manifest "
-                     f"verified {s['verified']}, rebuilt identical {s['rebuilt_identical']}"))
+                     f"verified {s['verified']}, rebuilt identical {s['rebuilt_identical']}, "
+                     f"sent again by the sweep {s['requeues']}"))
     rows.append(("broken promises", str(len(found)), "; ".join(found) or "none"))
     width = max(len(r[0]) for r in rows)
     print(f"\n{'what'.ljust(width)}  {'value':<16}  notes")
@@ -67,6 +71,7 @@ def main() -> int:
         "duplicated_judgements": c["duplicated_judgements"], "stuck_items": c["stuck_items"],
         "active_leases_after": c["active_leases"], "generated_candidates": c["generated_candidates"],
         "planned_candidates": 2 * result["job"]["items"], "stuck_generation_items": result["stuck_generation_items"],
+        "generation_requeues": c["generation_requeues"], "snapshot_requeues": [s["requeues"] for s in c["snapshots"]],
         "snapshots_verified": sum(bool(s["verified"] and s["rebuilt_identical"]) for s in c["snapshots"]),
         "client_answers": seen, "settle_s": result["settle_s"], "restarts": result["restarts"],
         "problems": found,

@@ -11,11 +11,40 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent
 from django.db import InterfaceError, OperationalError
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
+from botocore.exceptions import ConnectionError as StorageConnectionError
+from botocore.exceptions import HTTPClientError as StorageHTTPClientError
+from kombu.exceptions import OperationalError as BrokerUnavailable
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeout
 
 log = logging.getLogger(__name__)
-#: Seconds a client is asked to wait when the database is unreachable for a moment.
+#: Seconds a client is asked to wait when the database, the broker or the cache is unreachable for a moment.
 DATABASE_RETRY_AFTER_S = 5
+
+# The services a request may meet down for a moment (restarting, failing over, refusing
+# connections), by the errors their clients raise: the answer is a 503 with Retry-After, "send the
+# same request again", not a 500 "our bug". A judgement's idempotency key makes a resent one
+# count once; a resent generation job takes over the first one's items.
+UNAVAILABLE_SERVICES: tuple[tuple[tuple[type[BaseException], ...], str], ...] = (
+    ((OperationalError, InterfaceError), "The database"),  # a deadlock or serialization failure too
+    ((BrokerUnavailable,), "The task queue (Redis)"),  # a task could not be sent
+    ((RedisConnectionError, RedisTimeout), "The cache (Redis)"),
+    ((StorageConnectionError, StorageHTTPClientError), "The file storage (S3)"),
+)
+
+
+def unavailable_service(exc: BaseException) -> str | None:
+    """Which service `exc` says is unreachable, or None when it is another error."""
+    for types, service in UNAVAILABLE_SERVICES:
+        if isinstance(exc, types):
+            return service
+    return None
+
+
+def unavailable_body(service: str) -> dict:
+    return error_body("unavailable", f"{service} is unavailable for a moment; send the same request again "
+                                     f"in {DATABASE_RETRY_AFTER_S} seconds.")
 
 
 class EngineError(Exception):
@@ -77,16 +106,12 @@ def api_exception_handler(exc, context):
         if isinstance(exc, RateLimited):
             response["Retry-After"] = str(exc.retry_after_s)
         return _as_json(response, context)
-    if isinstance(exc, (OperationalError, InterfaceError)):
-        # The database restarting, failing over or refusing connections (or a deadlock, a
-        # serialization failure): the server is fine and the request may be sent again; a
-        # judgement's idempotency key makes a resent one count once. A 500 here said "our bug".
+    service = unavailable_service(exc)
+    if service is not None:  # see UNAVAILABLE_SERVICES
         request = context.get("request")
-        log.warning("%s %s: database unavailable: %s", getattr(request, "method", "?"),
-                    getattr(request, "path", "?"), exc)
-        response = Response(error_body("unavailable", "The database is unavailable for a moment; send the same "
-                                                      f"request again in {DATABASE_RETRY_AFTER_S} seconds."),
-                            status=503)
+        log.warning("%s %s: %s unavailable: %s", getattr(request, "method", "?"),
+                    getattr(request, "path", "?"), service, exc)
+        response = Response(unavailable_body(service), status=503)
         response["Retry-After"] = str(DATABASE_RETRY_AFTER_S)
         return _as_json(response, context)
     if isinstance(exc, SuspiciousOperation):  # a body too large, too many fields: the request's fault
@@ -180,6 +205,18 @@ def server_error(request):
     from django.views import defaults
 
     return defaults.server_error(request)
+
+
+def service_unavailable(request, service: str):
+    """503 with Retry-After for a request that met the database, the broker or the cache down
+    outside DRF's views (engine.middleware.ServiceUnavailableMiddleware): JSON under /api/, text elsewhere."""
+    if _for_api(request):
+        response = JsonResponse(unavailable_body(service), status=503)
+    else:
+        response = HttpResponse(unavailable_body(service)["error"]["message"], status=503,
+                                content_type="text/plain; charset=utf-8")
+    response["Retry-After"] = str(DATABASE_RETRY_AFTER_S)
+    return response
 
 
 def csrf_failure(request, reason: str = ""):

@@ -6,7 +6,8 @@ import logging
 from django.conf import settings
 from django.http import Http404
 
-from engine.errors import API_PREFIX, NulInRequest, bad_request, page_not_found, server_error
+from engine.errors import (API_PREFIX, NulInRequest, bad_request, page_not_found, server_error, service_unavailable,
+                           unavailable_service)
 
 log = logging.getLogger("django.request")
 
@@ -48,3 +49,23 @@ class ApiErrorsAsJsonInDebugMiddleware:
         log.error("Internal Server Error: %s", request.path, exc_info=exception,
                   extra={"status_code": 500, "request": request})
         return server_error(request)
+
+
+class ServiceUnavailableMiddleware:
+    """A view outside DRF (pages, the dashboard, Django's own) that meets the database, the broker
+    or the cache down answers 503 with Retry-After (engine.errors.UNAVAILABLE_SERVICES), as DRF's
+    views do through the exception handler, instead of a 500. Last in MIDDLEWARE: it sees a view's
+    exception first."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        service = unavailable_service(exception)
+        if service is None:
+            return None
+        log.warning("%s %s: %s unavailable: %s", request.method, request.path, service, exception)
+        return service_unavailable(request, service)

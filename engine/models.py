@@ -34,6 +34,21 @@ RATING_MIN = 1
 RATING_MAX = 5
 
 
+class WorkerHeld(models.Model):
+    """What a row worked on by one Celery task records of its worker (engine.lost_work): when the
+    worker last showed it was on it, and how often the row was sent again after its worker was lost."""
+
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="When a worker took this row's task, or last said it was still on it (long work); "
+                  "empty while the task waits in the broker.")
+    requeues = models.PositiveSmallIntegerField(
+        default=0, help_text="Times the lost-work sweep sent the task again after its worker was lost.")
+
+    class Meta:
+        abstract = True
+
+
 class Project(models.Model):
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=80, unique=True, help_text="Short name used in URLs and the CLI.")
@@ -222,7 +237,7 @@ class Round(models.Model):
         return f"{self.project.slug} round {self.index}"
 
 
-class TrainingRun(models.Model):
+class TrainingRun(WorkerHeld):
     """One run of the reference trainer (SFT, DPO or both) on snapshots; progress lives here.
 
     `state` moves only through `engine.rounds.train.training_run_transition`.
@@ -262,7 +277,7 @@ class TrainingRun(models.Model):
         return f"training run {self.pk} ({self.stage}, {self.state})"
 
 
-class IngestJob(models.Model):
+class IngestJob(WorkerHeld):
     """An import run on workers (`manage.py ingest --queue`): its files cut into batches, one
     Celery task each. Progress is the sum of its batches; a job resumes by running the batches
     still waiting (engine.ingest.jobs)."""
@@ -296,7 +311,7 @@ class IngestJob(models.Model):
         return f"ingest job {self.pk} ({self.format} {self.path}, {self.state})"
 
 
-class IngestBatch(models.Model):
+class IngestBatch(WorkerHeld):
     """A slice of an ingest job's entries, ingested by one task in one transaction: all of its
     rows or none, so a worker killed mid-batch leaves nothing and the redelivered task redoes it."""
 
@@ -321,7 +336,12 @@ class IngestBatch(models.Model):
     class Meta:
         ordering = ["job", "index"]
         constraints = [models.UniqueConstraint(fields=["job", "index"], name="ingest_batch_unique_index")]
-        indexes = [models.Index(fields=["job", "state"], name="ingest_batch_job_state")]
+        indexes = [
+            models.Index(fields=["job", "state"], name="ingest_batch_job_state"),
+            # The lost-work sweep's look-up: only the batches a worker is on are in it.
+            models.Index(fields=["heartbeat_at"], name="ingest_batch_taken_idx",
+                         condition=models.Q(state="waiting", heartbeat_at__isnull=False)),
+        ]
 
     def __str__(self) -> str:
         return f"batch {self.index} of ingest job {self.job_id} ({self.state})"

@@ -59,6 +59,8 @@ ERROR_SCHEMA = {
     }},
 }
 _ERROR_REF = {"$ref": "#/components/schemas/Error"}
+_RETRY_AFTER = {"description": "Seconds to wait before sending the same request again.",
+                "schema": {"type": "integer", "minimum": 1}}
 
 # A status a view answers with beyond the ones the hook adds (429, ...): `responses={429: ERROR}`;
 # the hook gives it the error shape.
@@ -85,6 +87,10 @@ ERROR_STATUSES = {
             lambda path, method, op: "requestBody" in op),
     "409": ("The object's state does not allow this now.",
             lambda path, method, op: method in ("post", "put", "patch", "delete")),
+    # engine.errors.UNAVAILABLE_SERVICES: any operation may meet one of them restarting.
+    "503": ("The database, the task queue, the cache or the file storage is unavailable for a moment "
+            "(restarting); send the same request again after the `Retry-After` header's seconds.",
+            lambda path, method, op: True),
 }
 
 
@@ -100,6 +106,8 @@ def error_responses_hook(result, generator, request, public):
             for code, (description, applies) in ERROR_STATUSES.items():
                 if code not in responses and applies(path, method, op):
                     responses[code] = {"description": description}
+            if "503" in responses:
+                responses["503"].setdefault("headers", {"Retry-After": _RETRY_AFTER})
             for code, response in responses.items():
                 if code >= "400" and not response.get("content"):
                     response["content"] = {"application/json": {"schema": _ERROR_REF}}

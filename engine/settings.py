@@ -79,7 +79,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "engine.middleware.ApiErrorsAsJsonInDebugMiddleware",  # last: it sees the views' exceptions first
+    "engine.middleware.ApiErrorsAsJsonInDebugMiddleware",  # it sees the views' other exceptions first
+    "engine.middleware.ServiceUnavailableMiddleware",  # last: database/Redis down is a 503, before the above
 ]
 
 ROOT_URLCONF = "engine.urls"
@@ -264,6 +265,12 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     # The transport fails on missing folders; every process (web, worker, tests) may be first.
     for _folder in ("broker", "processed", "control"):
         (VAR_DIR / "celery" / _folder).mkdir(parents=True, exist_ok=True)
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # Redis gives a task taken with acks_late back to the queue only after this many seconds
+    # without its ack. It must exceed the longest task (a snapshot build's 6 h limit), or a long
+    # task is delivered to a second worker while the first still runs; work lost with a killed
+    # worker comes back sooner through the lost-work sweep below (engine.lost_work).
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=7 * 3600)}
 CELERY_TASK_IGNORE_RESULT = True  # status lives in the database, not in Celery results
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -276,6 +283,21 @@ CELERY_BEAT_SCHEDULE: dict = {
     "stats-rollups-refresh": {"task": "stats.rollups_refresh", "schedule": 60.0},
     "ingest-uploads-expire": {"task": "ingest.uploads_expire", "schedule": 3600.0},
 }
+# The lost-work sweep (engine.lost_work): every LOST_WORK_SWEEP_S, the work a worker took and then
+# went silent on for longer than its task can (hard time limit or 3 heartbeats of TASK_HEARTBEAT_S,
+# plus its retry backoff, plus LOST_WORK_MARGIN_S) is sent again; after LOST_WORK_MAX_REQUEUES
+# such losses it fails with a reason.
+LOST_WORK_SWEEP_S = env.float("LOST_WORK_SWEEP_S", default=60.0)
+LOST_WORK_MARGIN_S = env.float("LOST_WORK_MARGIN_S", default=120.0)
+LOST_WORK_MAX_REQUEUES = env.int("LOST_WORK_MAX_REQUEUES", default=3)
+TASK_HEARTBEAT_S = env.float("TASK_HEARTBEAT_S", default=30.0)
+# One item's candidates, hard limit (the soft one is 4/5 of it): a slow model behind the HTTP
+# backend may need more; a fast one lets the sweep find a lost item sooner.
+GENERATION_TIME_LIMIT_S = env.int("GENERATION_TIME_LIMIT_S", default=300)
+CELERY_BEAT_SCHEDULE.update({
+    f"{app}-lost-work-requeue": {"task": f"{app}.lost_work_requeue", "schedule": LOST_WORK_SWEEP_S}
+    for app in ("rounds", "exports", "ingest")
+})
 CELERY_TIMEZONE = "UTC"
 
 REST_FRAMEWORK = {

@@ -3,6 +3,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from engine.models import WorkerHeld
+
 
 class Checkpoint(models.Model):
     """A model version that can generate candidates, with its lineage."""
@@ -150,7 +152,7 @@ class GenerationJob(models.Model):
         return f"generation job {self.pk} ({self.project_id}, {self.state})"
 
 
-class GenerationJobItem(models.Model):
+class GenerationJobItem(WorkerHeld):
     """One item of a job: the (checkpoint, seed) pairs to produce for it, and how far it got.
 
     The Celery task `modelzoo.generate_item` takes this row's id.
@@ -174,7 +176,12 @@ class GenerationJobItem(models.Model):
     class Meta:
         ordering = ["job", "id"]
         constraints = [models.UniqueConstraint(fields=["job", "item"], name="genjobitem_unique_item")]
-        indexes = [models.Index(fields=["job", "state"], name="genjobitem_state_idx")]
+        indexes = [
+            models.Index(fields=["job", "state"], name="genjobitem_state_idx"),
+            # The lost-work sweep's look-up: only the items a worker is on are in it.
+            models.Index(fields=["heartbeat_at"], name="genjobitem_taken_idx",
+                         condition=models.Q(state="pending", heartbeat_at__isnull=False)),
+        ]
 
     def __str__(self) -> str:
         return f"job {self.job_id} item {self.item_id} ({self.state})"

@@ -1,6 +1,6 @@
-"""The project's processes started by tests against the test database: a Celery worker of the
+"""The project's processes started by tests against the test database: a Celery worker of a
 test app (`tests.modelzoo_engine.worker_app`: a 5 s Redis visibility timeout, so a killed
-worker's task comes back soon) and management commands."""
+worker's task comes back soon) or of the project's app as deployed, and management commands."""
 from __future__ import annotations
 
 import json
@@ -30,13 +30,16 @@ def child_process_env(**extra: str) -> dict[str, str]:
     } | extra
 
 
-def celery_worker_start(log_path: Path, *, broker: str, queue: str, concurrency: int, name: str) -> subprocess.Popen:
-    """A worker on `queue` in its own process group (kill it with os.killpg), logging to `log_path`."""
+def celery_worker_start(log_path: Path, *, broker: str, queue: str, concurrency: int, name: str,
+                        app: str = "tests.modelzoo_engine.worker_app", extra_args: list[str] = (),
+                        env: dict[str, str] | None = None) -> subprocess.Popen:
+    """A worker of `app` on `queue` in its own process group (kill it with os.killpg), logging to
+    `log_path`; `extra_args` (e.g. -B for beat inside it) and `env` are added."""
     return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "tests.modelzoo_engine.worker_app", "worker", "-Q", queue,
+        [sys.executable, "-m", "celery", "-A", app, "worker", "-Q", queue,
          "--concurrency", str(concurrency), "--pool", "prefork", "-l", "INFO", "-n", f"{name}{os.getpid()}@%h",
-         "--without-gossip", "--without-mingle", "--without-heartbeat"],
-        cwd=ROOT, env=child_process_env(CELERY_BROKER_URL=broker), stdout=open(log_path, "ab"),
+         "--without-gossip", "--without-mingle", "--without-heartbeat", *extra_args],
+        cwd=ROOT, env=child_process_env(CELERY_BROKER_URL=broker, **(env or {})), stdout=open(log_path, "ab"),
         stderr=subprocess.STDOUT, start_new_session=True)
 
 

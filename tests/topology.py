@@ -1,6 +1,6 @@
 """The team deployment of docker/compose.yaml as local processes, for the fault and backup tests
-(tests/test_topology.py) and bench/faults.py: its own PostgreSQL (initdb into a temporary
-folder), its own Redis, an S3-compatible endpoint (moto's server), gunicorn, Celery workers on
+(tests/deploy/) and bench/faults.py: its own PostgreSQL (initdb into a temporary
+folder), its own Redis, an S3-compatible endpoint (moto's server, durable: tests/s3_endpoint.py), gunicorn, Celery workers on
 `model` and `default`, and beat. Every process can be started, killed (-9 by default) and
 restarted; `wait_ready` waits until it answers.
 
@@ -163,6 +163,11 @@ class Topology:
             WEB_BIND=f"127.0.0.1:{self.web_port}", WEB_WORKERS=str(self.web_workers),
             WEB_THREADS=str(self.web_threads), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
             PYTHONUNBUFFERED="1",
+            # The lost-work sweep at the scale of a test: a sweep every 5 s, heartbeats every 2 s,
+            # a 5 s margin and a 20 s limit for an item's generation (its items take well under 1 s),
+            # so work lost with a killed worker comes back in about 30 s (snapshot builds) to
+            # 60 s (generation), not minutes (engine.lost_work; docs/operations.md).
+            LOST_WORK_SWEEP_S="5", LOST_WORK_MARGIN_S="5", TASK_HEARTBEAT_S="2", GENERATION_TIME_LIMIT_S="20",
         )
         env.update(overrides)
         return env
@@ -213,7 +218,9 @@ class Topology:
         self.wait_ready("redis")
 
     def start_s3(self) -> None:
-        self._add("s3", [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.s3_port)]).start()
+        # moto's server, durable (tests/s3_endpoint.py): a killed and restarted endpoint keeps its bucket.
+        self._add("s3", [sys.executable, "-m", "tests.s3_endpoint", "--data", str(self.dir / "s3"),
+                         "-H", "127.0.0.1", "-p", str(self.s3_port)]).start()
         self.wait_ready("s3")
         self.s3_client().create_bucket(Bucket=BUCKET)
 

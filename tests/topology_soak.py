@@ -1,10 +1,13 @@
 """The soak with faults (issue 18, item 4): simulated annotators over HTTP, a generation job and a
 snapshot build on the deployment of tests/topology.py, while its processes are killed with -9:
-a gunicorn worker (its master forks another), the Celery worker on `model` (restarted), Redis
-(restarted) and PostgreSQL (restarted). Afterwards, from the database: no judgement a client saw
-confirmed is missing, none is stored twice, every planned candidate exists once, the snapshot is
-built and its files match their sha256 and a fresh build of the same definition, and no item is
-stuck once the leases of the annotators who stopped have expired (beat frees them).
+a gunicorn worker (its master forks another), the S3 endpoint (restarted), the Celery worker on
+`model` while it generates (restarted), Redis (restarted), the Celery worker on `default` while
+it builds the snapshot (restarted) and PostgreSQL (restarted). Afterwards, from the database: no
+judgement a client saw confirmed is missing, none is stored twice, every planned candidate exists
+once, the snapshot is built and its files match their sha256 and a fresh build of the same
+definition, and no item is stuck once the leases of the annotators who stopped have expired (beat
+frees them). The work the killed workers held comes back through beat's lost-work sweep
+(engine.lost_work); nothing is started again by hand.
 
 tests/deploy/test_faults.py runs it short; bench/faults.py runs the full three minutes.
 """
@@ -26,20 +29,25 @@ class Fault:
     name: str
     target: str
     pause_s: float = 0.0  # down for this long before the restart
+    working: str = ""  # SQL counting the rows the target's worker holds: kill it while it holds one
 
 
+GENERATING = "SELECT count(*) FROM modelzoo_generationjobitem WHERE state = 'pending' AND heartbeat_at IS NOT NULL"
+BUILDING = "SELECT count(*) FROM exports_snapshot WHERE state = 'building' AND heartbeat_at IS NOT NULL"
 FAULTS = [
     Fault(0.12, "kill -9 a gunicorn worker", "web-worker"),
-    Fault(0.25, "kill -9 the model worker, restart", "worker-model", 2.0),
+    Fault(0.18, "kill -9 the S3 endpoint, restart", "s3", 1.0),
+    Fault(0.25, "kill -9 the model worker while it generates, restart", "worker-model", 2.0, GENERATING),
     Fault(0.50, "kill -9 Redis, restart", "redis", 2.0),
-    Fault(0.70, "kill -9 PostgreSQL, restart", "postgres", 3.0),
+    Fault(0.61, "kill -9 the default worker while it builds the snapshot, restart", "worker-default", 2.0, BUILDING),
+    Fault(0.75, "kill -9 PostgreSQL, restart", "postgres", 3.0),
 ]
 SNAPSHOT_AT = 0.6  # define a snapshot of what is judged by then, and queue its build
+FAULT_SPAN_S = 25.0  # the annotators work at least this long after a fault starts
 
 
 def soak(*, duration_s: float, annotators: int, items: int, generate: int = 6, lease_seconds: int = 15,
-         think_s: float = 0.2, faults: list[Fault] = FAULTS, settle_s: float = 150.0,
-         generation_grace_s: float = 30.0, log=print) -> dict:
+         think_s: float = 0.2, faults: list[Fault] = FAULTS, settle_s: float = 150.0, log=print) -> dict:
     """Run it; returns {"faults": [...], "clients": {...}, "check": {...}, "settle_s": ...}."""
     with Topology() as topo:
         t0 = time.monotonic()
@@ -64,10 +72,12 @@ def soak(*, duration_s: float, annotators: int, items: int, generate: int = 6, l
                 log(f"{time.monotonic() - start:6.1f} s  snapshot {snapshot} defined, build queued")
                 continue
             t = time.monotonic()
+            for c in clients:  # annotators meet every fault, however late a loaded machine runs it
+                c.until = max(getattr(c, "until", until), t + FAULT_SPAN_S)
             in_flight = None
-            if fault.target.startswith("worker-"):  # kill it while it works (up to 10 s later)
-                while (in_flight := tasks_in_flight(topo, fault.target)) == 0 and time.monotonic() < t + 10:
-                    time.sleep(0.1)
+            if fault.working:  # kill it while it holds work (up to 10 s later)
+                while (in_flight := int(topo.psql(fault.working, topo.database))) == 0 and time.monotonic() < t + 10:
+                    time.sleep(0.05)
             if fault.target == "web-worker":
                 topo.kill_web_worker()
             else:
@@ -76,7 +86,7 @@ def soak(*, duration_s: float, annotators: int, items: int, generate: int = 6, l
                 topo.restart(fault.target)
             record = {"fault": fault.name, "at_s": round(t - start, 1), "back_after_s": round(time.monotonic() - t, 1)}
             if in_flight is not None:
-                record["tasks_in_flight"] = in_flight
+                record["tasks_in_flight"] = in_flight  # rows its worker held (by their heartbeat)
             done_faults.append(record)
             log(f"{record['at_s']:6.1f} s  {fault.name}: back after {record['back_after_s']} s"
                 + (f" ({in_flight} task(s) running when killed)" if in_flight is not None else ""))
@@ -93,26 +103,14 @@ def soak(*, duration_s: float, annotators: int, items: int, generate: int = 6, l
 
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
             json.dump(acked, fh)
-        # Settle: the generation job and the snapshot finish, the stopped annotators' leases
-        # expire and beat (every 30 s) frees their items.
-        settle_start, check, stuck_generation, idle_pending = time.monotonic(), {}, None, None
+        # Settle: the generation job and the snapshot finish (what the killed workers held comes
+        # back through the lost-work sweep), the stopped annotators' leases expire and beat
+        # (every 30 s) frees their items.
+        settle_start, check = time.monotonic(), {}
         while time.monotonic() - settle_start < settle_s:
             check = topo.python("tests.topology_world", "check", "--acked", fh.name)
             if settled(check):
                 break
-            pending = check["generation_job_items"].get("pending", 0)
-            # Lost, not queued: the model worker has had nothing in hand across two looks.
-            idle = pending and tasks_in_flight(topo, "worker-model") == 0 and idle_pending == pending
-            idle_pending = pending if pending and tasks_in_flight(topo, "worker-model") == 0 else None
-            if stuck_generation is None and idle and time.monotonic() - settle_start > generation_grace_s:
-                # A task the killed model worker had taken stays in Redis's unacknowledged set
-                # until the broker's visibility timeout (kombu: an hour) before it is delivered
-                # again, so its item waits. The operator's recovery (docs/operations.md): start
-                # generation again for the same masks; the new job takes the pending items over.
-                stuck_generation = pending
-                log(f"generation: {pending} item(s) still pending {generation_grace_s:.0f} s after the run "
-                    "(a task lost with the killed worker); running generate again, as an operator would")
-                topo.python("tests.topology_world", "generate", "--masks", *map(str, world["generate_masks"]))
             time.sleep(3.0)
         settle = time.monotonic() - settle_start
         log(f"settled in {settle:.0f} s" if settled(check) else f"NOT settled after {settle:.0f} s")
@@ -121,15 +119,8 @@ def soak(*, duration_s: float, annotators: int, items: int, generate: int = 6, l
             s.pop("manifest", None)
         return {"faults": done_faults, "clients": seen, "confirmed": len(acked), "run_s": round(run_s, 1),
                 "check": check, "settle_s": round(settle, 1), "settled": settled(check), "job": job,
-                "stuck_generation_items": stuck_generation or 0,
+                "stuck_generation_items": check.get("generation_job_items", {}).get("pending", 0),
                 "restarts": {name: p.starts - 1 for name, p in topo.procs.items()}}
-
-
-def tasks_in_flight(topo: Topology, name: str) -> int:
-    """Tasks a worker had received and not finished, from its log since its last start."""
-    text = topo.procs[name].log.read_text(errors="replace").rsplit("==== start", 1)[-1]
-    ended = sum(text.count(word) for word in ("] succeeded in", "] raised unexpected", "] retry:"))
-    return max(0, text.count("] received") - ended)
 
 
 def settled(check: dict) -> bool:

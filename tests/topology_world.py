@@ -99,8 +99,10 @@ class Annotator:
         return True
 
     def run(self, until: float, *, stop_when_empty: bool = False) -> None:
-        """Work until the monotonic time `until`; an empty queue waits (generation adds items)."""
-        while time.monotonic() < until:
+        """Work until the monotonic time `until` (or a later `self.until` another thread sets); an
+        empty queue waits (generation adds items)."""
+        self.until = max(until, getattr(self, "until", 0.0))
+        while time.monotonic() < self.until:
             if not self.step():
                 if stop_when_empty:
                     break
@@ -273,7 +275,7 @@ def _rebuilt_identical(snap) -> bool:
 def check(args) -> dict:
     """What the database says after the run; with --acked, the judgement ids clients saw confirmed."""
     from django.db import connection
-    from django.db.models import Count
+    from django.db.models import Count, Sum
     from django.utils import timezone
 
     from annotation.models import Item, Judgement, Lease
@@ -296,7 +298,7 @@ def check(args) -> dict:
     snapshots = []
     for snap in Snapshot.objects.order_by("id"):
         snapshots.append({"id": snap.pk, "state": snap.state, "rows": snap.rows_total, "error": snap.error,
-                          "files": len(snap.manifest.get("files", [])),
+                          "files": len(snap.manifest.get("files", [])), "requeues": snap.requeues,
                           "verified": snap.state == Snapshot.State.DONE and _manifest_verified(snap),
                           "rebuilt_identical": snap.state == Snapshot.State.DONE and _rebuilt_identical(snap),
                           "definition": snap.definition, "manifest": snap.manifest})
@@ -322,6 +324,8 @@ def check(args) -> dict:
                                "l.state = 'active')"),
         "generation_jobs": jobs,
         "generation_job_items": job_items,
+        # sent again by the lost-work sweep after their worker was killed (engine.lost_work)
+        "generation_requeues": GenerationJobItem.objects.aggregate(n=Sum("requeues"))["n"] or 0,
         "generated_items": generated.count(),
         "generated_candidates": Candidate.objects.filter(item__in=generated).count(),
         "generated_items_not_2_candidates": generated.annotate(n=Count("candidates")).exclude(n=2).count(),

@@ -7,8 +7,10 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from engine.models import WorkerHeld
 
-class Snapshot(models.Model):
+
+class Snapshot(WorkerHeld):
     class Kind(models.TextChoices):
         SFT = "sft", "SFT (chosen candidates)"
         DPO = "dpo", "DPO (preference pairs)"

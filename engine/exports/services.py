@@ -17,6 +17,7 @@ from django.core.files import File
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from engine import lost_work
 from engine.errors import Conflict, NotFound, ValidationFailed
 from engine.exports import rows as rows_mod
 from engine.exports.card import card_text
@@ -192,8 +193,14 @@ def snapshot_build(*, snapshot_id: int, on_progress=None) -> Snapshot:
         snapshot_transition(snapshot=snapshot, to=Snapshot.State.BUILDING)
         snapshot.items_total = _selection(snapshot).items().count()
         snapshot.items_done = snapshot.rows_done = 0
-        snapshot.save(update_fields=["items_total", "items_done", "rows_done"])
+        snapshot.heartbeat_at = timezone.now()  # engine.lost_work: a worker has it
+        snapshot.save(update_fields=["items_total", "items_done", "rows_done", "heartbeat_at"])
+    with lost_work.heartbeat(Snapshot.objects.filter(pk=snapshot.pk)):  # builds may take hours
+        return _snapshot_build_work(snapshot=snapshot, on_progress=on_progress)
 
+
+def _snapshot_build_work(*, snapshot: Snapshot, on_progress) -> Snapshot:
+    """Write a building snapshot's files, store them, and record its manifest: done."""
     last = {"items": 0}
 
     def progress(*, items, rows):
@@ -226,6 +233,17 @@ def snapshot_build(*, snapshot_id: int, on_progress=None) -> Snapshot:
         snapshot_transition(snapshot=snapshot, to=Snapshot.State.DONE)
     log.info("snapshot %s built: %s rows, %s files", snapshot.pk, snapshot.rows_total, len(files))
     return snapshot
+
+
+def snapshots_lost_requeue(*, silent_s: float) -> lost_work.Requeued:
+    """Send again the builds whose worker was lost (engine.lost_work): building, and no
+    heartbeat for more than `silent_s`."""
+    from engine.exports.tasks import snapshot_build_task  # a cycle: the task module imports this one
+
+    return lost_work.lost_requeue(
+        unfinished=Snapshot.objects.filter(state=Snapshot.State.BUILDING, heartbeat_at__isnull=False),
+        silent_s=silent_s, requeue=lambda ids: [snapshot_build_task.delay(pk) for pk in ids],
+        fail=lambda pk, reason: snapshot_fail(snapshot_id=pk, reason=reason), what="snapshot builds")
 
 
 def snapshot_fail(*, snapshot_id: int, reason: str) -> Snapshot | None:

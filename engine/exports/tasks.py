@@ -1,8 +1,12 @@
-"""Thin Celery wrapper: build one snapshot by id, on the default queue. Status lives in the row.
+"""Thin Celery wrappers: build one snapshot by id, on the default queue, and beat's sweep of the
+builds lost with a killed worker (engine.lost_work). Status lives in the row.
 
 Idempotent by construction (`services.snapshot_build`): a built snapshot returns at once, and a
 redelivered build writes the same bytes to the same content-addressed names.
 """
+from celery import shared_task
+
+from engine import lost_work
 from engine.celery import row_task
 from engine.exports import services
 
@@ -14,3 +18,8 @@ from engine.exports import services
 )
 def snapshot_build_task(self, snapshot_id: int) -> None:
     services.snapshot_build(snapshot_id=snapshot_id)
+
+
+@shared_task(name="exports.lost_work_requeue", acks_late=True, soft_time_limit=50, time_limit=60)
+def lost_work_requeue() -> None:
+    services.snapshots_lost_requeue(silent_s=lost_work.silent_limit_s(snapshot_build_task, alive_by=lost_work.HEARTBEAT))

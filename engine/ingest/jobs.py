@@ -16,6 +16,7 @@ from django.db import transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
+from engine import lost_work
 from engine.errors import Conflict
 from engine.ingest.readers import SourceError, read_source
 from engine.ingest.services import IngestSummary, ingest_items
@@ -68,6 +69,7 @@ def ingest_job_prepare_run(*, job_id: int, batch_size: int = BATCH_SIZE) -> None
     past this step is left alone (a redelivered task)."""
     from engine.ingest import uploads  # uploads starts jobs; a job reads its upload's files
 
+    lost_work.work_taken(IngestJob.objects.filter(pk=job_id, state=IngestJob.State.PREPARING))
     with transaction.atomic():
         job = IngestJob.objects.select_for_update(of=("self",)).select_related("upload").filter(pk=job_id).first()
         if job is None or job.state != IngestJob.State.PREPARING:
@@ -121,6 +123,7 @@ def ingest_batches_enqueue(*, batch_ids: list[int]) -> None:
 
 def ingest_batch_run(*, batch_id: int) -> None:
     """Ingest one batch's entries, all in one transaction; nothing to do if it is done already."""
+    lost_work.work_taken(IngestBatch.objects.filter(pk=batch_id, state=IngestBatch.State.WAITING))
     with transaction.atomic():
         batch = (IngestBatch.objects.select_for_update(of=("self",)).select_related("job__project")
                  .filter(pk=batch_id).first())
@@ -143,6 +146,26 @@ def ingest_batch_run(*, batch_id: int) -> None:
             for e in summary.entries
         )
     ingest_job_settle(job_id=batch.job_id)
+
+
+def ingest_jobs_lost_requeue(*, silent_s: float) -> lost_work.Requeued:
+    """Send again the preparations whose worker was lost while it unpacked the upload
+    (engine.lost_work): preparing, taken more than `silent_s` ago, not locked by a running one."""
+    from engine.ingest.tasks import ingest_prepare  # a cycle: the task module imports this one
+
+    return lost_work.lost_requeue(
+        unfinished=IngestJob.objects.filter(state=IngestJob.State.PREPARING, heartbeat_at__isnull=False),
+        silent_s=silent_s, requeue=lambda ids: [ingest_prepare.delay(pk) for pk in ids],
+        fail=lambda pk, reason: ingest_job_fail(job_id=pk, reason=reason), what="ingest preparations")
+
+
+def ingest_batches_lost_requeue(*, silent_s: float) -> lost_work.Requeued:
+    """Send again the batches whose worker was lost mid-batch (engine.lost_work): waiting, taken
+    more than `silent_s` ago, and not locked by a running batch transaction."""
+    return lost_work.lost_requeue(
+        unfinished=IngestBatch.objects.filter(state=IngestBatch.State.WAITING, heartbeat_at__isnull=False),
+        silent_s=silent_s, requeue=lambda ids: ingest_batches_enqueue(batch_ids=ids),
+        fail=lambda pk, reason: ingest_batch_fail(batch_id=pk, reason=reason), what="ingest batches")
 
 
 def ingest_batch_fail(*, batch_id: int, reason: str) -> None:

@@ -1,7 +1,9 @@
-"""Celery tasks of ingest (engine.ingest.jobs), on the default queue: an upload's preparation, and one batch
-of an import's entries."""
+"""Celery tasks of ingest (engine.ingest.jobs), on the default queue: an upload's preparation, one batch
+of an import's entries, and beat's: unfinished uploads expired, and the preparations and batches lost
+with a killed worker sent again (engine.lost_work)."""
 from celery import shared_task
 
+from engine import lost_work
 from engine.celery import row_task
 from engine.ingest import jobs, uploads
 
@@ -23,3 +25,10 @@ def ingest_prepare(self, job_id: int) -> None:
 def uploads_expire() -> int:
     """Hourly (beat): uploads left unfinished for INGEST_UPLOAD_EXPIRE_HOURS are cancelled, their files removed."""
     return uploads.uploads_expire()
+
+
+@shared_task(name="ingest.lost_work_requeue", acks_late=True, soft_time_limit=50, time_limit=60)
+def lost_work_requeue() -> None:
+    # Both hold their row's lock from their first statement to their commit (engine.lost_work.ROW_LOCK).
+    jobs.ingest_jobs_lost_requeue(silent_s=lost_work.silent_limit_s(ingest_prepare, alive_by=lost_work.ROW_LOCK))
+    jobs.ingest_batches_lost_requeue(silent_s=lost_work.silent_limit_s(ingest_batch, alive_by=lost_work.ROW_LOCK))

@@ -23,6 +23,7 @@ from PIL import Image as PILImage
 
 from annotation.models import Item, ItemState
 from annotation.states import item_transition
+from engine import lost_work
 from engine import masks as mask_codec
 from engine.errors import Conflict, NotFound, ValidationFailed
 from engine.files import sha256_bytes, store_content_addressed
@@ -228,7 +229,7 @@ def job_item_generate(*, job_item_id: int) -> GenerationJobItem:
         raise NotFound(f"No generation job item {job_item_id}.")
     if job_item.state in (GenerationJobItem.State.DONE, GenerationJobItem.State.SUPERSEDED):
         return job_item
-    GenerationJobItem.objects.filter(pk=job_item.pk).update(attempts=job_item.attempts + 1)
+    GenerationJobItem.objects.filter(pk=job_item.pk).update(attempts=job_item.attempts + 1, heartbeat_at=timezone.now())
     item, job = job_item.item, job_item.job
     plan = [(int(c), int(s)) for c, s in job_item.plan]
     have = set(Candidate.objects.filter(item=item).values_list("checkpoint_id", "seed"))
@@ -318,6 +319,15 @@ def job_item_fail(*, job_item_id: int, reason: str) -> GenerationJobItem | None:
     job_item.save(update_fields=["state", "error", "done", "updated_at"])
     transaction.on_commit(lambda: job_finish_if_complete(job_id=job_item.job_id))
     return job_item
+
+
+def job_items_lost_requeue(*, silent_s: float) -> lost_work.Requeued:
+    """Send again the items whose worker was lost mid-generation (engine.lost_work): pending,
+    taken by a worker more than `silent_s` ago. Items still queued are left alone."""
+    return lost_work.lost_requeue(
+        unfinished=GenerationJobItem.objects.filter(state=GenerationJobItem.State.PENDING, heartbeat_at__isnull=False),
+        silent_s=silent_s, requeue=lambda ids: job_items_enqueue(job_item_ids=ids),
+        fail=lambda pk, reason: job_item_fail(job_item_id=pk, reason=reason), what="generation job items")
 
 
 def job_finish_if_complete(*, job_id: int) -> bool:

@@ -1,5 +1,6 @@
 """Thin Celery wrappers of a round's model work, both on queue "model" so that GPU workers can
-take only model work (`celery -A engine worker -Q model`). Status lives in the database.
+take only model work (`celery -A engine worker -Q model`), and beat's sweep of that work lost
+with a killed worker (engine.lost_work, on queue "default"). Status lives in the database.
 
 `generate_item` (one item's candidates, `generate.job_item_generate`) and `training_run_task`
 (`train.training_run_execute`) are idempotent by construction, so acks_late redelivery after a
@@ -7,6 +8,10 @@ worker crash is safe. The task names stay as first published: queued messages ca
 """
 import os
 
+from celery import shared_task
+from django.conf import settings
+
+from engine import lost_work
 from engine.celery import row_task
 from engine.rounds import generate, train
 from modelzoo.generators.http import GeneratorUnavailable
@@ -14,7 +19,7 @@ from modelzoo.generators.http import GeneratorUnavailable
 
 @row_task(
     name="modelzoo.generate_item", fail=generate.job_item_fail, id_name="job_item_id",
-    soft_time_limit=240, time_limit=300,
+    soft_time_limit=settings.GENERATION_TIME_LIMIT_S * 4 // 5, time_limit=settings.GENERATION_TIME_LIMIT_S,
     retry_on=(GeneratorUnavailable,),  # the inference server was briefly unavailable
     max_retries=5, retry_backoff=2, retry_backoff_max=120,
 )
@@ -31,3 +36,9 @@ def training_run_task(self, run_id: int) -> None:
 
     torch.set_num_threads(int(os.environ.get("TORCH_THREADS", "2")))
     train.training_run_execute(run_id=run_id)
+
+
+@shared_task(name="rounds.lost_work_requeue", acks_late=True, soft_time_limit=50, time_limit=60)
+def lost_work_requeue() -> None:
+    generate.job_items_lost_requeue(silent_s=lost_work.silent_limit_s(generate_item, alive_by=lost_work.TIME_LIMIT))
+    train.training_runs_lost_requeue(silent_s=lost_work.silent_limit_s(training_run_task, alive_by=lost_work.HEARTBEAT))

@@ -20,6 +20,7 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
+from engine import lost_work
 from engine.errors import NotFound, ValidationFailed
 from engine.exports.models import Snapshot
 from engine.files import without_server_paths
@@ -126,9 +127,13 @@ def training_run_create(*, project: Project, stage: str = "both", sft_snapshot_i
 
 
 def training_run_enqueue(*, run: TrainingRun) -> None:
+    transaction.on_commit(lambda: training_run_enqueue_id(run_id=run.pk))
+
+
+def training_run_enqueue_id(*, run_id: int) -> None:
     from engine.rounds.tasks import training_run_task  # a cycle: the task module imports this one
 
-    transaction.on_commit(lambda: training_run_task.apply_async(args=[run.pk], queue=MODEL_QUEUE))
+    training_run_task.apply_async(args=[run_id], queue=MODEL_QUEUE)
 
 
 def snapshot_materialise(*, snapshot, folder: Path) -> Path:
@@ -196,8 +201,6 @@ def training_run_execute(*, run_id: int, evaluate: bool = True, eval_n: int = EV
     Idempotent: a done run is returned as is; a re-run after a crash trains again (same seed)
     and `checkpoint_register` returns the record registered by an earlier attempt.
     """
-    from modelzoo.training import HyperParameters, TrainingError, train  # torch: only the worker that trains
-
     with transaction.atomic():
         run = TrainingRun.objects.select_for_update(of=("self",)).select_related(
             "project", "round", "parent", "sft_snapshot", "dpo_snapshot").filter(pk=run_id).first()
@@ -206,6 +209,17 @@ def training_run_execute(*, run_id: int, evaluate: bool = True, eval_n: int = EV
         if run.state == TrainingRun.State.DONE:
             return run
         training_run_transition(run=run, to=TrainingRun.State.RUNNING)
+        lost_work.work_taken(TrainingRun.objects.filter(pk=run.pk))
+    with lost_work.heartbeat(TrainingRun.objects.filter(pk=run.pk)):  # hours of work: say it is alive
+        run = _training_run_work(run=run, evaluate=evaluate, eval_n=eval_n, log_fn=log_fn)
+    training_run_transition(run=run, to=TrainingRun.State.DONE)
+    return run
+
+
+def _training_run_work(*, run: TrainingRun, evaluate: bool, eval_n: int, log_fn) -> TrainingRun:
+    """Train, register and evaluate a running run's checkpoint; the run, re-read."""
+    from modelzoo.training import HyperParameters, TrainingError, train  # torch: only the worker that trains
+
     say = log_fn or log.info
     last = {"t": 0.0}
 
@@ -253,8 +267,16 @@ def training_run_execute(*, run_id: int, evaluate: bool = True, eval_n: int = EV
     if evaluate:
         checkpoint_evaluate(checkpoint=checkpoint, n=eval_n, log_fn=say)
     run.refresh_from_db()
-    training_run_transition(run=run, to=TrainingRun.State.DONE)
     return run
+
+
+def training_runs_lost_requeue(*, silent_s: float) -> lost_work.Requeued:
+    """Send again the runs whose worker was lost mid-training (engine.lost_work): running, and
+    no heartbeat for more than `silent_s`."""
+    return lost_work.lost_requeue(
+        unfinished=TrainingRun.objects.filter(state=TrainingRun.State.RUNNING, heartbeat_at__isnull=False),
+        silent_s=silent_s, requeue=lambda ids: [training_run_enqueue_id(run_id=pk) for pk in ids],
+        fail=lambda pk, reason: training_run_fail(run_id=pk, reason=reason), what="training runs")
 
 
 def training_run_fail(*, run_id: int, reason: str) -> TrainingRun | None:

@@ -496,3 +496,21 @@ def test_an_unreachable_database_is_a_503_to_retry_not_a_500(member, project, mo
     r = APIClient().post(f"/api/v1/projects/{project.slug}/next-item", HTTP_AUTHORIZATION=f"Token {key}")
     assert r.status_code == 503 and r["Retry-After"] == "5" and r["Content-Type"] == "application/json"
     assert r.json()["error"]["code"] == "unavailable" and "127.0.0.1" not in r.content.decode()
+
+
+def test_a_page_that_meets_the_database_down_is_a_503_to_retry_not_a_500(member, project, monkeypatch):
+    """Outside DRF's views too (engine.middleware.ServiceUnavailableMiddleware): a page says to
+    come back, with Retry-After, in text; the same under /api/ would be the JSON error shape."""
+    from django.db import OperationalError
+
+    from engine import views
+
+    def refused(*args, **kwargs):
+        raise OperationalError("connection to server at 127.0.0.1 failed: Connection refused")
+
+    client = Client()
+    client.force_login(member(Role.LEAD))
+    monkeypatch.setattr(views.selectors, "projects_for_user", refused)
+    r = client.get("/")  # the project list page
+    assert r.status_code == 503 and r["Retry-After"] == "5" and r["Content-Type"].startswith("text/plain")
+    assert "The database is unavailable for a moment" in r.content.decode() and "127.0.0.1" not in r.content.decode()

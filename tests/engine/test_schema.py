@@ -46,6 +46,8 @@ def test_statuses_and_error_shape(schema):
                 assert {"401", "403"} <= codes, (method, path)
             if "{" in path:
                 assert "404" in codes, (method, path)
+            # Any operation may meet the database or Redis restarting (engine.errors.UNAVAILABLE_SERVICES).
+            assert op["responses"]["503"]["headers"]["Retry-After"]["schema"]["type"] == "integer", (method, path)
             for code in codes - {"200", "201", "202", "204", "302"}:
                 assert op["responses"][code]["content"]["application/json"]["schema"] == {
                     "$ref": "#/components/schemas/Error"}, (method, path, code)

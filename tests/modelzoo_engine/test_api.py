@@ -117,3 +117,34 @@ def test_a_checkpoint_field_nested_too_deep_is_a_400_and_stores_nothing(project,
     as_json = api(trainer).post("/api/v1/checkpoints/", deep_body, content_type="application/json")
     assert as_json.status_code == 400 and as_json.json()["error"]["code"] == "json_too_deep", as_json.content
     assert not Checkpoint.objects.exists() and not list(settings.MEDIA_ROOT.rglob("*.pt"))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_job_started_while_the_broker_is_down_is_a_503_and_sending_it_again_works(gen_project, member, api,
+                                                                                  monkeypatch):
+    """Redis down when the job's tasks are sent: a 503 with Retry-After, not a 500; the same
+    request sent again once the broker is back starts a job that takes the first one's items over."""
+    from engine.celery import app
+    from engine.rounds.tasks import generate_item
+
+    lead = member(Role.LEAD)
+    sent: list[int] = []
+
+    def enqueue_to_a_closed_port(*, job_item_ids):  # a Redis broker that is not running
+        with app.connection_for_write("redis://127.0.0.1:1/0") as conn:
+            for pk in job_item_ids:
+                generate_item.apply_async(args=[pk], queue=generate.MODEL_QUEUE, connection=conn,
+                                          retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.1})
+
+    monkeypatch.setattr(generate, "job_items_enqueue", enqueue_to_a_closed_port)
+    url = f"/api/v1/projects/{gen_project.slug}/generation-jobs/"
+    r = api(lead).post(url, {"steps": 1}, format="json")
+    assert r.status_code == 503 and r["Retry-After"] == "5", r.content
+    assert r.json()["error"]["code"] == "unavailable" and "task queue" in r.json()["error"]["message"]
+
+    monkeypatch.setattr(generate, "job_items_enqueue", lambda *, job_item_ids: sent.extend(job_item_ids))
+    r = api(lead).post(url, {"steps": 1}, format="json")
+    assert r.status_code == 201 and r.json()["progress"]["items_total"] == 4
+    first, second = gen_project.generation_jobs.order_by("pk")
+    assert sorted(sent) == sorted(second.job_items.values_list("pk", flat=True))
+    assert set(first.job_items.values_list("state", flat=True)) == {"superseded"}
