@@ -514,3 +514,23 @@ def test_a_page_that_meets_the_database_down_is_a_503_to_retry_not_a_500(member,
     r = client.get("/")  # the project list page
     assert r.status_code == 503 and r["Retry-After"] == "5" and r["Content-Type"].startswith("text/plain")
     assert "The database is unavailable for a moment" in r.content.decode() and "127.0.0.1" not in r.content.decode()
+
+
+def test_a_login_while_the_cache_is_down_is_a_503_to_retry_not_a_500(member, monkeypatch):
+    """The login throttle lives in Redis (the cache): with Redis down, a login over the API and on
+    the page answers 503 with Retry-After instead of a 500."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from engine import auth
+
+    user = member(Role.ANNOTATOR)
+
+    def down(*args, **kwargs):
+        raise RedisConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(auth.cache, "get_many", down)
+    r = APIClient().post("/api/v1/auth/token/", {"username": user.username, "password": "x"}, format="json")
+    assert r.status_code == 503 and r["Retry-After"] == "5", r.content
+    assert r.json()["error"]["code"] == "unavailable" and "cache (Redis)" in r.json()["error"]["message"]
+    page = Client().post("/accounts/login/", {"username": user.username, "password": "x"})
+    assert page.status_code == 503 and "cache (Redis)" in page.content.decode()
