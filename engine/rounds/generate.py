@@ -69,7 +69,8 @@ def item_plan(*, item_id: int, mix: list[tuple[int, float]], n: int) -> list[lis
 
 
 def generation_job_start(*, project: Project, created_by=None, mask_ids: list[int] | None = None,
-                         steps: int | None = None, candidates_per_item: int | None = None) -> GenerationJob:
+                         steps: int | None = None, candidates_per_item: int | None = None,
+                         enqueue: bool = True) -> GenerationJob:
     """Start generating candidates for the project's masks (all, or `mask_ids`) in the current round.
 
     Items are created waiting (or failed ones put back to waiting); items that already have
@@ -119,7 +120,8 @@ def generation_job_start(*, project: Project, created_by=None, mask_ids: list[in
         ids = [ji.pk for ji in job_items]
         for earlier in earlier_jobs:
             transaction.on_commit(lambda pk=earlier: job_finish_if_complete(job_id=pk))
-        transaction.on_commit(lambda: job_items_enqueue(job_item_ids=ids))
+        if enqueue:  # False: the caller runs the job items itself (`manage.py generate --inline`)
+            transaction.on_commit(lambda: job_items_enqueue(job_item_ids=ids))
     log.info("generation job %s: %d items, %d candidates", job.pk, job.total_items, job.total_candidates)
     return job
 

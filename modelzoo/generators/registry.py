@@ -77,7 +77,19 @@ def _retrieval_check(data: bytes) -> None:
     check_library(data)
 
 
-_BACKENDS: dict[str, Loader] = {"builtin": _builtin, "http": _http, "retrieval": _retrieval}
+def _adapter(module: str) -> Loader:
+    """The loader of an adapter module (modelzoo/generators/<module>.py), imported when first used:
+    the real models' packages (torch, trellis2, hy3dshape...) are only on GPU workers."""
+    def load(path: str | None, config: dict) -> Generator:
+        return importlib.import_module(f"modelzoo.generators.{module}").load(path, config)
+
+    return load
+
+
+_BACKENDS: dict[str, Loader] = {
+    "builtin": _builtin, "http": _http, "retrieval": _retrieval,
+    "sam3d_objects": _adapter("sam3d_objects"), "trellis2": _adapter("trellis2"), "hunyuan3d": _adapter("hunyuan3d"),
+}
 _CHECKS: dict[str, Callable[[bytes], None]] = {"builtin": _builtin_check, "retrieval": _retrieval_check}
 
 
