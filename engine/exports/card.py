@@ -62,7 +62,7 @@ def card_text(*, project, definition: dict, definition_sha256: str, counts: dict
         "license": definition["license"],
         "pretty_name": f"{project.name} {kind.upper()} snapshot",
         "task_categories": ["image-to-3d"],
-        "tags": ["3d", "mesh", "glb", kind, "human-preference" if kind == "dpo" else "supervised-fine-tuning"],
+        "tags": ["3d", "mesh", "glb", "gaussian-splatting", kind, "human-preference" if kind == "dpo" else "supervised-fine-tuning"],
     }
     if fmt == "parquet":
         front["configs"] = [{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*.parquet"}]}]
@@ -100,7 +100,31 @@ def card_text(*, project, definition: dict, definition_sha256: str, counts: dict
         lines += ["Each line is one row; `image` and the mesh columns are storage names of content-addressed "
                   "files (`<folder>/<sha[:2]>/<sha>.<ext>`).", ""]
     lines += ["Masks are COCO compressed RLE (`mask.size` = [height, width], `mask.counts`), column-major.", ""]
+    lines += _representations_text(kind, fmt)
     return "\n".join(lines)
+
+
+def _representations_text(kind: str, fmt: str) -> list[str]:
+    """What each candidate carries: the mesh as made (a GLB: vertex colours or PBR textures) and the
+    Gaussian splat, in one object frame."""
+    sides = [""] if kind == "sft" else ["chosen_", "rejected_"]
+    mesh = ", ".join(f"`{p}mesh`" for p in sides)
+    splat = ", ".join(f"`{p}splat`" for p in sides)
+    keys = ("`<key>.mesh.glb`, `<key>.splat.ply`" if kind == "sft"
+            else "`<key>.chosen.glb`, `<key>.rejected.glb`, `<key>.chosen.splat.ply`, `<key>.rejected.splat.ply`")
+    lines = ["## Representations", "",
+             f"{mesh}: the candidate's mesh as its backend made it, a glTF 2.0 binary (vertex colours, or PBR "
+             "materials with UVs and base colour, metallic-roughness and normal textures; `textured` says which); "
+             "null for a candidate that is a Gaussian splat only.",
+             f"{splat}: its 3D Gaussian splat as the 3DGS PLY (x y z, nx ny nz, f_dc_0..2, f_rest_*, opacity, "
+             "scale_0..2, rot_0..3 as the reference implementation writes; `plyfile` reads it), `num_gaussians` "
+             "Gaussians; null for a mesh-only candidate. `datasets` has no splat feature: the column is "
+             "{bytes, path}.",
+             "Mesh and splat share the object frame (metres, +Y up, centred); `layout` places either in the camera "
+             "frame (+Y up, looking down -Z): p_cam = translation + R(rotation) (scale * p).", ""]
+    if fmt == "webdataset":
+        lines += [f"WebDataset keys: {keys}, present when the candidate has that representation.", ""]
+    return lines
 
 
 def _referenced_text(fmt: str, files: list[str], counts: dict, asset_files: list[str], n_shards: int) -> list[str]:
@@ -116,7 +140,7 @@ def _referenced_text(fmt: str, files: list[str], counts: dict, asset_files: list
              f"Assets: {counts.get('assets', 0)} ({counts.get('asset_bytes', 0)} bytes) in "
              f"{', '.join(asset_files) or 'no files'}; `sha256(bytes)` of each equals its key.", ""]
     if fmt == "parquet":
-        lines += ["`assets/assets-*.parquet` has columns `sha256`, `kind` (image | mesh), `extension`, `bytes`, "
+        lines += ["`assets/assets-*.parquet` has columns `sha256`, `kind` (image | mesh | splat), `extension`, `bytes`, "
                   "zstd level 1, in row groups of about 1 MiB of assets, so one asset is a small read.", "",
                   "```python", "from datasets import load_dataset",
                   'pairs = load_dataset("parquet", data_files="data/train-*.parquet", split="train")',
@@ -126,7 +150,7 @@ def _referenced_text(fmt: str, files: list[str], counts: dict, asset_files: list
                   "",
                   "def resolve(batch):  # lazily, per batch read: sha256 -> bytes",
                   f"    for column in {files!r}:",
-                  '        batch[column] = [assets[row_of[s]]["bytes"] for s in batch[column]]',
+                  '        batch[column] = [assets[row_of[s]]["bytes"] if s else None for s in batch[column]]',
                   "    return batch",
                   "",
                   "pairs.set_transform(resolve)",
@@ -143,5 +167,6 @@ def _referenced_text(fmt: str, files: list[str], counts: dict, asset_files: list
                   '.decode("pil")' % (n_shards - 1),
                   "```", "",
                   "`attach` adds the sample's files under the embedded layout's names (`image.png`, "
-                  "`chosen.glb`, `rejected.glb`, `mesh.glb`), read from the asset tars by offset.", ""]
+                  "`chosen.glb`, `rejected.glb`, `mesh.glb`, `splat.ply`, `chosen.splat.ply`, `rejected.splat.ply`), "
+                  "read from the asset tars by offset.", ""]
     return lines

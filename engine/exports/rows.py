@@ -144,7 +144,8 @@ class Selection:
         # DPO reads layouts as JSON text, parsed a batch at a time (layout_column); SFT as dicts.
         layout = Cast("layout", output_field=TextField()) if comparisons else "layout"
         for row in (Candidate.objects.filter(item_id__gte=lo, item_id__lte=hi).order_by("item_id", "id")
-                    .values_list("id", "item_id", "checkpoint_id", "seed", "steps", "glb", layout)):
+                    .values_list("id", "item_id", "checkpoint_id", "seed", "steps", "glb", layout, "splat",
+                                 "textured", "num_gaussians")):
             candidates[row[1]][row[0]] = row
         artist = {}
         for pk, item_id, name, sha, a_layout in (self.artist_meshes().filter(item_id__gte=lo, item_id__lte=hi)
@@ -171,10 +172,11 @@ def _positive_allowed(j, alpha: int, min_rating: int | None, hard_case: bool) ->
 
 
 def _candidate_side(sel: Selection, cand) -> dict:
-    pk, _item, checkpoint_id, seed, steps, glb, layout = cand
-    return {"candidate_id": pk, "source": "candidate", "mesh": glb, "checkpoint_id": checkpoint_id,
+    pk, _item, checkpoint_id, seed, steps, glb, layout, splat, textured, num_gaussians = cand
+    return {"candidate_id": pk, "source": "candidate", "mesh": glb or None, "checkpoint_id": checkpoint_id,
             "checkpoint": sel.checkpoint_name(checkpoint_id), "seed": seed, "steps": steps,
-            "layout": layout_struct(layout)}
+            "layout": layout_struct(layout), "splat": splat or None, "textured": textured,
+            "num_gaussians": num_gaussians}
 
 
 _LAYOUT_JSON = pa_json.ParseOptions(explicit_schema=pa.schema(list(LAYOUT)), unexpected_field_behavior="ignore")
@@ -254,6 +256,7 @@ def _sft_item_rows(sel: Selection, item, data: dict) -> Iterator[dict]:
         yield {"key": f"i{item_id:010d}_a{artist[0]:010d}", **base, "is_hard_case": True,
                "candidate_id": None, "source": "artist", "mesh": artist[1], "checkpoint_id": None,
                "checkpoint": None, "seed": None, "steps": None, "layout_model": None,
+               "splat": None, "textured": None, "num_gaussians": 0,
                # An annotator's placement in the layout stage, else the artist's own.
                "layout": layout_struct(next((j[8] for j in js if j[8]), None) or artist[3]),
                "layout_adjusted": any(j[8] for j in js),
@@ -349,12 +352,15 @@ class _Sides:
         self.columns = {
             "candidate_id": pa.array([c[0] for c in cands] + none, pa.int64()),
             "source": pa.array(["candidate"] * len(cands) + ["artist"] * len(artists), pa.string()),
-            "mesh": pa.array([c[5] for c in cands] + [a[1] for _, a in artists], pa.string()),
+            "mesh": pa.array([c[5] or None for c in cands] + [a[1] for _, a in artists], pa.string()),
             "checkpoint_id": pa.array([c[2] for c in cands] + none, pa.int64()),
             "checkpoint": pa.array([sel.checkpoint_name(c[2]) for c in cands] + none, pa.string()),
             "seed": pa.array([c[3] for c in cands] + none, pa.int64()),
             "steps": pa.array([c[4] for c in cands] + none, pa.int64()),
             "layout": layout_column([c[6] for c in cands] + [json.dumps(a[3]) if a[3] else None for _, a in artists]),
+            "splat": pa.array([c[7] or None for c in cands] + none, pa.string()),
+            "textured": pa.array([c[8] for c in cands] + none, pa.bool_()),
+            "num_gaussians": pa.array([c[9] for c in cands] + [0] * len(artists), pa.int64()),
         }
 
     def take(self, prefix: str, rows: list[int]) -> dict[str, pa.Array]:

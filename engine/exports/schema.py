@@ -17,10 +17,13 @@ LAYOUT = pa.struct([("rotation", pa.list_(pa.float64())), ("translation", pa.lis
 MASK = pa.struct([("size", pa.list_(pa.int64())), ("counts", pa.string())])
 FILE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 
-# Columns holding a stored file: (column, Hugging Face feature type).
+# Columns holding a stored file: (column, Hugging Face feature type). A splat (the 3DGS PLY) has no
+# `datasets` feature of its own: it stays the {bytes, path} struct (`Splat` here), null without one;
+# a mesh column is null for a splat-only candidate.
 FILE_COLUMNS = {
-    "sft": {"image": "Image", "mesh": "Mesh"},
-    "dpo": {"image": "Image", "chosen_mesh": "Mesh", "rejected_mesh": "Mesh"},
+    "sft": {"image": "Image", "mesh": "Mesh", "splat": "Splat"},
+    "dpo": {"image": "Image", "chosen_mesh": "Mesh", "rejected_mesh": "Mesh", "chosen_splat": "Splat",
+            "rejected_splat": "Splat"},
 }
 
 COMMON_COLUMNS = [  # every row, SFT or DPO, after item_id / group_id
@@ -34,7 +37,8 @@ def side_columns(prefix: str) -> list:
     """A candidate (or artist mesh) as the chosen, rejected or only side of a row."""
     return [(f"{prefix}candidate_id", pa.int64()), (f"{prefix}source", pa.string()), (f"{prefix}mesh", FILE),
             (f"{prefix}checkpoint_id", pa.int64()), (f"{prefix}checkpoint", pa.string()),
-            (f"{prefix}seed", pa.int64()), (f"{prefix}steps", pa.int64()), (f"{prefix}layout", LAYOUT)]
+            (f"{prefix}seed", pa.int64()), (f"{prefix}steps", pa.int64()), (f"{prefix}layout", LAYOUT),
+            (f"{prefix}splat", FILE), (f"{prefix}textured", pa.bool_()), (f"{prefix}num_gaussians", pa.int64())]
 
 
 SCHEMAS = {
@@ -71,8 +75,10 @@ def hf_features(kind: str, assets: str = "embedded") -> dict:
             return {t.field(i).name: feature(t.field(i).type) for i in range(t.num_fields)}
         if pa.types.is_list(t):
             return {"feature": feature(t.value_type), "_type": "List"}
-        dtype = {"int64": "int64", "string": "string", "bool": "bool", "double": "float64"}[str(t)]
+        dtype = {"int64": "int64", "string": "string", "bool": "bool", "double": "float64",
+                 "binary": "binary"}[str(t)]
         return {"dtype": dtype, "_type": "Value"}
 
     schema = SCHEMAS[kind] if assets == "embedded" else REF_SCHEMAS[kind]
-    return {f.name: ({"_type": files[f.name]} if f.name in files else feature(f.type)) for f in schema}
+    return {f.name: ({"_type": files[f.name]} if files.get(f.name) in ("Image", "Mesh") else feature(f.type))
+            for f in schema}

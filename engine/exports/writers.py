@@ -262,7 +262,7 @@ class Assets:
         """The rows with each file column's storage names replaced by sha256s (each distinct name once)."""
         for column, feature in file_columns.items():
             encoded = pc.dictionary_encode(table.column(column)).combine_chunks()
-            kind = "image" if feature == "Image" else "mesh"
+            kind = {"Image": "image", "Mesh": "mesh", "Splat": "splat"}[feature]
             keys = pa.array([self.ref(n, kind) for n in encoded.dictionary.to_pylist()], pa.string())
             table = table.set_column(table.schema.get_field_index(column), column, keys.take(encoded.indices))
         self._raise()
@@ -358,8 +358,8 @@ class ParquetWriter(_ShardedWriter):
         sizes = np.full(table.num_rows, ROW_OVERHEAD_BYTES, dtype=np.int64)
         for column in self.file_columns:
             names = pc.dictionary_encode(table.column(column)).combine_chunks()
-            per_name = np.array([self.files.size(n) for n in names.dictionary.to_pylist()], dtype=np.int64)
-            sizes += per_name[names.indices.to_numpy()]
+            per_name = np.array([self.files.size(n) for n in names.dictionary.to_pylist()] + [0], dtype=np.int64)
+            sizes += per_name[pc.fill_null(names.indices, len(per_name) - 1).to_numpy()]  # null: no file
         return sizes.tolist()
 
     def write_batch(self, table: pa.Table) -> None:
@@ -452,8 +452,11 @@ class WebDatasetWriter(_ShardedWriter):
         meta = dict(row)
         for column in (self.file_columns if self.assets is None else ()):
             name = row[column]
+            if name is None:  # a splat-only candidate's mesh, a mesh-only candidate's splat
+                continue
             ext = posixpath.splitext(name)[1] or ".bin"
             field = column.removesuffix("_mesh") if column != "mesh" else "mesh"  # chosen, rejected
+            field = field.replace("_splat", ".splat")  # chosen.splat, rejected.splat
             meta[column] = posixpath.basename(name)
             self._add(f"{key}.{field}{ext}", self.files.get(name))
         self._add(f"{key}.json", row_json(meta))

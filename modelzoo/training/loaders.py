@@ -22,7 +22,8 @@ from collections import OrderedDict
 import pyarrow.parquet as pq
 
 # A file column of the rows -> its name in a WebDataset sample (`<name>.<ext>`).
-FILE_FIELDS = {"image": "image", "mesh": "mesh", "chosen_mesh": "chosen", "rejected_mesh": "rejected"}
+FILE_FIELDS = {"image": "image", "mesh": "mesh", "chosen_mesh": "chosen", "rejected_mesh": "rejected",
+               "splat": "splat", "chosen_splat": "chosen.splat", "rejected_splat": "rejected.splat"}
 
 
 def is_referenced(folder: str) -> bool:
@@ -100,6 +101,9 @@ def referenced_dataset(folder: str, *, cache_dir: str | None = None, decode: boo
         for column in columns:
             feature = image if column == "image" else mesh
             files = [assets.file(sha) for sha in batch[column]]
+            if column.endswith("splat"):  # no datasets feature: {bytes, path} of the PLY, as embedded
+                batch[column] = files
+                continue
             batch[column] = [feature.decode_example(f) if decode and f is not None else f for f in files]
         return batch
 
