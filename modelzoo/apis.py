@@ -27,7 +27,7 @@ MAX_SHARE = 1e6  # shares are relative; a bound keeps their sum finite
 class CheckpointOut(serializers.ModelSerializer):
     class Meta:
         model = Checkpoint
-        fields = ["id", "name", "version", "backend", "parent", "sha256", "config", "recipe", "evaluation",
+        fields = ["id", "name", "version", "backend", "role", "parent", "sha256", "config", "recipe", "evaluation",
                   "lineage", "public", "created_at"]
 
 

@@ -7,9 +7,17 @@ from engine.models import WorkerHeld
 
 
 class Checkpoint(models.Model):
-    """A model version that can generate candidates, with its lineage."""
+    """A model version with its lineage: a generator (proposes candidates) or a ranker (scores them)."""
+
+    class Role(models.TextChoices):
+        GENERATOR = "generator", "Generator"
+        RANKER = "ranker", "Ranker"
 
     name = models.CharField(max_length=100, help_text="Model family, e.g. 'builtin'.")
+    role = models.CharField(
+        max_length=16, choices=Role.choices, default=Role.GENERATOR,
+        help_text="generator: proposes candidates and may be in a mix; ranker: a reward model "
+                  "(modelzoo.ranker) learnt from a DPO snapshot, scoring candidates; never in a mix.")
     version = models.CharField(max_length=50)
     backend = models.CharField(max_length=50, help_text="Generator backend that runs it: builtin, http, ...")
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")

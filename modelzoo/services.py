@@ -3,8 +3,10 @@ the committed bootstrap) and a project's checkpoint mix. Generation over a round
 `engine.rounds.generate`."""
 from __future__ import annotations
 
+import io
 import json
 import logging
+import pickle
 from pathlib import Path
 
 from django.db import transaction
@@ -23,6 +25,15 @@ log = logging.getLogger(__name__)
 BOOTSTRAP_DIR = Path(__file__).resolve().parent / "checkpoints"
 BOOTSTRAP_FILE = BOOTSTRAP_DIR / "bootstrap.pt"
 BOOTSTRAP_RECORD = BOOTSTRAP_DIR / "bootstrap.json"
+#: What a ranker checkpoint's `backend` says: the code that runs it (`modelzoo.ranker`).
+RANKER_BACKEND = "ranker"
+
+
+def ranker_check(data: bytes) -> None:
+    """ValueError unless `data` are ranker weights (torch imported here: not in every web process)."""
+    from modelzoo.ranker.model import RankerNet
+
+    RankerNet.check(io.BytesIO(data))
 
 
 # ------------------------------------------------------------------ registry
@@ -31,7 +42,7 @@ def checkpoint_register(*, name: str, version: str, backend: str, data: bytes | 
                         parent: Checkpoint | None = None, config: dict | None = None, recipe: dict | None = None,
                         evaluation: dict | None = None, lineage: dict | None = None,
                         project: Project | None = None, public: bool = False,
-                        created_by=None) -> tuple[Checkpoint, bool]:
+                        created_by=None, role: str = Checkpoint.Role.GENERATOR) -> tuple[Checkpoint, bool]:
     """Register a checkpoint; its weights (if any) go to storage under their sha256.
 
     Idempotent: the same (name, version) with the same weights returns the existing record;
@@ -42,7 +53,13 @@ def checkpoint_register(*, name: str, version: str, backend: str, data: bytes | 
     the bootstrap, which is `public`). With a project, an existing record is returned only when that
     project may already see it; otherwise the name and version are taken, and the record stays hidden.
     """
-    if backend not in backend_names():
+    if role == Checkpoint.Role.RANKER:
+        if backend != RANKER_BACKEND or not data:
+            raise ValidationFailed(f"A ranker runs on the '{RANKER_BACKEND}' backend and needs its weights file.",
+                                   code="invalid_ranker")
+    elif role != Checkpoint.Role.GENERATOR:
+        raise ValidationFailed(f"Unknown role '{role}'; use one of: {', '.join(Checkpoint.Role.values)}.")
+    elif backend not in backend_names():
         raise ValidationFailed(f"Unknown backend '{backend}'; use one of: {', '.join(backend_names())}.")
     if backend == "builtin" and not data:
         raise ValidationFailed("A builtin checkpoint needs its weights file.")
@@ -56,12 +73,18 @@ def checkpoint_register(*, name: str, version: str, backend: str, data: bytes | 
             f"Checkpoint {name}:{version} is already registered, and not for project '{project.slug}'; register a "
             "new version (or, if it is one project's checkpoint, a lead there can share it).", code="checkpoint_exists")
     if existing is not None:
-        if existing.sha256 != sha or existing.backend != backend:
+        if existing.sha256 != sha or existing.backend != backend or existing.role != role:
             raise ValidationFailed(
                 f"Checkpoint {name}:{version} already exists with other weights; register a new version.",
                 code="checkpoint_exists")
         return existing, False
-    if data:  # loaded once here, so that a worker never meets weights its backend cannot load
+    if data and role == Checkpoint.Role.RANKER:
+        try:
+            ranker_check(data)
+        except (ValueError, RuntimeError, pickle.UnpicklingError, EOFError) as exc:
+            raise ValidationFailed(f"The file is not a usable ranker: {exc}. Nothing was stored.",
+                                   code="invalid_weights") from None
+    elif data:  # loaded once here, so that a worker never meets weights its backend cannot load
         try:
             weights_check(backend, data)
         except GeneratorError as exc:
@@ -71,7 +94,7 @@ def checkpoint_register(*, name: str, version: str, backend: str, data: bytes | 
     checkpoint = Checkpoint.objects.create(
         name=name, version=version, backend=backend, parent=parent, file=file_name, sha256=sha,
         config=config or {}, recipe=recipe or {}, evaluation=evaluation or {}, lineage=lineage or {},
-        public=public, created_by=created_by,
+        public=public, created_by=created_by, role=role,
     )
     if project is not None:
         CheckpointShare.objects.create(checkpoint=checkpoint, project=project, shared_by=created_by)
@@ -94,6 +117,10 @@ def project_mix_set(*, project: Project, mix: list[tuple[Checkpoint, float]]) ->
         raise ValidationFailed("Every share must be positive.")
     if len({c.pk for c, _ in mix}) != len(mix):
         raise ValidationFailed("A checkpoint appears twice in the mix.")
+    rankers = [str(c) for c, _ in mix if c.role == Checkpoint.Role.RANKER]
+    if rankers:
+        raise ValidationFailed(f"{', '.join(rankers)} is a ranker: it scores candidates and cannot generate them; "
+                               "put generator checkpoints in the mix.", code="not_a_generator")
     Project.objects.select_for_update().filter(pk=project.pk).first()
     ProjectCheckpoint.objects.filter(project=project).delete()
     # Shared for good: a checkpoint the project generated with stays usable after the mix moves on.

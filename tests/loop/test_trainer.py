@@ -87,3 +87,19 @@ def test_refuses_an_incompatible_checkpoint(snapshot_dirs, start_checkpoint_file
     with pytest.raises(TrainingError, match="architecture .* differs"):
         train(checkpoint=str(start_checkpoint_file), out=str(tmp_path / "x.pt"), stage="dpo",
               dpo_dir=str(snapshot_dirs["dpo"]), reference=str(other_arch), hp=tiny_hp, log=lambda m: None)
+
+
+def test_the_ranker_trains_on_a_dpo_snapshot_and_refuses_an_sft_one(snapshot_dirs, tmp_path):
+    import json
+
+    from modelzoo.ranker import RankerHyperParameters, RankerNet, train_ranker
+
+    out = tmp_path / "ranker.pt"
+    record = train_ranker(dpo_dir=str(snapshot_dirs["dpo"]), out=str(out), log=lambda m: None,
+                          hp=RankerHyperParameters(epochs=2, held_out=0.0, validation=0.0))
+    assert record["pairs"] == 2 and record["objects"] == 1 and record["candidates"] == 3
+    assert record["snapshot"]["definition_sha256"] == "dpo0" and record["held_out_agreement"] is None
+    assert json.loads((tmp_path / "ranker.json").read_text())["sha256"] == record["sha256"]
+    RankerNet.check(str(out))
+    with pytest.raises(TrainingError, match="needs a DPO snapshot"):
+        train_ranker(dpo_dir=str(snapshot_dirs["sft"]), out=str(tmp_path / "x.pt"), log=lambda m: None)
