@@ -83,8 +83,15 @@ class ProjectCheckpoint(models.Model):
         ]
 
 
+class Selection(models.TextChoices):
+    ALL = "all", "Shown: no pre-ranking"
+    TOP = "top", "Shown: the ranker's top N"
+    RANDOM = "random", "Shown: drawn at random from the rest"
+
+
 class Candidate(models.Model):
-    """One 3D proposal for one item, from one checkpoint and seed."""
+    """One 3D proposal for one item, from one checkpoint and seed (one that annotators are shown: with
+    pre-ranking, the M - N others are recorded by seed, score and rank on `GenerationJobItem.ranking`)."""
 
     item = models.ForeignKey("annotation.Item", on_delete=models.CASCADE, related_name="candidates")
     checkpoint = models.ForeignKey(Checkpoint, on_delete=models.PROTECT, related_name="candidates")
@@ -113,6 +120,13 @@ class Candidate(models.Model):
     num_vertices = models.PositiveIntegerField(default=0)
     num_faces = models.PositiveIntegerField(default=0)
     timings = models.JSONField(default=dict, blank=True, help_text="Seconds per stage.")
+    selection = models.CharField(
+        max_length=8, choices=Selection.choices, default=Selection.ALL, db_default=Selection.ALL,
+        help_text="Why annotators see it: all (no pre-ranking), top (the ranker's top N of the M generated), "
+                  "random (drawn from the rest, so that the ranker's bias stays measurable).")
+    ranker_score = models.FloatField(null=True, blank=True, help_text="The pre-ranking ranker's score.")
+    ranker_rank = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="1 = the ranker's best of the M candidates generated for the item.")
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -144,6 +158,10 @@ class GenerationJob(models.Model):
     candidates_per_item = models.PositiveSmallIntegerField(help_text="N: candidates per item.")
     mix = models.JSONField(default=list, blank=True,
                            help_text="The checkpoint mix in force at the start: [{checkpoint, share}].")
+    pre_rank = models.JSONField(
+        default=dict, blank=True,
+        help_text="Pre-ranking, or {}: {ranker: checkpoint id, generate: M, shown: N, random: R}: M candidates "
+                  "per item, annotators see the ranker's top N and R drawn from the rest.")
     total_items = models.PositiveIntegerField(default=0)
     total_candidates = models.PositiveIntegerField(default=0)
     created_by = models.ForeignKey(
@@ -179,6 +197,10 @@ class GenerationJobItem(WorkerHeld):
     done = models.PositiveSmallIntegerField(default=0, help_text="Planned candidates that exist.")
     attempts = models.PositiveSmallIntegerField(default=0)
     error = models.TextField(blank=True, help_text="Why generation failed, when it did.")
+    ranking = models.JSONField(
+        default=list, blank=True,
+        help_text="With pre-ranking: every generated candidate, best first: [{checkpoint, seed, score, rank, "
+                  "shown}] (shown: top, random or null); `plan` then lists the shown ones.")
     updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

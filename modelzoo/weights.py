@@ -41,3 +41,15 @@ def generator_for_checkpoint(checkpoint: Checkpoint) -> Generator:
                             weights_id=checkpoint.sha256 or f"checkpoint-{checkpoint.pk}",
                             config=checkpoint.config or {},
                             locate=lambda: checkpoint_local_path(checkpoint))
+
+
+_RANKERS: dict[str, object] = {}  # sha256 -> loaded modelzoo.ranker.Ranker, per worker process
+
+
+def ranker_for_checkpoint(checkpoint: Checkpoint):
+    """The loaded ranker of a checkpoint of role "ranker" (`modelzoo.ranker.Ranker`), once per process."""
+    from modelzoo.ranker import Ranker  # torch: only in processes that rank
+
+    if checkpoint.sha256 not in _RANKERS:
+        _RANKERS[checkpoint.sha256] = Ranker.from_file(checkpoint_local_path(checkpoint))
+    return _RANKERS[checkpoint.sha256]

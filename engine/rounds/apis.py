@@ -34,6 +34,10 @@ class RoundListOpenApi(APIView):
         mix = MixEntry(many=True, required=False, allow_empty=False,
                        help_text="The checkpoints and their shares of the N seeds; becomes the project's mix "
                                  "(default: the project's mix as it is).")
+        pre_rank = serializers.DictField(
+            required=False, allow_null=True,
+            help_text="{ranker: id of a ranker checkpoint, generate: M (32), shown: N (6), random: R (2)}: generate M "
+                      "candidates per item and show the ranker's top N plus R drawn from the rest.")
 
     @extend_schema(responses={200: {"type": "array", "items": {"type": "object"}}})
     def get(self, request, slug: str):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import random
 import time
 from collections import OrderedDict
 
@@ -29,11 +30,13 @@ from engine.errors import Conflict, NotFound, ValidationFailed
 from engine.files import sha256_bytes, store_content_addressed
 from engine.models import ObjectMask, Project, Round
 from engine.services import round_current
-from modelzoo.generators.base import GenerationRequest
+from modelzoo.generators.base import GenerationRequest, default_intrinsics
+from modelzoo.mesh.glb import read_glb
 from modelzoo.mesh.gltf import GltfLimits
-from modelzoo.models import Candidate, Checkpoint, GenerationJob, GenerationJobItem, ProjectCheckpoint
+from modelzoo.models import Candidate, Checkpoint, GenerationJob, GenerationJobItem, ProjectCheckpoint, Selection
 from modelzoo.representations import CandidateRefused, EncodedFiles, Limits, encode_candidate
-from modelzoo.weights import generator_for_checkpoint
+from modelzoo.selectors import checkpoints_for_project
+from modelzoo.weights import generator_for_checkpoint, ranker_for_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +71,40 @@ def item_plan(*, item_id: int, mix: list[tuple[int, float]], n: int) -> list[lis
     return plan
 
 
+#: The most candidates a pre-ranked item may have generated (M).
+PRE_RANK_MAX_GENERATED = 256
+
+
+def pre_rank_check(*, project: Project, pre_rank: dict | None) -> dict:
+    """The normalised pre-ranking of a job ({} for none): {ranker, generate, shown, random}, or
+    ValidationFailed saying what is wrong. The ranker: a checkpoint of role "ranker" the project sees."""
+    if not pre_rank:
+        return {}
+    unknown = set(pre_rank) - {"ranker", "generate", "shown", "random"}
+    if unknown:
+        raise ValidationFailed(f"Unknown pre_rank field(s) {sorted(unknown)}; give ranker, generate, shown, random.",
+                               code="invalid_pre_rank")
+    try:
+        out = {"ranker": int(pre_rank["ranker"]), "generate": int(pre_rank.get("generate", 32)),
+               "shown": int(pre_rank.get("shown", 6)), "random": int(pre_rank.get("random", 2))}
+    except (KeyError, TypeError, ValueError):
+        raise ValidationFailed("pre_rank needs a ranker (a checkpoint id) and whole numbers for generate, shown and "
+                               "random.", code="invalid_pre_rank") from None
+    m, n, r = out["generate"], out["shown"], out["random"]
+    if not (1 <= n and 0 <= r and n + r <= 64 and n + r <= m <= PRE_RANK_MAX_GENERATED):
+        raise ValidationFailed(f"pre_rank: shown ({n}) must be at least 1, random ({r}) at least 0, shown + random at "
+                               f"most 64 and at most generate ({m}), and generate at most {PRE_RANK_MAX_GENERATED}.",
+                               code="invalid_pre_rank")
+    ranker = checkpoints_for_project(project).filter(pk=out["ranker"]).first()
+    if ranker is None or ranker.role != Checkpoint.Role.RANKER:
+        raise ValidationFailed(f"pre_rank: checkpoint {out['ranker']} is not a ranker that project '{project.slug}' "
+                               "may use (train one: manage.py ranker --snapshot ID).", code="invalid_pre_rank")
+    return out
+
+
 def generation_job_start(*, project: Project, created_by=None, mask_ids: list[int] | None = None,
                          steps: int | None = None, candidates_per_item: int | None = None,
-                         enqueue: bool = True) -> GenerationJob:
+                         enqueue: bool = True, pre_rank: dict | None = None) -> GenerationJob:
     """Start generating candidates for the project's masks (all, or `mask_ids`) in the current round.
 
     Items are created waiting (or failed ones put back to waiting); items that already have
@@ -85,7 +119,13 @@ def generation_job_start(*, project: Project, created_by=None, mask_ids: list[in
         raise ValidationFailed(f"Project '{project.slug}' has no current checkpoint; set its mix first "
                                f"(PUT /api/v1/projects/{project.slug}/checkpoints/).", code="no_checkpoint")
     steps = steps or project.sampling_steps
-    n = candidates_per_item or project.candidates_per_item
+    pre_rank = pre_rank_check(project=project, pre_rank=pre_rank)
+    if pre_rank and candidates_per_item and candidates_per_item != pre_rank["shown"] + pre_rank["random"]:
+        raise ValidationFailed(f"With pre-ranking annotators see shown + random = {pre_rank['shown'] + pre_rank['random']}"
+                               f" candidates, not candidates_per_item = {candidates_per_item}; leave it out.",
+                               code="invalid_pre_rank")
+    n = (pre_rank["shown"] + pre_rank["random"]) if pre_rank else (candidates_per_item or project.candidates_per_item)
+    planned = pre_rank["generate"] if pre_rank else n
     if not 1 <= steps <= 100 or not 1 <= n <= 64:
         raise ValidationFailed("steps must be 1-100 and candidates_per_item 1-64.")
     masks = ObjectMask.objects.filter(image__project=project)
@@ -105,7 +145,7 @@ def generation_job_start(*, project: Project, created_by=None, mask_ids: list[in
             if item.state == ItemState.FAILED:
                 item_transition(item=item, to=ItemState.WAITING, reason="generation restarted")
         job = GenerationJob.objects.create(
-            project=project, round=rnd, steps=steps, candidates_per_item=n, created_by=created_by,
+            project=project, round=rnd, steps=steps, candidates_per_item=n, created_by=created_by, pre_rank=pre_rank,
             mix=[{"checkpoint": c, "share": s} for c, s in mix],
             total_items=len(items), total_candidates=len(items) * n,
             state=GenerationJob.State.RUNNING if items else GenerationJob.State.FINISHED,
@@ -116,7 +156,7 @@ def generation_job_start(*, project: Project, created_by=None, mask_ids: list[in
         taken_over.update(state=GenerationJobItem.State.SUPERSEDED, error=f"taken over by job {job.pk}",
                           updated_at=timezone.now())
         job_items = GenerationJobItem.objects.bulk_create(
-            [GenerationJobItem(job=job, item=item, plan=item_plan(item_id=item.pk, mix=mix, n=n)) for item in items])
+            [GenerationJobItem(job=job, item=item, plan=item_plan(item_id=item.pk, mix=mix, n=planned)) for item in items])
         ids = [ji.pk for ji in job_items]
         for earlier in earlier_jobs:
             transaction.on_commit(lambda pk=earlier: job_finish_if_complete(job_id=pk))
@@ -233,6 +273,8 @@ def job_item_generate(*, job_item_id: int) -> GenerationJobItem:
         return job_item
     GenerationJobItem.objects.filter(pk=job_item.pk).update(attempts=job_item.attempts + 1, heartbeat_at=timezone.now())
     item, job = job_item.item, job_item.job
+    if job.pre_rank and not job_item.ranking:
+        return _job_item_pre_rank(job_item=job_item)
     plan = [(int(c), int(s)) for c, s in job_item.plan]
     have = set(Candidate.objects.filter(item=item).values_list("checkpoint_id", "seed"))
     todo: dict[int, list[int]] = {}
@@ -261,21 +303,87 @@ def _candidates_generate(*, item: Item, checkpoint: Checkpoint, seeds: list[int]
     started = time.perf_counter()
     outputs = generator.generate(request)
     wall = (time.perf_counter() - started) / max(len(outputs), 1)
+    encoded = _encode_all(checkpoint=checkpoint, outputs=outputs)
+    return [_candidate_row(item=item, checkpoint=checkpoint, output=o, files=f, steps=steps, wall=wall)
+            for o, f in encoded]
+
+
+def _encode_all(*, checkpoint: Checkpoint, outputs) -> list[tuple]:
+    """(output, EncodedFiles) of every output, or CandidateRefused naming the checkpoint."""
     limits = representation_limits()
     try:
-        encoded = [(output, encode_candidate(output, limits)) for output in outputs]
+        return [(output, encode_candidate(output, limits)) for output in outputs]
     except CandidateRefused as exc:
         raise CandidateRefused(f"checkpoint {checkpoint} ({checkpoint.backend}): {exc}") from None
+
+
+def _candidate_row(*, item: Item, checkpoint: Checkpoint, output, files: EncodedFiles, steps: int, wall: float,
+                   **extra) -> Candidate:
+    fields = candidate_files_store(files)
+    fields["timings"].setdefault("model_wall", wall)
+    return Candidate(
+        item=item, checkpoint=checkpoint, seed=int(output.seed), steps=steps, layout=files.layout,
+        num_vertices=files.num_vertices, num_faces=files.num_faces, num_gaussians=files.num_gaussians,
+        textured=files.textured, received=files.received, **fields, **extra,
+    )
+
+
+def pre_rank_choose(*, scores: list[float], shown: int, extra: int, seed: str) -> dict[int, str]:
+    """index -> "top" | "random" of the candidates annotators see: the `shown` best scores, and
+    `extra` drawn uniformly from the rest (a generator seeded by `seed`: a re-run draws the same)."""
+    order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+    rest = order[shown:]
+    drawn = random.Random(seed).sample(rest, min(extra, len(rest)))
+    return {**{i: Selection.TOP for i in order[:shown]}, **{i: Selection.RANDOM for i in drawn}}
+
+
+def _job_item_pre_rank(*, job_item: GenerationJobItem) -> GenerationJobItem:
+    """Generate all M planned candidates of an item, score them with the job's ranker, store the
+    shown ones (top N + R drawn from the rest) as candidates, and record every one's score, rank and
+    whether it was shown on the job item, whose plan becomes the shown ones. The others' files are
+    not kept: their seeds make them again. Deterministic, so a re-run after a crash chooses the same."""
+    item, job, pre = job_item.item, job_item.job, job_item.job.pre_rank
+    ranker = ranker_for_checkpoint(Checkpoint.objects.get(pk=pre["ranker"]))
+    by_checkpoint: dict[int, list[int]] = {}
+    for checkpoint_id, seed in job_item.plan:
+        by_checkpoint.setdefault(int(checkpoint_id), []).append(int(seed))
+    checkpoints = Checkpoint.objects.in_bulk(list(by_checkpoint))
+    made = []  # (checkpoint, output, encoded files, wall)
+    request = None
+    for checkpoint_id, seeds in by_checkpoint.items():
+        request = generation_request(mask=item.mask, seeds=seeds, steps=job.steps)
+        started = time.perf_counter()
+        outputs = generator_for_checkpoint(checkpoints[checkpoint_id]).generate(request)
+        wall = (time.perf_counter() - started) / max(len(outputs), 1)
+        made += [(checkpoints[checkpoint_id], o, f, wall)
+                 for o, f in _encode_all(checkpoint=checkpoints[checkpoint_id], outputs=outputs)]
+    image = request.image
+    K = request.intrinsics if request.intrinsics is not None else default_intrinsics(image.shape[1], image.shape[0])
+    started = time.perf_counter()
+    # The ranker sees what annotators will: the encoded mesh (object frame re-centred) and its layout.
+    # A candidate without a mesh (a splat alone) cannot be scored and ranks last.
+    meshes = [i for i, (_, _, f, _) in enumerate(made) if f.glb]
+    scored = ranker.score(image, request.mask, K, [(*read_glb(made[i][2].glb)[:2], made[i][2].layout) for i in meshes])
+    scores = [float("-inf")] * len(made)
+    for i, x in zip(meshes, scored):
+        scores[i] = float(x)
+    rank_seconds = (time.perf_counter() - started) / max(len(made), 1)
+    chosen = pre_rank_choose(scores=scores, shown=pre["shown"], extra=pre["random"], seed=f"{job.pk}:{item.pk}")
+    order = sorted(range(len(made)), key=lambda i: (-scores[i], i))
+    rank_of = {i: r + 1 for r, i in enumerate(order)}
+    ranking = [{"checkpoint": made[i][0].pk, "seed": int(made[i][1].seed),
+                "score": round(scores[i], 5) if scores[i] > float("-inf") else None,
+                "rank": rank_of[i], "shown": chosen.get(i)} for i in order]
     rows = []
-    for output, files in encoded:
-        fields = candidate_files_store(files)
-        fields["timings"].setdefault("model_wall", wall)
-        rows.append(Candidate(
-            item=item, checkpoint=checkpoint, seed=int(output.seed), steps=steps, layout=files.layout,
-            num_vertices=files.num_vertices, num_faces=files.num_faces, num_gaussians=files.num_gaussians,
-            textured=files.textured, received=files.received, **fields,
-        ))
-    return rows
+    for i, selection in sorted(chosen.items()):
+        checkpoint, output, files, wall = made[i]
+        row = _candidate_row(item=item, checkpoint=checkpoint, output=output, files=files, steps=job.steps, wall=wall,
+                             selection=selection, ranker_score=ranking[rank_of[i] - 1]["score"],
+                             ranker_rank=rank_of[i])
+        row.timings["ranker"] = rank_seconds
+        rows.append(row)
+    plan = [[c.checkpoint_id, c.seed] for c in rows]
+    return job_item_complete(job_item=job_item, candidates=rows, ranking=ranking, plan=plan)
 
 
 def _planned_done(*, item: Item, plan: list) -> int:
@@ -284,11 +392,16 @@ def _planned_done(*, item: Item, plan: list) -> int:
 
 
 @transaction.atomic
-def job_item_complete(*, job_item: GenerationJobItem, candidates: list[Candidate] = ()) -> GenerationJobItem:
+def job_item_complete(*, job_item: GenerationJobItem, candidates: list[Candidate] = (), ranking: list | None = None,
+                      plan: list | None = None) -> GenerationJobItem:
     """Insert the new `candidates` (ON CONFLICT DO NOTHING), then count the item's planned
-    candidates; when all exist, the item becomes ready."""
+    candidates; when all exist, the item becomes ready. A pre-ranked item's `ranking` and its
+    `plan` (the shown candidates) are written with them."""
     if candidates:
         Candidate.objects.bulk_create(candidates, ignore_conflicts=True)
+    if ranking is not None:
+        job_item.ranking, job_item.plan = ranking, plan
+        GenerationJobItem.objects.filter(pk=job_item.pk).update(ranking=ranking, plan=plan)
     item = Item.objects.select_for_update().get(pk=job_item.item_id)
     done = _planned_done(item=item, plan=job_item.plan)
     complete = done == len(job_item.plan)

@@ -39,10 +39,13 @@ def _mix_now(project: Project) -> list[dict]:
 
 def round_open(*, project: Project, quality_threshold: int | None = None, mask_ids: list[int] | None = None,
                image_ids: list[int] | None = None, generate: bool = True, steps: int | None = None,
-               candidates_per_item: int | None = None, mix: list[tuple] | None = None, created_by=None) -> Round:
+               candidates_per_item: int | None = None, mix: list[tuple] | None = None,
+               pre_rank: dict | None = None, created_by=None) -> Round:
     """Open the project's next round and start generating candidates for `mask_ids` and the masks
     of `image_ids` (default: every mask that has no item yet in any round). `mix`, when given,
-    [(checkpoint, share)], becomes the project's mix first; the mix is recorded on the round."""
+    [(checkpoint, share)], becomes the project's mix first; the mix is recorded on the round.
+    `pre_rank` ({ranker, generate, shown, random}, `generate.pre_rank_check`): M candidates per item,
+    annotators see the ranker's top N and R drawn from the rest."""
 
     with transaction.atomic():
         if mix:
@@ -70,7 +73,7 @@ def round_open(*, project: Project, quality_threshold: int | None = None, mask_i
                 raise ValidationFailed("No new masks to generate for: ingest more images, or pass mask ids.",
                                        code="no_masks")
             generation_job_start(project=project, created_by=created_by, mask_ids=mask_ids, steps=steps,
-                                 candidates_per_item=candidates_per_item)
+                                 candidates_per_item=candidates_per_item, pre_rank=pre_rank)
     log.info("round %s of %s opened (mix %s)", rnd.index, project.slug, mix)
     return rnd
 

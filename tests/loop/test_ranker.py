@@ -60,3 +60,71 @@ def test_a_ranker_needs_a_dpo_snapshot_and_ranker_weights(project, snapshot_dirs
         mz.checkpoint_register(name="ranker", version="y", backend="builtin", role="judge",
                                data=start_checkpoint_file.read_bytes())
     assert not Checkpoint.objects.filter(name="ranker").exists()
+
+
+@pytest.fixture
+def pre_ranked_project(project, start_checkpoint_file, tmp_path, monkeypatch):
+    """A project with two masks, the bootstrap in its mix and a ranker (untrained weights: the
+    mechanics do not depend on what it learnt)."""
+    import torch
+
+    from engine.rounds import generate
+    from modelzoo.ranker import RankerNet
+    from tests.modelzoo_engine.conftest import photo_with_masks
+
+    photo_with_masks(project, seed=0, n_masks=2)
+    gen = mz.checkpoint_register(name="builtin", version="start", backend="builtin",
+                                 data=start_checkpoint_file.read_bytes())[0]
+    mz.project_mix_set(project=project, mix=[(gen, 1.0)])
+    torch.manual_seed(0)
+    RankerNet(width=8, hidden=16).save(tmp_path / "r.pt")
+    ranker = mz.checkpoint_register(name="ranker", version="t", backend="ranker", role="ranker",
+                                    data=(tmp_path / "r.pt").read_bytes(), project=project)[0]
+    monkeypatch.setattr(generate, "job_items_enqueue", lambda *, job_item_ids: None)
+    return project, gen, ranker
+
+
+@pytest.mark.django_db
+def test_pre_ranking_shows_the_rankers_top_n_and_random_draws_and_records_every_candidate(pre_ranked_project):
+    from engine.rounds import generate, services
+    from modelzoo.models import Candidate, GenerationJobItem
+
+    project, gen, ranker = pre_ranked_project
+    rnd = services.round_open(project=project, steps=2, pre_rank={"ranker": ranker.pk, "generate": 10, "shown": 3,
+                                                                  "random": 1})
+    job_item = GenerationJobItem.objects.filter(job__round=rnd).first()
+    assert len(job_item.plan) == 10 and job_item.job.candidates_per_item == 4
+    generate.job_item_generate(job_item_id=job_item.pk)
+    job_item.refresh_from_db()
+    ranking = job_item.ranking
+    assert len(ranking) == 10 and [r["rank"] for r in ranking] == list(range(1, 11))
+    assert [r["score"] for r in ranking] == sorted((r["score"] for r in ranking), reverse=True)
+    assert [r["shown"] for r in ranking[:3]] == ["top"] * 3
+    assert [r["shown"] for r in ranking[3:]].count("random") == 1 and [r["shown"] for r in ranking].count(None) == 6
+    shown = {(r["checkpoint"], r["seed"]): r for r in ranking if r["shown"]}
+    cands = list(Candidate.objects.filter(item=job_item.item))
+    assert {(c.checkpoint_id, c.seed) for c in cands} == set(shown) == {tuple(p) for p in job_item.plan}
+    for c in cands:
+        r = shown[(c.checkpoint_id, c.seed)]
+        assert (c.selection, c.ranker_rank) == (r["shown"], r["rank"]) and c.ranker_score == pytest.approx(r["score"], abs=1e-5)
+    job_item.item.refresh_from_db()
+    assert job_item.item.state == "ready" and job_item.state == "done"
+    # again (a duplicate delivery): nothing new
+    generate.job_item_generate(job_item_id=job_item.pk)
+    assert Candidate.objects.filter(item=job_item.item).count() == 4
+
+
+@pytest.mark.django_db
+def test_pre_ranking_refuses_what_it_cannot_do(pre_ranked_project):
+    from engine.rounds import services
+
+    project, gen, ranker = pre_ranked_project
+    for pre_rank, message in [({"ranker": gen.pk}, "is not a ranker"),
+                              ({"ranker": ranker.pk, "generate": 4, "shown": 6}, "at most generate"),
+                              ({"ranker": ranker.pk, "shown": 0}, "at least 1"),
+                              ({"ranker": ranker.pk, "beam": 3}, "Unknown pre_rank"),
+                              ({"ranker": "x"}, "whole numbers")]:
+        with pytest.raises(ValidationFailed, match=message):
+            services.round_open(project=project, pre_rank=pre_rank)
+    with pytest.raises(ValidationFailed, match="not candidates_per_item"):
+        services.round_open(project=project, candidates_per_item=5, pre_rank={"ranker": ranker.pk})

@@ -26,6 +26,11 @@ class Command(BaseCommand):
         o.add_argument("--steps", type=int)
         o.add_argument("--candidates", type=int, help="Candidates per item (default: the project's N).")
         o.add_argument("--no-generate", action="store_true")
+        o.add_argument("--ranker", type=int, help="Pre-rank with this ranker checkpoint: generate --generate "
+                                                  "candidates per item, show its top --shown and --random more.")
+        o.add_argument("--generate", type=int, default=32)
+        o.add_argument("--shown", type=int, default=6)
+        o.add_argument("--random", type=int, default=2)
         c = sub.add_parser("close")
         c.add_argument("--project", required=True)
         c.add_argument("--pairing", default=services.DEFAULT_PAIRING, choices=["recorded", "winner_beat", "ranking"])
@@ -52,7 +57,9 @@ class Command(BaseCommand):
         masks = [int(m) for m in opts["masks"].split(",")] if opts["masks"] else None
         rnd = services.round_open(project=project, quality_threshold=opts["alpha"], mask_ids=masks,
                                   generate=not opts["no_generate"], steps=opts["steps"],
-                                  candidates_per_item=opts["candidates"])
+                                  candidates_per_item=opts["candidates"],
+                                  pre_rank={"ranker": opts["ranker"], "generate": opts["generate"],
+                                            "shown": opts["shown"], "random": opts["random"]} if opts["ranker"] else None)
         st = selectors.round_status(round=rnd)
         self.stdout.write(f"round {rnd.index} open: alpha {rnd.quality_threshold}, {st['items']} items generating "
                           f"with mix {rnd.mix}")
