@@ -58,13 +58,3 @@ def ranker_train(*, project: Project, dpo_snapshot_id: int, hyperparameters: dic
         project=project, created_by=created_by)
     return checkpoint
 
-
-def ranker_agreement_by_round(project: Project) -> list[dict]:
-    """The project's rankers, oldest first: round, held-out agreement, pairs (the dashboard's figure)."""
-    out = []
-    for cp in Checkpoint.objects.filter(role=Checkpoint.Role.RANKER, shares__project=project).order_by("created_at"):
-        out.append({"checkpoint": str(cp), "round": cp.lineage.get("round"),
-                    "snapshot": cp.lineage.get("dpo_snapshot_id"),
-                    "agreement": cp.evaluation.get("held_out_agreement"),
-                    "held_out_pairs": cp.evaluation.get("held_out_pairs"), "created_at": cp.created_at})
-    return out

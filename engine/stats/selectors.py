@@ -540,3 +540,18 @@ def generation_jobs(project: Project, f: Filters, *, limit: int = 20) -> list[di
             "candidates_per_minute": round(candidates / seconds * 60, 1) if seconds > 0 else None,
         })
     return out
+
+
+def ranker_agreement(project) -> list[dict]:
+    """The project's rankers (checkpoints of role "ranker" it sees), oldest first, with the round whose
+    DPO snapshot each learnt from and its held-out agreement with the annotators' picks."""
+    from modelzoo.models import Checkpoint
+
+    rows = []
+    for cp in (Checkpoint.objects.filter(role=Checkpoint.Role.RANKER, shares__project=project)
+               .order_by("created_at", "id")):
+        rows.append({"checkpoint": str(cp), "round": cp.lineage.get("round"),
+                     "snapshot": cp.lineage.get("dpo_snapshot_id"),
+                     "agreement": cp.evaluation.get("held_out_agreement"),
+                     "held_out_pairs": cp.evaluation.get("held_out_pairs")})
+    return rows

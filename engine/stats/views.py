@@ -40,6 +40,7 @@ def dashboard(request, slug: str):
     labels = [s["t"].strftime("%d %b %H:00" if bucket == "hour" else "%d %b") for s in series]
     acc = selectors.acceptance(project, f)
     rat = selectors.ratings(project, f)
+    rankers = [r for r in selectors.ranker_agreement(project) if r["agreement"] is not None]
     states = [s for s in ItemState.values]
     queue = tp["queue"]
     context = {
@@ -65,5 +66,10 @@ def dashboard(request, slug: str):
             [f"round {r['round']} (alpha {r['alpha']})" for r in acc["per_round"]],
             [r["acceptance_rate"] or 0 for r in acc["per_round"]], title="Acceptance rate per round",
             value_format=lambda v: f"{v:.0%}")),
+        "chart_ranker": mark_safe(charts.hbars(
+            [f"round {r['round'] if r['round'] is not None else '-'}: {r['checkpoint'].split(':', 1)[-1][:22]}"
+             for r in rankers], [r["agreement"] for r in rankers],
+            title="Ranker agreement with held-out annotator picks", value_format=lambda v: f"{v:.0%}")),
+        "rankers": rankers,
     }
     return render(request, "stats/dashboard.html", context)

@@ -10,7 +10,8 @@ from django.core.management import call_command
 from engine.errors import ValidationFailed
 from engine.exports.models import Snapshot
 from engine.models import Round
-from engine.rounds.ranker import ranker_agreement_by_round, ranker_train
+from engine.rounds.ranker import ranker_train
+from engine.stats.selectors import ranker_agreement
 from modelzoo import services as mz
 from modelzoo.models import Checkpoint
 
@@ -26,7 +27,7 @@ def _stored_snapshot(project, folder, kind="dpo") -> Snapshot:
 
 
 @pytest.mark.django_db
-def test_a_ranker_trained_on_a_round_is_registered_with_its_lineage(project, snapshot_dirs, capsys):
+def test_a_ranker_trained_on_a_round_is_registered_with_its_lineage(project, snapshot_dirs, capsys, member, client):
     snap = _stored_snapshot(project, snapshot_dirs["dpo"])
     Round.objects.create(project=project, index=1, quality_threshold=3, dpo_snapshot=snap)
     cp = ranker_train(project=project, dpo_snapshot_id=snap.pk,
@@ -39,7 +40,14 @@ def test_a_ranker_trained_on_a_round_is_registered_with_its_lineage(project, sna
     again = ranker_train(project=project, dpo_snapshot_id=snap.pk,
                          hyperparameters={"epochs": 2, "held_out": 0.0, "validation": 0.0})
     assert again.pk == cp.pk
-    assert [r["round"] for r in ranker_agreement_by_round(project)] == [1]
+    assert [(r["round"], r["snapshot"]) for r in ranker_agreement(project)] == [(1, snap.pk)]
+    # the dashboard shows each round's ranker agreement
+    from engine.models import Role
+
+    Checkpoint.objects.filter(pk=cp.pk).update(evaluation={**cp.evaluation, "held_out_agreement": 0.71})
+    client.force_login(member(Role.LEAD))
+    html = client.get(f"/projects/{project.slug}/dashboard/").content.decode()
+    assert "Ranker agreement with held-out annotator picks" in html and "round 1:" in html and "71%" in html
     # a ranker scores candidates: it never generates them
     with pytest.raises(ValidationFailed, match="is a ranker"):
         mz.project_mix_set(project=project, mix=[(cp, 1.0)])
