@@ -28,9 +28,9 @@ from modelzoo.ranker.model import RankerNet
 
 @dataclass
 class RankerHyperParameters:
-    epochs: int = 40
+    epochs: int = 20
     batch: int = 128
-    lr: float = 2e-3
+    lr: float = 2e-4
     weight_decay: float = 1e-4
     width: int = 16
     hidden: int = 64

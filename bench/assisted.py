@@ -1,0 +1,343 @@
+"""Model-assisted annotation, measured with the simulation's annotators (issue 16). No engine.
+
+    nice .venv/bin/python bench/assisted.py                       # the setting of docs/assisted.md
+    nice .venv/bin/python bench/assisted.py --train-objects 40 --objects 30 --shown 4 --random 1   # small
+
+The simulated annotators are `engine.rounds.simulation`'s: they score a candidate by voxel IoU at
+32^3 against the ground truth (meshes as oriented in the camera), run king of the hill over the
+candidates in a random order, say "equal" within 0.02, flip a strict preference with probability
+`--noise`, rate the winner from the same IoU (moved by one with probability `--noise`); below
+alpha (3) the item is a hard case.
+
+1. **Ranker.** A first round (`--train-objects` objects of the target domain, best-of-8 from the
+   checkpoint) is annotated; its DPO pairs (the winner against every candidate it beat, as the
+   round's snapshot holds them) train the ranker (`modelzoo.ranker.fit`, Bradley-Terry), with 20%
+   of the objects held out. On the held-out pairs: the ranker's agreement with the annotators'
+   picks, next to the annotators' agreement with each other (a second simulated annotator judges
+   the same pairs; "equal" counts half, as a tie of the ranker's scores does).
+2. **Pre-ranking.** On `--objects` new objects, the same annotators, one judgement per object in
+   each arm (`--shown` + `--random` candidates, so the same number of comparisons):
+   plain: seeds 0..7 (best-of-8); assisted: `--m` seeds, the ranker's top `--shown` plus `--random`
+   drawn from the rest. Acceptance = the winner rated at least alpha.
+3. **Hard-case recovery.** Every hard case of the assisted arm gets `--recover-m` new seeds, is
+   ranked, and judged again on the top `--shown` + `--random`: recovered if that winner is rated at
+   least alpha (one more judgement per hard case; counted).
+4. **Active selection** (`--budget` judgements, a share of the objects): the objects where the
+   ranker is least sure (smallest gap between its top two scores) against objects in order;
+   the figure is the acceptance among the judged objects, and the score gap as a key.
+
+Prints a table, then one JSON line: `ranker_agreement`, `annotator_agreement`,
+`acceptance_plain`, `acceptance_assisted`, `acceptance_gain_points`, `hard_cases`,
+`hard_cases_recovered`, `hard_cases_recovered_share`, and the setting.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import time
+
+import numpy as np
+
+import harness  # noqa: F401  (puts the repository on sys.path)
+
+SIM_OFFSET = 6_000_000  # within the simulation's seed range, away from `simulate` and bench/loop_recipes
+# engine.rounds.simulation's scene seeds and rating scale (that module needs Django; a test checks these match)
+SIM_SEED_BASE = 700_000_000
+RATING_EDGES = (0.3, 0.45, 0.6, 0.75)
+
+
+def camera_occupancy(vertices, faces, R):
+    """The annotators' voxels: the mesh as oriented in the camera, normalised, at 32^3 (what
+    `modelzoo.metrics.shape_metrics` computes for `voxel_iou@32`, here once per mesh)."""
+    from modelzoo.mesh.meshing import mesh_to_occupancy
+    from modelzoo.metrics import normalise_points
+
+    v = normalise_points(np.asarray(vertices, np.float64) @ np.asarray(R, np.float64).T)
+    return mesh_to_occupancy(v, faces, 32, half_size=1.0, seed=0)
+
+
+def rating_for(iou: float) -> int:
+    return 1 + sum(iou >= e for e in RATING_EDGES)
+
+
+class Annotator:
+    """The simulation's annotator (engine.rounds.simulation.SimulatedAnnotator) without HTTP."""
+
+    def __init__(self, noise: float, equal_margin: float, seed: int):
+        self.noise, self.equal_margin, self.rng = noise, equal_margin, random.Random(seed)
+
+    def prefer(self, a: float, b: float) -> str:
+        if abs(a - b) < self.equal_margin:
+            return "equal"
+        better = "a" if a > b else "b"
+        if self.rng.random() < self.noise:
+            better = "b" if better == "a" else "a"
+        return better
+
+    def king_of_the_hill(self, ious: dict[int, float]) -> tuple[int, list[tuple[int, int]]]:
+        """(winner, winner_beat pairs) over the candidates in a random order."""
+        order = list(ious)
+        self.rng.shuffle(order)
+        king, beat = order[0], []
+        for challenger in order[1:]:
+            verdict = self.prefer(ious[king], ious[challenger])
+            if verdict == "b":
+                beat.append((challenger, king))
+                king = challenger
+            elif verdict == "a":
+                beat.append((king, challenger))
+        return king, [(w, lo) for w, lo in beat if w == king]
+
+    def rating(self, iou: float) -> int:
+        r = rating_for(iou)
+        if self.rng.random() < self.noise:
+            r = min(5, max(1, r + self.rng.choice((-1, 1))))
+        return r
+
+
+class World:
+    """Objects of the target domain, candidates of the checkpoint by seed, their IoU and ranker inputs.
+    Kept per object under `cache` (a folder; None: in memory only), so that runs with other ranker
+    settings do not generate and score again."""
+
+    def __init__(self, checkpoint: str, domain: str, steps: int, cache: str | None):
+        from modelzoo.builtin import BuiltinGenerator
+        from modelzoo.builtin.model import BuiltinModel
+        from modelzoo.files import sha256_file
+
+        self.gen = BuiltinGenerator(BuiltinModel.load(checkpoint))
+        self.domain, self.steps = domain, steps
+        self.folder = None
+        if cache:
+            self.folder = os.path.join(cache, f"{sha256_file(checkpoint)[:12]}-{domain}-{steps}")
+            os.makedirs(self.folder, exist_ok=True)
+        self.cache: dict[int, dict] = {}
+
+    def _path(self, index: int) -> str | None:
+        return os.path.join(self.folder, f"{index}.pt") if self.folder else None
+
+    def object(self, index: int) -> dict:
+        import torch
+
+        from modelzoo.ranker.features import object_input
+
+        if index not in self.cache:
+            path = self._path(index)
+            if path and os.path.exists(path):
+                self.cache[index] = {**torch.load(path, weights_only=False), "scene": None, "gt": None}
+            else:
+                s = self.scene(index)
+                self.cache[index] = {"cands": {}, "input": object_input(s.image, s.mask, s.intrinsics),
+                                     "scene": None, "gt": None}
+        return self.cache[index]
+
+    def scene(self, index: int):
+        from modelzoo.synth import sample_scene
+
+        return sample_scene(SIM_SEED_BASE + SIM_OFFSET + index, domain=self.domain)
+
+    def candidates(self, index: int, seeds: list[int]) -> dict[int, dict]:
+        """seed -> {iou, input} for the seeds asked for (generated once)."""
+        import torch
+
+        from modelzoo.mesh.meshing import occupancy_to_mesh
+        from modelzoo.metrics import voxel_iou
+        from modelzoo.ranker.features import candidate_input
+        from modelzoo.synth.rotations import matrix_to_quat
+
+        o = self.object(index)
+        todo = [sd for sd in seeds if sd not in o["cands"]]
+        if todo:
+            if o["scene"] is None:
+                o["scene"] = s = self.scene(index)
+                gv, gf = s.gt_mesh(64)
+                o["gt"] = camera_occupancy(gv, gf, s.rotation_matrix)
+            s = o["scene"]
+            pred = self.gen.predict(s.image, s.mask, todo, self.steps, s.intrinsics)
+            for i, sd in enumerate(todo):
+                v, f = occupancy_to_mesh(pred["logits"][i], logits=True)
+                R = pred["R"][i]
+                layout = {"rotation": [float(x) for x in matrix_to_quat(R)],
+                          "translation": [float(x) for x in pred["t"][i]], "scale": [float(pred["s"][i])] * 3}
+                iou = voxel_iou(camera_occupancy(v, f, R), o["gt"])
+                o["cands"][sd] = {"iou": iou, "input": candidate_input(o["input"], v, f, layout)}
+            if self._path(index):
+                torch.save({"cands": o["cands"], "input": o["input"]}, self._path(index))
+        return {sd: o["cands"][sd] for sd in seeds}
+
+
+def ranker_scores(net, world: World, index: int, seeds: list[int]) -> dict[int, float]:
+    import torch
+
+    from modelzoo.ranker.features import stack
+
+    c = world.candidates(index, seeds)
+    o = world.object(index)["input"]
+    with torch.no_grad():
+        s = net(stack([o] * len(seeds), [c[sd]["input"] for sd in seeds])).numpy()
+    return dict(zip(seeds, s.tolist()))
+
+
+def pre_rank(scores: dict[int, float], shown: int, extra: int, rng: random.Random) -> list[int]:
+    """The ranker's top `shown` plus `extra` drawn at random from the rest."""
+    order = sorted(scores, key=lambda sd: -scores[sd])
+    rest = order[shown:]
+    return order[:shown] + rng.sample(rest, min(extra, len(rest)))
+
+
+def main(argv=None) -> dict:
+    from modelzoo.ranker.train import PairData, RankerHyperParameters, agreement, fit, held_out_object
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", default=str(harness.ROOT / "modelzoo/checkpoints/bootstrap.pt"))
+    p.add_argument("--domain", default="household")
+    p.add_argument("--steps", type=int, default=4)
+    p.add_argument("--train-objects", type=int, default=400, help="the first round's objects (ranker training)")
+    p.add_argument("--objects", type=int, default=200, help="objects of the measured round")
+    p.add_argument("--plain", type=int, default=8, help="best-of-N of the plain round")
+    p.add_argument("--m", type=int, default=32, help="candidates generated per object with pre-ranking")
+    p.add_argument("--shown", type=int, default=6)
+    p.add_argument("--random", type=int, default=2)
+    p.add_argument("--recover-m", type=int, default=64)
+    p.add_argument("--budget", type=float, default=0.5, help="active selection: share of objects judged")
+    p.add_argument("--noise", type=float, default=0.1)
+    p.add_argument("--equal-margin", type=float, default=0.02)
+    p.add_argument("--alpha", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cache", default=os.path.join(os.environ.get("VAR_DIR", "/tmp"), "assisted-cache"),
+                   help="folder of generated and scored candidates ('' keeps them in memory only)")
+    a = p.parse_args(argv)
+    if a.shown + a.random != a.plain:
+        p.error(f"--shown + --random ({a.shown + a.random}) must equal --plain ({a.plain}): the same annotation cost")
+    import torch
+
+    torch.set_num_threads(1)
+    t0 = time.time()
+    world = World(a.checkpoint, a.domain, a.steps, a.cache or None)
+    ann = Annotator(a.noise, a.equal_margin, a.seed)
+    second = Annotator(a.noise, a.equal_margin, a.seed + 1)
+
+    # 1. the first round: best-of-N, its winner_beat pairs train the ranker
+    data, index_of = PairData(), {}
+    plain_seeds = list(range(a.plain))
+    for i in range(a.train_objects):
+        cands = world.candidates(i, plain_seeds)
+        winner, pairs = ann.king_of_the_hill({sd: c["iou"] for sd, c in cands.items()})
+        o = data.add_object(f"object-{i}", world.object(i)["input"])
+        for sd in plain_seeds:
+            index_of[(i, sd)] = data.add_candidate(o, cands[sd]["input"])
+        data.pairs.extend((index_of[(i, w)], index_of[(i, lo)]) for w, lo in pairs)
+    t_round1 = time.time() - t0
+    hp = RankerHyperParameters(epochs=a.epochs, seed=a.seed)
+    net, stats = fit(data, hp, log=lambda m: print(m, flush=True))
+    held = [pr for pr in data.pairs if held_out_object(data.object_keys[data.candidate_object[pr[0]]], hp.held_out)]
+    key_of = {v: k for k, v in index_of.items()}
+    votes = []
+    for w, lo in held:  # a second annotator judges the held-out pairs
+        (i, sw), (_, sl) = key_of[w], key_of[lo]
+        c = world.candidates(i, [sw, sl])
+        verdict = second.prefer(c[sw]["iou"], c[sl]["iou"])
+        votes.append(1.0 if verdict == "a" else 0.5 if verdict == "equal" else 0.0)
+    annotator_agreement = float(np.mean(votes)) if votes else None
+    ranker_agreement = stats["held_out_agreement"]
+    # the oracle's agreement: how often the noiseless IoU orders the held-out pairs as the annotator did
+    iou = {idx: world.candidates(i, [sd])[sd]["iou"] for (i, sd), idx in index_of.items()}
+    truth_agreement = agreement(np.array([iou[k] for k in range(len(data.candidates))]), held)
+
+    # 2. pre-ranking against plain best-of-N, same annotators, one judgement per object each
+    rng = random.Random(a.seed)
+    base = a.train_objects
+    rows, hard = [], []
+    assisted_seeds = list(range(a.m))
+    for j in range(a.objects):
+        i = base + j
+        cands = world.candidates(i, assisted_seeds)
+        w_plain, _ = ann.king_of_the_hill({sd: cands[sd]["iou"] for sd in plain_seeds})
+        r_plain = ann.rating(cands[w_plain]["iou"])
+        scores = ranker_scores(net, world, i, assisted_seeds)
+        shown = pre_rank(scores, a.shown, a.random, rng)
+        w_ass, _ = ann.king_of_the_hill({sd: cands[sd]["iou"] for sd in shown})
+        r_ass = ann.rating(cands[w_ass]["iou"])
+        top = sorted(scores.values(), reverse=True)
+        rows.append({"object": i, "plain": r_plain >= a.alpha, "assisted": r_ass >= a.alpha,
+                     "gap": top[0] - top[1], "best_iou_m": max(c["iou"] for c in cands.values()),
+                     "best_iou_plain": max(cands[sd]["iou"] for sd in plain_seeds),
+                     "winner_iou_plain": cands[w_plain]["iou"], "winner_iou_assisted": cands[w_ass]["iou"],
+                     "random_won": w_ass in shown[a.shown:],
+                     "oracle_plain": rating_for(max(cands[sd]["iou"] for sd in plain_seeds)) >= a.alpha,
+                     "oracle_m": rating_for(max(c["iou"] for c in cands.values())) >= a.alpha})
+        if r_ass < a.alpha:
+            hard.append(i)
+    acc_plain = float(np.mean([r["plain"] for r in rows]))
+    acc_ass = float(np.mean([r["assisted"] for r in rows]))
+
+    # 3. hard-case recovery: more seeds, ranked, judged again
+    recovered = 0
+    more = list(range(a.m, a.m + a.recover_m))
+    for i in hard:
+        world.candidates(i, more)
+        scores = ranker_scores(net, world, i, more)
+        shown = pre_rank(scores, a.shown, a.random, rng)
+        cands = world.candidates(i, shown)
+        w, _ = ann.king_of_the_hill({sd: cands[sd]["iou"] for sd in shown})
+        recovered += ann.rating(cands[w]["iou"]) >= a.alpha
+    recovered_share = recovered / len(hard) if hard else None
+
+    # 4. active selection under a budget: least sure first, against the order of arrival
+    n_budget = max(1, int(round(a.budget * len(rows))))
+    by_gap = sorted(rows, key=lambda r: r["gap"])[:n_budget]
+    active = {"budget": n_budget, "acceptance_in_order": float(np.mean([r["assisted"] for r in rows[:n_budget]])),
+              "acceptance_least_sure": float(np.mean([r["assisted"] for r in by_gap])),
+              "hard_share_least_sure": float(np.mean([not r["assisted"] for r in by_gap])),
+              "hard_share_in_order": float(np.mean([not r["assisted"] for r in rows[:n_budget]]))}
+
+    seconds = time.time() - t0
+    print()
+    print(f"ranker: {stats['train_pairs']} training pairs, {stats['validation_pairs']} for early stopping (epoch "
+          f"{stats['epoch']}), {stats['held_out_pairs']} held out "
+          f"({stats['objects']} objects; round 1 generated and annotated in {t_round1:.0f}s, trained in "
+          f"{stats['seconds']:.0f}s)")
+    print(f"{'agreement with held-out annotator picks':<48} {'':>8}")
+    def fmt(x):
+        return f"{x:>8.3f}" if x is not None else f"{'-':>8}"
+
+    print(f"  {'ranker':<46} {fmt(ranker_agreement)}")
+    print(f"  {'a second annotator':<46} {fmt(annotator_agreement)}")
+    print(f"  {'the ground truth (noiseless IoU)':<46} {fmt(truth_agreement)}")
+    print(f"{'measured round':<48} {'plain':>8} {'assisted':>8}")
+    print(f"  {'acceptance (winner rated >= alpha)':<46} {acc_plain:>8.3f} {acc_ass:>8.3f}")
+    print(f"  {'mean winner IoU':<46} {np.mean([r['winner_iou_plain'] for r in rows]):>8.3f} "
+          f"{np.mean([r['winner_iou_assisted'] for r in rows]):>8.3f}")
+    print(f"  {'best IoU among the candidates (8 / M)':<46} {np.mean([r['best_iou_plain'] for r in rows]):>8.3f} "
+          f"{np.mean([r['best_iou_m'] for r in rows]):>8.3f}")
+    print(f"  {'acceptance of the best candidate (no noise)':<46} {np.mean([r['oracle_plain'] for r in rows]):>8.3f} "
+          f"{np.mean([r['oracle_m'] for r in rows]):>8.3f}")
+    print(f"  {'winner among the random extras':<46} {'':>8} {np.mean([r['random_won'] for r in rows]):>8.3f}")
+    print(f"hard cases of the assisted arm {len(hard)}, recovered {recovered} "
+          f"({'-' if recovered_share is None else f'{recovered_share:.2f}'}) with {a.recover_m} more seeds, "
+          f"{len(hard)} more judgements")
+    print(f"active selection, {n_budget} of {len(rows)} judged: hard-case share in order "
+          f"{active['hard_share_in_order']:.3f}, least sure first {active['hard_share_least_sure']:.3f}")
+    print(f"{seconds:.0f}s in all")
+    out = {"ranker_agreement": round(ranker_agreement, 4) if ranker_agreement is not None else None,
+           "annotator_agreement": round(annotator_agreement, 4) if annotator_agreement is not None else None,
+           "truth_agreement": round(truth_agreement, 4) if truth_agreement is not None else None,
+           "ranker_train_agreement": stats["train_agreement"], "ranker_epoch": stats["epoch"],
+           "acceptance_plain": round(acc_plain, 4), "acceptance_assisted": round(acc_ass, 4),
+           "acceptance_gain_points": round(100 * (acc_ass - acc_plain), 2),
+           "acceptance_ceiling_plain": round(float(np.mean([r["oracle_plain"] for r in rows])), 4),
+           "acceptance_ceiling_m": round(float(np.mean([r["oracle_m"] for r in rows])), 4),
+           "hard_cases": len(hard), "hard_cases_recovered": recovered,
+           "hard_cases_recovered_share": None if recovered_share is None else round(recovered_share, 4),
+           "active": active, "ranker_pairs": stats["pairs"], "seconds": round(seconds, 1),
+           "setting": {k: v for k, v in vars(a).items() if k != "checkpoint"},
+           "checkpoint": os.path.basename(a.checkpoint)}
+    print(json.dumps(out))
+    return out
+
+
+if __name__ == "__main__":
+    main()

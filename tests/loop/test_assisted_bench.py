@@ -1,0 +1,40 @@
+"""bench/assisted.py small (the figures of docs/assisted.md come from its full run): it runs end to
+end and ends with the issue's figures; its simulated annotators are the simulation's."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_annotators_of_the_bench_are_the_simulations():
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import assisted
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    from engine.rounds import simulation
+
+    assert assisted.SIM_SEED_BASE == simulation.SIM_SEED_BASE and assisted.RATING_EDGES == simulation.RATING_EDGES
+    assert [assisted.rating_for(x) for x in (0.1, 0.5, 0.7, 0.9)] == [simulation.rating_for(x) for x in
+                                                                      (0.1, 0.5, 0.7, 0.9)]
+
+
+def test_the_assisted_bench_small(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "assisted.py"), "--train-objects", "12", "--objects", "6",
+         "--plain", "4", "--m", "10", "--shown", "3", "--random", "1", "--recover-m", "8", "--epochs", "2",
+         "--cache", str(tmp_path)], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.strip().splitlines()
+    figures = json.loads(lines[-1])
+    for key in ("ranker_agreement", "annotator_agreement", "acceptance_gain_points", "hard_cases_recovered_share"):
+        assert key in figures, key
+    assert 0 <= figures["acceptance_plain"] <= 1 and 0 <= figures["acceptance_assisted"] <= 1
+    assert figures["acceptance_gain_points"] == round(
+        100 * (figures["acceptance_assisted"] - figures["acceptance_plain"]), 2)
+    assert figures["hard_cases_recovered"] <= figures["hard_cases"]
+    assert "agreement with held-out annotator picks" in out.stdout
