@@ -202,6 +202,7 @@ def test_a_lead_runs_a_whole_round_in_the_console(live_server, page, frontend_bu
     page.wait_for_url("**/rounds/1/?closed=1")
     rnd = Round.objects.get(project=project, index=1)
     assert rnd.state == Round.State.CLOSED and rnd.dpo_snapshot_id
+    page.wait_for_selector("#generation[data-live='0']")
     shot(page, "round-closed")
 
     # 9. The DPO snapshot: followed while it builds, then its card and files; download them and load
