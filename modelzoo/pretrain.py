@@ -39,6 +39,15 @@ import numpy as np
 TRAIN_SEED_BASE = 10_000_000  # training scenes: seed * TRAIN_SEED_BASE + i (gold set: 900_000_000 + i)
 
 
+#: Set by SIGTERM / SIGINT: the stage saves its resumable state at the next step and the run ends.
+STOP = {"requested": False}
+
+
+def _request_stop(signum, frame) -> None:
+    STOP["requested"] = True
+    log(f"signal {signum}: saving the resumable state and stopping")
+
+
 def log(msg: str) -> None:
     print(f"[pretrain {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -204,6 +213,9 @@ def train_autoencoder(model, occ, steps: int, batch: int, lr: float, seed: int, 
                 "elapsed": time.time() - t0, "plateau": plateau.state()}
 
     for step in range(start, steps):
+        if STOP["requested"]:
+            stopped_by = "signal"
+            break
         if time.time() - t_budget >= budget_s:
             stopped_by = "wall clock"
             log(f"AE stopped by the time budget at step {step}")
@@ -351,6 +363,9 @@ def train_flow(model, data, latents, steps: int, batch: int, lr: float, seed: in
                 "plateau": plateau.state()}
 
     for step in range(start, steps):
+        if STOP["requested"]:
+            stopped_by = "signal"
+            break
         if time.time() - t_budget >= budget_s:
             stopped_by = "wall clock"
             log(f"flow stopped by the time budget at step {step}")
@@ -468,6 +483,11 @@ def main(argv=None) -> int:
     if args.resume and not args.state_dir:
         ap.error("--resume needs --state-dir")
     deadline = _parse_deadline(args.deadline)
+    if args.state_dir:
+        import signal
+
+        signal.signal(signal.SIGTERM, _request_stop)
+        signal.signal(signal.SIGINT, _request_stop)
 
     started = time.time()
     from modelzoo.builtin.data import build_dataset
@@ -509,6 +529,9 @@ def main(argv=None) -> int:
             ae = {"history": [], "curve": [], "stopped_by": "kept from --init-from", "steps_done": 0, "seconds": 0.0}
         if val is not None:
             ae["validation"] = validate_autoencoder(model, val["occ"])
+        if ae["stopped_by"] == "signal":
+            log(f"stopped; go on with: {_resume_command(argv)}")
+            return 0
         records["autoencoder"] = dict(ae, steps_planned=args.ae_steps, batch=32)
         log(f"AE done in {time.time() - t1:.0f}s: {ae['stopped_by']}")
         state = None  # the flow stage starts afresh
@@ -532,6 +555,9 @@ def main(argv=None) -> int:
                           budget_s=_deadline_budget(args.flow_minutes, deadline), val=val, val_latents=val_latents,
                           eval_every=args.eval_every, plateau=plateau(), checkpointer=_WithRecords(checkpointer, records),
                           resume=resume)
+        if flow["stopped_by"] == "signal":
+            log(f"stopped; go on with: {_resume_command(argv)}")
+            return 0
         records["flow"] = dict(flow, steps_planned=args.flow_steps, batch=args.batch, noise_repeats=4, lr=args.flow_lr)
         if args.state_dir and flow["stopped_by"] != "wall clock":  # else --resume goes on training
             checkpointer.save({"stage": "done", "step": flow["steps_done"], "model": model.state_dict(),
@@ -561,7 +587,7 @@ def main(argv=None) -> int:
         "config": model.config,
     }
     if args.state_dir:
-        record["resume_command"] = record["command"] + ("" if args.resume else " --resume")
+        record["resume_command"] = _resume_command(argv)
     model.save(args.out, meta={k: record[k] for k in ("command", "seed", "train_scenes", "torch")})
     log(f"saved {args.out} ({os.path.getsize(args.out) / 1e6:.1f} MB)")
     if not args.no_eval:
@@ -576,6 +602,14 @@ def main(argv=None) -> int:
         json.dump(record, fh, indent=2)
     log(f"wrote {json_path}; total {record['duration_seconds']:.0f}s")
     return 0
+
+
+def _resume_command(argv) -> str:
+    args = list(argv if argv is not None else sys.argv[1:])
+    if "--deadline" in args:  # a new one is due
+        i = args.index("--deadline")
+        del args[i:i + 2]
+    return "python -m modelzoo.pretrain " + " ".join(args + ([] if "--resume" in args else ["--resume"]))
 
 
 class _WithRecords:

@@ -46,3 +46,13 @@ def test_stops_when_flat_records_the_curve_and_resumes(tmp_path):
     assert all(c["val_flow"] > 0 for c in flow["curve"])
     assert torch.load(tmp_path / "state" / "state.pt", weights_only=False)["stage"] == "done"
     BuiltinModel.load(str(tmp_path / "out.pt"))  # a checkpoint the generator can load
+
+
+def test_a_signal_saves_the_state_and_stops(tmp_path, monkeypatch):
+    monkeypatch.setitem(pretrain.STOP, "requested", True)  # as SIGTERM's handler does
+    assert pretrain.main(_args(tmp_path, "--deadline", "23:59")) == 0
+    assert not (tmp_path / "out.pt").exists()  # nothing half-made
+    state = torch.load(tmp_path / "state" / "state.pt", weights_only=False)
+    assert state["stage"] == "ae" and state["step"] == 0
+    cmd = pretrain._resume_command(_args(tmp_path, "--deadline", "23:59"))
+    assert cmd.endswith("--resume") and "--deadline" not in cmd
