@@ -17,10 +17,10 @@ import time
 import harness  # puts the repository on sys.path
 
 
-def scores(path: str, n: int) -> dict:
+def scores(path: str, n: int, domain: str = "primitives") -> dict:
     from modelzoo.builtin import BuiltinGenerator
 
-    iou, chamfer = harness.gold_scores(BuiltinGenerator.from_checkpoint(path, cached=False), n)
+    iou, chamfer = harness.gold_scores(BuiltinGenerator.from_checkpoint(path, cached=False), n, domain)
     return {"viou": iou, "chamfer": chamfer}
 
 
@@ -30,6 +30,7 @@ def main() -> int:
     ap.add_argument("--sft", required=True)
     ap.add_argument("--dpo", required=True)
     ap.add_argument("--n", type=int, default=100)
+    ap.add_argument("--domain", default="primitives", help="gold set of this scene domain (household: the loop's)")
     ap.add_argument("--variant", action="append", default=[], help="JSON of HyperParameters fields")
     args = ap.parse_args()
     import torch
@@ -37,7 +38,7 @@ def main() -> int:
     torch.set_num_threads(2)
     from modelzoo.training import HyperParameters, train
 
-    base = scores(args.checkpoint, args.n)
+    base = scores(args.checkpoint, args.n, args.domain)
     print(f"parent: vIoU {base['viou'].mean():.4f} chamfer {base['chamfer'].mean():.4f}", flush=True)
     out = {"parent": {"viou": float(base["viou"].mean()), "chamfer": float(base["chamfer"].mean())}, "variants": []}
     work = tempfile.mkdtemp(prefix="loop-train-")
@@ -50,7 +51,7 @@ def main() -> int:
         row = {"hp": json.loads(spec), "train_seconds": round(time.time() - t0, 1),
                "dpo_reward_accuracy": rec.get("dpo_reward_accuracy")}
         for stage, path in (("sft", sft_pt), ("sft+dpo", dpo_pt)):
-            s = scores(path, args.n)
+            s = scores(path, args.n, args.domain)
             d_iou, d_ch = s["viou"] - base["viou"], s["chamfer"] - base["chamfer"]
             se = harness.standard_error
             row[stage] = {"viou": float(s["viou"].mean()), "chamfer": float(s["chamfer"].mean()),
