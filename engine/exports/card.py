@@ -100,6 +100,9 @@ def card_text(*, project, definition: dict, definition_sha256: str, counts: dict
         lines += ["Each line is one row; `image` and the mesh columns are storage names of content-addressed "
                   "files (`<folder>/<sha[:2]>/<sha>.<ext>`).", ""]
     lines += ["Masks are COCO compressed RLE (`mask.size` = [height, width], `mask.counts`), column-major.", ""]
+    lines += ["Pre-ranking: each candidate side's `selection` says why annotators saw it (`all`: no pre-ranking; "
+              "`top`: the ranker's top N of the M generated; `random`: drawn from the rest, so that the ranker's "
+              "bias stays measurable), with the ranker's `ranker_score` and `ranker_rank` (1 = best of the M).", ""]
     lines += _representations_text(kind, fmt)
     return "\n".join(lines)
 

@@ -145,7 +145,7 @@ class Selection:
         layout = Cast("layout", output_field=TextField()) if comparisons else "layout"
         for row in (Candidate.objects.filter(item_id__gte=lo, item_id__lte=hi).order_by("item_id", "id")
                     .values_list("id", "item_id", "checkpoint_id", "seed", "steps", "glb", layout, "splat",
-                                 "textured", "num_gaussians")):
+                                 "textured", "num_gaussians", "selection", "ranker_score", "ranker_rank")):
             candidates[row[1]][row[0]] = row
         artist = {}
         for pk, item_id, name, sha, a_layout in (self.artist_meshes().filter(item_id__gte=lo, item_id__lte=hi)
@@ -172,11 +172,13 @@ def _positive_allowed(j, alpha: int, min_rating: int | None, hard_case: bool) ->
 
 
 def _candidate_side(sel: Selection, cand) -> dict:
-    pk, _item, checkpoint_id, seed, steps, glb, layout, splat, textured, num_gaussians = cand
+    (pk, _item, checkpoint_id, seed, steps, glb, layout, splat, textured, num_gaussians, selection, ranker_score,
+     ranker_rank) = cand
     return {"candidate_id": pk, "source": "candidate", "mesh": glb or None, "checkpoint_id": checkpoint_id,
             "checkpoint": sel.checkpoint_name(checkpoint_id), "seed": seed, "steps": steps,
             "layout": layout_struct(layout), "splat": splat or None, "textured": textured,
-            "num_gaussians": num_gaussians}
+            "num_gaussians": num_gaussians, "selection": selection, "ranker_score": ranker_score,
+            "ranker_rank": ranker_rank}
 
 
 _LAYOUT_JSON = pa_json.ParseOptions(explicit_schema=pa.schema(list(LAYOUT)), unexpected_field_behavior="ignore")
@@ -361,6 +363,9 @@ class _Sides:
             "splat": pa.array([c[7] or None for c in cands] + none, pa.string()),
             "textured": pa.array([c[8] for c in cands] + none, pa.bool_()),
             "num_gaussians": pa.array([c[9] for c in cands] + [0] * len(artists), pa.int64()),
+            "selection": pa.array([c[10] for c in cands] + none, pa.string()),
+            "ranker_score": pa.array([c[11] for c in cands] + none, pa.float64()),
+            "ranker_rank": pa.array([c[12] for c in cands] + none, pa.int64()),
         }
 
     def take(self, prefix: str, rows: list[int]) -> dict[str, pa.Array]:

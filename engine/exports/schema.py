@@ -38,7 +38,11 @@ def side_columns(prefix: str) -> list:
     return [(f"{prefix}candidate_id", pa.int64()), (f"{prefix}source", pa.string()), (f"{prefix}mesh", FILE),
             (f"{prefix}checkpoint_id", pa.int64()), (f"{prefix}checkpoint", pa.string()),
             (f"{prefix}seed", pa.int64()), (f"{prefix}steps", pa.int64()), (f"{prefix}layout", LAYOUT),
-            (f"{prefix}splat", FILE), (f"{prefix}textured", pa.bool_()), (f"{prefix}num_gaussians", pa.int64())]
+            (f"{prefix}splat", FILE), (f"{prefix}textured", pa.bool_()), (f"{prefix}num_gaussians", pa.int64()),
+            # Pre-ranking (docs/assisted.md): why annotators saw it (all | top | random), the ranker's score
+            # and rank among the M generated (1 = best); null for artist meshes.
+            (f"{prefix}selection", pa.string()), (f"{prefix}ranker_score", pa.float64()),
+            (f"{prefix}ranker_rank", pa.int64())]
 
 
 SCHEMAS = {

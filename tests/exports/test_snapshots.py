@@ -29,6 +29,10 @@ def pairs(rows):
 
 
 def test_sft_rows(world, tmp_path):
+    from modelzoo.models import Candidate
+
+    # a pre-ranked winner carries the ranker's figures into the rows
+    Candidate.objects.filter(pk=world.ids["a"][1][2]).update(selection="top", ranker_score=1.5, ranker_rank=2)
     snap = build(world.project, kind="sft", format="parquet")
     rows = table(snap, tmp_path)
     ids = world.ids
@@ -40,7 +44,11 @@ def test_sft_rows(world, tmp_path):
     assert a["layout_adjusted"] and a["rating"] == 4 and a["checkpoint"] == "builtin:v1"
     assert a["seed"] is not None and a["mesh"]["path"].endswith(".glb") and a["image"]["path"].endswith(".png")
     assert a["mask"]["size"] == [48, 64]
+    assert (a["selection"], a["ranker_score"], a["ranker_rank"]) == ("top", 1.5, 2)
+    c = next(r for r in rows if r["item_id"] == ids["c"][0])
+    assert (c["selection"], c["ranker_score"], c["ranker_rank"]) == ("all", None, None)
     hard = next(r for r in rows if r["is_hard_case"])
+    assert hard["selection"] is None
     assert hard["source"] == "artist" and hard["mesh"]["bytes"][:4] == b"glTF"
     assert hard["layout"]["translation"] == [0.1, 0, -2.5]  # where the artist placed it: an SFT target
     assert snap.rows_total == 4 and snap.manifest["counts"]["hard_case_rows"] == 1
@@ -57,6 +65,7 @@ def test_dpo_recorded_pairs_match_stored_comparisons(world, tmp_path):
         if c.outcome != "equal":
             loser = c.right_id if c.outcome == "left" else c.left_id
             expected.append((c.judgement.item_id, c.winner_id, loser, False))
+    assert {r["chosen_selection"] for r in rows if r["chosen_source"] == "candidate"} == {"all"}
     recorded = [p for p, r in zip(pairs(rows), rows)
                 if r["pairing"] == "recorded" and r["group_id"] != world.ids["e"][0]]
     assert recorded == expected
