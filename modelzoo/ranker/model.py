@@ -1,7 +1,7 @@
 """The ranker's network: a score for (photo crop and mask, candidate), higher is better.
 
-Bradley-Terry: P(a preferred to b) = sigmoid(score(a) - score(b)). Small on purpose (about 0.1 M
-parameters): it learns from a round's few thousand pairs on a CPU in under a minute.
+Bradley-Terry: P(a preferred to b) = sigmoid(score(a) - score(b)). Small on purpose (about 75 k
+parameters): it learns from a round's few thousand pairs on a CPU in minutes.
 """
 from __future__ import annotations
 
