@@ -57,7 +57,7 @@ def test_worker_killed_mid_job_then_restarted_makes_every_candidate_once(project
     log = tmp_path / "worker.log"
     worker = start_worker(log)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 150  # the worker imports torch and loads the model first
         while Candidate.objects.count() == 0:  # the first item's candidates are written together
             assert worker.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(0.05)
