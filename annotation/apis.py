@@ -517,3 +517,23 @@ class ArtistMeshApi(APIView):
         if mesh is None:
             raise NotFound(f"Item {item_id} has no artist mesh yet.")
         return stored_file_response(mesh.file.name, content_type="model/gltf-binary")
+
+
+class SceneDownloadApi(APIView):
+    """The scene of one photo as a zip: each judged object's mesh (GLB) and splat (3DGS PLY) with its
+    layout, and the splats composed in the camera frame (annotation/scenes.py), for any member."""
+
+    @extend_schema(responses=binary("application/zip", description="scene.json, objects/<item>.glb|.ply, "
+                                                                    "scene_splats.ply"))
+    def get(self, request, slug: str, image_id: int):
+        from django.http import HttpResponse
+
+        from annotation.scenes import scene_archive
+
+        _project, image, objects = selectors.scene_objects_for_user(request.user, slug=slug, image_id=image_id)
+        if not objects:
+            raise NotFound(f"Image {image_id} has no judged objects yet: nothing to compose.", code="no_scene")
+        response = HttpResponse(scene_archive(image=image, objects=objects), content_type="application/zip")
+        response["Content-Disposition"] = f'attachment; filename="scene-image-{image.pk}.zip"'
+        return response
+

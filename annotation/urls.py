@@ -10,6 +10,8 @@ urlpatterns = [
     path("projects/<slug:slug>/quality", apis.AnnotatorQualityApi.as_view(), name="api-quality"),
     path("projects/<slug:slug>/quality/me", apis.MyQualityApi.as_view(), name="api-quality-me"),
     path("projects/<slug:slug>/progress", apis.ProgressApi.as_view(), name="api-progress"),
+    path("projects/<slug:slug>/scenes/<int:image_id>.zip", apis.SceneDownloadApi.as_view(),
+         name="api-scene-download"),
     path("projects/<slug:slug>/artist-queue", apis.ArtistQueueApi.as_view(), name="api-artist-queue"),
     path("leases/<int:lease_id>/renew", apis.LeaseRenewApi.as_view(), name="api-lease-renew"),
     path("leases/<int:lease_id>/release", apis.LeaseReleaseApi.as_view(), name="api-lease-release"),

@@ -100,3 +100,49 @@ def test_generation_of_the_three_backends_stays_on_the_job_item_path(gen_project
     backends = sorted(Candidate.objects.filter(item__project=gen_project).values_list("checkpoint__backend",
                                                                                        flat=True))
     assert backends == ["builtin", "sam3d_objects", "trellis2"]
+
+
+def test_the_scene_download_keeps_meshes_and_splats(gen_project, member, api, fresh_registry):
+    """Two objects of one photo judged: a SAM 3D-style winner (mesh + splat) and a TRELLIS.2-style one
+    (textured mesh only); the scene's zip holds both meshes, the splat, and the splat placed in the
+    camera frame by its layout."""
+    import io
+    import json
+    import zipfile
+
+    import numpy as np
+    from plyfile import PlyData
+
+    from modelzoo.splats import read_ply
+    from modelzoo.synth.rotations import quat_to_matrix
+    from tests.annotation.conftest import judgement_body
+
+    image = ObjectMask.objects.filter(image__project=gen_project).order_by("pk").first().image
+    masks = list(image.masks.order_by("pk").values_list("pk", flat=True))
+    call_command("generate", project=gen_project.slug, masks=masks, candidates=6, with_standins=True, inline=True)
+    annotator, viewer = member(Role.ANNOTATOR), member(Role.ANNOTATOR)  # any member may download
+    want = {masks[0]: "sam3d_objects", masks[1]: "trellis2"}
+    for _ in masks:
+        payload = api(annotator).post(f"/api/v1/projects/{gen_project.slug}/next-item").json()
+        backend = want[Candidate.objects.get(pk=payload["item"]["candidates"][0]["id"]).item.mask_id]
+        best = {c.pk for c in Candidate.objects.filter(item_id=payload["item"]["id"], checkpoint__backend=backend)}
+        body = judgement_body(payload, prefer=lambda king, challenger: "b" if challenger in best and king not in best
+                              else "a")
+        r = api(annotator).post(f"/api/v1/items/{payload['item']['id']}/judgements", body, format="json")
+        assert r.status_code == 201, r.content
+    r = api(viewer).get(f"/api/v1/projects/{gen_project.slug}/scenes/{image.pk}.zip")
+    assert r.status_code == 200 and r["Content-Type"] == "application/zip"
+    archive = zipfile.ZipFile(io.BytesIO(r.content))
+    scene = json.loads(archive.read("scene.json"))
+    by_candidate = {o["candidate"]: o for o in scene["objects"]}
+    kinds = {Candidate.objects.get(pk=c).checkpoint.backend: o for c, o in by_candidate.items()}
+    assert set(kinds) == {"sam3d_objects", "trellis2"}
+    sam, trellis = kinds["sam3d_objects"], kinds["trellis2"]
+    assert archive.read(sam["mesh"])[:4] == b"glTF" and archive.read(trellis["mesh"])[:4] == b"glTF"
+    assert trellis["splat"] is None and PlyData.read(io.BytesIO(archive.read(sam["splat"])))["vertex"].count == 6000
+    placed = read_ply(archive.read("scene_splats.ply"))
+    local = read_ply(archive.read(sam["splat"]))
+    layout = sam["layout"]
+    expected = local.positions @ quat_to_matrix(layout["rotation"]).T * layout["scale"][0] + layout["translation"]
+    assert np.abs(placed.positions - expected).max() < 1e-4
+    assert api(None).get(f"/api/v1/projects/{gen_project.slug}/scenes/{image.pk}.zip").status_code in (401, 403)
