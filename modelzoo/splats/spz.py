@@ -39,10 +39,11 @@ def _u8(a: np.ndarray) -> np.ndarray:
 
 
 def spz_bytes(g: Gaussians, *, version: int = 3, sh_degree: int | None = 0, sort: bool = True,
-              level: int = 9) -> bytes:
+              level: int = 6) -> bytes:
     """SPZ of the splat. `sh_degree` caps the spherical harmonics kept (0, the default, keeps the
     DC colour only: the browser copy's size budget); `sort` orders the Gaussians along a Z-order
-    curve first, which gzip rewards (about 10-15% smaller)."""
+    curve first, which gzip rewards (about 10-15% smaller). gzip level 6: the size of level 9 at 2/3
+    of its time (300k Gaussians: 2.86 MB either way); level 1 is 5% larger."""
     if version not in (2, 3):
         raise ValueError("SPZ version 2 or 3")
     if sort and len(g) > 1:
