@@ -7,7 +7,8 @@ rewritten as the browser's compact copy.
   reference; tests run it on what the engine writes (frontend/scripts/validate-gltf.mjs), and a
   worker needs no Node for these checks.
 * `recentred_glb`: the same GLB under one new root node that moves it by -centre (the original
-  bytes untouched otherwise): the object frame's convention, centred, with the layout keeping the pose.
+  bytes untouched otherwise, but data: URI images moved into the binary chunk): the object frame's
+  convention, centred, with the layout keeping the pose.
 * `compact_glb`: the browser copy: every triangle primitive with its node transforms baked in,
   positions int16 and normals int8 (KHR_mesh_quantization), UVs uint16, colours RGBA8, textures
   downscaled to at most 1024 px and re-encoded as WebP (EXT_texture_webp), materials kept.
@@ -379,9 +380,21 @@ def recentred_glb(summary: GlbSummary, centre: np.ndarray) -> bytes:
     nodes.append({"name": "data-engine recentre", "translation": [float(-c) for c in centre],
                   "children": list(scene.get("nodes", []))})
     scene["nodes"] = [len(nodes) - 1]
-    if summary.blob and gltf.get("buffers"):
-        gltf["buffers"][0]["byteLength"] = len(summary.blob)
-    return _pack(gltf, summary.blob)
+    blob = bytearray(summary.blob)
+    for image in gltf.get("images", []):  # data: URIs (Hunyuan3D's) moved into the binary chunk, as GLB wants
+        if "uri" in image:
+            found = _DATA_URI.fullmatch(image.pop("uri"))
+            while len(blob) % 4:
+                blob.append(0)
+            data = base64.b64decode(found.group(2))
+            gltf.setdefault("bufferViews", []).append({"buffer": 0, "byteOffset": len(blob), "byteLength": len(data)})
+            blob.extend(data)
+            image["bufferView"], image["mimeType"] = len(gltf["bufferViews"]) - 1, found.group(1)
+    if blob:
+        if not gltf.get("buffers"):
+            gltf["buffers"] = [{}]
+        gltf["buffers"][0]["byteLength"] = len(blob)
+    return _pack(gltf, bytes(blob))
 
 
 class _Writer:
