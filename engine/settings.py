@@ -210,7 +210,9 @@ else:
     _MEDIA_ORIGINS = []
 CONTENT_SECURITY_POLICY = {
     "default-src": ["'self'"],
-    "script-src": ["'self'", "'nonce'"],
+    # 'wasm-unsafe-eval' lets pages compile WebAssembly (Spark, the splat renderer, decodes and
+    # sorts splats in WebAssembly); it allows no JavaScript eval and no inline script.
+    "script-src": ["'self'", "'nonce'", "'wasm-unsafe-eval'"],
     "style-src": ["'self'", "'nonce'"],
     "img-src": ["'self'", "data:", "blob:", *_MEDIA_ORIGINS],
     "connect-src": ["'self'", "blob:", *_MEDIA_ORIGINS],

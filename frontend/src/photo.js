@@ -1,7 +1,7 @@
 // The photo panel: the photo with the mask outlined, and per comparison side a crop around the
 // object with that candidate projected onto the photo at its predicted layout (plain 2D canvas:
 // the candidates' one WebGL context stays the only one).
-import { cropAround, maskOutline, projectPoints, toCamera } from './projection.js';
+import { cropAround, maskOutline, projectPoints, splatRadii, toCamera } from './projection.js';
 
 const OUTLINE = [255, 225, 77, 255]; // yellow: visible on most photos, unlike red on red
 
@@ -73,7 +73,10 @@ export class PhotoPanel {
     ctx.fillStyle = '#111'; ctx.fillRect(0, 0, c.width, c.height);
     ctx.setTransform(s, 0, 0, s, -x * s, -y * s);
     ctx.drawImage(it.outlined, 0, 0);
-    if (overlay && geometry && layout) drawProjection(ctx, geometry, layout, it.K, 1 / s);
+    if (overlay && geometry && layout) {
+      if (geometry.faces) drawProjection(ctx, geometry, layout, it.K, 1 / s);
+      else drawSplatProjection(ctx, geometry, layout, it.K, 1 / s);
+    }
     ctx.setTransform(1, 0, 0, 1, 0, 0);
   }
 
@@ -125,6 +128,23 @@ export function drawProjection(ctx, { points, faces }, layout, K, pixel = 1) {
     ctx.beginPath();
     ctx.moveTo(uv[a], uv[a + 1]); ctx.lineTo(uv[b], uv[b + 1]); ctx.lineTo(uv[c], uv[c + 1]);
     ctx.closePath(); ctx.fill(); ctx.stroke();
+  }
+  ctx.restore();
+}
+
+/** A splat over the photo: each (kept) Gaussian a disc of its own colour, far to near. */
+export function drawSplatProjection(ctx, { points, sigmas, colors }, layout, K, pixel = 1) {
+  const uv = projectPoints(K, toCamera(points, layout));
+  const radii = splatRadii(uv, sigmas, K, layout, 1);
+  const n = radii.length;
+  const order = Uint32Array.from({ length: n }, (_, i) => i).sort((p, q) => uv[3 * q + 2] - uv[3 * p + 2]);
+  ctx.save();
+  ctx.globalAlpha = 0.7;
+  for (const i of order) {
+    const r = Math.max(radii[i], pixel * 0.75);
+    if (!radii[i]) continue;
+    ctx.fillStyle = `rgb(${colors[3 * i]},${colors[3 * i + 1]},${colors[3 * i + 2]})`;
+    ctx.fillRect(uv[3 * i] - r, uv[3 * i + 1] - r, 2 * r, 2 * r);
   }
   ctx.restore();
 }

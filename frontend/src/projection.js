@@ -118,6 +118,41 @@ export function rasterizeTriangles(uv, faces, width, height, out = new Uint8Arra
   return out;
 }
 
+/**
+ * Projected pixel radius of each splat Gaussian: `k` standard deviations (`sigmas`, object frame,
+ * metres) scaled by the layout's mean scale and seen at the point's depth, at least half a pixel.
+ */
+export function splatRadii(uv, sigmas, K, layout, k = 1.5) {
+  const [sx, sy, sz] = normaliseScale(layout.scale);
+  const s = (Math.abs(sx) + Math.abs(sy) + Math.abs(sz)) / 3;
+  const f = 0.5 * (K[0][0] + K[1][1]);
+  const out = new Float32Array(sigmas.length);
+  for (let i = 0; i < sigmas.length; i++) {
+    const d = uv[3 * i + 2];
+    out[i] = d > 0 && sigmas[i] > 0 ? Math.max(0.5, (k * f * s * sigmas[i]) / d) : 0;
+  }
+  return out;
+}
+
+/** Fill a disc per projected point (radius in pixels; 0 skips it) into a width x height bitmap. */
+export function rasterizeDiscs(uv, radii, width, height, out = new Uint8Array(width * height)) {
+  for (let i = 0; i < radii.length; i++) {
+    const r = radii[i];
+    if (!(r > 0) || uv[3 * i + 2] <= 0) continue;
+    const u = uv[3 * i]; const v = uv[3 * i + 1];
+    const minX = Math.max(0, Math.floor(u - r)); const maxX = Math.min(width - 1, Math.ceil(u + r));
+    const minY = Math.max(0, Math.floor(v - r)); const maxY = Math.min(height - 1, Math.ceil(v + r));
+    for (let y = minY; y <= maxY; y++) {
+      const dy = y + 0.5 - v;
+      for (let x = minX; x <= maxX; x++) {
+        const dx = x + 0.5 - u;
+        if (dx * dx + dy * dy <= r * r) out[y * width + x] = 1;
+      }
+    }
+  }
+  return out;
+}
+
 /** Intersection over union of two same-sized 0/1 bitmaps (0 when both are empty). */
 export function iou(a, b) {
   let inter = 0; let union = 0;
@@ -199,12 +234,14 @@ export function cropAround([bx, by, bw, bh], width, height, margin = 0.35) {
 }
 
 /** Projected-mesh vs mask overlap (IoU) at a working resolution of at most `maxSide` pixels. */
-export function layoutOverlap({ points, faces, layout, K, width, height, mask, maxSide = 160 }) {
+export function layoutOverlap({ points, faces = null, sigmas = null, layout, K, width, height, mask, maxSide = 160 }) {
   const scale = Math.min(1, maxSide / Math.max(width, height));
   const w2 = Math.max(1, Math.round(width * scale)); const h2 = Math.max(1, Math.round(height * scale));
   const uv = projectPoints(K, toCamera(points, layout));
+  // A mesh's silhouette is its triangles; a splat's, a disc per Gaussian (1.5 standard deviations).
+  const radii = faces ? null : splatRadii(uv, sigmas, K, layout).map((r) => r * scale);
   for (let i = 0; i < uv.length; i += 3) { uv[i] *= w2 / width; uv[i + 1] *= h2 / height; }
-  const sil = rasterizeTriangles(uv, faces, w2, h2);
+  const sil = faces ? rasterizeTriangles(uv, faces, w2, h2) : rasterizeDiscs(uv, radii, w2, h2);
   const m = resampleMask(mask, width, height, w2, h2);
   return iou(sil, m);
 }

@@ -5,22 +5,28 @@
 // happened through the callbacks it was given.
 import { Outbox, newKey } from './api.js';
 import { depthToPoints, intrinsicsFor, parseNpy, rleDecode } from './projection.js';
+import { defaultMode, drawnAs } from './representation.js';
 
 const RENEW_FRACTION = 1 / 3; // renew when a third of the lease has passed
 
 /**
- * Download what an item needs before it is shown: the photo and the first pair's GLBs. The other
- * candidates keep downloading in the background (their promises are in `glbs`); a prefetched item
- * has had time to finish them all.
+ * Download what an item needs before it is shown: the photo and the first pair's compact copies,
+ * each of the representation it is drawn as in the project's judged representation (GLB or
+ * splat). The other candidates keep downloading in the background (their promises are in `glbs`
+ * and `splats`); a prefetched item has had time to finish them all. The other representation of a
+ * candidate is fetched when a view mode asks for it (`assetBytes`).
  */
 export async function prepare(api, payload, { all = false } = {}) {
   if (!payload) return null;
   const { item } = payload;
   const glbs = new Map();
+  const splats = new Map();
+  const mode = defaultMode(item.judged_representation);
   const fetchGlb = (c) => {
-    const p = api.bytes(c.glb_compact_url || c.glb_url);
+    const splat = drawnAs(mode, c).as === 'splat';
+    const p = api.bytes(splat ? c.splat_url : (c.glb_compact_url || c.glb_url));
     p.catch(() => {}); // reported when the candidate is shown
-    glbs.set(c.id, p);
+    (splat ? splats : glbs).set(c.id, p);
     return p;
   };
   const [first, rest] = [item.candidates.slice(0, 2), item.candidates.slice(2)];
@@ -32,12 +38,13 @@ export async function prepare(api, payload, { all = false } = {}) {
     // do not compete for the (shared) server and link while the annotator waits for the first pair.
     const after = Promise.allSettled([photoP, ...firstPair]);
     for (const c of rest) {
-      const p = after.then(() => api.bytes(c.glb_compact_url || c.glb_url));
+      const splat = drawnAs(mode, c).as === 'splat';
+      const p = after.then(() => api.bytes(splat ? c.splat_url : (c.glb_compact_url || c.glb_url)));
       p.catch(() => {});
-      glbs.set(c.id, p);
+      (splat ? splats : glbs).set(c.id, p);
     }
   }
-  const [photo] = await Promise.all([photoP, ...(all ? [...glbs.values()] : firstPair)]);
+  const [photo] = await Promise.all([photoP, ...(all ? [...glbs.values(), ...splats.values()] : firstPair)]);
   let cloud = null;
   if (item.image.depth_url) {
     try {
@@ -46,7 +53,23 @@ export async function prepare(api, payload, { all = false } = {}) {
     } catch { cloud = null; } // the point cloud is a help, not a requirement
   }
   const mask = item.mask?.rle ? rleDecode(item.mask.rle) : null;
-  return { ...payload, photo, glbs, mask, cloud, receivedAt: performance.now() };
+  return { ...payload, photo, glbs, splats, mask, cloud, receivedAt: performance.now() };
+}
+
+/**
+ * The bytes of candidate `c`'s compact mesh (kind 'mesh') or splat (kind 'splat') for a prepared
+ * item: the download already under way, or a new one (kept for the item's life).
+ */
+export function assetBytes(api, prepared, c, kind) {
+  const map = kind === 'splat' ? prepared.splats : prepared.glbs;
+  if (!map.has(c.id)) {
+    const url = kind === 'splat' ? c.splat_url : (c.glb_compact_url || c.glb_url);
+    if (!url) return Promise.reject(new Error(`candidate ${c.id} has no ${kind}`));
+    const p = api.bytes(url);
+    p.catch(() => {});
+    map.set(c.id, p);
+  }
+  return map.get(c.id);
 }
 
 export class ItemSession {
@@ -58,10 +81,12 @@ export class ItemSession {
    *   outcomes [{entry, result|error}]; `done` already counts the stored ones
    * @param {(what: 'lost'|'offline') => void} [options.onLease] the lease on the item on screen
    *   went to someone else, or could not be renewed for want of a connection (it is retried)
+   * @param {(payload: object) => void} [options.onPayload] a next-item payload arrived, before its
+   *   files are downloaded (the page starts loading what drawing it will need, e.g. the splat renderer)
    * @param {object} [options.outbox] options for the Outbox (storage, storageKey)
    */
-  constructor(api, { slug, onOutbox = () => {}, onLease = () => {}, outbox = {} }) {
-    this.api = api; this.slug = slug; this.onLease = onLease;
+  constructor(api, { slug, onOutbox = () => {}, onLease = () => {}, onPayload = () => {}, outbox = {} }) {
+    this.api = api; this.slug = slug; this.onLease = onLease; this.onPayload = onPayload;
     this.outbox = new Outbox(api, {
       ...outbox,
       onChange: (outcomes) => {
@@ -103,7 +128,9 @@ export class ItemSession {
         // Without a prefetched item the server still holds our lease until the judgement lands:
         // asking before that would hand back the item just judged.
         await this.outbox.settled();
-        next = await prepare(this.api, await this.api.nextItem(this.slug));
+        const payload = await this.api.nextItem(this.slug);
+        if (payload) this.onPayload(payload);
+        next = await prepare(this.api, payload);
         if (next && previous && next.item.id === previous.item.id && previous.submitted) next = null;
       }
     } catch (err) {
@@ -130,6 +157,7 @@ export class ItemSession {
           this.prefetchUnsupported = true;
           return null;
         }
+        if (payload) this.onPayload(payload);
         return payload ? prepare(this.api, payload, { all: true }) : null;
       })
       .catch(() => null);

@@ -6,7 +6,8 @@ import { Api, ApiError } from './api.js';
 import { actionFor, bindingsFor, keyLabel } from './keymap.js';
 import { PhotoPanel } from './photo.js';
 import { intrinsicsFor, layoutOverlap } from './projection.js';
-import { ItemSession } from './session.js';
+import { capabilities, defaultMode, drawnAs, modeLabel, nextMode, VIEW_MODES } from './representation.js';
+import { ItemSession, assetBytes } from './session.js';
 import { LOADING, pairOnScreen, reduce, winnerOf } from './stages.js';
 import * as viewerFacade from './viewer.js';
 
@@ -21,6 +22,11 @@ export class Workbench {
       slug,
       onOutbox: (outcomes) => this._onOutbox(outcomes),
       onLease: (what) => this._onLease(what),
+      // A splat to draw: load Spark (2.5 MB, its WebAssembly compiled) while the files download.
+      onPayload: ({ item }) => {
+        const mode = defaultMode(item.judged_representation);
+        if (item.candidates.some((c) => drawnAs(mode, c).as === 'splat')) viewerFacade.loadSpark();
+      },
     });
     this._build();
     this.viewer = viewerFacade.setup($(root, '.wb-stage'));
@@ -28,6 +34,7 @@ export class Workbench {
     this.state = LOADING; // stages.js
     this.view = null; // what this page knows of the item on screen: {item, K, byId, stats, firstRendered, overlap}
     this.overlay = true;
+    this.mode = 'textured'; // the view mode (representation.js); each item opens in its judged representation
     this.itemsShown = 0;
     this.timings = { firstRender: null, nextItem: [], memory: [] };
     this._renderStage();
@@ -69,8 +76,8 @@ export class Workbench {
         </aside>
         <section class="wb-stage">
           <div class="wb-orbit" data-orbit>
-            <div class="wb-view" data-view="left"><span class="tag">left <kbd>1</kbd></span><span class="poly"></span></div>
-            <div class="wb-view" data-view="right"><span class="tag">right <kbd>3</kbd></span><span class="poly"></span></div>
+            <div class="wb-view" data-view="left"><span class="tag">left <kbd>1</kbd></span><span class="note" hidden></span><span class="poly"></span></div>
+            <div class="wb-view" data-view="right"><span class="tag">right <kbd>3</kbd></span><span class="note" hidden></span><span class="poly"></span></div>
           </div>
           <div class="wb-layout" hidden><div class="wb-layout-view"></div>
             <div class="wb-overlap">mask overlap: <b>–</b></div></div>
@@ -123,6 +130,7 @@ export class Workbench {
     this.photo.setItem({ bitmap: s.photo, width: item.image.width, height: item.image.height, mask: s.mask, bbox: item.mask.bbox, K });
     $(this.root, '.wb-photo-label').textContent = `${item.mask.label || 'object'} · ${item.image.width}×${item.image.height}${item.image.intrinsics ? '' : ' · default camera (60° fov)'}`;
     $(this.root, '.wb-item').textContent = `item ${item.id}`;
+    this.mode = this.viewer.setMode(defaultMode(item.judged_representation));
     this.dispatch({ type: 'item', item });
     this._buildStrip();
     this.itemsShown += 1;
@@ -136,15 +144,22 @@ export class Workbench {
     });
   }
 
+  /** How candidate `id` is drawn in the current view mode: {as: 'mesh'|'splat'|null, note}. */
+  _drawn(id) { return drawnAs(this.mode, this.view?.byId.get(id)); }
+
+  /** Download and decode what candidate `id` is drawn as in the current view mode. */
   async _ensureLoaded(id) {
     const s = this.session.current;
     const view = this.view;
-    if (!s || this.viewer.has(id)) return;
+    const { as } = this._drawn(id);
+    if (!s || !as || this.viewer.has(id, as)) return;
     try {
-      const buf = await s.glbs.get(id);
-      if (this.session.current !== s || this.viewer.has(id)) return;
-      const stats = await this.viewer.load(id, buf.slice(0));
-      if (stats) view.stats.set(id, stats);
+      const buf = await assetBytes(this.session.api, s, view.byId.get(id), as);
+      if (this.session.current !== s || this.viewer.has(id, as)) return;
+      // A copy: the GLB parser and Spark's decoder may keep or transfer the buffer they get.
+      const stats = as === 'splat' ? await this.viewer.loadSplat(id, new Uint8Array(buf.slice(0)))
+        : await this.viewer.load(id, buf.slice(0));
+      if (stats) view.stats.set(`${id}:${as}`, stats);
     } catch (err) {
       this._message(`Candidate ${id} could not be displayed (${err.message}). Flag the item with F if this persists.`, 'error');
     }
@@ -171,15 +186,19 @@ export class Workbench {
     if (!s || st.item !== s.item) return;
     const pair = this._pair();
     this.root.classList.toggle('single', pair.length === 1);
-    this.viewer.show(pair, { reframe });
+    const drawn = pair.map((id) => this._drawn(id));
+    this.viewer.show(pair, { reframe, as: drawn.map((d) => d.as ?? 'mesh') });
     pair.forEach((id, side) => {
       const c = this.view.byId.get(id);
-      const stats = this.view.stats.get(id);
+      const { as, note } = drawn[side];
       const view = this.root.querySelectorAll('.wb-view')[side];
-      const tris = c?.num_faces || stats?.triangles || 0;
-      $(view, '.poly').textContent = `#${s.item.candidates.indexOf(c) + 1} · ${fmtCount(tris)} triangles`;
-      const geometry = this.viewer.geometry(id);
-      this.photo.drawCrop(side, geometry, c?.layout, { overlay: this.overlay });
+      $(view, '.poly').textContent = `#${s.item.candidates.indexOf(c) + 1} · ${describe(c, as, this.view.stats.get(`${id}:${as}`))}`;
+      // A candidate that lacks the representation of the view mode is drawn as what it has: say so.
+      const noteEl = $(view, '.note');
+      noteEl.textContent = note ?? '';
+      noteEl.hidden = !note;
+      view.dataset.drawnAs = as ?? '';
+      this.photo.drawCrop(side, this.viewer.geometry(id, as ?? 'mesh'), c?.layout, { overlay: this.overlay });
     });
     if (pair.length < 2) this.photo.clearCrop(1);
     const tags = this.root.querySelectorAll('.wb-view .tag');
@@ -276,7 +295,7 @@ export class Workbench {
     if (!this.session.current) return;
     switch (action) {
       case 'turntable': this.viewer.setTurntable(!this.viewer.turntable); this._updateModes(); return;
-      case 'cycle-mode': this.viewer.cycleMode(); this._updateModes(); return;
+      case 'cycle-mode': this.setMode(nextMode(this.mode, this.session.current.item.candidates)); return;
       case 'overlay': this.overlay = !this.overlay; this._refresh(); return;
       case 'skip': this._skip(); return;
       case 'mode-translate': case 'mode-rotate': case 'mode-scale':
@@ -285,15 +304,30 @@ export class Workbench {
       default: break;
     }
     if (action.startsWith('flag-')) { this._flag(action.slice(5)); return; }
+    if (action.startsWith('show-')) { this.setMode(action.slice(5)); return; }
     this.dispatch({ type: action });
+  }
+
+  /**
+   * Draw both candidates of the comparison (and the strip's others, in the background) in view mode
+   * `mode` (representation.js): what each is drawn as is loaded first, the views redrawn when it is.
+   */
+  async setMode(mode) {
+    const s = this.session.current;
+    this.mode = this.viewer.setMode(mode);
+    this._updateModes();
+    if (!s || !VIEWING.has(this.state.stage)) return;
+    await this._showPair();
+    for (const c of s.item.candidates) { if (this.session.current === s && this.mode === mode) await this._ensureLoaded(c.id); }
   }
 
   // ---------------- layout stage ----------------
   _enterLayout() {
     const s = this.session.current;
     const st = this.state;
+    const id = winnerOf(st);
     this.viewer.enterLayout({
-      id: winnerOf(st), K: this.view.K, width: s.item.image.width, height: s.item.image.height, layout: st.layout,
+      id, as: this._drawn(id).as ?? 'mesh', K: this.view.K, width: s.item.image.width, height: s.item.image.height, layout: st.layout,
       background: this.photo.photoCanvas(), cloud: s.cloud, el: $(this.root, '.wb-layout-view'),
     });
     this._updateOverlap();
@@ -307,7 +341,8 @@ export class Workbench {
       const s = this.session.current;
       const st = this.state;
       if (!s || st.item !== s.item || st.stage !== 'layout' || !s.mask) return;
-      const g = this.viewer.geometry(winnerOf(st));
+      const id = winnerOf(st);
+      const g = this.viewer.geometry(id, this._drawn(id).as ?? 'mesh');
       const o = layoutOverlap({ ...g, layout: st.layout, K: this.view.K, width: s.item.image.width, height: s.item.image.height, mask: s.mask });
       this.view.overlap = o;
       $(this.root, '.wb-overlap b').textContent = `${(100 * o).toFixed(1)}% IoU`;
@@ -366,7 +401,7 @@ export class Workbench {
     const s = this.session.current;
     $(this.root, '.wb-strip').innerHTML = s.item.candidates.map((c, i) => `
       <figure data-id="${c.id}"><img src="${esc(c.preview_url)}" alt="candidate ${i + 1}" loading="eager" decoding="async">
-      <figcaption>#${i + 1} · ${fmtCount(c.num_faces)} tris</figcaption></figure>`).join('');
+      <figcaption>#${i + 1} · ${describe(c, drawnAs(this.mode, c).as, null, true)}</figcaption></figure>`).join('');
   }
 
   _updateStrip() {
@@ -417,7 +452,12 @@ export class Workbench {
   }
 
   _updateModes() {
-    $(this.root, '.wb-modes').innerHTML = `view: <b>${this.viewer.mode}</b> <kbd>M</kbd> · turntable ${this.viewer.turntable ? 'on' : 'off'} <kbd>Space</kbd> · overlay ${this.overlay ? 'on' : 'off'} <kbd>O</kbd>`;
+    const judged = this.state.item?.judged_representation;
+    const keys = { textured: 'C', geometry: 'G', wireframe: 'W', normals: 'N', splat: 'P' };
+    const modes = VIEW_MODES.map(({ mode }) => (mode === this.mode ? `<b>${esc(modeLabel(mode))}</b>` : esc(mode)) + ` <kbd>${keys[mode]}</kbd>`);
+    $(this.root, '.wb-modes').innerHTML = `view: ${modes.join(' ')}${judged ? ` · judged: <b>${esc(judged)}</b>` : ''}`
+      + ` · turntable ${this.viewer.turntable ? 'on' : 'off'} <kbd>Space</kbd> · overlay ${this.overlay ? 'on' : 'off'} <kbd>O</kbd>`;
+    this.root.dataset.viewMode = this.mode;
   }
 
   _message(text, level = 'info') {
@@ -433,6 +473,13 @@ export class Workbench {
       this._message(`${prefix} ${err?.message ?? err}`, 'error');
     }
   }
+}
+
+/** "12k triangles · textured" or "300k Gaussians": what a candidate is drawn as, in words. */
+function describe(c, as, stats, short = false) {
+  if (as === 'splat') return `${fmtCount(c?.num_gaussians || stats?.gaussians || 0)} ${short ? 'gauss.' : 'Gaussians'}`;
+  const tris = `${fmtCount(c?.num_faces || stats?.triangles || 0)} ${short ? 'tris' : 'triangles'}`;
+  return capabilities(c).textured && !short ? `${tris} · textured` : tris;
 }
 
 function fmtCount(n) { return n >= 10000 ? `${(n / 1000).toFixed(0)}k` : n >= 1000 ? `${(n / 1000).toFixed(1)}k` : String(n ?? 0); }

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   cropAround, defaultIntrinsics, depthToPoints, iou, layoutOverlap, maskOutline, parseNpy, projectPoint, projectPoints,
-  projectionFromK, quatToMat3, rasterizeTriangles, rleDecode, toCamera,
+  projectionFromK, quatToMat3, rasterizeDiscs, rasterizeTriangles, rleDecode, splatRadii, toCamera,
 } from '../src/projection.js';
 import { BITS, RLE } from './fixtures.js';
 
@@ -111,6 +111,27 @@ describe('masks', () => {
     const moved = { ...layout, translation: [0.5, 0, -2] };
     const o = layoutOverlap({ points, faces, layout: moved, K, width, height, mask, maxSide: 100 });
     expect(o).toBeLessThan(0.5); expect(o).toBeGreaterThan(0.1);
+  });
+
+  it('a splat covers the mask by its Gaussians: discs of their projected size', () => {
+    const width = 200; const height = 200; const K = defaultIntrinsics(width, height);
+    const layout = { rotation: [1, 0, 0, 0], translation: [0, 0, -2], scale: [1, 1, 1] };
+    // one Gaussian of sigma 0.1 m, 2 m away: 1.5 sigma = 0.15 m = fx * 0.15 / 2 pixels
+    const radii = splatRadii(projectPoints(K, toCamera(new Float32Array([0, 0, 0]), layout)), new Float32Array([0.1]), K, layout);
+    close(radii[0], (K[0][0] * 0.15) / 2, 1e-3);
+    expect(splatRadii(new Float32Array([0, 0, 2]), new Float32Array([0]), K, layout)[0]).toBe(0); // transparent: no disc
+    const disc = rasterizeDiscs(new Float32Array([100, 100, 2]), new Float32Array([10]), width, height);
+    const area = disc.reduce((a, b) => a + b, 0);
+    expect(Math.abs(area - Math.PI * 100) / (Math.PI * 100)).toBeLessThan(0.05);
+    // a grid of Gaussians over the unit square: the same silhouette as the square's two triangles
+    const pts = []; const sig = [];
+    for (let i = 0; i <= 40; i++) for (let j = 0; j <= 40; j++) { pts.push(-0.5 + i / 40, -0.5 + j / 40, 0); sig.push(0.015); }
+    const points = new Float32Array(pts); const sigmas = new Float32Array(sig);
+    const square = new Float32Array([-0.5, -0.5, 0, 0.5, -0.5, 0, 0.5, 0.5, 0, -0.5, 0.5, 0]);
+    const mask = rasterizeTriangles(projectPoints(K, toCamera(square, layout)), [0, 1, 2, 0, 2, 3], width, height);
+    expect(layoutOverlap({ points, sigmas, layout, K, width, height, mask, maxSide: 200 })).toBeGreaterThan(0.85);
+    const moved = { ...layout, translation: [0.5, 0, -2] };
+    expect(layoutOverlap({ points, sigmas, layout: moved, K, width, height, mask, maxSide: 200 })).toBeLessThan(0.5);
   });
 });
 

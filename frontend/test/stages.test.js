@@ -243,7 +243,8 @@ describe('flag', () => {
 
 describe('keys that do nothing in a stage do nothing', () => {
   // The DOM layer runs these itself; the stages never see them.
-  const domActions = new Set(['turntable', 'cycle-mode', 'overlay', 'skip', 'retry', 'mode-translate', 'mode-rotate', 'mode-scale']);
+  const domActions = new Set(['turntable', 'cycle-mode', 'overlay', 'skip', 'retry', 'mode-translate', 'mode-rotate', 'mode-scale',
+    'show-textured', 'show-geometry', 'show-wireframe', 'show-normals', 'show-splat']);
   const stateIn = {
     compare: () => shown(),
     rank: () => shown({ protocol: 'full_ranking' }),
