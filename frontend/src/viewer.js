@@ -76,7 +76,7 @@ class Viewer {
     this.scene.add(this.camera);
 
     this.materials = {
-      geometry: new THREE.MeshStandardMaterial({ color: 0xc4c8d0, roughness: 0.75, metalness: 0 }),
+      geometry: new THREE.MeshStandardMaterial({ color: 0xaab0ba, roughness: 0.7, metalness: 0 }),
       colour: new THREE.MeshStandardMaterial({ vertexColors: true, roughness: 0.8, metalness: 0 }),
       wireframe: new THREE.MeshBasicMaterial({ color: 0x9fe0ff, wireframe: true }),
       normals: new THREE.MeshNormalMaterial(),
