@@ -57,7 +57,7 @@ def textured_glb(vertices: np.ndarray, faces: np.ndarray, *, texture_px: int = 2
 
 
 def make_representation_items(project, *, kinds: list[str], count: int = 1, first_seed: int = 71,
-                              gaussians: int = 6000, judged: str | None = None) -> list:
+                              gaussians: int = 6000, judged: str | None = None, texture_px: int = 256) -> list:
     """`count` ready items of `project` whose candidates are of `kinds` (one candidate per entry,
     in order: "textured", "splat", "mesh+splat"), stored as the generation step stores them."""
     from annotation.models import Item, ItemState
@@ -97,7 +97,7 @@ def make_representation_items(project, *, kinds: list[str], count: int = 1, firs
         meshes = _candidate_meshes(sample, len(kinds), seed=2000 + k)
         for i, (kind, (v, f, colours, layout)) in enumerate(zip(kinds, meshes)):
             if kind == "textured":
-                out = CandidateOutput(seed=i, glb=textured_glb(v, f), layout=layout)
+                out = CandidateOutput(seed=i, glb=textured_glb(v, f, texture_px=texture_px), layout=layout)
             else:
                 g = gaussians_on_surface(v, f, colours, gaussians, seed=i)
                 if kind == "splat":
