@@ -278,6 +278,26 @@ class Services:
 
 
 # ------------------------------------------------------------------ the loop
+
+def run_in_threads(workers) -> None:
+    """Each simulated person's `run()` in a thread of its own, as people work at once; the first
+    error of any of them is raised once all have stopped."""
+    errors = []
+
+    def work(a):
+        try:
+            a.run()
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(a,)) for a in workers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+
 class Simulation:
     def __init__(self, setting: Setting, *, slug: str | None = None, base_url: str | None = None,
                  checkpoint_path: str | None = None, log=print):
@@ -405,21 +425,7 @@ class Simulation:
         annotators = [SimulatedAnnotator(base, name, pw, self.slug, self.truth.__getitem__, noise=self.st.noise,
                                          equal_margin=self.st.equal_margin, seed=self.st.seed * 100 + k)
                       for k, (name, pw) in enumerate(self.passwords.items())]
-        errors = []
-
-        def work(a):
-            try:
-                a.run()
-            except Exception as exc:  # surfaced below
-                errors.append(exc)
-
-        threads = [threading.Thread(target=work, args=(a,)) for a in annotators]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        if errors:
-            raise errors[0]
+        run_in_threads(annotators)
         n = sum(a.judged for a in annotators)
         self.log(f"  {len(annotators)} annotators judged {n} items over HTTP in {time.time() - t0:.0f}s")
         return {"judged": n}
@@ -434,21 +440,7 @@ class Simulation:
         artists = [SimulatedArtist(base, name, pw, self.slug, oracle, error=ArtistError(),
                                    seed=self.st.seed * 100 + 50 + k, index=k, count=n)
                    for k, (name, pw) in enumerate(self.artist_passwords.items())]
-        errors = []
-
-        def work(a):
-            try:
-                a.run()
-            except Exception as exc:  # surfaced below
-                errors.append(exc)
-
-        threads = [threading.Thread(target=work, args=(a,)) for a in artists]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        if errors:
-            raise errors[0]
+        run_in_threads(artists)
         meshes, minutes = sum(a.meshes for a in artists), sum(a.minutes for a in artists)
         self.log(f"  {n} artists uploaded {meshes} meshes over HTTP in {time.time() - t0:.0f}s "
                  f"({minutes / 60:.1f} simulated artist hours)")
