@@ -5,9 +5,9 @@
 // frame(), exportGlb(), destroy()}.
 import * as THREE from 'three';
 import { OrbitControls } from 'three/addons/controls/OrbitControls.js';
-import { RoomEnvironment } from 'three/addons/environments/RoomEnvironment.js';
 import { GLTFExporter } from 'three/addons/exporters/GLTFExporter.js';
 import { GLTFLoader } from 'three/addons/loaders/GLTFLoader.js';
+import { studioEnvironment } from './environment.js';
 import { LIGHTING, loadSpark } from './viewer.js';
 
 export function setup(el) {
@@ -19,11 +19,8 @@ export function setup(el) {
   renderer.setPixelRatio(Math.min(2, window.devicePixelRatio || 1));
   const scene = new THREE.Scene();
   scene.background = new THREE.Color(0x20242c);
-  const pmrem = new THREE.PMREMGenerator(renderer);
-  const room = new RoomEnvironment();
-  const environment = pmrem.fromScene(room, 0.04);
-  room.dispose(); pmrem.dispose();
-  scene.environment = environment.texture;
+  const environment = studioEnvironment();
+  scene.environment = environment;
   scene.environmentIntensity = LIGHTING.environment;
   const lights = new THREE.Group();
   lights.add(new THREE.HemisphereLight(0xf2f4ff, 0x40382e, LIGHTING.hemisphere));

@@ -2,7 +2,7 @@
 // (three.js manual, "multiple scenes"; CVAT canvas3d), a camera shared by the two comparison
 // views so that turning one turns both, and a layout view over the photo.
 //
-// Meshes are lit by image-based lighting (three's RoomEnvironment through a PMREMGenerator, made once
+// Meshes are lit by image-based lighting (environment.js: a studio prefiltered on the CPU, made once
 // per viewer) as well as two lights; Gaussian splats are drawn by Spark (@sparkjsdev/spark, loaded
 // on the first splat) with the same renderer, in the same scissored viewports and with the same
 // camera: one SparkRenderer per view (each sorts for its own splat), in a scene of its own.
@@ -18,8 +18,8 @@
 import * as THREE from 'three';
 import { OrbitControls } from 'three/addons/controls/OrbitControls.js';
 import { TransformControls } from 'three/addons/controls/TransformControls.js';
-import { RoomEnvironment } from 'three/addons/environments/RoomEnvironment.js';
 import { GLTFLoader } from 'three/addons/loaders/GLTFLoader.js';
+import { studioEnvironment } from './environment.js';
 import { projectionFromK } from './projection.js';
 import { MODES } from './representation.js';
 
@@ -59,14 +59,9 @@ class Viewer {
     this.renderer.outputColorSpace = THREE.SRGBColorSpace;
 
     this.scene = new THREE.Scene();
-    // Image-based lighting for PBR materials: a neutral room, prefiltered once (a few hundred ms in
-    // software GL), kept for the viewer's life and shared by the layout stage.
-    const pmrem = new THREE.PMREMGenerator(this.renderer);
-    const room = new RoomEnvironment();
-    this.environment = pmrem.fromScene(room, 0.04);
-    room.dispose();
-    pmrem.dispose();
-    this.scene.environment = this.environment.texture;
+    // Image-based lighting for PBR materials, kept for the viewer's life and shared by the layout stage.
+    this.environment = studioEnvironment();
+    this.scene.environment = this.environment;
     this.scene.environmentIntensity = LIGHTING.environment;
     this.scene.add(new THREE.HemisphereLight(0xf2f4ff, 0x40382e, LIGHTING.hemisphere));
     this.camera = new THREE.PerspectiveCamera(35, 1, 0.01, 100);
@@ -360,7 +355,7 @@ class Viewer {
     const part = this.items.get(id)?.[as];
     if (!part) throw new Error(`candidate ${id} has no ${as} loaded`);
     const scene = new THREE.Scene();
-    scene.environment = this.environment.texture;
+    scene.environment = this.environment;
     scene.environmentIntensity = LIGHTING.environment;
     scene.add(new THREE.HemisphereLight(0xf2f4ff, 0x40382e, LIGHTING.hemisphere));
     const camera = new THREE.PerspectiveCamera();

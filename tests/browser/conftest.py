@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
@@ -180,4 +181,6 @@ def login(page, live_server, username: str, next_url: str):
     page.fill("input[name=username]", username)
     page.fill("input[name=password]", PASSWORD)
     page.keyboard.press("Enter")
-    page.wait_for_url(f"**{next_url}")
+    # The login page's own URL ends with ?next=NEXT_URL, so a glob on the URL would match before the
+    # login went through: wait until the path itself is the page asked for.
+    page.wait_for_url(lambda url: urlsplit(url).path == urlsplit(next_url).path)
