@@ -102,7 +102,8 @@ def lost_requeue(*, unfinished: QuerySet, silent_s: float, requeue: Callable[[li
     """Send again the task of every row of `unfinished` (the rows whose work is not finished)
     that a worker took and then left silent for more than `silent_s` seconds; fail, with a
     reason, those lost LOST_WORK_MAX_REQUEUES times already. Rows locked by a running
-    transaction are alive and skipped. `requeue(ids)` runs after the commit."""
+    transaction are alive and skipped. `requeue(ids)` sends the tasks inside the sweep's
+    transaction: if it raises, nothing changes."""
     cutoff = timezone.now() - timedelta(seconds=silent_s)
     limit = settings.LOST_WORK_MAX_REQUEUES
     done = Requeued()
@@ -113,8 +114,11 @@ def lost_requeue(*, unfinished: QuerySet, silent_s: float, requeue: Callable[[li
         done.failed = [pk for pk, n in lost if n >= limit]
         if done.requeued:
             unfinished.model.objects.filter(pk__in=done.requeued).update(heartbeat_at=None, requeues=F("requeues") + 1)
-            ids = list(done.requeued)
-            transaction.on_commit(lambda: requeue(ids))
+            # Sent before the commit: a broker that refuses the send rolls the sweep back, and the
+            # rows keep their heartbeat for the next sweep (sent after it, they would wait with an
+            # empty heartbeat for a task that does not exist). A task delivered before the commit
+            # waits on the rows' locks; sent twice if the commit fails, it is idempotent.
+            requeue(list(done.requeued))
     for pk in done.failed:
         fail(pk, f"its worker was lost {limit + 1} times while working on it (killed, or out of memory?); "
                  f"it was not sent again")

@@ -114,6 +114,15 @@ def soak(*, duration_s: float, annotators: int, items: int, generate: int = 6, l
             time.sleep(3.0)
         settle = time.monotonic() - settle_start
         log(f"settled in {settle:.0f} s" if settled(check) else f"NOT settled after {settle:.0f} s")
+        if not settled(check):  # what the next person needs to find out why: the rows, the logs, the folder
+            topo.keep = True
+            check["unfinished_generation_items"] = topo.psql(
+                "SELECT id, state, heartbeat_at, requeues, attempts, updated_at FROM modelzoo_generationjobitem"
+                " WHERE state = 'pending' ORDER BY id", topo.database).splitlines()
+            for name in ("worker-model", "worker-default", "beat"):
+                lines = (topo.dir / f"{name}.log").read_text(errors="replace").splitlines()
+                log(f"--- last lines of {name}.log\n" + "\n".join(lines[-40:]))
+            log(f"the deployment's folder is kept: {topo.dir}")
         for s in check.get("snapshots", []):
             s.pop("definition", None)
             s.pop("manifest", None)
@@ -135,7 +144,8 @@ def problems(result: dict) -> list[str]:
     if not result["settled"]:
         out.append(f"not settled after {result['settle_s']} s: jobs {c.get('generation_jobs')}, "
                    f"job items {c.get('generation_job_items')}, active leases {c.get('active_leases')}, "
-                   f"snapshots {[(s['id'], s['state'], s['error']) for s in c.get('snapshots', [])]}")
+                   f"snapshots {[(s['id'], s['state'], s['error']) for s in c.get('snapshots', [])]}, "
+                   f"pending items (id|state|heartbeat|requeues|attempts|updated): {c.get('unfinished_generation_items')}")
     for key in ("lost_judgements", "acked_twice", "duplicated_judgements", "counter_mismatch", "stuck_items",
                 "claims_mismatch", "generated_items_not_2_candidates", "expired_active_leases"):
         if c.get(key):

@@ -71,6 +71,28 @@ def test_the_sweep_sends_again_only_items_a_worker_took_and_then_went_silent_on(
     assert GenerationJobItem.objects.get(pk=queued_long.pk).requeues == 0
 
 
+def test_a_sweep_whose_send_the_broker_refuses_changes_nothing_and_the_next_one_sends(gen_project, enqueued,
+                                                                                       monkeypatch):
+    job = generate.generation_job_start(project=gen_project)
+    lost = GenerationJobItem.objects.filter(job=job).first()
+    GenerationJobItem.objects.filter(pk=lost.pk).update(heartbeat_at=timezone.now() - LONG_AGO)
+    enqueued.clear()
+
+    def broker_down(*, job_item_ids):
+        raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(generate, "job_items_enqueue", broker_down)
+    with pytest.raises(ConnectionError):
+        generate.job_items_lost_requeue(silent_s=600)
+    lost.refresh_from_db()
+    assert lost.heartbeat_at is not None and lost.requeues == 0  # still visible to the sweep
+
+    monkeypatch.setattr(generate, "job_items_enqueue", lambda *, job_item_ids: enqueued.extend(job_item_ids))
+    assert generate.job_items_lost_requeue(silent_s=600).requeued == [lost.pk] and enqueued == [lost.pk]
+    lost.refresh_from_db()
+    assert lost.heartbeat_at is None and lost.requeues == 1
+
+
 def test_work_that_keeps_losing_its_worker_fails_with_a_reason_after_the_limit(gen_project, enqueued, committed):
     job = generate.generation_job_start(project=gen_project)
     job_item = GenerationJobItem.objects.filter(job=job).first()
