@@ -180,3 +180,45 @@ def test_splat_only_candidates_and_the_scene_view(live_server, page, project, me
     assert "as Gaussian splats" in page.inner_text("#scene-view .status")
     page.screenshot(path=str(ARTIFACTS / "scene-view-splat.png"))
     assert share_near(pixels(page.locator(".scene-stage").screenshot()), ORANGE) > 0.002
+
+
+def test_gpu_memory_stays_flat_across_50_items_of_meshes_and_splats(live_server, page, project, member,
+                                                                    frontend_built):
+    """The viewer loads, draws and clears an item of a textured mesh and two splats 50 times: three's
+    geometries and textures (Spark's splat buffers are textures) and Spark's capacity stop growing."""
+    annotator = member("annotator")
+    make_representation_items(project, kinds=["textured", "mesh+splat", "splat"], judged="splat", first_seed=91)
+    login(page, live_server, annotator.username, f"/projects/{project.slug}/annotate/")
+    page.wait_for_selector("#workbench[data-stage=compare]")
+    page.wait_for_function("""() => { const w = window.workbench; if (!w || !w.current) return false;
+        return document.querySelector('.wb-stage').dataset.rendered === w._pair().join(','); }""")
+    seen = page.evaluate("""async () => {
+        const w = window.workbench, v = w.viewer;
+        const cands = w.current.item.candidates;
+        const bytes = async (url) => (await fetch(url)).arrayBuffer();
+        const meshes = {}, splats = {};
+        for (const c of cands) {
+            if (c.glb_compact_url) meshes[c.id] = await bytes(c.glb_compact_url);
+            if (c.splat_url) splats[c.id] = await bytes(c.splat_url);
+        }
+        const frame = () => new Promise((r) => requestAnimationFrame(r));
+        const seen = [];
+        for (let i = 0; i < 50; i++) {
+            v.clear();
+            for (const c of cands) {
+                if (meshes[c.id]) await v.load(c.id, meshes[c.id].slice(0));
+                if (splats[c.id]) await v.loadSplat(c.id, new Uint8Array(splats[c.id].slice(0)));
+            }
+            const [a, b, s] = cands.map((c) => c.id);
+            v.show([a, s], {as: ['mesh', 'splat']}); v.render(); await frame();
+            v.show([b, s], {as: ['splat', 'splat']}); v.render(); await frame(); await frame();
+            const info = v.info();
+            seen.push({geometries: info.geometries, textures: info.textures, splatMeshes: info.splatMeshes,
+                       sparkCapacity: info.sparkCapacity, programs: info.programs});
+        }
+        return seen;
+    }""")
+    assert seen[0]["splatMeshes"] == 2 and seen[0]["textures"] > 0
+    warm = seen[4]  # Spark sizes its buffers over the first frames
+    assert seen[25] == warm and seen[-1] == warm, (seen[:6], seen[-1])
+    assert page.evaluate("document.querySelectorAll('canvas.viewer-canvas').length") == 1
