@@ -11,7 +11,10 @@ rewritten as the browser's compact copy.
   convention, centred, with the layout keeping the pose.
 * `compact_glb`: the browser copy: every triangle primitive with its node transforms baked in,
   positions int16 and normals int8 (KHR_mesh_quantization), UVs uint16, colours RGBA8, textures
-  downscaled to at most 1024 px and re-encoded as WebP (EXT_texture_webp), materials kept.
+  downscaled to at most 1024 px and re-encoded as WebP (EXT_texture_webp), materials kept; a mesh
+  over `COMPACT_MAX_TRIANGLES` is decimated first (quadric edge collapse, fast-simplification, with
+  the borders of each primitive kept: UV seams and open edges stay where they are). TRELLIS.2's own
+  export keeps up to a million faces; the annotator's view of a few hundred pixels does not need them.
 
 glTF is +Y up and in metres by specification: a backend whose frame differs maps it before.
 """
@@ -442,14 +445,42 @@ def _webp(raw: bytes, max_px: int, quality: int, *, lossless_alpha: bool = False
         return out.getvalue(), im.width, im.height
 
 
+COMPACT_MAX_TRIANGLES = 60_000  # with 1024 px WebP textures, about 1 MB on the wire
+
+
+def decimated(primitive: Primitive, target_triangles: int) -> Primitive:
+    """`primitive` with at most about `target_triangles` triangles (itself when it has no more). Each
+    kept vertex keeps the normal, UV and colour of one of the vertices collapsed into it; border edges
+    (UV seams: glTF splits a vertex where its UVs differ) are not collapsed, so textures stay on."""
+    if len(primitive.indices) <= target_triangles:
+        return primitive
+    import fast_simplification
+
+    points, faces, collapses = fast_simplification.simplify(
+        primitive.positions.astype(np.float64), primitive.indices.astype(np.int32),
+        target_count=max(int(target_triangles), 1), return_collapses=True, preserve_border=True)
+    _, faces, mapping = fast_simplification.replay_simplification(
+        primitive.positions.astype(np.float32), primitive.indices.astype(np.int32), collapses)
+    kept = np.full(int(mapping.max()) + 1, -1, np.int64)
+    kept[mapping[::-1]] = np.arange(len(mapping))[::-1]  # one original vertex per new one (the first)
+    pick = (lambda a: None if a is None else a[kept])
+    normals = pick(primitive.normals)
+    return Primitive(positions=primitive.positions[kept], indices=np.asarray(faces, np.int64),
+                     normals=None if normals is None else normals, uv=pick(primitive.uv),
+                     colors=pick(primitive.colors), material=primitive.material)
+
+
 def compact_glb(summary: GlbSummary, *, centre: np.ndarray | None = None, max_texture_px: int = 1024,
-                quality: int = 80) -> bytes:
+                quality: int = 80, max_triangles: int = COMPACT_MAX_TRIANGLES) -> bytes:
     """The browser's copy of a checked GLB (recentred by `centre`): see the module's docstring."""
     gltf_in, blob_in = summary.gltf, summary.blob
     centre = np.zeros(3) if centre is None else np.asarray(centre, np.float64)
     w = _Writer()
     nodes, meshes = [], []
+    total = sum(len(p.indices) for p in summary.primitives)
+    share = min(1.0, max_triangles / max(total, 1))  # every primitive keeps the same share of its triangles
     for p in summary.primitives:
+        p = decimated(p, int(np.ceil(len(p.indices) * share)))
         v = p.positions - centre
         lo, hi = v.min(axis=0), v.max(axis=0)
         mid = 0.5 * (lo + hi)

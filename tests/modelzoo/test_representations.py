@@ -20,10 +20,10 @@ from tests.modelzoo.test_splats import random_splat
 LAYOUT = Layout(rotation=(0.9238795, 0.0, 0.3826834, 0.0), translation=(0.1, -0.2, -2.0), scale=(0.5, 0.5, 0.5))
 
 
-def pbr_glb(texture_px: int = 1024, offset=(0.0, 0.0, 0.0)) -> bytes:
+def pbr_glb(texture_px: int = 1024, offset=(0.0, 0.0, 0.0), count=(24, 32)) -> bytes:
     """A textured PBR GLB as TRELLIS.2 and Hunyuan3D hand them over: UVs, base colour and
     metallic-roughness textures (trimesh's PBRMaterial, exported as they export)."""
-    mesh = trimesh.creation.uv_sphere(radius=0.3, count=[24, 32])
+    mesh = trimesh.creation.uv_sphere(radius=0.3, count=list(count))
     uv = np.stack([0.5 + np.arctan2(mesh.vertices[:, 0], mesh.vertices[:, 2]) / (2 * np.pi),
                    np.arccos(np.clip(mesh.vertices[:, 1] / 0.3, -1, 1)) / np.pi], axis=1)
     yy, xx = np.mgrid[0:texture_px, 0:texture_px]
@@ -71,6 +71,28 @@ def test_a_pbr_glb_is_recentred_with_its_layout_and_compacted_under_a_megabyte()
     assert sizes == [(1024, 1024)] * 2 and len(files.glb_compact) < 1_000_000
     vc, fc, _ = read_glb(files.glb_compact)
     assert len(fc) == files.num_faces and np.abs(np.sort(vc, axis=0) - np.sort(v1, axis=0)).max() < 1e-3
+
+
+def test_a_dense_textured_mesh_is_decimated_for_the_browser_and_keeps_its_texture(tmp_path):
+    """TRELLIS.2 exports up to a million faces: the stored GLB keeps every one, the browser copy keeps
+    COMPACT_MAX_TRIANGLES of them, on the same surface, with its UVs on the texture, under 1 MB."""
+    from modelzoo.mesh.gltf import COMPACT_MAX_TRIANGLES
+    from tests.modelzoo.test_adapters import VALIDATOR, khronos
+
+    glb = pbr_glb(texture_px=1024, count=(400, 500))
+    files = encode_candidate(CandidateOutput(seed=1, glb=glb, layout=LAYOUT))
+    assert files.num_faces > 350_000 and len(read_glb(files.glb)[1]) == files.num_faces  # stored as received
+    vc, fc, _ = read_glb(files.glb_compact)
+    assert 0.8 * COMPACT_MAX_TRIANGLES <= len(fc) <= COMPACT_MAX_TRIANGLES
+    assert np.abs(np.linalg.norm(vc - vc.mean(axis=0), axis=1) - 0.3).max() < 0.01  # still the sphere
+    assert len(files.glb_compact) < 1_000_000
+    gltf, blob = parse_glb(files.glb_compact)
+    assert len(gltf["images"]) == 2 and "TEXCOORD_0" in gltf["meshes"][0]["primitives"][0]["attributes"]
+    accessor = gltf["accessors"][gltf["meshes"][0]["primitives"][0]["attributes"]["TEXCOORD_0"]]
+    assert accessor["count"] == len(vc)
+    if VALIDATOR.exists():
+        report = khronos(tmp_path, {"dense-compact.glb": files.glb_compact})
+        assert report["dense-compact.glb"]["errors"] == 0, report
 
 
 def test_a_splat_alone_is_recentred_stored_as_ply_and_spz_with_a_preview():
