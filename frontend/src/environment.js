@@ -12,6 +12,9 @@ import * as THREE from 'three';
 
 const FACE_SIZE = 32;
 const SOURCE_SIZE = 12; // source directions per face side for the blurred levels (6 x 12 x 12)
+// Lobes sharper than cos^100 (half width under 7 degrees, the source's texel spacing) are not
+// convolved: the level's own texels are wider than the lobe, and the source would only alias it.
+const SHARP_EXPONENT = 100;
 
 /** Radiance of the studio in direction (x, y, z) (unit vector, +Y up): linear RGB. */
 export function studioRadiance(x, y, z) {
@@ -69,7 +72,7 @@ function sourceSamples(size) {
 /** One cube level (6 faces x size^2 RGBA half floats), blurred by a lobe of the given roughness. */
 function prefilterLevel(size, roughness, source) {
   // A normalised Phong lobe with the GGX lobe's width: exponent 2 / alpha^2 - 2, alpha = roughness^2.
-  const alpha = Math.max(roughness * roughness, 1e-3);
+  const alpha = Math.max(roughness * roughness, 1e-4);
   const exponent = Math.max(2 / (alpha * alpha) - 2, 1); // at least the cosine lobe of diffuse light
   const faces = [];
   for (let f = 0; f < 6; f++) {
@@ -79,7 +82,7 @@ function prefilterLevel(size, roughness, source) {
         const u = ((i + 0.5) / size) * 2 - 1, v = ((j + 0.5) / size) * 2 - 1;
         const n = normalise(faceDirection(f, u, v));
         let c = [0, 0, 0];
-        if (roughness === 0) {
+        if (exponent > SHARP_EXPONENT) { // a lobe narrower than the source's texels: the radiance itself
           c = stored(...n);
         } else {
           let total = 0;
