@@ -69,8 +69,9 @@ def test_an_item_of_three_backends_judged_by_keyboard_exported_and_loaded(live_s
     assert backend_of[judgement.winner_id] == "trellis2" and judgement.rating == 5
     assert judgement.item.state == ItemState.DONE
 
-    # Export the preference pairs and load them with `datasets`: the textured winner against each
-    # candidate it beat, meshes as the Mesh feature, the losers' splats as their PLY bytes.
+    # Export the preference pairs and load them with `datasets`: one pair per comparison (the textured
+    # winner against what it met; before it came up, whichever of the others won), meshes as the Mesh
+    # feature, textured where TRELLIS.2 made them, every splat as its PLY bytes.
     snapshot, _ = export_services.snapshot_define(project=project, kind="dpo", format="parquet", assets="embedded")
     snapshot = export_services.snapshot_build(snapshot_id=snapshot.pk)
     folder = download(snapshot, tmp_path / "dpo")
@@ -78,13 +79,16 @@ def test_an_item_of_three_backends_judged_by_keyboard_exported_and_loaded(live_s
                                   cache_dir=str(tmp_path / "hf"))
     assert pairs.num_rows == snapshot.rows_total >= 1
     assert isinstance(pairs.features["chosen_mesh"], datasets.Mesh)
+    assert judgement.winner_id in pairs.unique("chosen_candidate_id")
     rejected_backends = set()
     for row in pairs:
-        assert row["chosen_candidate_id"] == judgement.winner_id and row["chosen_textured"] is True
-        assert row["chosen_mesh"] is not None and row["chosen_splat"] is None  # TRELLIS.2 makes no splat
-        rejected = backend_of[row["rejected_candidate_id"]]
-        rejected_backends.add(rejected)
-        if rejected in ("builtin", "sam3d_objects"):
-            count = PlyData.read(io.BytesIO(row["rejected_splat"]["bytes"]))["vertex"].count
-            assert count == row["rejected_num_gaussians"] > 0
+        for side in ("chosen", "rejected"):
+            backend = backend_of[row[f"{side}_candidate_id"]]
+            assert row[f"{side}_textured"] is (backend == "trellis2") and row[f"{side}_mesh"] is not None
+            if backend == "trellis2":
+                assert row[f"{side}_splat"] is None  # TRELLIS.2 makes no splat
+            else:  # the built-in model and SAM 3D make one
+                count = PlyData.read(io.BytesIO(row[f"{side}_splat"]["bytes"]))["vertex"].count
+                assert count == row[f"{side}_num_gaussians"] > 0
+        rejected_backends.add(backend_of[row["rejected_candidate_id"]])
     assert rejected_backends & {"builtin", "sam3d_objects"}, rejected_backends  # losers with splats are in
