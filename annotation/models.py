@@ -58,6 +58,10 @@ class Item(models.Model):
         default=False,
         help_text="Its winner was rated below alpha: candidates are only negatives; an artist mesh is wanted.",
     )
+    selection_key = models.FloatField(
+        null=True, blank=True,
+        help_text="Active selection (Project.item_selection 'uncertain'): the ranker's score margin between the "
+                  "item's two best shown candidates; the queue offers smaller margins first, then items without one.")
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
 
@@ -66,9 +70,10 @@ class Item(models.Model):
         constraints = [models.UniqueConstraint(fields=["round", "mask"], name="item_unique_round_mask")]
         indexes = [
             models.Index(fields=["project", "state", "judgements_done", "id"], name="item_queue_idx"),
-            # The lease query: project, gold or not, closest to completing its overlap first, oldest first.
+            # The lease query: project, gold or not, closest to completing its overlap first, then the
+            # least sure under active selection (NULL, last, everywhere else), then the oldest.
             models.Index(
-                fields=["project", "is_gold", "-claims", "id"],
+                fields=["project", "is_gold", "-claims", "selection_key", "id"],
                 condition=Q(state__in=["ready", "in_progress"]),
                 name="item_lease_idx",
             ),

@@ -11,3 +11,4 @@ class EngineConfig(AppConfig):
 
     def ready(self):
         db.fetchone_choose(connections[DEFAULT_DB_ALIAS].vendor)
+        from engine.rounds import selection  # noqa: F401 (its receiver of project_settings_changed)

@@ -15,6 +15,13 @@ class Role(models.TextChoices):
     ARTIST = "artist", "3D artist"
 
 
+class ItemSelection(models.TextChoices):
+    """Which item the queue offers next, among those equally close to completing their overlap."""
+
+    OLDEST = "oldest", "The oldest first"
+    UNCERTAIN = "uncertain", "The ones the ranker is least sure of first (pre-ranked rounds)"
+
+
 class JudgedRepresentation(models.TextChoices):
     """How annotators see candidates: both sides of a comparison are drawn this way."""
 
@@ -87,6 +94,10 @@ class Project(models.Model):
         db_default=JudgedRepresentation.TEXTURED,
         help_text="What annotators judge: shaded geometry (SAM 3D's geometry stage), the textured mesh, or the "
                   "Gaussian splat. A candidate without that representation is drawn as the one it has.")
+    item_selection = models.CharField(
+        max_length=16, choices=ItemSelection.choices, default=ItemSelection.OLDEST, db_default=ItemSelection.OLDEST,
+        help_text="Active selection: among items equally close to completing their overlap, offer the oldest first, "
+                  "or those whose two best pre-ranked candidates the ranker scored closest first.")
     daily_cap = models.PositiveIntegerField(
         null=True, blank=True, help_text="Most judgements one annotator may submit per UTC day; empty for none."
     )

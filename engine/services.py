@@ -6,6 +6,7 @@ import secrets
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
+from django.dispatch import Signal
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -26,6 +27,7 @@ PROJECT_SETTINGS = (
     "daily_cap",
     "judged_representation",
     "sampling_steps",
+    "item_selection",
 )
 
 
@@ -57,15 +59,24 @@ def project_create(*, name: str, created_by, slug: str = "", **project_settings)
     return project
 
 
+# Sent after a project's settings changed, with `changed` (the fields whose value differs): the
+# layers above the core react (engine.rounds.selection re-keys the queue when item_selection changes).
+project_settings_changed = Signal()
+
+
 def project_update(*, project: Project, **changes) -> Project:
     unknown = set(changes) - set(PROJECT_SETTINGS)
     if unknown:
         raise ValidationFailed(f"Unknown project settings: {', '.join(sorted(unknown))}.")
+    changed = {field for field, value in changes.items() if getattr(project, field) != value}
     for field, value in changes.items():
         setattr(project, field, value)
     _full_clean(project, exclude=["created_by"])
     if changes:
-        project.save(update_fields=list(changes))
+        with transaction.atomic():
+            project.save(update_fields=list(changes))
+            if changed:
+                project_settings_changed.send(sender=Project, project=project, changed=changed)
     return project
 
 

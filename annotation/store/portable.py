@@ -12,7 +12,7 @@ import random
 from typing import NamedTuple
 
 from django.db import DatabaseError, connection
-from django.db.models import Exists, JSONField, OuterRef, Q, Subquery
+from django.db.models import Exists, F, JSONField, OuterRef, Q, Subquery
 
 from annotation.models import MAX_ACTIVE_LEASES, QUEUE_STATES, ArtistMesh, Comparison, Item, Judgement, Lease
 from annotation.ordering import lease_order
@@ -117,7 +117,8 @@ class PortableStore:
             if not gold:
                 items = items.filter(claims__lt=project.overlap)
             seen = Lease.objects.filter(item=OuterRef("pk"), annotator=annotator)
-            item = items.filter(~Exists(seen)).order_by("-claims", "id").select_for_update(skip_locked=True).first()
+            item = (items.filter(~Exists(seen)).order_by("-claims", F("selection_key").asc(nulls_last=True), "id")
+                    .select_for_update(skip_locked=True).first())
             if item is not None:
                 break
         if item is None:

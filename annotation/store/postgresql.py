@@ -116,7 +116,7 @@ ITEM_CONTEXT_SQL = (f"SELECT {CONTEXT_SQL.format(item='i')}, {CANDIDATES_SQL.for
                     "FROM annotation_item i WHERE i.id = %s")
 
 # One branch of the pick: `claims < cap` is an index range of item_lease_idx (project, is_gold,
-# claims DESC, id), partial on the same state list; the unique (item, annotator) lease index
+# claims DESC, selection_key, id; PostgreSQL sorts NULL keys last), partial on the same state list; the unique (item, annotator) lease index
 # answers NOT EXISTS. Rows another transaction holds are skipped, not waited for.
 _POOL_SQL = """SELECT * FROM (
     SELECT i.id, i.round_id, i.mask_id, i.state, i.state_reason, i.claims FROM annotation_item i
@@ -124,7 +124,7 @@ _POOL_SQL = """SELECT * FROM (
       AND i.state IN ('ready', 'in_progress') AND i.claims < {cap}
       AND NOT (i.id = ANY(%(exclude)s::bigint[]))
       AND NOT EXISTS (SELECT 1 FROM annotation_lease l WHERE l.item_id = i.id AND l.annotator_id = %(annotator)s)
-    ORDER BY i.claims DESC, i.id
+    ORDER BY i.claims DESC, i.selection_key, i.id
     LIMIT 1
     FOR UPDATE OF i SKIP LOCKED) AS {name}"""
 

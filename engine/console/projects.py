@@ -9,7 +9,7 @@ from django.urls import path
 from engine import selectors
 from engine.console.pages import console_error, console_render
 from engine.errors import EngineError, Forbidden
-from engine.models import Project, RankingProtocol, Role
+from engine.models import ItemSelection, Project, RankingProtocol, Role
 
 # The settings a lead sets, in the order the forms show them: (field, label, input type, hint).
 SETTINGS_FIELDS = (
@@ -22,6 +22,8 @@ SETTINGS_FIELDS = (
     ("layout_stage", "Layout stage", "checkbox", "Annotators adjust the winner's layout against the photo."),
     ("daily_cap", "Daily cap per annotator", "number", "Judgements per UTC day; empty for none."),
     ("sampling_steps", "Sampling steps", "number", "1 to 100 flow-matching steps when generating."),
+    ("item_selection", "Item selection", "select", "Among items equally close to their overlap: the oldest first, "
+                                                    "or those the pre-ranking ranker is least sure of."),
 )
 # On the project's own page only: chosen once there are candidates to look at.
 JUDGED_FIELD = "judged_representation"
@@ -34,7 +36,8 @@ def _settings_rows(project: Project | None) -> list[dict]:
         value = getattr(project or defaults, name)
         rows.append({"name": name, "label": label, "kind": kind, "hint": hint,
                      "value": "" if value is None else value,
-                     "choices": RankingProtocol.choices if name == "ranking_protocol" else None})
+                     "choices": {"ranking_protocol": RankingProtocol.choices,
+                                 "item_selection": ItemSelection.choices}.get(name)})
     if project is not None:  # set once the project exists: what its annotators judge
         field = Project._meta.get_field(JUDGED_FIELD)
         rows.append({"name": JUDGED_FIELD, "label": "What annotators judge", "kind": "select",

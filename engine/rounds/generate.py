@@ -37,6 +37,7 @@ from modelzoo.models import Candidate, Checkpoint, GenerationJob, GenerationJobI
 from modelzoo.representations import CandidateRefused, EncodedFiles, Limits, encode_candidate
 from modelzoo.selectors import checkpoints_for_project
 from modelzoo.weights import generator_for_checkpoint, ranker_for_checkpoint
+from engine.rounds.selection import item_selection_key_set
 
 log = logging.getLogger(__name__)
 
@@ -402,6 +403,7 @@ def job_item_complete(*, job_item: GenerationJobItem, candidates: list[Candidate
     if ranking is not None:
         job_item.ranking, job_item.plan = ranking, plan
         GenerationJobItem.objects.filter(pk=job_item.pk).update(ranking=ranking, plan=plan)
+        item_selection_key_set(item_id=job_item.item_id, project=job_item.job.project, ranking=ranking)
     item = Item.objects.select_for_update().get(pk=job_item.item_id)
     done = _planned_done(item=item, plan=job_item.plan)
     complete = done == len(job_item.plan)
