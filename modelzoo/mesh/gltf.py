@@ -21,6 +21,7 @@ glTF is +Y up and in metres by specification: a backend whose frame differs maps
 from __future__ import annotations
 
 import base64
+import logging
 import io
 import json
 import re
@@ -31,6 +32,8 @@ import numpy as np
 
 from modelzoo.mesh.glb import _DTYPES, _NCOMP, _node_matrix, _quantise_normals
 from modelzoo.mesh.meshing import vertex_normals
+
+log = logging.getLogger(__name__)
 
 __all__ = ["GltfError", "GltfLimits", "GlbSummary", "check_glb", "recentred_glb", "compact_glb",
            "primitives", "parse_glb", "vertex_colours_from_textures"]
@@ -446,21 +449,29 @@ def _webp(raw: bytes, max_px: int, quality: int, *, lossless_alpha: bool = False
 
 
 COMPACT_MAX_TRIANGLES = 60_000  # with 1024 px WebP textures, about 1 MB on the wire
+DECIMATE_MIN_TRIANGLES = 500  # a small part of a large mesh keeps at least this many
 
 
 def decimated(primitive: Primitive, target_triangles: int) -> Primitive:
     """`primitive` with at most about `target_triangles` triangles (itself when it has no more). Each
     kept vertex keeps the normal, UV and colour of one of the vertices collapsed into it; border edges
     (UV seams: glTF splits a vertex where its UVs differ) are not collapsed, so textures stay on."""
+    target_triangles = max(int(target_triangles), DECIMATE_MIN_TRIANGLES)
     if len(primitive.indices) <= target_triangles:
         return primitive
     import fast_simplification
 
-    points, faces, collapses = fast_simplification.simplify(
-        primitive.positions.astype(np.float64), primitive.indices.astype(np.int32),
-        target_count=max(int(target_triangles), 1), return_collapses=True, preserve_border=True)
-    _, faces, mapping = fast_simplification.replay_simplification(
-        primitive.positions.astype(np.float32), primitive.indices.astype(np.int32), collapses)
+    try:
+        _, faces, collapses = fast_simplification.simplify(
+            primitive.positions.astype(np.float64), primitive.indices.astype(np.int32),
+            target_count=target_triangles, return_collapses=True, preserve_border=True)
+        _, faces, mapping = fast_simplification.replay_simplification(
+            primitive.positions.astype(np.float32), primitive.indices.astype(np.int32), collapses)
+    except (ValueError, RuntimeError, IndexError) as exc:  # a mesh the simplifier cannot take: sent whole
+        log.warning("compact copy not decimated (%s): %d triangles sent as they are", exc, len(primitive.indices))
+        return primitive
+    if len(faces) == 0:
+        return primitive
     kept = np.full(int(mapping.max()) + 1, -1, np.int64)
     kept[mapping[::-1]] = np.arange(len(mapping))[::-1]  # one original vertex per new one (the first)
     pick = (lambda a: None if a is None else a[kept])
