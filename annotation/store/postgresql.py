@@ -116,8 +116,8 @@ ITEM_CONTEXT_SQL = (f"SELECT {CONTEXT_SQL.format(item='i')}, {CANDIDATES_SQL.for
                     "FROM annotation_item i WHERE i.id = %s")
 
 # One branch of the pick: `claims < cap` is an index range of item_lease_idx (project, is_gold,
-# claims DESC, selection_key, id; PostgreSQL sorts NULL keys last), partial on the same state list; the unique (item, annotator) lease index
-# answers NOT EXISTS. Rows another transaction holds are skipped, not waited for.
+# claims DESC, selection_key, id; PostgreSQL sorts NULL keys last), partial on the same state
+# list; the unique (item, annotator) lease index answers NOT EXISTS. Rows another transaction holds are skipped, not waited for.
 _POOL_SQL = """SELECT * FROM (
     SELECT i.id, i.round_id, i.mask_id, i.state, i.state_reason, i.claims FROM annotation_item i
     WHERE EXISTS (SELECT 1 FROM go) AND i.project_id = %(project)s AND i.is_gold = {gold}

@@ -29,6 +29,7 @@ from engine import masks as mask_codec
 from engine.errors import Conflict, NotFound, ValidationFailed
 from engine.files import sha256_bytes, store_content_addressed
 from engine.models import ObjectMask, Project, Round
+from engine.rounds.selection import item_selection_key_set
 from engine.services import round_current
 from modelzoo.generators.base import GenerationRequest, default_intrinsics
 from modelzoo.mesh.glb import read_glb
@@ -37,7 +38,6 @@ from modelzoo.models import Candidate, Checkpoint, GenerationJob, GenerationJobI
 from modelzoo.representations import CandidateRefused, EncodedFiles, Limits, encode_candidate
 from modelzoo.selectors import checkpoints_for_project
 from modelzoo.weights import generator_for_checkpoint, ranker_for_checkpoint
-from engine.rounds.selection import item_selection_key_set
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ glTF is +Y up and in metres by specification: a backend whose frame differs maps
 from __future__ import annotations
 
 import base64
-import logging
 import io
+import logging
 import json
 import re
 import struct
@@ -462,7 +462,7 @@ def decimated(primitive: Primitive, target_triangles: int) -> Primitive:
     import fast_simplification
 
     try:
-        _, faces, collapses = fast_simplification.simplify(
+        *_, collapses = fast_simplification.simplify(
             primitive.positions.astype(np.float64), primitive.indices.astype(np.int32),
             target_count=target_triangles, return_collapses=True, preserve_border=True)
         _, faces, mapping = fast_simplification.replay_simplification(
@@ -475,10 +475,9 @@ def decimated(primitive: Primitive, target_triangles: int) -> Primitive:
     kept = np.full(int(mapping.max()) + 1, -1, np.int64)
     kept[mapping[::-1]] = np.arange(len(mapping))[::-1]  # one original vertex per new one (the first)
     pick = (lambda a: None if a is None else a[kept])
-    normals = pick(primitive.normals)
     return Primitive(positions=primitive.positions[kept], indices=np.asarray(faces, np.int64),
-                     normals=None if normals is None else normals, uv=pick(primitive.uv),
-                     colors=pick(primitive.colors), material=primitive.material)
+                     normals=pick(primitive.normals), uv=pick(primitive.uv), colors=pick(primitive.colors),
+                     material=primitive.material)
 
 
 def compact_glb(summary: GlbSummary, *, centre: np.ndarray | None = None, max_texture_px: int = 1024,

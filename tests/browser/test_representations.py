@@ -9,7 +9,7 @@ import pytest
 
 from tests.browser.conftest import ARTIFACTS, login, make_items
 from tests.browser.representations import GREEN, MAGENTA, ORANGE, make_representation_items
-from tests.browser.test_workbench import lit_pixels
+from tests.browser.test_workbench import lit_pixels, wait_rendered
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -190,8 +190,7 @@ def test_gpu_memory_stays_flat_across_50_items_of_meshes_and_splats(live_server,
     make_representation_items(project, kinds=["textured", "mesh+splat", "splat"], judged="splat", first_seed=91)
     login(page, live_server, annotator.username, f"/projects/{project.slug}/annotate/")
     page.wait_for_selector("#workbench[data-stage=compare]")
-    page.wait_for_function("""() => { const w = window.workbench; if (!w || !w.current) return false;
-        return document.querySelector('.wb-stage').dataset.rendered === w._pair().join(','); }""")
+    wait_rendered(page)  # the textured one is drawn as its mesh, the others as splats
     seen = page.evaluate("""async () => {
         const w = window.workbench, v = w.viewer;
         const cands = w.current.item.candidates;

@@ -19,13 +19,11 @@ from engine.models import ObjectMask, Role
 from modelzoo import services as modelzoo_services
 from modelzoo.models import Candidate
 from tests.browser.conftest import ARTIFACTS, login
-from tests.browser.test_workbench import lit_pixels
+from tests.browser.test_workbench import lit_pixels, wait_rendered
 from tests.exports.conftest import download
 from tests.modelzoo_engine.conftest import photo_with_masks
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-RENDERED = """() => { const w = window.workbench; if (!w || !w.current) return false;
-  return document.querySelector('.wb-stage').dataset.rendered === w._pair().join(','); }"""
 
 
 def test_an_item_of_three_backends_judged_by_keyboard_exported_and_loaded(live_server, page, project, member,
@@ -50,7 +48,7 @@ def test_an_item_of_three_backends_judged_by_keyboard_exported_and_loaded(live_s
     page.on("pageerror", lambda e: errors.append(str(e)))
     login(page, live_server, annotator.username, f"/projects/{project.slug}/annotate/")
     for k in range(1, 6):
-        page.wait_for_function(RENDERED, timeout=60000)
+        wait_rendered(page)
         left, right = page.evaluate("window.workbench._pair()")
         if k == 1:
             page.screenshot(path=str(ARTIFACTS / "three-backends-compare.png"))
