@@ -54,9 +54,12 @@ run: venv frontend local-env
 	$(PY) manage.py demo
 	$(PY) manage.py generate --project demo
 	@echo; echo "Starting a Celery worker (log: $(VAR_DIR)/worker.log) and the web app..."
-	@set -m; $(VENV)/bin/celery -A engine worker -B -Q default,model --concurrency 1 -l INFO \
-	  > $(VAR_DIR)/worker.log 2>&1 & worker=$$!; \
-	  trap "kill $$worker 2>/dev/null; wait $$worker 2>/dev/null" EXIT INT TERM; \
+	@# A worker that exits stalled (code 75, engine/worker_watchdog.py) is started again.
+	@set -m; : > $(VAR_DIR)/worker.log; \
+	  while :; do $(VENV)/bin/celery -A engine worker -B -Q default,model --concurrency 1 -l INFO \
+	  >> $(VAR_DIR)/worker.log 2>&1; [ $$? -eq 75 ] || break; echo "== started again" >> $(VAR_DIR)/worker.log; \
+	  done & worker=$$!; \
+	  trap "kill -- -$$worker 2>/dev/null; wait $$worker 2>/dev/null" EXIT INT TERM; \
 	  echo "Open http://$(HOST):$(PORT)/ and log in with one of the demo logins above."; \
 	  $(PY) manage.py runserver --noreload $(HOST):$(PORT)
 

@@ -74,7 +74,7 @@ def main() -> int:
         "generation_requeues": c["generation_requeues"], "snapshot_requeues": [s["requeues"] for s in c["snapshots"]],
         "snapshots_verified": sum(bool(s["verified"] and s["rebuilt_identical"]) for s in c["snapshots"]),
         "client_answers": seen, "settle_s": result["settle_s"], "restarts": result["restarts"],
-        "problems": found,
+        "revivals": result["revivals"], "problems": found,
     })
     return 1 if found else 0
 

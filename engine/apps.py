@@ -11,4 +11,5 @@ class EngineConfig(AppConfig):
 
     def ready(self):
         db.fetchone_choose(connections[DEFAULT_DB_ALIAS].vendor)
+        from engine import worker_watchdog  # noqa: F401 (connects the worker's watchdog signals)
         from engine.rounds import selection  # noqa: F401 (its receiver of project_settings_changed)

@@ -296,6 +296,10 @@ TASK_HEARTBEAT_S = env.float("TASK_HEARTBEAT_S", default=30.0)
 # One item's candidates, hard limit (the soft one is 4/5 of it): a slow model behind the HTTP
 # backend may need more; a fast one lets the sweep find a lost item sooner.
 GENERATION_TIME_LIMIT_S = env.int("GENERATION_TIME_LIMIT_S", default=300)
+# A worker that is alive but takes nothing while its queues hold messages for WORKER_STALL_S
+# exits to be restarted (engine.worker_watchdog); 0 turns the check off.
+WORKER_STALL_S = env.float("WORKER_STALL_S", default=120.0)
+WORKER_STALL_CHECK_S = env.float("WORKER_STALL_CHECK_S", default=0.0)  # how often it looks; 0: min(15 s, a quarter)
 CELERY_BEAT_SCHEDULE.update({
     f"{app}-lost-work-requeue": {"task": f"{app}.lost_work_requeue", "schedule": LOST_WORK_SWEEP_S}
     for app in ("rounds", "exports", "ingest")

@@ -2,7 +2,9 @@
 (tests/deploy/) and bench/faults.py: its own PostgreSQL (initdb into a temporary
 folder), its own Redis, an S3-compatible endpoint (moto's server, durable: tests/s3_endpoint.py), gunicorn, Celery workers on
 `model` and `default`, and beat. Every process can be started, killed (-9 by default) and
-restarted; `wait_ready` waits until it answers.
+restarted; `wait_ready` waits until it answers. As compose's `restart: unless-stopped` does, a
+process that exits on its own (a Celery worker's watchdog, engine/worker_watchdog.py) is started
+again within a second; one the test killed stays down until the test restarts it.
 
 It never touches the machine's shared PostgreSQL (5432) or Redis (6379): ports are free loopback
 ports, the data lives under one temporary folder, and `stop()` ends only the processes it started.
@@ -29,6 +31,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +77,8 @@ class Proc:
     user: str | None = None  # run as this system user (PostgreSQL under root)
     popen: subprocess.Popen | None = None
     starts: int = 0
+    revivals: int = 0  # starts by the supervisor, after the process exited on its own
+    held_down: bool = False  # killed by the test, which restarts it
     kills: list[str] = field(default_factory=list)
 
     def start(self) -> None:
@@ -137,6 +142,9 @@ class Topology:
         self.pg_user = "postgres" if os.geteuid() == 0 else None
         self.database = "engine"
         self.procs: dict[str, Proc] = {}
+        self._lock = threading.Lock()  # one starter at a time: the test or the supervisor
+        self._stopping = threading.Event()
+        self._supervisor: threading.Thread | None = None
 
     # ------------------------------------------------------------------ environment
     @property
@@ -168,6 +176,9 @@ class Topology:
             # so work lost with a killed worker comes back in about 30 s (snapshot builds) to
             # 60 s (generation), not minutes (engine.lost_work; docs/operations.md).
             LOST_WORK_SWEEP_S="5", LOST_WORK_MARGIN_S="5", TASK_HEARTBEAT_S="2", GENERATION_TIME_LIMIT_S="20",
+            # A worker that stops taking tasks with its queue full exits after 40 s (not 120 s) and
+            # the supervisor starts it again: longer than Celery's reconnection backoff (30 s at most).
+            WORKER_STALL_S="40",
         )
         env.update(overrides)
         return env
@@ -260,6 +271,7 @@ class Topology:
             self.start_worker("model")
             self.start_worker("default")
             self.start_beat()
+        self.supervise()
         return self
 
     # ------------------------------------------------------------------ readiness, faults
@@ -319,17 +331,39 @@ class Topology:
         return pid
 
     def kill(self, name: str) -> None:
-        self.procs[name].kill()
+        with self._lock:
+            self.procs[name].held_down = True
+            self.procs[name].kill()
 
     def restart(self, name: str) -> None:
         proc = self.procs[name]
-        if proc.alive:
-            proc.stop()
-        proc.start()
+        with self._lock:
+            if proc.alive:
+                proc.stop()
+            proc.start()
+            proc.held_down = False
         if name != "beat":
             self.wait_ready(name)
 
+    def supervise(self) -> None:
+        """From now on, start again every process that exits on its own (compose's restart policy)."""
+        if self._supervisor is None:
+            self._supervisor = threading.Thread(target=self._revive_exited, name="topology-supervisor", daemon=True)
+            self._supervisor.start()
+
+    def _revive_exited(self) -> None:
+        while not self._stopping.wait(1.0):
+            with self._lock:
+                for proc in self.procs.values():
+                    if proc.popen is not None and not proc.alive and not proc.held_down:
+                        proc.signal_group(signal.SIGKILL)  # what the exited leader left
+                        proc.revivals += 1
+                        proc.start()
+
     def stop(self) -> None:
+        self._stopping.set()
+        if self._supervisor is not None:
+            self._supervisor.join(5)
         for name in reversed(list(self.procs)):
             self.procs[name].stop()
         if not self.keep:

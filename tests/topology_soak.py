@@ -43,6 +43,9 @@ FAULTS = [
     Fault(0.75, "kill -9 PostgreSQL, restart", "postgres", 3.0),
 ]
 SNAPSHOT_AT = 0.6  # define a snapshot of what is judged by then, and queue its build
+# Start the generation job just before the model worker's fault: on a quiet machine its items take
+# a quarter of a second each, and a job started with the run was done before the kill.
+GENERATE_AT = 0.2
 FAULT_SPAN_S = 25.0  # the annotators work at least this long after a fault starts
 
 
@@ -62,12 +65,16 @@ def soak(*, duration_s: float, annotators: int, items: int, generate: int = 6, l
         threads = [threading.Thread(target=c.run, args=(until,), daemon=True) for c in clients]
         for t in threads:
             t.start()
-        job = topo.python("tests.topology_world", "generate", "--masks", *map(str, world["generate_masks"]))
-        events = sorted([(f.at, f) for f in faults] + [(SNAPSHOT_AT, None)], key=lambda e: e[0])
-        done_faults, snapshot = [], None
+        events = sorted([(f.at, f) for f in faults] + [(GENERATE_AT, "generate"), (SNAPSHOT_AT, "snapshot")],
+                        key=lambda e: e[0])
+        done_faults, snapshot, job = [], None, None
         for at, fault in events:
             time.sleep(max(0.0, start + at * duration_s - time.monotonic()))
-            if fault is None:
+            if fault == "generate":
+                job = topo.python("tests.topology_world", "generate", "--masks", *map(str, world["generate_masks"]))
+                log(f"{time.monotonic() - start:6.1f} s  generation job started: {job['items']} items")
+                continue
+            if fault == "snapshot":
                 snapshot = topo.python("tests.topology_world", "snapshot")["snapshot"]
                 log(f"{time.monotonic() - start:6.1f} s  snapshot {snapshot} defined, build queued")
                 continue
@@ -129,7 +136,8 @@ def soak(*, duration_s: float, annotators: int, items: int, generate: int = 6, l
         return {"faults": done_faults, "clients": seen, "confirmed": len(acked), "run_s": round(run_s, 1),
                 "check": check, "settle_s": round(settle, 1), "settled": settled(check), "job": job,
                 "stuck_generation_items": check.get("generation_job_items", {}).get("pending", 0),
-                "restarts": {name: p.starts - 1 for name, p in topo.procs.items()}}
+                "restarts": {name: p.starts - 1 - p.revivals for name, p in topo.procs.items()},
+                "revivals": {name: p.revivals for name, p in topo.procs.items() if p.revivals}}
 
 
 def settled(check: dict) -> bool:
