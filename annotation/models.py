@@ -58,6 +58,10 @@ class Item(models.Model):
         default=False,
         help_text="Its winner was rated below alpha: candidates are only negatives; an artist mesh is wanted.",
     )
+    recovers = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="recovery",
+        help_text="Hard-case recovery: the hard case whose object this item judges again on more seeds, ranked "
+                  "(engine.rounds.recovery). Its winner rated at least alpha recovers that item.")
     selection_key = models.FloatField(
         null=True, blank=True,
         help_text="Active selection (Project.item_selection 'uncertain'): the ranker's score margin between the "
@@ -67,7 +71,9 @@ class Item(models.Model):
 
     class Meta:
         ordering = ["id"]
-        constraints = [models.UniqueConstraint(fields=["round", "mask"], name="item_unique_round_mask")]
+        # One item per object and round, besides at most one recovery item of a hard case.
+        constraints = [models.UniqueConstraint(fields=["round", "mask"], condition=Q(recovers__isnull=True),
+                                               name="item_unique_round_mask")]
         indexes = [
             models.Index(fields=["project", "state", "judgements_done", "id"], name="item_queue_idx"),
             # The lease query: project, gold or not, closest to completing its overlap first, then the

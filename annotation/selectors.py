@@ -13,10 +13,10 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from django.contrib.auth import get_user_model
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Exists, OuterRef, QuerySet
 from django.utils import timezone
 
-from annotation.models import Comparison, Item, ItemState, Judgement, Lease
+from annotation.models import QUEUE_STATES, Comparison, Item, ItemState, Judgement, Lease
 from annotation.store import queue_store
 from engine.errors import NotFound
 from engine.models import RATING_MAX, RATING_MIN, Image, JudgedRepresentation, Project, Role
@@ -123,8 +123,12 @@ def review_queue(*, project: Project, annotator_username: str | None = None,
 
 
 def artist_queue(*, project: Project) -> QuerySet[Item]:
+    """The hard cases artists should model: not a recovery item (artists model the hard case it
+    judges again), and not a hard case whose recovery is still being generated or judged."""
+    recovering = Item.objects.filter(recovers=OuterRef("pk"), state__in=[ItemState.WAITING, *QUEUE_STATES])
     return (
-        Item.objects.filter(project=project, state=ItemState.HARD_CASE)
+        Item.objects.filter(project=project, state=ItemState.HARD_CASE, recovers__isnull=True)
+        .exclude(Exists(recovering))
         .select_related("mask", "mask__image")
         .order_by("id")
     )

@@ -66,7 +66,8 @@ def item_settle(item: Item, project: Project, *, ratings: list[int] | None = Non
     Items a person took out of the queue (flagged, skipped) or without candidates keep their
     state; only their counters are written. `ratings`: the accepted ratings of the item when the
     caller knows them already (saves reading them back). An item whose median rating is below
-    the round's alpha is a hard case, done once an artist's mesh exists.
+    the round's alpha is a hard case, done once an artist's mesh exists or once its recovery item
+    (engine.rounds.recovery) is done and not a hard case itself.
     """
     if item.state not in (ItemState.READY, ItemState.IN_PROGRESS, ItemState.DONE, ItemState.HARD_CASE):
         item_counters_save(item)
@@ -86,3 +87,21 @@ def item_settle(item: Item, project: Project, *, ratings: list[int] | None = Non
             item_transition(item=item, to=ItemState.DONE, reason="artist mesh" if hard else "", also=also)
     else:
         item_transition(item=item, to=ItemState.IN_PROGRESS if active > 0 else ItemState.READY, also=COUNTERS)
+    if item.recovers_id:
+        _recovered_follow(item)
+
+
+RECOVERED = "recovered by item"
+
+
+def _recovered_follow(recovery: Item) -> None:
+    """The hard case a recovery item judges again follows it: done (recovered) once the recovery is
+    done with its winner rated at least alpha, a hard case again (the artists' queue) if that
+    stops being so (a judgement rejected in review). Locked after the recovery item, always."""
+    original = Item.objects.select_for_update().get(pk=recovery.recovers_id)
+    recovered = recovery.state == ItemState.DONE and not recovery.hard_case
+    if recovered and original.state == ItemState.HARD_CASE:
+        item_transition(item=original, to=ItemState.DONE, reason=f"{RECOVERED} {recovery.pk}")
+    elif not recovered and original.state == ItemState.DONE and original.state_reason.startswith(RECOVERED):
+        item_transition(item=original, to=ItemState.HARD_CASE,
+                        reason=f"median rating below alpha={original.round.quality_threshold}")

@@ -18,7 +18,7 @@ from django.templatetags.static import static
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from annotation.models import Item, ItemState
+from annotation.selectors import artist_queue as artist_queue_of
 from annotation.selectors import scene_objects_for_user
 from engine.errors import EngineError
 from engine.models import Role
@@ -99,10 +99,7 @@ def artist_queue(request, slug: str):
         project = project_get_for_user(request.user, slug, roles=[Role.ARTIST, Role.LEAD])
     except EngineError as exc:
         return _error(request, exc)
-    items = (
-        Item.objects.filter(project=project, state=ItemState.HARD_CASE)
-        .select_related("mask", "mask__image").prefetch_related("candidates", "judgements").order_by("id")[:50]
-    )
+    items = artist_queue_of(project=project).prefetch_related("candidates", "judgements")[:50]
     rows = [{
         "item": it, "image": it.mask.image,
         "best_rating": max((j.rating for j in it.judgements.all() if j.rating is not None), default=None),

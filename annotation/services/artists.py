@@ -32,6 +32,9 @@ def artist_mesh_upload(*, item: Item, uploaded_by, data: bytes, note: str = "", 
 
     `layout`: where the mesh sits in the photo's camera frame (as the layout stage records a winner's);
     without one the mesh is a shape only, and the reference trainer leaves it out of SFT."""
+    if item.recovers_id:
+        raise Conflict(f"Item {item.pk} judged hard case {item.recovers_id} again on more seeds; an artist models "
+                       f"item {item.recovers_id}.", code="recovery_item")
     if len(data) > ARTIST_MESH_MAX_BYTES:
         raise ValidationFailed(f"The mesh is larger than {ARTIST_MESH_MAX_BYTES // 2**20} MB.", code="too_large")
     if layout is not None:

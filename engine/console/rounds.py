@@ -1,12 +1,14 @@
 """Rounds: open one (alpha, which photos or masks, N, steps, the checkpoint mix), follow its
-generation live with a retry for failed items, close it, its snapshots and the checkpoint trained
-on it. The pages render what the selectors read (items live; judgements and acceptance from the
-dashboard's rollups, as the dashboard shows them); their buttons call the JSON API (engine.rounds.apis)."""
+generation live with a retry for failed items, send its hard cases back for more ranked seeds,
+close it, its snapshots and the checkpoint trained on it. The pages render what the selectors read
+(items live; judgements and acceptance from the dashboard's rollups, as the dashboard shows them);
+their buttons call the JSON API (engine.rounds.apis)."""
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
 from django.urls import path
 
+from annotation.selectors import artist_queue
 from engine import selectors
 from engine.console.pages import console_error, console_render
 from engine.errors import EngineError
@@ -16,6 +18,7 @@ from engine.rounds import selectors as round_selectors
 from engine.rounds import services as round_services
 from engine.stats import selectors as stats_selectors
 from modelzoo import selectors as zoo_selectors
+from modelzoo.models import Checkpoint
 
 ROLES = [Role.LEAD, Role.TRAINER]  # leads act; trainers follow (the API refuses them the lead's writes)
 ENTRY = "src/console/rounds.js"
@@ -48,7 +51,9 @@ def round_page(request, slug: str, index: int):
     except EngineError as exc:
         return console_error(request, exc, area="rounds")
     figures = stats_selectors.round_figures(project).get(rnd.index, {})
+    rankers = zoo_selectors.checkpoints_for_project(project).filter(role=Checkpoint.Role.RANKER).order_by("-id")[:20]
     return console_render(request, "console/round.html", {
+        "rankers": rankers, "hard_cases_waiting": artist_queue(project=project).filter(round=rnd).count(),
         "round": round_selectors.round_status(round=rnd, figures=figures), "is_lead": Role.LEAD in project.user_roles,
         "rollups": stats_selectors.rollup_state(project),
         "pairings": PAIRINGS, "default_pairing": round_services.DEFAULT_PAIRING,

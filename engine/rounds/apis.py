@@ -13,7 +13,7 @@ from engine.apis import paginate, parse
 from engine.bounds import BigIntegerField, PositiveIntegerField
 from engine.errors import ValidationFailed
 from engine.models import Role, TrainingRun
-from engine.rounds import generate, selectors, services, train
+from engine.rounds import generate, recovery, selectors, services, train
 from engine.schema import paginated_list
 from modelzoo import selectors as zoo_selectors
 from modelzoo.apis import MixEntry
@@ -200,3 +200,30 @@ class GenerationJobRetryApi(APIView):
                                                      created_by=request.user)
         return Response(JobOut(zoo_selectors.generation_job_get(project, retry.pk)).data,
                         status=status.HTTP_201_CREATED)
+
+
+class RoundRecoverApi(APIView):
+    class RecoverIn(serializers.Serializer):
+        ranker = BigIntegerField(help_text="The ranker checkpoint that orders the new seeds.")
+        generate = serializers.IntegerField(default=32, min_value=1, max_value=256,
+                                            help_text="M: new seeds per hard case.")
+        shown = serializers.IntegerField(default=6, min_value=1, max_value=64, help_text="N: the ranker's top N shown.")
+        random = serializers.IntegerField(default=2, min_value=0, max_value=64,
+                                          help_text="R: drawn from the rest and shown too.")
+        items = serializers.ListField(child=BigIntegerField(), required=False, allow_empty=False,
+                                      help_text="These hard cases only (default: every one waiting for an artist).")
+        steps = serializers.IntegerField(required=False, min_value=1, max_value=100)
+
+    @extend_schema(request=RecoverIn, responses={201: JobOut}, description=(
+        "Hard-case recovery: every hard case of the open round waiting for an artist (or `items`) is judged again "
+        "on M new seeds, ranked, of which annotators see the top N plus R drawn from the rest. Each gets a "
+        "recovery item; the hard case is done if the recovery's winner is rated at least alpha, and goes to the "
+        "artists if not. The round's status counts them under hard_case_recovery."))
+    def post(self, request, slug: str, index: int):
+        project = engine_selectors.project_get_for_user(request.user, slug, roles=LEAD)
+        data = parse(self.RecoverIn, request.data)
+        job = recovery.hard_cases_recover(
+            project=project, round_index=index, created_by=request.user, item_ids=data.get("items"),
+            steps=data.get("steps"),
+            pre_rank={k: data[k] for k in ("ranker", "generate", "shown", "random")})
+        return Response(JobOut(zoo_selectors.generation_job_get(project, job.pk)).data, status=status.HTTP_201_CREATED)

@@ -103,6 +103,31 @@ def pre_rank_check(*, project: Project, pre_rank: dict | None) -> dict:
     return out
 
 
+def mix_current(project: Project) -> list[tuple[int, float]]:
+    mix = [(pc.checkpoint_id, pc.share) for pc in
+           ProjectCheckpoint.objects.filter(project=project).order_by("checkpoint_id")]
+    if not mix:
+        raise ValidationFailed(f"Project '{project.slug}' has no current checkpoint; set its mix first "
+                               f"(PUT /api/v1/projects/{project.slug}/checkpoints/).", code="no_checkpoint")
+    return mix
+
+
+def generation_sizes(*, project: Project, steps: int | None, candidates_per_item: int | None,
+           pre_rank: dict | None) -> tuple[int, dict, int, int]:
+    """(steps, pre_rank checked, N shown per item, M planned per item), or ValidationFailed."""
+    steps = steps or project.sampling_steps
+    pre_rank = pre_rank_check(project=project, pre_rank=pre_rank)
+    if pre_rank and candidates_per_item and candidates_per_item != pre_rank["shown"] + pre_rank["random"]:
+        shown = pre_rank["shown"] + pre_rank["random"]
+        raise ValidationFailed(f"With pre-ranking annotators see shown + random = {shown}"
+                               f" candidates, not candidates_per_item = {candidates_per_item}; leave it out.",
+                               code="invalid_pre_rank")
+    n = (pre_rank["shown"] + pre_rank["random"]) if pre_rank else (candidates_per_item or project.candidates_per_item)
+    if not 1 <= steps <= 100 or not 1 <= n <= 64:
+        raise ValidationFailed("steps must be 1-100 and candidates_per_item 1-64.")
+    return steps, pre_rank, n, pre_rank["generate"] if pre_rank else n
+
+
 def generation_job_start(*, project: Project, created_by=None, mask_ids: list[int] | None = None,
                          steps: int | None = None, candidates_per_item: int | None = None,
                          enqueue: bool = True, pre_rank: dict | None = None) -> GenerationJob:
@@ -112,23 +137,12 @@ def generation_job_start(*, project: Project, created_by=None, mask_ids: list[in
     their candidates are left alone. A waiting item still pending in an earlier job is taken
     over (the earlier job item is marked superseded and its task, if it still runs, exits), so
     a job whose tasks were lost (broker down) never blocks the items. One Celery task per item
-    is enqueued on queue "model" once the transaction commits.
+    is enqueued on queue "model" once the transaction commits. Recovery items of hard cases are
+    engine.rounds.recovery's, never taken here.
     """
-    mix = [(pc.checkpoint_id, pc.share) for pc in
-           ProjectCheckpoint.objects.filter(project=project).order_by("checkpoint_id")]
-    if not mix:
-        raise ValidationFailed(f"Project '{project.slug}' has no current checkpoint; set its mix first "
-                               f"(PUT /api/v1/projects/{project.slug}/checkpoints/).", code="no_checkpoint")
-    steps = steps or project.sampling_steps
-    pre_rank = pre_rank_check(project=project, pre_rank=pre_rank)
-    if pre_rank and candidates_per_item and candidates_per_item != pre_rank["shown"] + pre_rank["random"]:
-        raise ValidationFailed(f"With pre-ranking annotators see shown + random = {pre_rank['shown'] + pre_rank['random']}"
-                               f" candidates, not candidates_per_item = {candidates_per_item}; leave it out.",
-                               code="invalid_pre_rank")
-    n = (pre_rank["shown"] + pre_rank["random"]) if pre_rank else (candidates_per_item or project.candidates_per_item)
-    planned = pre_rank["generate"] if pre_rank else n
-    if not 1 <= steps <= 100 or not 1 <= n <= 64:
-        raise ValidationFailed("steps must be 1-100 and candidates_per_item 1-64.")
+    mix = mix_current(project)
+    steps, pre_rank, n, planned = generation_sizes(project=project, steps=steps,
+                                                   candidates_per_item=candidates_per_item, pre_rank=pre_rank)
     masks = ObjectMask.objects.filter(image__project=project)
     if mask_ids is not None:
         masks = masks.filter(pk__in=mask_ids)
@@ -141,44 +155,62 @@ def generation_job_start(*, project: Project, created_by=None, mask_ids: list[in
             [Item(project=project, round=rnd, mask_id=m) for m in masks.values_list("pk", flat=True)],
             ignore_conflicts=True)
         items = list(Item.objects.select_for_update().filter(
-            round=rnd, mask__in=masks, state__in=[ItemState.WAITING, ItemState.FAILED]).order_by("pk"))
-        for item in items:
-            if item.state == ItemState.FAILED:
-                item_transition(item=item, to=ItemState.WAITING, reason="generation restarted")
-        job = GenerationJob.objects.create(
-            project=project, round=rnd, steps=steps, candidates_per_item=n, created_by=created_by, pre_rank=pre_rank,
-            mix=[{"checkpoint": c, "share": s} for c, s in mix],
-            total_items=len(items), total_candidates=len(items) * n,
-            state=GenerationJob.State.RUNNING if items else GenerationJob.State.FINISHED,
-            finished_at=None if items else timezone.now(),
-        )
-        taken_over = GenerationJobItem.objects.filter(item__in=items, state=GenerationJobItem.State.PENDING)
-        earlier_jobs = set(taken_over.values_list("job_id", flat=True))
-        taken_over.update(state=GenerationJobItem.State.SUPERSEDED, error=f"taken over by job {job.pk}",
-                          updated_at=timezone.now())
-        job_items = GenerationJobItem.objects.bulk_create(
-            [GenerationJobItem(job=job, item=item, plan=item_plan(item_id=item.pk, mix=mix, n=planned)) for item in items])
-        ids = [ji.pk for ji in job_items]
-        for earlier in earlier_jobs:
-            transaction.on_commit(lambda pk=earlier: job_finish_if_complete(job_id=pk))
-        if enqueue:  # False: the caller runs the job items itself (`manage.py generate --inline`)
-            transaction.on_commit(lambda: job_items_enqueue(job_item_ids=ids))
+            round=rnd, mask__in=masks, state__in=[ItemState.WAITING, ItemState.FAILED], recovers__isnull=True,
+        ).order_by("pk"))
+        job = generation_job_create(project=project, rnd=rnd, items=items, mix=mix, steps=steps, n=n, planned=planned,
+                                    pre_rank=pre_rank, created_by=created_by, enqueue=enqueue)
     log.info("generation job %s: %d items, %d candidates", job.pk, job.total_items, job.total_candidates)
     return job
 
 
+def generation_job_create(*, project: Project, rnd: Round, items: list[Item], mix: list[tuple[int, float]],
+                          steps: int, n: int, planned: int, pre_rank: dict, created_by=None,
+                          enqueue: bool = True) -> GenerationJob:
+    """The job over `items` (rows locked by the caller's transaction, waiting or failed): failed
+    ones back to waiting, earlier pending job items taken over, one job item per item planned
+    for `planned` candidates (N shown, or M to pre-rank), tasks enqueued on commit."""
+    for item in items:
+        if item.state == ItemState.FAILED:
+            item_transition(item=item, to=ItemState.WAITING, reason="generation restarted")
+    job = GenerationJob.objects.create(
+        project=project, round=rnd, steps=steps, candidates_per_item=n, created_by=created_by, pre_rank=pre_rank,
+        mix=[{"checkpoint": c, "share": s} for c, s in mix],
+        total_items=len(items), total_candidates=len(items) * n,
+        state=GenerationJob.State.RUNNING if items else GenerationJob.State.FINISHED,
+        finished_at=None if items else timezone.now(),
+    )
+    taken_over = GenerationJobItem.objects.filter(item__in=items, state=GenerationJobItem.State.PENDING)
+    earlier_jobs = set(taken_over.values_list("job_id", flat=True))
+    taken_over.update(state=GenerationJobItem.State.SUPERSEDED, error=f"taken over by job {job.pk}",
+                      updated_at=timezone.now())
+    job_items = GenerationJobItem.objects.bulk_create(
+        [GenerationJobItem(job=job, item=item, plan=item_plan(item_id=item.pk, mix=mix, n=planned)) for item in items])
+    ids = [ji.pk for ji in job_items]
+    for earlier in earlier_jobs:
+        transaction.on_commit(lambda pk=earlier: job_finish_if_complete(job_id=pk))
+    if enqueue:  # False: the caller runs the job items itself (`manage.py generate --inline`)
+        transaction.on_commit(lambda: job_items_enqueue(job_item_ids=ids))
+    return job
+
+
 def generation_job_retry_failed(*, job: GenerationJob, created_by=None) -> GenerationJob:
-    """Generate the failed items of `job` again, as a new job in the same round (same steps and N,
-    the project's current mix); candidates made before the failure are kept."""
+    """Generate the failed items of `job` again, as a new job in the same round (same steps, N and
+    pre-ranking, the project's current mix); candidates made before the failure are kept."""
     if job.round_id is not None and job.round.state != Round.State.OPEN:
         raise Conflict(f"Round {job.round.index} is closed; open a new round to generate again.", code="round_closed")
+    mix = mix_current(job.project)
     with transaction.atomic():
-        failed = GenerationJobItem.objects.select_for_update().filter(job=job, state=GenerationJobItem.State.FAILED)
-        mask_ids = [mask for mask, in failed.values_list("item__mask_id")]
-        if not mask_ids:
+        failed = list(GenerationJobItem.objects.select_for_update().filter(
+            job=job, state=GenerationJobItem.State.FAILED))
+        if not failed:
             raise Conflict(f"Generation job {job.pk} has no failed items to retry.", code="nothing_failed")
-        retry = generation_job_start(project=job.project, created_by=created_by, mask_ids=mask_ids, steps=job.steps,
-                                     candidates_per_item=job.candidates_per_item)
+        items = list(Item.objects.select_for_update().filter(
+            pk__in=[ji.item_id for ji in failed], state__in=[ItemState.WAITING, ItemState.FAILED]).order_by("pk"))
+        pre_rank = pre_rank_check(project=job.project, pre_rank=job.pre_rank or None)
+        retry = generation_job_create(
+            project=job.project, rnd=job.round, items=items, mix=mix, steps=job.steps, n=job.candidates_per_item,
+            planned=pre_rank["generate"] if pre_rank else job.candidates_per_item, pre_rank=pre_rank,
+            created_by=created_by)
         # The failures stay readable on the old job, which no longer counts them as failed.
         for job_item in failed:
             job_item.state = GenerationJobItem.State.SUPERSEDED

@@ -6,7 +6,7 @@ import builtins
 
 from django.db.models import Count, Exists, OuterRef, Q
 
-from annotation.models import Item, Judgement
+from annotation.models import QUEUE_STATES, Item, ItemState, Judgement
 from engine.errors import NotFound
 from engine.models import ObjectMask, Project, Round, TrainingRun
 
@@ -42,12 +42,25 @@ def round_status(*, round: Round, figures: dict | None = None) -> dict:
         "items": sum(states.values()), "items_by_state": states, "judgements": n_j,
         "acceptance_rate": acceptance_rate,
         "hard_case_rate": _rate(hard, done_or_hard),
+        "hard_case_recovery": recovery_counts(round=round),
         "sft_snapshot": round.sft_snapshot_id, "dpo_snapshot": round.dpo_snapshot_id,
         "sft_rows": round.sft_snapshot.rows_total if round.sft_snapshot else None,
         "dpo_rows": round.dpo_snapshot.rows_total if round.dpo_snapshot else None,
         "checkpoint_produced": None if cp is None else {"id": cp.pk, "name": str(cp), "parent": cp.parent_id,
                                                          "evaluation": _eval(cp)},
     }
+
+
+def recovery_counts(*, round: Round) -> dict:
+    """How the round's hard cases fared in recovery (engine.rounds.recovery): sent, still being
+    generated or judged, recovered (the recovery's winner rated at least alpha), not recovered,
+    and the share recovered of those decided."""
+    counts = Item.objects.filter(round=round, recovers__isnull=False).aggregate(
+        sent=Count("id"),
+        pending=Count("id", filter=Q(state__in=[ItemState.WAITING, ItemState.FAILED, *QUEUE_STATES])),
+        recovered=Count("id", filter=Q(state=ItemState.DONE, hard_case=False)),
+        not_recovered=Count("id", filter=Q(hard_case=True, state__in=[ItemState.DONE, ItemState.HARD_CASE])))
+    return counts | {"recovered_share": _rate(counts["recovered"], counts["recovered"] + counts["not_recovered"])}
 
 
 def masks_without_items(*, project: Project):

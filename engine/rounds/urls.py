@@ -5,6 +5,7 @@ from engine.rounds import apis
 urlpatterns = [
     path("projects/<slug:slug>/rounds/", apis.RoundListOpenApi.as_view(), name="api-rounds"),
     path("projects/<slug:slug>/rounds/<int:index>/close", apis.RoundCloseApi.as_view(), name="api-round-close"),
+    path("projects/<slug:slug>/rounds/<int:index>/recover", apis.RoundRecoverApi.as_view(), name="api-round-recover"),
     path("projects/<slug:slug>/rounds/<int:index>/checkpoint", apis.RoundCheckpointApi.as_view(),
          name="api-round-checkpoint"),
     path("projects/<slug:slug>/training-runs/", apis.TrainingRunListCreateApi.as_view(), name="api-training-runs"),

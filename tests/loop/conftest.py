@@ -77,3 +77,23 @@ def tiny_hp():
     return HyperParameters(sft_steps=3, dpo_steps=3, sft_batch=4, dpo_batch=4, noise_repeats=2)
 
 
+@pytest.fixture
+def pre_ranked_project(project, start_checkpoint_file, tmp_path, monkeypatch):
+    """A project with two masks, the bootstrap in its mix and a ranker (untrained weights: the
+    mechanics do not depend on what it learnt)."""
+    import torch
+
+    from engine.rounds import generate
+    from modelzoo.ranker import RankerNet
+    from tests.modelzoo_engine.conftest import photo_with_masks
+
+    photo_with_masks(project, seed=0, n_masks=2)
+    gen = services.checkpoint_register(name="builtin", version="start", backend="builtin",
+                                 data=start_checkpoint_file.read_bytes())[0]
+    services.project_mix_set(project=project, mix=[(gen, 1.0)])
+    torch.manual_seed(0)
+    RankerNet(width=8, hidden=16).save(tmp_path / "r.pt")
+    ranker = services.checkpoint_register(name="ranker", version="t", backend="ranker", role="ranker",
+                                    data=(tmp_path / "r.pt").read_bytes(), project=project)[0]
+    monkeypatch.setattr(generate, "job_items_enqueue", lambda *, job_item_ids: None)
+    return project, gen, ranker

@@ -70,28 +70,6 @@ def test_a_ranker_needs_a_dpo_snapshot_and_ranker_weights(project, snapshot_dirs
     assert not Checkpoint.objects.filter(name="ranker").exists()
 
 
-@pytest.fixture
-def pre_ranked_project(project, start_checkpoint_file, tmp_path, monkeypatch):
-    """A project with two masks, the bootstrap in its mix and a ranker (untrained weights: the
-    mechanics do not depend on what it learnt)."""
-    import torch
-
-    from engine.rounds import generate
-    from modelzoo.ranker import RankerNet
-    from tests.modelzoo_engine.conftest import photo_with_masks
-
-    photo_with_masks(project, seed=0, n_masks=2)
-    gen = mz.checkpoint_register(name="builtin", version="start", backend="builtin",
-                                 data=start_checkpoint_file.read_bytes())[0]
-    mz.project_mix_set(project=project, mix=[(gen, 1.0)])
-    torch.manual_seed(0)
-    RankerNet(width=8, hidden=16).save(tmp_path / "r.pt")
-    ranker = mz.checkpoint_register(name="ranker", version="t", backend="ranker", role="ranker",
-                                    data=(tmp_path / "r.pt").read_bytes(), project=project)[0]
-    monkeypatch.setattr(generate, "job_items_enqueue", lambda *, job_item_ids: None)
-    return project, gen, ranker
-
-
 @pytest.mark.django_db
 def test_pre_ranking_shows_the_rankers_top_n_and_random_draws_and_records_every_candidate(pre_ranked_project):
     from engine.rounds import generate, services

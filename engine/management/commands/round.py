@@ -1,6 +1,7 @@
-"""python manage.py round {open,close,status,checkpoint} --project SLUG [...]
+"""python manage.py round {open,recover,close,status,checkpoint} --project SLUG [...]
 
 open: opens the next round and starts generation for the new masks (or --masks 1,2,3);
+recover: sends the open round's hard cases back for more seeds, ranked (engine.rounds.recovery);
 close: closes the open round and builds its SFT and DPO snapshots (Parquet) in this process;
 status: one line per round; checkpoint: make a trained checkpoint current for the next round.
 """
@@ -10,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from engine.errors import EngineError
 from engine.models import Project, Round
-from engine.rounds import selectors, services
+from engine.rounds import recovery, selectors, services
 from modelzoo.models import Checkpoint
 
 
@@ -31,6 +32,13 @@ class Command(BaseCommand):
         o.add_argument("--generate", type=int, default=32)
         o.add_argument("--shown", type=int, default=6)
         o.add_argument("--random", type=int, default=2)
+        r = sub.add_parser("recover")
+        r.add_argument("--project", required=True)
+        r.add_argument("--ranker", type=int, required=True, help="The ranker checkpoint that orders the new seeds.")
+        r.add_argument("--generate", type=int, default=32, help="New seeds per hard case (M).")
+        r.add_argument("--shown", type=int, default=6)
+        r.add_argument("--random", type=int, default=2)
+        r.add_argument("--items", help="Comma-separated hard-case item ids (default: every one waiting for an artist).")
         c = sub.add_parser("close")
         c.add_argument("--project", required=True)
         c.add_argument("--pairing", default=services.DEFAULT_PAIRING, choices=["recorded", "winner_beat", "ranking"])
@@ -64,6 +72,13 @@ class Command(BaseCommand):
         self.stdout.write(f"round {rnd.index} open: alpha {rnd.quality_threshold}, {st['items']} items generating "
                           f"with mix {rnd.mix}")
 
+    def _recover(self, project, opts):
+        items = [int(i) for i in opts["items"].split(",")] if opts["items"] else None
+        job = recovery.hard_cases_recover(project=project, item_ids=items, pre_rank={
+            "ranker": opts["ranker"], "generate": opts["generate"], "shown": opts["shown"], "random": opts["random"]})
+        self.stdout.write(f"generation job {job.pk}: {job.total_items} hard cases get {opts['generate']} new seeds "
+                          f"each, ranked; annotators see {job.candidates_per_item} of each")
+
     def _close(self, project, opts):
         rnd = project.rounds.filter(state=Round.State.OPEN).order_by("-index").first()
         if rnd is None:
@@ -79,15 +94,17 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(rows, default=str, indent=2))
             return
         self.stdout.write(f"{'round':>5} {'state':>7} {'alpha':>5} {'items':>6} {'judged':>7} {'accept':>7} "
-                          f"{'hard':>6} {'sft':>5} {'dpo':>5}  checkpoint produced")
+                          f"{'hard':>6} {'recov':>7} {'sft':>5} {'dpo':>5}  checkpoint produced")
         for r in rows:
             cp = r["checkpoint_produced"]
             ev = (cp or {}).get("evaluation") or {}
             cps = "-" if cp is None else f"{cp['name']} (vIoU {ev.get('voxel_iou@64', float('nan')):.3f})"
             fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+            rec = r["hard_case_recovery"]
+            recovered = f"{rec['recovered']}/{rec['sent']}" if rec["sent"] else "-"
             self.stdout.write(f"{r['index']:>5} {r['state']:>7} {r['quality_threshold']:>5} {r['items']:>6} "
                               f"{r['judgements']:>7} {fmt(r['acceptance_rate']):>7} {fmt(r['hard_case_rate']):>6} "
-                              f"{r['sft_snapshot'] or '-':>5} {r['dpo_snapshot'] or '-':>5}  {cps}")
+                              f"{recovered:>7} {r['sft_snapshot'] or '-':>5} {r['dpo_snapshot'] or '-':>5}  {cps}")
 
     def _checkpoint(self, project, opts):
         checkpoint = Checkpoint.objects.filter(pk=opts["checkpoint"]).first()

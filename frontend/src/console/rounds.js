@@ -1,5 +1,6 @@
 // The rounds pages (engine/console/rounds.py): open a round (POST .../rounds/), follow its generation
-// jobs live (GET .../generation-jobs/?round=), retry failed items (POST .../retry), close the round.
+// jobs live (GET .../generation-jobs/?round=), retry failed items (POST .../retry), send hard cases back for
+// recovery (POST .../recover), close the round.
 import { clearErrors, flash, installNavKeys, showErrors } from './common.js';
 import { api, duration, el, installKeys, parseIds, poll } from './lead.js';
 
@@ -110,6 +111,27 @@ if (generation) {
   }
   const poller = poll(tick, 2000);
 }
+
+const recoveryForm = document.getElementById('recovery-form');
+if (recoveryForm) {
+  const { slug, round } = recoveryForm.dataset;
+  const submit = recoveryForm.querySelector('button[type=submit]');
+  recoveryForm.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    clearErrors(recoveryForm);
+    const f = recoveryForm.elements;
+    submit.disabled = true;
+    try {
+      const job = await api.request('POST', `projects/${encodeURIComponent(slug)}/rounds/${round}/recover`, {
+        ranker: Number(f.ranker.value), generate: Number(f.generate.value), shown: Number(f.shown.value),
+        random: Number(f.random.value),
+      });
+      window.location.assign(`/console/projects/${encodeURIComponent(slug)}/rounds/${round}/?recovering=${job.id}`);
+    } catch (err) { showErrors(recoveryForm, err); flash(err.message, { error: true }); submit.disabled = false; }
+  });
+}
+const recovering = new URLSearchParams(window.location.search).get('recovering');
+if (recovering) flash(`Job #${recovering} generates the hard cases' new seeds; each comes back to annotators as a recovery item.`);
 
 const closeForm = document.getElementById('round-close');
 if (closeForm) {
