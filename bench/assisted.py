@@ -17,11 +17,14 @@ alpha (3) the item is a hard case.
    the same pairs; "equal" counts half, as a tie of the ranker's scores does).
 2. **Pre-ranking.** On `--objects` new objects, the same annotators, one judgement per object in
    each arm (`--shown` + `--random` candidates, so the same number of comparisons):
-   plain: seeds 0..7 (best-of-8); assisted: `--m` seeds, the ranker's top `--shown` plus `--random`
-   drawn from the rest. Acceptance = the winner rated at least alpha.
-3. **Hard-case recovery.** Every hard case of the assisted arm gets `--recover-m` new seeds, is
-   ranked, and judged again on the top `--shown` + `--random`: recovered if that winner is rated at
-   least alpha (one more judgement per hard case; counted).
+   plain: seeds 0..7 (best-of-8); assisted: `--m` seeds (plus, with `--assist-retrieval K`, the K
+   nearest shapes of the retrieval backend below), the ranker's top `--shown` plus `--random` drawn
+   from the rest. Acceptance = the winner rated at least alpha.
+3. **Hard-case recovery.** Every hard case of the assisted arm gets `--recover-m` new seeds (and,
+   with `--library S --recover-retrieval K`, the K nearest shapes of a retrieval backend over S
+   shapes of the domain that no measured object uses), is ranked, and judged again on the top
+   `--shown` + `--random`: recovered if that winner is rated at least alpha (one more judgement per
+   hard case; counted), and recoverable if any of its new candidates would be (no noise).
 4. **Active selection** (`--budget` judgements, a share of the objects): the objects where the
    ranker is least sure (smallest gap between its top two scores) against objects in order;
    the figure is the acceptance among the judged objects, and the score gap as a key.
@@ -43,6 +46,7 @@ import numpy as np
 import harness  # noqa: F401  (puts the repository on sys.path)
 
 SIM_OFFSET = 6_000_000  # within the simulation's seed range, away from `simulate` and bench/loop_recipes
+LIBRARY_SEED_BASE = 9_000_000  # the retrieval library's shapes: scene seeds none of the measured objects uses
 # engine.rounds.simulation's scene seeds and rating scale (that module needs Django; a test checks these match)
 SIM_SEED_BASE = 700_000_000
 RATING_EDGES = (0.3, 0.45, 0.6, 0.75)
@@ -102,12 +106,18 @@ class World:
     Kept per object under `cache` (a folder; None: in memory only), so that runs with other ranker
     settings do not generate and score again."""
 
-    def __init__(self, checkpoint: str, domain: str, steps: int, cache: str | None):
+    def __init__(self, checkpoint: str, domain: str, steps: int, cache: str | None, library: int = 0):
         from modelzoo.builtin import BuiltinGenerator
         from modelzoo.builtin.model import BuiltinModel
         from modelzoo.files import sha256_file
 
         self.gen = BuiltinGenerator(BuiltinModel.load(checkpoint))
+        self.retrieval = None
+        if library:  # a team's own shape library of the domain: shapes of other scene seeds than the measured ones
+            from modelzoo.generators.retrieval import RetrievalGenerator, build_library, synthetic_meshes
+
+            self.retrieval = RetrievalGenerator(build_library(synthetic_meshes(domain, library, LIBRARY_SEED_BASE),
+                                                              log=lambda *_: None))
         self.domain, self.steps = domain, steps
         self.folder = None
         if cache:
@@ -139,7 +149,8 @@ class World:
         return sample_scene(SIM_SEED_BASE + SIM_OFFSET + index, domain=self.domain)
 
     def candidates(self, index: int, seeds: list[int]) -> dict[int, dict]:
-        """seed -> {iou, input} for the seeds asked for (generated once)."""
+        """seed -> {iou, input} for the seeds asked for (generated once). A negative seed -1-k is the
+        retrieval backend's k-th nearest shape of the library."""
         import torch
 
         from modelzoo.mesh.meshing import occupancy_to_mesh
@@ -155,7 +166,11 @@ class World:
                 gv, gf = s.gt_mesh(64)
                 o["gt"] = camera_occupancy(gv, gf, s.rotation_matrix)
             s = o["scene"]
-            pred = self.gen.predict(s.image, s.mask, todo, self.steps, s.intrinsics)
+            retrieved = sorted(sd for sd in todo if sd < 0)
+            todo = [sd for sd in todo if sd >= 0]
+            if retrieved:
+                self._retrieve(o, retrieved)
+            pred = self.gen.predict(s.image, s.mask, todo, self.steps, s.intrinsics) if todo else None
             for i, sd in enumerate(todo):
                 v, f = occupancy_to_mesh(pred["logits"][i], logits=True)
                 R = pred["R"][i]
@@ -164,8 +179,29 @@ class World:
                 iou = voxel_iou(camera_occupancy(v, f, R), o["gt"])
                 o["cands"][sd] = {"iou": iou, "input": candidate_input(o["input"], v, f, layout)}
             if self._path(index):
-                torch.save({"cands": o["cands"], "input": o["input"]}, self._path(index))
+                model_only = {sd: c for sd, c in o["cands"].items() if sd >= 0}  # retrieved ones depend on --library
+                torch.save({"cands": model_only, "input": o["input"]}, self._path(index))
         return {sd: o["cands"][sd] for sd in seeds}
+
+    def _retrieve(self, o: dict, seeds: list[int]) -> None:
+        from modelzoo.generators.base import GenerationRequest
+        from modelzoo.metrics import voxel_iou
+        from modelzoo.ranker.features import candidate_input
+        from modelzoo.synth.rotations import quat_to_matrix
+
+        if self.retrieval is None:
+            raise SystemExit("negative seeds are the retrieval backend's: give --library")
+        s, ks = o["scene"], [-1 - sd for sd in seeds]
+        outs = self.retrieval.generate(GenerationRequest(image=s.image, mask=s.mask, seeds=list(range(max(ks) + 1)),
+                                                         steps=self.steps, intrinsics=s.intrinsics))
+        for k in ks:
+            out = outs[k]
+            layout = {"rotation": [float(x) for x in out.layout.rotation],
+                      "translation": [float(x) for x in out.layout.translation],
+                      "scale": [float(x) for x in out.layout.scale]}
+            R = quat_to_matrix(np.array(out.layout.rotation))
+            o["cands"][-1 - k] = {"iou": voxel_iou(camera_occupancy(out.vertices, out.faces, R), o["gt"]),
+                                  "input": candidate_input(o["input"], out.vertices, out.faces, layout)}
 
 
 def ranker_scores(net, world: World, index: int, seeds: list[int]) -> dict[int, float]:
@@ -201,6 +237,12 @@ def main(argv=None) -> dict:
     p.add_argument("--shown", type=int, default=6)
     p.add_argument("--random", type=int, default=2)
     p.add_argument("--recover-m", type=int, default=64)
+    p.add_argument("--library", type=int, default=0,
+                   help="a retrieval backend over a library of this many shapes of the domain (0: none)")
+    p.add_argument("--assist-retrieval", type=int, default=0,
+                   help="pre-ranking: this many of the library's nearest shapes join the M seeds (needs --library)")
+    p.add_argument("--recover-retrieval", type=int, default=0,
+                   help="recovery: this many of the library's nearest shapes join the new seeds (needs --library)")
     p.add_argument("--budget", type=float, default=0.5, help="active selection: share of objects judged")
     p.add_argument("--noise", type=float, default=0.1)
     p.add_argument("--equal-margin", type=float, default=0.02)
@@ -216,7 +258,9 @@ def main(argv=None) -> dict:
 
     torch.set_num_threads(1)
     t0 = time.time()
-    world = World(a.checkpoint, a.domain, a.steps, a.cache or None)
+    if (a.recover_retrieval or a.assist_retrieval) and not a.library:
+        p.error("--recover-retrieval and --assist-retrieval need --library")
+    world = World(a.checkpoint, a.domain, a.steps, a.cache or None, library=a.library)
     ann = Annotator(a.noise, a.equal_margin, a.seed)
     second = Annotator(a.noise, a.equal_margin, a.seed + 1)
 
@@ -251,18 +295,29 @@ def main(argv=None) -> dict:
     rng = random.Random(a.seed)
     base = a.train_objects
     rows, hard = [], []
-    assisted_seeds = list(range(a.m))
+    assisted_seeds = list(range(a.m)) + [-1 - k for k in range(a.assist_retrieval)]
+    # The same annotators, each arm with its own draws, so that an arm's figure does not move with another's setting.
+    ann_plain = Annotator(a.noise, a.equal_margin, a.seed + 10)
+    ann_mix = Annotator(a.noise, a.equal_margin, a.seed + 11)
+    # With retrieval in the pool, a second control: the same 8 from the same two sources, no ranker
+    # (the first seeds and the library's `--random` nearest shapes).
+    mix_seeds = list(range(a.plain - a.random)) + [-1 - k for k in range(a.random)] if a.assist_retrieval else []
     for j in range(a.objects):
         i = base + j
-        cands = world.candidates(i, assisted_seeds)
-        w_plain, _ = ann.king_of_the_hill({sd: cands[sd]["iou"] for sd in plain_seeds})
-        r_plain = ann.rating(cands[w_plain]["iou"])
+        cands = world.candidates(i, assisted_seeds + [sd for sd in mix_seeds if sd not in assisted_seeds])
+        w_plain, _ = ann_plain.king_of_the_hill({sd: cands[sd]["iou"] for sd in plain_seeds})
+        r_plain = ann_plain.rating(cands[w_plain]["iou"])
+        r_mix = None
+        if mix_seeds:
+            w_mix, _ = ann_mix.king_of_the_hill({sd: cands[sd]["iou"] for sd in mix_seeds})
+            r_mix = ann_mix.rating(cands[w_mix]["iou"])
         scores = ranker_scores(net, world, i, assisted_seeds)
         shown = pre_rank(scores, a.shown, a.random, rng)
         w_ass, _ = ann.king_of_the_hill({sd: cands[sd]["iou"] for sd in shown})
         r_ass = ann.rating(cands[w_ass]["iou"])
         top = sorted(scores.values(), reverse=True)
         rows.append({"object": i, "plain": r_plain >= a.alpha, "assisted": r_ass >= a.alpha,
+                     "plain_mix": None if r_mix is None else r_mix >= a.alpha,
                      "gap": top[0] - top[1], "best_iou_m": max(c["iou"] for c in cands.values()),
                      "best_iou_plain": max(cands[sd]["iou"] for sd in plain_seeds),
                      "winner_iou_plain": cands[w_plain]["iou"], "winner_iou_assisted": cands[w_ass]["iou"],
@@ -273,12 +328,14 @@ def main(argv=None) -> dict:
             hard.append(i)
     acc_plain = float(np.mean([r["plain"] for r in rows]))
     acc_ass = float(np.mean([r["assisted"] for r in rows]))
+    acc_mix = float(np.mean([r["plain_mix"] for r in rows])) if mix_seeds else None
 
     # 3. hard-case recovery: more seeds, ranked, judged again
-    recovered = 0
-    more = list(range(a.m, a.m + a.recover_m))
+    recovered, recoverable = 0, 0
+    more = list(range(a.m, a.m + a.recover_m)) + [-1 - k for k in range(a.recover_retrieval)]
     for i in hard:
-        world.candidates(i, more)
+        pool = world.candidates(i, more)
+        recoverable += rating_for(max(c["iou"] for c in pool.values())) >= a.alpha
         scores = ranker_scores(net, world, i, more)
         shown = pre_rank(scores, a.shown, a.random, rng)
         cands = world.candidates(i, shown)
@@ -316,9 +373,12 @@ def main(argv=None) -> dict:
     print(f"  {'acceptance of the best candidate (no noise)':<46} {np.mean([r['oracle_plain'] for r in rows]):>8.3f} "
           f"{np.mean([r['oracle_m'] for r in rows]):>8.3f}")
     print(f"  {'winner among the random extras':<46} {'':>8} {np.mean([r['random_won'] for r in rows]):>8.3f}")
+    if acc_mix is not None:
+        print(f"  {f'acceptance of {a.plain - a.random} seeds + {a.random} retrieved, no ranker':<46} {acc_mix:>8.3f}")
     print(f"hard cases of the assisted arm {len(hard)}, recovered {recovered} "
-          f"({'-' if recovered_share is None else f'{recovered_share:.2f}'}) with {a.recover_m} more seeds, "
-          f"{len(hard)} more judgements")
+          f"({'-' if recovered_share is None else f'{recovered_share:.2f}'}) with {a.recover_m} more seeds"
+          f"{f' and {a.recover_retrieval} retrieved shapes' if a.recover_retrieval else ''}, {len(hard)} more "
+          f"judgements; {recoverable} had an acceptable candidate among them (no noise)")
     print(f"active selection, {n_budget} of {len(rows)} judged: hard-case share in order "
           f"{active['hard_share_in_order']:.3f}, least sure first {active['hard_share_least_sure']:.3f}")
     print(f"{seconds:.0f}s in all")
@@ -328,10 +388,12 @@ def main(argv=None) -> dict:
            "ranker_train_agreement": stats["train_agreement"], "ranker_epoch": stats["epoch"],
            "acceptance_plain": round(acc_plain, 4), "acceptance_assisted": round(acc_ass, 4),
            "acceptance_gain_points": round(100 * (acc_ass - acc_plain), 2),
+           "acceptance_plain_mix": None if acc_mix is None else round(acc_mix, 4),
            "acceptance_ceiling_plain": round(float(np.mean([r["oracle_plain"] for r in rows])), 4),
            "acceptance_ceiling_m": round(float(np.mean([r["oracle_m"] for r in rows])), 4),
            "hard_cases": len(hard), "hard_cases_recovered": recovered,
            "hard_cases_recovered_share": None if recovered_share is None else round(recovered_share, 4),
+           "hard_cases_recoverable": recoverable,
            "active": active, "ranker_pairs": stats["pairs"], "seconds": round(seconds, 1),
            "setting": {k: v for k, v in vars(a).items() if k != "checkpoint"},
            "checkpoint": os.path.basename(a.checkpoint)}

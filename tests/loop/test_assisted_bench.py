@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -23,11 +25,13 @@ def test_the_annotators_of_the_bench_are_the_simulations():
                                                                       (0.1, 0.5, 0.7, 0.9)]
 
 
-def test_the_assisted_bench_small(tmp_path):
+@pytest.mark.parametrize("retrieval", [[], ["--library", "12", "--assist-retrieval", "2", "--recover-retrieval", "2"]],
+                         ids=["model-only", "with-retrieval"])
+def test_the_assisted_bench_small(tmp_path, retrieval):
     out = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "assisted.py"), "--train-objects", "12", "--objects", "6",
          "--plain", "4", "--m", "10", "--shown", "3", "--random", "1", "--recover-m", "8", "--epochs", "2",
-         "--cache", str(tmp_path)], capture_output=True, text=True, timeout=600, cwd=ROOT)
+         "--cache", str(tmp_path), *retrieval], capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-3000:]
     lines = out.stdout.strip().splitlines()
     figures = json.loads(lines[-1])
@@ -37,4 +41,6 @@ def test_the_assisted_bench_small(tmp_path):
     assert figures["acceptance_gain_points"] == round(
         100 * (figures["acceptance_assisted"] - figures["acceptance_plain"]), 2)
     assert figures["hard_cases_recovered"] <= figures["hard_cases"]
+    assert figures["hard_cases_recoverable"] <= figures["hard_cases"]
+    assert (figures["acceptance_plain_mix"] is None) == (not retrieval)
     assert "agreement with held-out annotator picks" in out.stdout
