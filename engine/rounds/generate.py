@@ -32,6 +32,7 @@ from engine.models import ObjectMask, Project, Round
 from engine.rounds.selection import item_selection_key_set
 from engine.services import round_current
 from modelzoo.generators.base import GenerationRequest, default_intrinsics
+from modelzoo.generators.registry import seeds_are_ranks
 from modelzoo.mesh.glb import read_glb
 from modelzoo.mesh.gltf import GltfLimits
 from modelzoo.models import Candidate, Checkpoint, GenerationJob, GenerationJobItem, ProjectCheckpoint, Selection
@@ -61,15 +62,27 @@ def candidate_seed(*, item_id: int, index: int) -> int:
     return int.from_bytes(hashlib.sha256(f"item:{item_id}:{index}".encode()).digest()[:4], "big") & 0x7FFFFFFF
 
 
-def item_plan(*, item_id: int, mix: list[tuple[int, float]], n: int) -> list[list[int]]:
-    """[[checkpoint_id, seed], ...] for one item: n deterministic seeds split over the mix."""
+def item_plan(*, item_id: int, mix: list[tuple[int, float]], n: int, ranked: dict[int, int] | None = None,
+              ) -> list[list[int]]:
+    """[[checkpoint_id, seed], ...] for one item: n deterministic seeds split over the mix. A
+    checkpoint in `ranked` (checkpoint id -> first rank) is a backend whose seed k is its k-th best
+    answer (modelzoo.generators.registry.seeds_are_ranks): it gets ranks from there on, in order."""
     counts = mix_allocate(shares=[s for _, s in mix], n=n, rotation=item_id)
     plan, index = [], 0
     for (checkpoint_id, _), count in zip(mix, counts):
-        for _ in range(count):
-            plan.append([checkpoint_id, candidate_seed(item_id=item_id, index=index)])
+        for k in range(count):
+            if ranked is not None and checkpoint_id in ranked:
+                plan.append([checkpoint_id, ranked[checkpoint_id] + k])
+            else:
+                plan.append([checkpoint_id, candidate_seed(item_id=item_id, index=index)])
             index += 1
     return plan
+
+
+def ranked_checkpoints(mix: list[tuple[int, float]]) -> set[int]:
+    """The checkpoints of `mix` whose backend's seed k is its k-th best answer (a retrieval)."""
+    return {pk for pk, backend in Checkpoint.objects.filter(pk__in=[c for c, _ in mix]).values_list("pk", "backend")
+            if seeds_are_ranks(backend)}
 
 
 #: The most candidates a pre-ranked item may have generated (M).
@@ -164,14 +177,16 @@ def generation_job_start(*, project: Project, created_by=None, mask_ids: list[in
 
 
 def generation_job_create(*, project: Project, rnd: Round, items: list[Item], mix: list[tuple[int, float]],
-                          steps: int, n: int, planned: int, pre_rank: dict, created_by=None,
-                          enqueue: bool = True) -> GenerationJob:
+                          steps: int, n: int, planned: int, pre_rank: dict, created_by=None, enqueue: bool = True,
+                          first_ranks: dict[int, dict[int, int]] | None = None) -> GenerationJob:
     """The job over `items` (rows locked by the caller's transaction, waiting or failed): failed
     ones back to waiting, earlier pending job items taken over, one job item per item planned
-    for `planned` candidates (N shown, or M to pre-rank), tasks enqueued on commit."""
+    for `planned` candidates (N shown, or M to pre-rank), tasks enqueued on commit. A retrieval's
+    candidates are its nearest answers from rank 0, or from `first_ranks[item id][checkpoint id]`."""
     for item in items:
         if item.state == ItemState.FAILED:
             item_transition(item=item, to=ItemState.WAITING, reason="generation restarted")
+    ranked = ranked_checkpoints(mix)
     job = GenerationJob.objects.create(
         project=project, round=rnd, steps=steps, candidates_per_item=n, created_by=created_by, pre_rank=pre_rank,
         mix=[{"checkpoint": c, "share": s} for c, s in mix],
@@ -184,7 +199,9 @@ def generation_job_create(*, project: Project, rnd: Round, items: list[Item], mi
     taken_over.update(state=GenerationJobItem.State.SUPERSEDED, error=f"taken over by job {job.pk}",
                       updated_at=timezone.now())
     job_items = GenerationJobItem.objects.bulk_create(
-        [GenerationJobItem(job=job, item=item, plan=item_plan(item_id=item.pk, mix=mix, n=planned)) for item in items])
+        [GenerationJobItem(job=job, item=item, plan=item_plan(
+            item_id=item.pk, mix=mix, n=planned,
+            ranked={c: (first_ranks or {}).get(item.pk, {}).get(c, 0) for c in ranked})) for item in items])
     ids = [ji.pk for ji in job_items]
     for earlier in earlier_jobs:
         transaction.on_commit(lambda pk=earlier: job_finish_if_complete(job_id=pk))

@@ -91,14 +91,26 @@ _BACKENDS: dict[str, Loader] = {
     "sam3d_objects": _adapter("sam3d_objects"), "trellis2": _adapter("trellis2"), "hunyuan3d": _adapter("hunyuan3d"),
 }
 _CHECKS: dict[str, Callable[[bytes], None]] = {"builtin": _builtin_check, "retrieval": _retrieval_check}
+# Backends whose seed k is their k-th best answer (a retrieval's k-th nearest shape), not a random
+# draw: the engine asks them for ranks 0, 1, 2... instead of hashed seeds.
+_RANKED_SEEDS: set[str] = {"retrieval"}
 
 
-def register_backend(name: str, loader: Loader, check: Callable[[bytes], None] | None = None) -> None:
+def register_backend(name: str, loader: Loader, check: Callable[[bytes], None] | None = None,
+                     ranked_seeds: bool = False) -> None:
     """Make a backend available under `name` (e.g. from a GPU worker's plugin module), with the
-    check its uploaded weights must pass, if it has one."""
+    check its uploaded weights must pass, if it has one; `ranked_seeds`: its seed k is its k-th
+    best answer (as retrieval's), so the engine asks it for 0, 1, 2..."""
     _BACKENDS[name] = loader
     if check is not None:
         _CHECKS[name] = check
+    if ranked_seeds:
+        _RANKED_SEEDS.add(name)
+
+
+def seeds_are_ranks(backend: str) -> bool:
+    """True when `backend`'s seed k means its k-th best answer rather than a random draw."""
+    return backend in _RANKED_SEEDS
 
 
 def weights_check(backend: str, data: bytes) -> None:

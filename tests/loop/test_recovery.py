@@ -12,7 +12,7 @@ from django.core.management import call_command
 
 from annotation.models import Item, ItemState
 from annotation.selectors import artist_queue
-from engine.rounds import generate
+from engine.rounds import generate, recovery
 from engine.rounds import services as round_services
 from modelzoo.models import Candidate, GenerationJobItem
 from tests.annotation.conftest import judgement_body
@@ -133,3 +133,33 @@ def test_recovery_refuses_what_it_cannot_do_and_creates_nothing(judged_round, me
     assert wrong_round.status_code == 409, wrong_round.json()
     assert not Item.objects.filter(recovers__isnull=False).exists()
     assert rnd.generation_jobs.count() == 1
+
+
+def test_a_retrieval_in_the_mix_offers_its_nearest_shapes_and_a_recovery_the_next_ones(pre_ranked_project, member,
+                                                                                     api, tmp_path):
+    from modelzoo import services as zoo
+    from modelzoo.generators.retrieval import build_library, save_library, synthetic_meshes
+
+    project, gen, ranker = pre_ranked_project
+    project.overlap, project.gold_rate = 1, 0
+    project.save()
+    save_library(build_library(synthetic_meshes("household", 8, 123_000), log=None), str(tmp_path / "lib.npz"))
+    library = zoo.checkpoint_register(name="retrieval", version="lib", backend="retrieval",
+                                      data=(tmp_path / "lib.npz").read_bytes(), project=project)[0]
+    zoo.project_mix_set(project=project, mix=[(gen, 0.5), (library, 0.5)])
+    rnd = round_services.round_open(project=project, steps=2, candidates_per_item=4)
+    generate_inline(rnd.generation_jobs.get())
+    hard = Item.objects.filter(round=rnd).order_by("pk").first()
+    assert sorted(Candidate.objects.filter(item=hard, checkpoint=library).values_list("seed", flat=True)) == [0, 1]
+    annotator = member("annotator")
+    for item in Item.objects.filter(round=rnd).order_by("pk"):
+        judge(api, annotator, project, item, rating=2 if item.pk == hard.pk else 4)
+    job = recovery.hard_cases_recover(project=project, pre_rank={"ranker": ranker.pk, "generate": 8, "shown": 3,
+                                                                 "random": 1})
+    rescue = Item.objects.get(recovers=hard)
+    (plan,) = GenerationJobItem.objects.filter(job=job).values_list("plan", flat=True)
+    assert sorted(s for c, s in plan if c == library.pk) == [2, 3, 4, 5]  # the next nearest: 0 and 1 were shown
+    generate_inline(job)
+    ranked = GenerationJobItem.objects.get(job=job).ranking
+    assert sorted(r["seed"] for r in ranked if r["checkpoint"] == library.pk) == [2, 3, 4, 5]
+    assert Candidate.objects.filter(item=rescue).count() == 4

@@ -32,6 +32,15 @@ def test_plan_is_deterministic_and_seeds_are_distinct():
     assert plan != generate.item_plan(item_id=8, mix=[(1, 0.5), (2, 0.5)], n=8)
 
 
+def test_a_backend_whose_seed_is_a_rank_is_asked_for_its_best_answers_in_order():
+    plan = generate.item_plan(item_id=7, mix=[(1, 0.5), (2, 0.5)], n=8, ranked={2: 0})
+    assert [s for c, s in plan if c == 2] == [0, 1, 2, 3]  # a retrieval's 4 nearest shapes
+    hashed = [s for c, s in plan if c == 1]
+    assert hashed == [s for c, s in generate.item_plan(item_id=7, mix=[(1, 0.5), (2, 0.5)], n=8) if c == 1]
+    assert [s for c, s in generate.item_plan(item_id=7, mix=[(1, 0.5), (2, 0.5)], n=8, ranked={2: 5})
+            if c == 2] == [5, 6, 7, 8]
+
+
 def test_job_start_creates_waiting_items_and_enqueues_one_task_each(gen_project, django_capture_on_commit_callbacks,
                                                                     monkeypatch):
     sent = []
