@@ -76,14 +76,33 @@ def django_setup(*, database_url: str | None = None, environ: dict[str, str] | N
 
 
 def copy_rows(cur, table: str, columns: list[str], rows) -> int:
-    """COPY rows (tuples in the order of `columns`) into a table through a psycopg cursor; their count."""
+    """COPY rows (tuples in the order of `columns`) into a table through a psycopg cursor; their count.
+    The model's NOT NULL columns that `columns` leave out get their Django default (Django keeps
+    defaults in Python, not in the schema), so a field added later does not break the benches' fills."""
+    extra_columns, extra_values = _model_defaults(table, columns)
     n = 0
-    quoted = ", ".join(f'"{c}"' for c in columns)
+    quoted = ", ".join(f'"{c}"' for c in [*columns, *extra_columns])
     with cur.copy(f"COPY {table} ({quoted}) FROM STDIN") as cp:
         for row in rows:
-            cp.write_row(row)
+            cp.write_row((*row, *extra_values))
             n += 1
     return n
+
+
+def _model_defaults(table: str, columns: list[str]) -> tuple[list[str], list]:
+    from django.apps import apps
+
+    model = next((m for m in apps.get_models() if m._meta.db_table == table), None)
+    if model is None:
+        return [], []
+    names, values = [], []
+    for field in model._meta.concrete_fields:
+        if field.column in columns or field.null or not field.has_default():
+            continue
+        value = field.get_default()
+        names.append(field.column)
+        values.append(json.dumps(value) if isinstance(value, (dict, list)) else value)
+    return names, values
 
 
 def free_port() -> int:

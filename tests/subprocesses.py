@@ -57,15 +57,16 @@ def broker_purge(broker: str, queue: str) -> None:
         conn.default_channel.client.delete("unacked", "unacked_index")
 
 
-def bench_run(script: str, *args: str, bench_db: str) -> tuple[list[str], dict]:
+def bench_run(script: str, *args: str, bench_db: str, env: dict[str, str] | None = None) -> tuple[list[str], dict]:
     """Run bench/<script> on a PostgreSQL database of its own (created and dropped by the bench)
-    beside the test database; its output lines and the figures of its last line (one JSON object)."""
+    beside the test database; its output lines and the figures of its last line (one JSON object).
+    `env`: more of the bench's environment (the name of its database where it reads another variable)."""
     db = connection.settings_dict
     admin_url = f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/postgres"
     out = subprocess.run(
         [sys.executable, str(ROOT / "bench" / script), *args], capture_output=True, text=True, timeout=300, cwd=ROOT,
         env={"PATH": "/usr/bin:/bin", "BENCH_ADMIN_URL": admin_url, "BENCH_DB": bench_db,
-             **{k: os.environ[k] for k in ("CACHE_URL", "VAR_DIR") if k in os.environ}})
+             **{k: os.environ[k] for k in ("CACHE_URL", "VAR_DIR") if k in os.environ}, **(env or {})})
     assert out.returncode == 0, out.stderr[-3000:]
     lines = out.stdout.strip().splitlines()
     return lines, json.loads(lines[-1])
