@@ -167,10 +167,11 @@ class Encoder:
 SFT_SOURCES = ("artist", "retrieval", "model")
 
 
-def sft_source(row: dict) -> str:
-    if row.get("source") == "artist":
+def sft_source(row: dict, prefix: str = "") -> str:
+    """The source of a row's side (`prefix` "chosen_" / "rejected_" for a DPO row's)."""
+    if row.get(f"{prefix}source") == "artist":
         return "artist"
-    return "retrieval" if str(row.get("checkpoint") or "").startswith("retrieval:") else "model"
+    return "retrieval" if str(row.get(f"{prefix}checkpoint") or "").startswith("retrieval:") else "model"
 
 
 def sft_tensors(snapshot: Snapshot, encoder: Encoder, sources: tuple[str, ...] | None = None) -> dict:
@@ -195,10 +196,14 @@ def sft_tensors(snapshot: Snapshot, encoder: Encoder, sources: tuple[str, ...] |
             "weights": torch.tensor(weights)}
 
 
-def dpo_tensors(snapshot: Snapshot, encoder: Encoder) -> dict:
+def dpo_tensors(snapshot: Snapshot, encoder: Encoder, sources: tuple[str, ...] | None = None) -> dict:
+    """Chosen and rejected flow targets of the DPO pairs (not ties, layouts on both sides) whose
+    chosen side comes from `sources` (None: all)."""
     crops, feats, xw, xl = [], [], [], []
     for row in snapshot.rows:
         if row.get("is_tie") or row.get("chosen_layout") is None or row.get("rejected_layout") is None:
+            continue
+        if sources is not None and sft_source(row, "chosen_") not in sources:
             continue
         c, f, _, _ = encoder.condition(row)
         crops.append(c)
@@ -206,6 +211,7 @@ def dpo_tensors(snapshot: Snapshot, encoder: Encoder) -> dict:
         xw.append(encoder.target(row, "chosen_"))
         xl.append(encoder.target(row, "rejected_"))
     if not xw:
-        raise TrainingError(f"{snapshot.path}: no preference pair with layouts on both sides (ties are skipped).")
+        raise TrainingError(f"{snapshot.path}: no preference pair with layouts on both sides (ties are skipped)"
+                            + (f" whose chosen side is from {', '.join(sources)}." if sources is not None else "."))
     return {"crops": torch.stack(crops), "feats": torch.stack(feats), "x1_w": torch.stack(xw),
             "x1_l": torch.stack(xl)}

@@ -63,16 +63,25 @@ class HyperParameters:
     seed: int = 0
     # Which SFT rows train: "all", or a comma list of "artist", "retrieval", "model" (snapshot.SFT_SOURCES).
     sft_sources: str = "all"
+    # Which DPO pairs train, by their chosen side's source (the same names): "artist,model" leaves
+    # out the pairs a retrieval shape won, which pull the flow toward a silhouette fit's layout.
+    dpo_sources: str = "all"
 
     def sft_source_set(self) -> tuple[str, ...] | None:
-        if self.sft_sources == "all":
-            return None
-        names = tuple(s.strip() for s in self.sft_sources.split(",") if s.strip())
-        unknown = [s for s in names if s not in SFT_SOURCES]
-        if unknown or not names:
-            raise TrainingError(f"sft_sources {self.sft_sources!r}: use 'all' or a comma list of "
-                                f"{', '.join(SFT_SOURCES)}.")
-        return names
+        return _source_set("sft_sources", self.sft_sources)
+
+    def dpo_source_set(self) -> tuple[str, ...] | None:
+        return _source_set("dpo_sources", self.dpo_sources)
+
+
+def _source_set(name: str, value: str) -> tuple[str, ...] | None:
+    if value == "all":
+        return None
+    names = tuple(s.strip() for s in value.split(",") if s.strip())
+    unknown = [s for s in names if s not in SFT_SOURCES]
+    if unknown or not names:
+        raise TrainingError(f"{name} {value!r}: use 'all' or a comma list of {', '.join(SFT_SOURCES)}.")
+    return names
 
 
 def load_parent(path: str) -> BuiltinModel:
@@ -245,7 +254,7 @@ def train(*, checkpoint: str, out: str, stage: str = "both", sft_dir: str | None
     hp = hp or HyperParameters()
     if stage not in STAGES:
         raise TrainingError(f"Unknown stage {stage!r}; use one of {', '.join(STAGES)}.")
-    hp.sft_source_set()  # refused before any work when unknown
+    hp.sft_source_set(), hp.dpo_source_set()  # refused before any work when unknown
     torch.manual_seed(hp.seed)
     # Read and check everything before any training step.
     sft = dpo = None
@@ -287,7 +296,7 @@ def train(*, checkpoint: str, out: str, stage: str = "both", sft_dir: str | None
             with _threads_for(hp):
                 record["history"]["sft"] = train_sft(model, data, hp, log=log, progress=progress)
     if dpo is not None:
-        data = dpo_tensors(dpo, encoder)
+        data = dpo_tensors(dpo, encoder, hp.dpo_source_set())
         record["snapshots"]["dpo"] = {"path": os.path.abspath(dpo.path), "rows": len(dpo.rows),
                                       "pairs": len(data["x1_w"]), **dpo.provenance}
         if ref_model is None:

@@ -58,6 +58,21 @@ def test_sft_on_the_targets_worth_fitting_only(snapshot_dirs, start_checkpoint_f
         run("artists")
 
 
+def test_dpo_on_the_pairs_whose_winner_came_from_the_sources_given(snapshot_dirs, start_checkpoint_file, tiny_hp,
+                                                                    tmp_path):
+    from dataclasses import replace
+
+    def run(sources):
+        return train(checkpoint=str(start_checkpoint_file), out=str(tmp_path / "d.pt"), stage="dpo",
+                     dpo_dir=str(snapshot_dirs["dpo"]), hp=replace(tiny_hp, dpo_sources=sources), log=lambda m: None)
+
+    assert "dpo" in run("artist,model")["history"]  # both pairs' winner is the model's own sample
+    with pytest.raises(TrainingError, match="no preference pair .* whose chosen side is from retrieval"):
+        run("retrieval")
+    with pytest.raises(TrainingError, match="dpo_sources 'models': use 'all' or a comma list"):
+        run("models")
+
+
 def test_refuses_a_snapshot_of_the_wrong_kind(snapshot_dirs, start_checkpoint_file, tiny_hp, tmp_path):
     with pytest.raises(TrainingError, match=r"SFT stage needs an SFT snapshot.*is a DPO snapshot.*--kind sft"):
         train(checkpoint=str(start_checkpoint_file), out=str(tmp_path / "x.pt"), stage="sft",
