@@ -126,7 +126,7 @@ def mix_current(project: Project) -> list[tuple[int, float]]:
 
 
 def generation_sizes(*, project: Project, steps: int | None, candidates_per_item: int | None,
-           pre_rank: dict | None) -> tuple[int, dict, int, int]:
+                     pre_rank: dict | None) -> tuple[int, dict, int, int]:
     """(steps, pre_rank checked, N shown per item, M planned per item), or ValidationFailed."""
     steps = steps or project.sampling_steps
     pre_rank = pre_rank_check(project=project, pre_rank=pre_rank)
@@ -177,16 +177,18 @@ def generation_job_start(*, project: Project, created_by=None, mask_ids: list[in
 
 
 def generation_job_create(*, project: Project, rnd: Round, items: list[Item], mix: list[tuple[int, float]],
-                          steps: int, n: int, planned: int, pre_rank: dict, created_by=None, enqueue: bool = True,
-                          first_ranks: dict[int, dict[int, int]] | None = None) -> GenerationJob:
+                          steps: int, n: int, planned: int, pre_rank: dict, created_by=None,
+                          enqueue: bool = True) -> GenerationJob:
     """The job over `items` (rows locked by the caller's transaction, waiting or failed): failed
     ones back to waiting, earlier pending job items taken over, one job item per item planned
     for `planned` candidates (N shown, or M to pre-rank), tasks enqueued on commit. A retrieval's
-    candidates are its nearest answers from rank 0, or from `first_ranks[item id][checkpoint id]`."""
+    candidates are its nearest answers from rank 0; a recovery item's, those after the ranks its
+    hard case was offered."""
     for item in items:
         if item.state == ItemState.FAILED:
             item_transition(item=item, to=ItemState.WAITING, reason="generation restarted")
     ranked = ranked_checkpoints(mix)
+    first_ranks = _ranks_after_recovered(items, ranked) if ranked else {}
     job = GenerationJob.objects.create(
         project=project, round=rnd, steps=steps, candidates_per_item=n, created_by=created_by, pre_rank=pre_rank,
         mix=[{"checkpoint": c, "share": s} for c, s in mix],
@@ -201,13 +203,29 @@ def generation_job_create(*, project: Project, rnd: Round, items: list[Item], mi
     job_items = GenerationJobItem.objects.bulk_create(
         [GenerationJobItem(job=job, item=item, plan=item_plan(
             item_id=item.pk, mix=mix, n=planned,
-            ranked={c: (first_ranks or {}).get(item.pk, {}).get(c, 0) for c in ranked})) for item in items])
+            ranked={c: first_ranks.get(item.recovers_id, {}).get(c, 0) for c in ranked})) for item in items])
     ids = [ji.pk for ji in job_items]
     for earlier in earlier_jobs:
         transaction.on_commit(lambda pk=earlier: job_finish_if_complete(job_id=pk))
     if enqueue:  # False: the caller runs the job items itself (`manage.py generate --inline`)
         transaction.on_commit(lambda: job_items_enqueue(job_item_ids=ids))
     return job
+
+
+def _ranks_after_recovered(items: list[Item], ranked: set[int]) -> dict[int, dict[int, int]]:
+    """hard case id -> {ranked checkpoint: the rank after the last it was offered (shown or only
+    ranked)}, for the recovery items among `items`: a retrieval answers a recovery with the shapes
+    after those, not the same ones again."""
+    after: dict[int, dict[int, int]] = {}
+    originals = [item.recovers_id for item in items if item.recovers_id]
+    for item_id, plan, ranking in GenerationJobItem.objects.filter(item__in=originals).values_list(
+            "item_id", "plan", "ranking"):
+        offered = [(p[0], p[1]) for p in plan or []] + [(r["checkpoint"], r["seed"]) for r in ranking or []]
+        for checkpoint, seed in offered:
+            if checkpoint in ranked:
+                mine = after.setdefault(item_id, {})
+                mine[checkpoint] = max(mine.get(checkpoint, 0), int(seed) + 1)
+    return after
 
 
 def generation_job_retry_failed(*, job: GenerationJob, created_by=None) -> GenerationJob:

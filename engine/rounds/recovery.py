@@ -14,9 +14,9 @@ from django.db import transaction
 from annotation.models import Item, ItemState
 from engine.errors import Conflict, ValidationFailed
 from engine.models import Project
-from engine.rounds.generate import generation_job_create, generation_sizes, mix_current, ranked_checkpoints
+from engine.rounds.generate import generation_job_create, generation_sizes, mix_current
 from engine.services import round_current
-from modelzoo.models import GenerationJob, GenerationJobItem
+from modelzoo.models import GenerationJob
 
 
 def hard_cases_recover(*, project: Project, pre_rank: dict, round_index: int | None = None,
@@ -54,19 +54,5 @@ def hard_cases_recover(*, project: Project, pre_rank: dict, round_index: int | N
         recoveries = Item.objects.bulk_create(
             [Item(project=project, round=rnd, mask_id=o.mask_id, recovers=o) for o in originals])
         return generation_job_create(project=project, rnd=rnd, items=recoveries, mix=mix, steps=steps, n=n,
-                                     planned=planned, pre_rank=pre_rank, created_by=created_by, enqueue=enqueue,
-                                     first_ranks=_ranks_after(originals, recoveries, ranked_checkpoints(mix)))
+                                     planned=planned, pre_rank=pre_rank, created_by=created_by, enqueue=enqueue)
 
-
-def _ranks_after(originals: list[Item], recoveries: list[Item], ranked: set[int]) -> dict[int, dict[int, int]]:
-    """recovery item id -> {checkpoint: first rank}: a retrieval answers a recovery with the shapes
-    after those its hard case was offered (shown or only ranked), not the same ones again."""
-    used: dict[int, dict[int, int]] = {}
-    for item_id, plan, ranking in GenerationJobItem.objects.filter(item__in=originals).values_list(
-            "item_id", "plan", "ranking"):
-        pairs = [(p[0], p[1]) for p in plan or []] + [(r["checkpoint"], r["seed"]) for r in ranking or []]
-        for checkpoint, seed in pairs:
-            if checkpoint in ranked:
-                mine = used.setdefault(item_id, {})
-                mine[checkpoint] = max(mine.get(checkpoint, 0), int(seed) + 1)
-    return {r.pk: used.get(r.recovers_id, {}) for r in recoveries}

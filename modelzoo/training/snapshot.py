@@ -167,7 +167,7 @@ class Encoder:
 SFT_SOURCES = ("artist", "retrieval", "model")
 
 
-def sft_source(row: dict, prefix: str = "") -> str:
+def side_source(row: dict, prefix: str = "") -> str:
     """The source of a row's side (`prefix` "chosen_" / "rejected_" for a DPO row's)."""
     if row.get(f"{prefix}source") == "artist":
         return "artist"
@@ -182,7 +182,7 @@ def sft_tensors(snapshot: Snapshot, encoder: Encoder, sources: tuple[str, ...] |
     for row in snapshot.rows:
         if row.get("layout") is None:
             continue  # an artist mesh without a layout: no flow target for the layout part
-        if sources is not None and sft_source(row) not in sources:
+        if sources is not None and side_source(row) not in sources:
             continue
         c, f, _, _ = encoder.condition(row)
         crops.append(c)
@@ -203,7 +203,7 @@ def dpo_tensors(snapshot: Snapshot, encoder: Encoder, sources: tuple[str, ...] |
     for row in snapshot.rows:
         if row.get("is_tie") or row.get("chosen_layout") is None or row.get("rejected_layout") is None:
             continue
-        if sources is not None and sft_source(row, "chosen_") not in sources:
+        if sources is not None and side_source(row, "chosen_") not in sources:
             continue
         c, f, _, _ = encoder.condition(row)
         crops.append(c)
