@@ -148,6 +148,10 @@ def _lr_factor(step: int, steps: int, warm: int, t0: float, budget_s: float, pla
     return min(1.0, (step + 1) / warm) * 0.5 * (1 + math.cos(math.pi * _progress(step, steps, t0, budget_s)))
 
 
+def _device(model):
+    return next(model.parameters()).device
+
+
 def _ae_loss(model, x, g=None):
     import torch
     import torch.nn.functional as F
@@ -155,7 +159,7 @@ def _ae_loss(model, x, g=None):
     z = model.shape_encoder(x)
     if g is not None:
         # Noise on the latent makes the decoder tolerant of the flow's sampling error.
-        z = z + 0.05 * torch.randn(z.shape, generator=g) * z.detach().std()
+        z = z + 0.05 * torch.randn(z.shape, generator=g).to(z.device) * z.detach().std()
     logits = model.shape_decoder(z)
     bce = F.binary_cross_entropy_with_logits(logits, x)
     p = torch.sigmoid(logits)
@@ -174,7 +178,7 @@ def validate_autoencoder(model, occ, batch: int = 250) -> dict:
     losses, inter, union = [], 0.0, 0.0
     with torch.no_grad():
         for i in range(0, len(occ), batch):
-            x = torch.from_numpy(occ[i:i + batch]).float()
+            x = torch.from_numpy(occ[i:i + batch]).to(_device(model)).float()
             loss, _, logits = _ae_loss(model, x)
             losses.append(float(loss) * len(x))
             inter += float(((logits > 0) & (x > 0.5)).sum())
@@ -226,7 +230,7 @@ def train_autoencoder(model, occ, steps: int, batch: int, lr: float, seed: int, 
         for group in opt.param_groups:
             group["lr"] = lr * _lr_factor(step, steps, warm, t0, budget_s + elapsed, plateau) + 1e-5
         idx = torch.randint(n, (batch,), generator=g)
-        x = torch.from_numpy(occ[idx.numpy()]).float()
+        x = torch.from_numpy(occ[idx.numpy()]).to(_device(model)).float()
         loss, bce, logits = _ae_loss(model, x, g)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -268,7 +272,7 @@ def encode_all(model, occ, batch: int = 256):
     out = []
     with torch.no_grad():
         for i in range(0, len(occ), batch):
-            out.append(model.shape_encoder(torch.from_numpy(occ[i:i + batch]).float()))
+            out.append(model.shape_encoder(torch.from_numpy(occ[i:i + batch]).to(_device(model)).float()))
     return torch.cat(out)
 
 
@@ -285,11 +289,13 @@ def _flow_inputs(model, data, latents, idx, boxes):
 
     from modelzoo.builtin.layout import box_features, encode_layout
 
-    images = torch.from_numpy(data["images"][idx]).permute(0, 3, 1, 2).float()
-    x = torch.cat([images, torch.from_numpy(data["masks"][idx])[:, None].float()], dim=1)
-    return x, boxes, torch.from_numpy(box_features(boxes, data["K"][idx])), \
-        model.normalise(torch.cat([latents[idx], torch.from_numpy(
-            encode_layout(data["R"][idx], data["t"][idx], data["s"][idx], boxes, data["K"][idx])).float()], dim=1))
+    dev = _device(model)
+    images = torch.from_numpy(data["images"][idx]).to(dev).permute(0, 3, 1, 2).float()
+    x = torch.cat([images, torch.from_numpy(data["masks"][idx]).to(dev)[:, None].float()], dim=1)
+    layout = encode_layout(data["R"][idx], data["t"][idx], data["s"][idx], boxes, data["K"][idx])
+    return x, boxes, torch.from_numpy(box_features(boxes, data["K"][idx])).to(dev), \
+        model.normalise(torch.cat([latents[torch.from_numpy(idx).to(dev)],
+                                   torch.from_numpy(layout).to(dev).float()], dim=1))
 
 
 def validate_flow(model, val, val_latents, repeats: int = 4, aux_weight: float = 0.5, batch: int = 250,
@@ -307,7 +313,7 @@ def validate_flow(model, val, val_latents, repeats: int = 4, aux_weight: float =
         for i in range(0, n, batch):
             idx = np.arange(i, min(n, i + batch))
             x, boxes, feats, x1 = _flow_inputs(model, val, val_latents, idx, val["boxes"][idx])
-            cond = model.encode_condition(to_input(crop_batch(x, torch.from_numpy(boxes).float())), feats)
+            cond = model.encode_condition(to_input(crop_batch(x, torch.from_numpy(boxes).to(x.device).float())), feats)
             fm = flow_matching_loss(model, cond.repeat(repeats, 1), x1.repeat(repeats, 1), generator=g)
             fm_sum += float(fm) * len(idx)
             aux_sum += float(F.mse_loss(model.mean_head(cond), x1)) * len(idx)
@@ -336,6 +342,7 @@ def train_flow(model, data, latents, steps: int, batch: int, lr: float, seed: in
     ema = copy.deepcopy(model)
     for p in ema.parameters():
         p.requires_grad_(False)
+    ema_params, model_params = list(ema.parameters()), [p.detach() for p in model.parameters()]
     hist, curve, best, start, elapsed = [], [], None, 0, 0.0
     if resume:
         model.load_state_dict(resume["model"])
@@ -347,8 +354,10 @@ def train_flow(model, data, latents, steps: int, batch: int, lr: float, seed: in
                                              resume["elapsed"])
         plateau.load(resume["plateau"])
         log(f"flow resumed at step {start}")
-    images = torch.from_numpy(data["images"]).permute(0, 3, 1, 2)  # uint8 (N, 3, H, W), no copy
-    masks = torch.from_numpy(data["masks"])
+    dev = _device(model)
+    # uint8 (N, 3, H, W): no copy on the CPU, the whole set in the GPU's memory on a GPU.
+    images = torch.from_numpy(data["images"]).to(dev).permute(0, 3, 1, 2)
+    masks = torch.from_numpy(data["masks"]).to(dev)
     n = len(images)
     t0 = time.time() - elapsed
     t_budget = time.time()
@@ -377,17 +386,18 @@ def train_flow(model, data, latents, steps: int, batch: int, lr: float, seed: in
         for group in opt.param_groups:
             group["lr"] = lr_now
         idx = rng.integers(n, size=batch)
+        idx_dev = torch.from_numpy(idx).to(dev)
         boxes = jitter_boxes(data["boxes"][idx], rng, 0.08)
         K = data["K"][idx]
-        x = torch.cat([images[idx].float(), masks[idx, None].float()], dim=1)
+        x = torch.cat([images[idx_dev].float(), masks[idx_dev, None].float()], dim=1)
         # Photometric jitter: brightness/contrast per sample.
-        gain = torch.from_numpy(rng.uniform(0.75, 1.25, size=(batch, 1, 1, 1))).float()
-        bias = torch.from_numpy(rng.uniform(-20, 20, size=(batch, 1, 1, 1))).float()
+        gain = torch.from_numpy(rng.uniform(0.75, 1.25, size=(batch, 1, 1, 1))).to(dev).float()
+        bias = torch.from_numpy(rng.uniform(-20, 20, size=(batch, 1, 1, 1))).to(dev).float()
         x[:, :3] = (x[:, :3] * gain + bias).clamp(0, 255)
-        crops = to_input(crop_batch(x, torch.from_numpy(boxes).float()))
-        feats = torch.from_numpy(box_features(boxes, K))
+        crops = to_input(crop_batch(x, torch.from_numpy(boxes).to(dev).float()))
+        feats = torch.from_numpy(box_features(boxes, K)).to(dev)
         lay = encode_layout(data["R"][idx], data["t"][idx], data["s"][idx], boxes, K)
-        raw = torch.cat([latents[idx], torch.from_numpy(lay).float()], dim=1)
+        raw = torch.cat([latents[idx_dev], torch.from_numpy(lay).to(dev).float()], dim=1)
         x1 = model.normalise(raw)
         cond = model.encode_condition(crops, feats)
         fm = flow_matching_loss(model, cond.repeat(repeats, 1), x1.repeat(repeats, 1), generator=g)
@@ -399,8 +409,7 @@ def train_flow(model, data, latents, steps: int, batch: int, lr: float, seed: in
         opt.step()
         with torch.no_grad():
             d = min(ema_decay, (1 + step) / (10 + step))
-            for pe, pm in zip(ema.parameters(), model.parameters()):
-                pe.mul_(d).add_(pm.detach(), alpha=1 - d)
+            torch._foreach_lerp_(ema_params, model_params, 1 - d)
         if step % 100 == 0 or step == steps - 1:
             hist.append({"step": step, "flow": float(fm.detach()), "aux": float(aux.detach()),
                          "seconds": round(time.time() - t0, 1)})
@@ -475,6 +484,7 @@ def main(argv=None) -> int:
     ap.add_argument("--save-every-minutes", type=float, default=5.0)
     ap.add_argument("--resume", action="store_true", help="go on from --state-dir/state.pt")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="torch device of the training ('cuda' on a GPU)")
     ap.add_argument("--cache-dir", default="/tmp")
     ap.add_argument("--no-eval", action="store_true")
     args = ap.parse_args(argv)
@@ -506,12 +516,15 @@ def main(argv=None) -> int:
     from modelzoo.builtin.model import BuiltinModel
 
     torch.set_num_threads(args.threads)
+    if args.device.startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = True
     torch.manual_seed(args.seed)
     checkpointer = Checkpointer(args.state_dir, 60 * args.save_every_minutes)
     state = checkpointer.load() if args.resume else None
     if args.resume and state is None:
         log(f"no state in {args.state_dir}: starting afresh")
     model = BuiltinModel.load(args.init_from) if args.init_from else BuiltinModel()
+    model.to(args.device)
     model.train()
     records = (state or {}).get("records", {})
 
@@ -542,7 +555,7 @@ def main(argv=None) -> int:
     latents = encode_all(model, data["occ"])
     if state is None and not (args.init_from and args.ae_steps == 0):
         lay = encode_layout(data["R"], data["t"], data["s"], data["boxes"], data["K"])
-        raw = torch.cat([latents, torch.from_numpy(lay).float()], dim=1)
+        raw = torch.cat([latents, torch.from_numpy(lay).to(latents.device).float()], dim=1)
         model.x_mean.copy_(raw.mean(dim=0))
         model.x_std.copy_(raw.std(dim=0).clamp_min(1e-3))
     val_latents = encode_all(model, val["occ"]) if val is not None else None
@@ -564,6 +577,7 @@ def main(argv=None) -> int:
                                "records": records})
     else:  # "done": only the checkpoint and the evaluation are left
         model.load_state_dict(state["model"])
+    model.to("cpu")
     model.eval()
 
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
@@ -584,6 +598,7 @@ def main(argv=None) -> int:
         "numpy": np.__version__,
         "python": platform.python_version(),
         "threads": args.threads,
+        "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
         "config": model.config,
     }
     if args.state_dir:

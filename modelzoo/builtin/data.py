@@ -28,7 +28,7 @@ def mask_box(mask: np.ndarray) -> np.ndarray:
 def crop_batch(images: torch.Tensor, boxes: torch.Tensor, size: int = CROP) -> torch.Tensor:
     """Bilinear crops (B, C, size, size) of images (B, C, H, W) at boxes (B, 3) = (u, v, side)."""
     B, _, H, W = images.shape
-    theta = torch.zeros(B, 2, 3, dtype=images.dtype)
+    theta = torch.zeros(B, 2, 3, dtype=images.dtype, device=images.device)
     theta[:, 0, 0] = boxes[:, 2] / W
     theta[:, 0, 2] = 2 * boxes[:, 0] / W - 1
     theta[:, 1, 1] = boxes[:, 2] / H

@@ -22,10 +22,11 @@ import torch.nn.functional as F
 def sample_flow_inputs(x1: torch.Tensor, noise: torch.Tensor | None = None, t: torch.Tensor | None = None,
                        generator: torch.Generator | None = None):
     """(x_t, t, target velocity, noise) for targets x1 (B, D)."""
+    # Drawn by the (CPU) generator and then moved: a run on a GPU draws the noise a CPU run draws.
     if noise is None:
-        noise = torch.randn(x1.shape, generator=generator)
+        noise = torch.randn(x1.shape, generator=generator).to(x1.device)
     if t is None:
-        t = torch.rand(x1.shape[0], generator=generator)
+        t = torch.rand(x1.shape[0], generator=generator).to(x1.device)
     x_t = (1 - t[:, None]) * noise + t[:, None] * x1
     return x_t, t, x1 - noise, noise
 
@@ -68,9 +69,9 @@ def flow_dpo_loss(model, ref_model, cond: torch.Tensor, x1_w: torch.Tensor, x1_l
     image encoder is trained too). Returns (loss, stats dict of detached means).
     """
     if noise is None:
-        noise = torch.randn(x1_w.shape, generator=generator)
+        noise = torch.randn(x1_w.shape, generator=generator).to(x1_w.device)
     if t is None:
-        t = torch.rand(x1_w.shape[0], generator=generator)
+        t = torch.rand(x1_w.shape[0], generator=generator).to(x1_w.device)
     ew = flow_errors(model, cond, x1_w, noise, t)
     el = flow_errors(model, cond, x1_l, noise, t)
     with torch.no_grad():

@@ -92,7 +92,7 @@ class ImageEncoder(nn.Module):
 
 def time_embedding(t: torch.Tensor, dim: int = 64) -> torch.Tensor:
     half = dim // 2
-    freqs = torch.exp(-math.log(1000.0) * torch.arange(half, dtype=torch.float32) / half)
+    freqs = torch.exp(-math.log(1000.0) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
     a = 100.0 * t[:, None] * freqs[None]  # periods from ~0.06 to ~60 time units
     return torch.cat([torch.sin(a), torch.cos(a)], dim=1)
 
@@ -161,7 +161,7 @@ class BuiltinModel(nn.Module):
         x = noise
         dt = 1.0 / steps
         for i in range(steps):
-            t = torch.full((x.shape[0],), i * dt)
+            t = torch.full((x.shape[0],), i * dt, device=x.device)
             x = x + dt * self.velocity(x, t, cond)
         return x
 

@@ -56,3 +56,18 @@ def test_a_signal_saves_the_state_and_stops(tmp_path, monkeypatch):
     assert state["stage"] == "ae" and state["step"] == 0
     cmd = pretrain._resume_command(_args(tmp_path, "--deadline", "23:59"))
     assert cmd.endswith("--resume") and "--deadline" not in cmd
+
+
+def test_training_on_another_device_keeps_every_tensor_there(tmp_path, monkeypatch):
+    """`--device cuda` (the converged bootstrap was trained so) cannot run on this CPU machine; the
+    meta device stands in: a tensor left on the CPU beside the model's raises, as it would on a GPU.
+    Meta tensors hold no values, so the losses read as 0.5 and the run stops before the checkpoint."""
+    real_float, real_item = torch.Tensor.__float__, torch.Tensor.item
+    monkeypatch.setattr(torch.Tensor, "__float__", lambda t: 0.5 if t.is_meta else real_float(t))
+    monkeypatch.setattr(torch.Tensor, "item", lambda t: 0.5 if t.is_meta else real_item(t))
+    args = ["--train-size", "48", "--val-size", "16", "--ae-steps", "3", "--flow-steps", "3", "--batch", "8",
+            "--eval-every", "2", "--patience", "2", "--threads", "1", "--no-eval", "--cache-dir", str(tmp_path),
+            "--device", "meta", "--out", str(tmp_path / "out.pt")]
+    with pytest.raises(NotImplementedError, match="meta tensor"):  # the trained weights' copy back to the CPU
+        pretrain.main(args)
+    assert not (tmp_path / "out.pt").exists()
