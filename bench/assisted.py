@@ -28,10 +28,15 @@ alpha (3) the item is a hard case.
 4. **Active selection** (`--budget` judgements, a share of the objects): the objects where the
    ranker is least sure (smallest gap between its top two scores) against objects in order;
    the figure is the acceptance among the judged objects, and the score gap as a key.
+5. **The next checkpoint** (`--gain-gold` scenes; 0 skips it): the checkpoint trained by DPO from
+   each arm's pairs (the winner against every candidate it beat, as the round's snapshot holds
+   them): plain best-of-N, pre-ranked, and pre-ranked with the recovered hard cases' pairs added;
+   each scored on the domain's gold set (seed 0, 4 steps), paired against the checkpoint and
+   pre-ranked against plain.
 
 Prints a table, then one JSON line: `ranker_agreement`, `annotator_agreement`,
 `acceptance_plain`, `acceptance_assisted`, `acceptance_gain_points`, `hard_cases`,
-`hard_cases_recovered`, `hard_cases_recovered_share`, and the setting.
+`hard_cases_recovered`, `hard_cases_recovered_share`, `next_checkpoint_gain`, and the setting.
 """
 from __future__ import annotations
 
@@ -153,13 +158,14 @@ class World:
         retrieval backend's k-th nearest shape of the library."""
         import torch
 
+        from modelzoo.generators.base import Layout
         from modelzoo.mesh.meshing import occupancy_to_mesh
         from modelzoo.metrics import voxel_iou
         from modelzoo.ranker.features import candidate_input
         from modelzoo.synth.rotations import matrix_to_quat
 
         o = self.object(index)
-        todo = [sd for sd in seeds if sd not in o["cands"]]
+        todo = [sd for sd in seeds if "x1" not in o["cands"].get(sd, {})]  # x1: caches of earlier versions lack it
         if todo:
             if o["scene"] is None:
                 o["scene"] = s = self.scene(index)
@@ -177,7 +183,8 @@ class World:
                 layout = {"rotation": [float(x) for x in matrix_to_quat(R)],
                           "translation": [float(x) for x in pred["t"][i]], "scale": [float(pred["s"][i])] * 3}
                 iou = voxel_iou(camera_occupancy(v, f, R), o["gt"])
-                o["cands"][sd] = {"iou": iou, "input": candidate_input(o["input"], v, f, layout)}
+                o["cands"][sd] = {"iou": iou, "input": candidate_input(o["input"], v, f, layout),
+                                  "x1": self._flow_target(s, v, f, Layout(**layout))}
             if self._path(index):
                 model_only = {sd: c for sd, c in o["cands"].items() if sd >= 0}  # retrieved ones depend on --library
                 torch.save({"cands": model_only, "input": o["input"]}, self._path(index))
@@ -201,7 +208,30 @@ class World:
                       "scale": [float(x) for x in out.layout.scale]}
             R = quat_to_matrix(np.array(out.layout.rotation))
             o["cands"][-1 - k] = {"iou": voxel_iou(camera_occupancy(out.vertices, out.faces, R), o["gt"]),
-                                  "input": candidate_input(o["input"], out.vertices, out.faces, layout)}
+                                  "input": candidate_input(o["input"], out.vertices, out.faces, layout),
+                                  "x1": self._flow_target(s, out.vertices, out.faces, out.layout)}
+
+    def _flow_target(self, scene, vertices, faces, layout):
+        """The candidate as a training target: its mesh re-encoded, as the engine's trainer reads a snapshot."""
+        import torch
+
+        with torch.no_grad():
+            return self.gen.model.encode_candidate(vertices, faces, layout, scene.mask, np.asarray(scene.intrinsics))[0]
+
+    def condition(self, index: int):
+        """(crop, box features) of an object: the image side of a training example."""
+        import torch
+
+        from modelzoo.builtin.data import crop_single, mask_box
+        from modelzoo.builtin.layout import box_features
+
+        o = self.object(index)
+        if "crop" not in o:
+            s = self.scene(index)
+            box, K = mask_box(s.mask), np.asarray(s.intrinsics)
+            o["crop"] = crop_single(s.image, s.mask.astype(bool), box)[0]
+            o["feat"] = torch.from_numpy(box_features(box[None], K))[0].float()
+        return o["crop"], o["feat"]
 
 
 def ranker_scores(net, world: World, index: int, seeds: list[int]) -> dict[int, float]:
@@ -223,8 +253,54 @@ def pre_rank(scores: dict[int, float], shown: int, extra: int, rng: random.Rando
     return order[:shown] + rng.sample(rest, min(extra, len(rest)))
 
 
+def next_checkpoint_gain(world: World, checkpoint: str, arms: dict[str, list], gold: int, domain: str,
+                         hp) -> dict:
+    """Trains the parent by DPO (the engine's default stage; `hp`: the trainer's defaults but for --dpo-steps) on each arm's
+    (object, winner, loser) pairs, the candidates re-encoded as the engine's trainer reads them, and
+    scores each model's seed-0 candidate on the first `gold` scenes of the domain's gold set, paired
+    against the parent and assisted against plain (mean difference and its standard error)."""
+    import copy
+
+    import torch
+
+    from modelzoo.builtin import BuiltinGenerator
+    from modelzoo.builtin.model import BuiltinModel
+    from modelzoo.training.trainer import train_dpo
+
+    parent = BuiltinModel.load(checkpoint)
+    parent_iou, parent_ch = harness.gold_scores(BuiltinGenerator(parent), gold, domain)
+    out = {"parent_viou": round(float(parent_iou.mean()), 4), "parent_chamfer": round(float(parent_ch.mean()), 4),
+           "gold": gold, "arms": {}}
+    scores = {}
+    for arm, pairs in arms.items():
+        t = time.time()
+        crops, feats = zip(*(world.condition(i) for i, _, _ in pairs))
+        data = {"crops": torch.stack(crops), "feats": torch.stack(feats),
+                "x1_w": torch.stack([world.candidates(i, [w])[w]["x1"] for i, w, _ in pairs]),
+                "x1_l": torch.stack([world.candidates(i, [lo])[lo]["x1"] for i, _, lo in pairs])}
+        model = copy.deepcopy(parent)
+        hist = train_dpo(model, copy.deepcopy(parent), data, hp, log=lambda *_: None)
+        iou, ch = harness.gold_scores(BuiltinGenerator(model), gold, domain)
+        scores[arm] = (iou, ch)
+        out["arms"][arm] = {"pairs": len(pairs), "reward_accuracy": hist[-1]["reward_accuracy"],
+                            "viou": round(float(iou.mean()), 4), "chamfer": round(float(ch.mean()), 4),
+                            "viou_gain": round(float((iou - parent_iou).mean()), 4),
+                            "viou_se": round(harness.standard_error(iou - parent_iou), 4),
+                            "chamfer_gain": round(float((ch - parent_ch).mean()), 4),
+                            "chamfer_se": round(harness.standard_error(ch - parent_ch), 4),
+                            "seconds": round(time.time() - t, 1)}
+        print(f"next checkpoint from the {arm} arm: {out['arms'][arm]}", flush=True)
+    (ia, ca), (ip, cp) = scores["assisted"], scores["plain"]
+    out["assisted_minus_plain"] = {"viou": round(float((ia - ip).mean()), 4),
+                                   "viou_se": round(harness.standard_error(ia - ip), 4),
+                                   "chamfer": round(float((ca - cp).mean()), 4),
+                                   "chamfer_se": round(harness.standard_error(ca - cp), 4)}
+    return out
+
+
 def main(argv=None) -> dict:
     from modelzoo.ranker.train import PairData, RankerHyperParameters, agreement, fit, held_out_object
+    from modelzoo.training import HyperParameters
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", default=str(harness.ROOT / "modelzoo/checkpoints/bootstrap.pt"))
@@ -248,6 +324,9 @@ def main(argv=None) -> dict:
     p.add_argument("--equal-margin", type=float, default=0.02)
     p.add_argument("--alpha", type=int, default=3)
     p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--gain-gold", type=int, default=100,
+                   help="gold scenes for the next checkpoint's gain (DPO on each arm's pairs); 0 skips it")
+    p.add_argument("--dpo-steps", type=int, default=600, help="DPO steps of the next checkpoint (the trainer's default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache", default=os.path.join(os.environ.get("VAR_DIR", "/tmp"), "assisted-cache"),
                    help="folder of generated and scored candidates ('' keeps them in memory only)")
@@ -302,10 +381,12 @@ def main(argv=None) -> dict:
     # With retrieval in the pool, a second control: the same 8 from the same two sources, no ranker
     # (the first seeds and the library's `--random` nearest shapes).
     mix_seeds = list(range(a.plain - a.random)) + [-1 - k for k in range(a.random)] if a.assist_retrieval else []
+    pairs_by_arm = {"plain": [], "assisted": []}  # (object, winner seed, loser seed): the DPO snapshot's pairs
     for j in range(a.objects):
         i = base + j
         cands = world.candidates(i, assisted_seeds + [sd for sd in mix_seeds if sd not in assisted_seeds])
-        w_plain, _ = ann_plain.king_of_the_hill({sd: cands[sd]["iou"] for sd in plain_seeds})
+        w_plain, beat = ann_plain.king_of_the_hill({sd: cands[sd]["iou"] for sd in plain_seeds})
+        pairs_by_arm["plain"] += [(i, w, lo) for w, lo in beat]
         r_plain = ann_plain.rating(cands[w_plain]["iou"])
         r_mix = None
         if mix_seeds:
@@ -313,7 +394,8 @@ def main(argv=None) -> dict:
             r_mix = ann_mix.rating(cands[w_mix]["iou"])
         scores = ranker_scores(net, world, i, assisted_seeds)
         shown = pre_rank(scores, a.shown, a.random, rng)
-        w_ass, _ = ann.king_of_the_hill({sd: cands[sd]["iou"] for sd in shown})
+        w_ass, beat = ann.king_of_the_hill({sd: cands[sd]["iou"] for sd in shown})
+        pairs_by_arm["assisted"] += [(i, w, lo) for w, lo in beat]
         r_ass = ann.rating(cands[w_ass]["iou"])
         top = sorted(scores.values(), reverse=True)
         rows.append({"object": i, "plain": r_plain >= a.alpha, "assisted": r_ass >= a.alpha,
@@ -331,7 +413,7 @@ def main(argv=None) -> dict:
     acc_mix = float(np.mean([r["plain_mix"] for r in rows])) if mix_seeds else None
 
     # 3. hard-case recovery: more seeds, ranked, judged again
-    recovered, recoverable = 0, 0
+    recovered, recoverable, recovery_pairs = 0, 0, []
     more = list(range(a.m, a.m + a.recover_m)) + [-1 - k for k in range(a.recover_retrieval)]
     for i in hard:
         pool = world.candidates(i, more)
@@ -339,8 +421,9 @@ def main(argv=None) -> dict:
         scores = ranker_scores(net, world, i, more)
         shown = pre_rank(scores, a.shown, a.random, rng)
         cands = world.candidates(i, shown)
-        w, _ = ann.king_of_the_hill({sd: cands[sd]["iou"] for sd in shown})
+        w, beat = ann.king_of_the_hill({sd: cands[sd]["iou"] for sd in shown})
         recovered += ann.rating(cands[w]["iou"]) >= a.alpha
+        recovery_pairs += [(i, w, lo) for w, lo in beat]
     recovered_share = recovered / len(hard) if hard else None
 
     # 4. active selection under a budget: least sure first, against the order of arrival
@@ -350,6 +433,14 @@ def main(argv=None) -> dict:
               "acceptance_least_sure": float(np.mean([r["assisted"] for r in by_gap])),
               "hard_share_least_sure": float(np.mean([not r["assisted"] for r in by_gap])),
               "hard_share_in_order": float(np.mean([not r["assisted"] for r in rows[:n_budget]]))}
+
+    # 5. the next checkpoint: the parent trained by DPO on each arm's pairs, scored on the gold set
+    gain = None
+    if a.gain_gold:
+        arms = {"plain": pairs_by_arm["plain"], "assisted": pairs_by_arm["assisted"],
+                "assisted_recovery": pairs_by_arm["assisted"] + recovery_pairs}
+        gain = next_checkpoint_gain(world, a.checkpoint, arms, a.gain_gold, a.domain,
+                                    HyperParameters(dpo_steps=a.dpo_steps, seed=a.seed))
 
     seconds = time.time() - t0
     print()
@@ -381,6 +472,15 @@ def main(argv=None) -> dict:
           f"judgements; {recoverable} had an acceptable candidate among them (no noise)")
     print(f"active selection, {n_budget} of {len(rows)} judged: hard-case share in order "
           f"{active['hard_share_in_order']:.3f}, least sure first {active['hard_share_least_sure']:.3f}")
+    if gain:
+        print(f"next checkpoint (DPO from the parent on each arm's pairs), {a.gain_gold} gold scenes, "
+              f"paired against the parent ({gain['parent_viou']:.4f} vIoU, {gain['parent_chamfer']:.4f} Chamfer):")
+        for arm, g in gain["arms"].items():
+            print(f"  {arm:<20} {g['pairs']:>6} pairs  vIoU {g['viou_gain']:+.4f} +- {g['viou_se']:.4f}  "
+                  f"Chamfer {g['chamfer_gain']:+.4f} +- {g['chamfer_se']:.4f}")
+        d = gain["assisted_minus_plain"]
+        print(f"  {'assisted - plain':<20} {'':>6}        vIoU {d['viou']:+.4f} +- {d['viou_se']:.4f}  "
+              f"Chamfer {d['chamfer']:+.4f} +- {d['chamfer_se']:.4f}")
     print(f"{seconds:.0f}s in all")
     out = {"ranker_agreement": round(ranker_agreement, 4) if ranker_agreement is not None else None,
            "annotator_agreement": round(annotator_agreement, 4) if annotator_agreement is not None else None,
@@ -394,6 +494,7 @@ def main(argv=None) -> dict:
            "hard_cases": len(hard), "hard_cases_recovered": recovered,
            "hard_cases_recovered_share": None if recovered_share is None else round(recovered_share, 4),
            "hard_cases_recoverable": recoverable,
+           "next_checkpoint_gain": gain,
            "active": active, "ranker_pairs": stats["pairs"], "seconds": round(seconds, 1),
            "setting": {k: v for k, v in vars(a).items() if k != "checkpoint"},
            "checkpoint": os.path.basename(a.checkpoint)}

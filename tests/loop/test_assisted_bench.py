@@ -31,7 +31,7 @@ def test_the_assisted_bench_small(tmp_path, retrieval):
     out = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "assisted.py"), "--train-objects", "12", "--objects", "6",
          "--plain", "4", "--m", "10", "--shown", "3", "--random", "1", "--recover-m", "8", "--epochs", "2",
-         "--cache", str(tmp_path), *retrieval], capture_output=True, text=True, timeout=600, cwd=ROOT)
+         "--gain-gold", "3", "--dpo-steps", "10", "--cache", str(tmp_path), *retrieval], capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-3000:]
     lines = out.stdout.strip().splitlines()
     figures = json.loads(lines[-1])
@@ -44,3 +44,13 @@ def test_the_assisted_bench_small(tmp_path, retrieval):
     assert figures["hard_cases_recoverable"] <= figures["hard_cases"]
     assert (figures["acceptance_plain_mix"] is None) == (not retrieval)
     assert "agreement with held-out annotator picks" in out.stdout
+    gain = figures["next_checkpoint_gain"]  # each arm's pairs trained a checkpoint, scored on 3 gold scenes
+    assert set(gain["arms"]) == {"plain", "assisted", "assisted_recovery"}
+    assert gain["arms"]["plain"]["pairs"] > 0 and gain["arms"]["assisted"]["pairs"] > 0
+    # the recovered hard cases' judgements add their pairs to the pre-ranked arm's
+    assert gain["arms"]["assisted_recovery"]["pairs"] >= gain["arms"]["assisted"]["pairs"]
+    for arm in gain["arms"].values():
+        assert arm["viou_gain"] == pytest.approx(arm["viou"] - gain["parent_viou"], abs=2e-4)
+    assert gain["assisted_minus_plain"]["viou"] == pytest.approx(
+        gain["arms"]["assisted"]["viou"] - gain["arms"]["plain"]["viou"], abs=2e-4)
+    assert "paired against the parent" in out.stdout
