@@ -20,6 +20,7 @@ from engine.exports.models import Snapshot
 from engine.models import ObjectMask, Project, Round
 from engine.rounds.generate import generation_job_start
 from engine.rounds.selectors import masks_without_items
+from modelzoo.generators.registry import seeds_are_ranks
 from modelzoo.models import ProjectCheckpoint
 from modelzoo.services import project_mix_set
 
@@ -127,14 +128,25 @@ def round_close(*, round: Round, export: bool = True, format: str = "parquet", p
 
 
 def mix_with_new(*, old: list[tuple], new, share: float) -> list[tuple]:
-    """The next mix: `new` at `share`, the older checkpoints keep 1 - share in their proportions."""
+    """The next mix: `new` at `share` of the models' part, the older checkpoints keep the rest of it
+    in their proportions. A library backend (retrieval: its seed is a rank in a shape library that no
+    round trains) keeps its own share: what it offers does not age with the model's checkpoints."""
     if not 0 < share <= 1:
         raise ValidationFailed("'share' must be in (0, 1].", code="invalid_share")
+    total = sum(s for _, s in old)  # with `new`'s own share, if it is in the mix already
     old = [(c, s) for c, s in old if c.pk != new.pk]
-    total = sum(s for _, s in old)
-    if share == 1 or not old or total <= 0:
+    if not old or total <= 0:
         return [(new, 1.0)]
-    return [(new, share)] + [(c, (1 - share) * s / total) for c, s in old]
+    library = [(c, s / total) for c, s in old if seeds_are_ranks(c.backend)]
+    models = [(c, s) for c, s in old if not seeds_are_ranks(c.backend)]
+    models_part = 1 - sum(s for _, s in library)
+    if models_part <= 1e-9:  # only library backends so far: the first model joins them at `share`
+        return [(new, share)] + [(c, (1 - share) * s) for c, s in library]
+    if share == 1 or not models:
+        return [(new, models_part)] + library
+    models_total = sum(s for _, s in models)
+    older = [(c, (1 - share) * models_part * s / models_total) for c, s in models]
+    return [(new, share * models_part)] + older + library
 
 
 @transaction.atomic

@@ -65,6 +65,29 @@ def test_trained_checkpoint_becomes_current_mixed_with_the_previous(loop_project
     assert Round.objects.get(pk=rnd.pk).checkpoint_produced == newer
 
 
+def test_a_retrieval_backend_keeps_its_share_as_new_checkpoints_arrive(loop_project, checkpoint, no_broker, tmp_path):
+    """The shape library does not age with the model: each new checkpoint takes half of the models' part."""
+    from modelzoo.generators.retrieval import build_library, save_library, synthetic_meshes
+
+    save_library(build_library(synthetic_meshes("household", 4, 123_000), log=None), str(tmp_path / "lib.npz"))
+    library = mz.checkpoint_register(name="retrieval", version="lib", backend="retrieval",
+                                     data=(tmp_path / "lib.npz").read_bytes(), project=loop_project)[0]
+    mz.project_mix_set(project=loop_project, mix=[(checkpoint, 0.75), (library, 0.25)])
+    rnd = services.round_open(project=loop_project)
+    new = mz.checkpoint_register(name="builtin", version="r1", backend="builtin", data=weights_variant("r1"),
+                                 parent=checkpoint)[0]
+    services.round_checkpoint_set(round=rnd, checkpoint=new, share=0.5)
+    newer = mz.checkpoint_register(name="builtin", version="r2", backend="builtin", data=weights_variant("r2"),
+                                   parent=new)[0]
+    services.round_checkpoint_set(round=rnd, checkpoint=newer, share=0.5)
+    mix = dict(ProjectCheckpoint.objects.filter(project=loop_project).values_list("checkpoint_id", "share"))
+    assert mix == pytest.approx({newer.pk: 0.375, new.pk: 0.1875, checkpoint.pk: 0.1875, library.pk: 0.25})
+    # share 1: the new checkpoint replaces every model, the library stays
+    services.round_checkpoint_set(round=rnd, checkpoint=new, share=1.0)
+    mix = dict(ProjectCheckpoint.objects.filter(project=loop_project).values_list("checkpoint_id", "share"))
+    assert mix == pytest.approx({new.pk: 0.75, library.pk: 0.25})
+
+
 def test_rounds_over_the_api(loop_project, member, api, no_broker):
     lead, annotator = member("lead"), member("annotator")
     assert api(annotator).post(f"/api/v1/projects/{loop_project.slug}/rounds/", {}, format="json").status_code == 403
