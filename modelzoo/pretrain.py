@@ -450,6 +450,18 @@ def _parse_deadline(text: str | None) -> float | None:
     return dt.datetime.fromisoformat(text).replace(tzinfo=dt.timezone.utc).timestamp()
 
 
+def _check_device(ap, device: str) -> None:
+    """Refuses, before hours of rendering, a device this machine does not have."""
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except RuntimeError as exc:
+        ap.error(f"--device {device!r}: {exc}")
+    if kind == "cuda" and not torch.cuda.is_available():
+        ap.error(f"--device {device!r}: this torch ({torch.__version__}) sees no CUDA device")
+
+
 def _split(data: dict) -> dict:
     data["images"], data["masks"] = data.pop("image"), data.pop("mask")
     from modelzoo.builtin.data import mask_box
@@ -492,6 +504,7 @@ def main(argv=None) -> int:
         ap.error("--patience needs a validation split (--val-size N)")
     if args.resume and not args.state_dir:
         ap.error("--resume needs --state-dir")
+    _check_device(ap, args.device)
     deadline = _parse_deadline(args.deadline)
     if args.state_dir:
         import signal

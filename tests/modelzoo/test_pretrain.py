@@ -71,3 +71,13 @@ def test_training_on_another_device_keeps_every_tensor_there(tmp_path, monkeypat
     with pytest.raises(NotImplementedError, match="meta tensor"):  # the trained weights' copy back to the CPU
         pretrain.main(args)
     assert not (tmp_path / "out.pt").exists()
+
+
+@pytest.mark.parametrize("device, message", [("cuda", "sees no CUDA device"), ("gpu0", "--device 'gpu0'")])
+def test_a_device_this_machine_lacks_is_refused_before_anything_is_rendered(tmp_path, capsys, device, message):
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    with pytest.raises(SystemExit) as exit_:
+        pretrain.main(["--device", device, "--cache-dir", str(tmp_path), "--out", str(tmp_path / "out.pt")])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # no scene rendered, no checkpoint
