@@ -227,7 +227,7 @@ class World:
 
         o = self.object(index)
         if "crop" not in o:
-            s = self.scene(index)
+            s = o["scene"] or self.scene(index)
             box, K = mask_box(s.mask), np.asarray(s.intrinsics)
             o["crop"] = crop_single(s.image, s.mask.astype(bool), box)[0]
             o["feat"] = torch.from_numpy(box_features(box[None], K))[0].float()
@@ -253,21 +253,27 @@ def pre_rank(scores: dict[int, float], shown: int, extra: int, rng: random.Rando
     return order[:shown] + rng.sample(rest, min(extra, len(rest)))
 
 
-def next_checkpoint_gain(world: World, checkpoint: str, arms: dict[str, list], gold: int, domain: str,
-                         hp) -> dict:
-    """Trains the parent by DPO (the engine's default stage; `hp`: the trainer's defaults but for --dpo-steps) on each arm's
-    (object, winner, loser) pairs, the candidates re-encoded as the engine's trainer reads them, and
-    scores each model's seed-0 candidate on the first `gold` scenes of the domain's gold set, paired
-    against the parent and assisted against plain (mean difference and its standard error)."""
+def _paired(iou, chamfer, base_iou, base_chamfer) -> tuple[float, float, float, float]:
+    """(mean vIoU difference, its standard error, mean Chamfer difference, its standard error), rounded."""
+    d_iou, d_ch = iou - base_iou, chamfer - base_chamfer
+    return (round(float(d_iou.mean()), 4), round(harness.standard_error(d_iou), 4),
+            round(float(d_ch.mean()), 4), round(harness.standard_error(d_ch), 4))
+
+
+def next_checkpoint_gain(world: World, arms: dict[str, list], gold: int, domain: str, hp) -> dict:
+    """Trains the world's checkpoint by DPO (the engine's default stage; `hp`: the trainer's defaults
+    but for --dpo-steps) on each arm's (object, winner, loser) pairs, the candidates re-encoded as the
+    engine's trainer reads them, and scores each model's seed-0 candidate on the first `gold` scenes of
+    the domain's gold set, paired against the parent and assisted against plain (mean difference and
+    its standard error)."""
     import copy
 
     import torch
 
     from modelzoo.builtin import BuiltinGenerator
-    from modelzoo.builtin.model import BuiltinModel
     from modelzoo.training.trainer import train_dpo
 
-    parent = BuiltinModel.load(checkpoint)
+    parent = world.gen.model
     parent_iou, parent_ch = harness.gold_scores(BuiltinGenerator(parent), gold, domain)
     out = {"parent_viou": round(float(parent_iou.mean()), 4), "parent_chamfer": round(float(parent_ch.mean()), 4),
            "gold": gold, "arms": {}}
@@ -282,19 +288,14 @@ def next_checkpoint_gain(world: World, checkpoint: str, arms: dict[str, list], g
         hist = train_dpo(model, copy.deepcopy(parent), data, hp, log=lambda *_: None)
         iou, ch = harness.gold_scores(BuiltinGenerator(model), gold, domain)
         scores[arm] = (iou, ch)
+        d_iou, se_iou, d_ch, se_ch = _paired(iou, ch, parent_iou, parent_ch)
         out["arms"][arm] = {"pairs": len(pairs), "reward_accuracy": hist[-1]["reward_accuracy"],
                             "viou": round(float(iou.mean()), 4), "chamfer": round(float(ch.mean()), 4),
-                            "viou_gain": round(float((iou - parent_iou).mean()), 4),
-                            "viou_se": round(harness.standard_error(iou - parent_iou), 4),
-                            "chamfer_gain": round(float((ch - parent_ch).mean()), 4),
-                            "chamfer_se": round(harness.standard_error(ch - parent_ch), 4),
+                            "viou_gain": d_iou, "viou_se": se_iou, "chamfer_gain": d_ch, "chamfer_se": se_ch,
                             "seconds": round(time.time() - t, 1)}
         print(f"next checkpoint from the {arm} arm: {out['arms'][arm]}", flush=True)
-    (ia, ca), (ip, cp) = scores["assisted"], scores["plain"]
-    out["assisted_minus_plain"] = {"viou": round(float((ia - ip).mean()), 4),
-                                   "viou_se": round(harness.standard_error(ia - ip), 4),
-                                   "chamfer": round(float((ca - cp).mean()), 4),
-                                   "chamfer_se": round(harness.standard_error(ca - cp), 4)}
+    d_iou, se_iou, d_ch, se_ch = _paired(*scores["assisted"], *scores["plain"])
+    out["assisted_minus_plain"] = {"viou": d_iou, "viou_se": se_iou, "chamfer": d_ch, "chamfer_se": se_ch}
     return out
 
 
@@ -439,8 +440,8 @@ def main(argv=None) -> dict:
     if a.gain_gold:
         arms = {"plain": pairs_by_arm["plain"], "assisted": pairs_by_arm["assisted"],
                 "assisted_recovery": pairs_by_arm["assisted"] + recovery_pairs}
-        gain = next_checkpoint_gain(world, a.checkpoint, arms, a.gain_gold, a.domain,
-                                    HyperParameters(dpo_steps=a.dpo_steps, seed=a.seed))
+        gain = next_checkpoint_gain(world, arms, a.gain_gold, a.domain, HyperParameters(dpo_steps=a.dpo_steps,
+                                                                                        seed=a.seed))
 
     seconds = time.time() - t0
     print()

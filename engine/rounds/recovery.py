@@ -55,4 +55,3 @@ def hard_cases_recover(*, project: Project, pre_rank: dict, round_index: int | N
             [Item(project=project, round=rnd, mask_id=o.mask_id, recovers=o) for o in originals])
         return generation_job_create(project=project, rnd=rnd, items=recoveries, mix=mix, steps=steps, n=n,
                                      planned=planned, pre_rank=pre_rank, created_by=created_by, enqueue=enqueue)
-
