@@ -2,7 +2,8 @@
 then the issue's targets checked on its JSON line.
 
     .venv/bin/python bench/loop_rounds.py                     # 3 rounds, the recipe of docs/loop.md
-    .venv/bin/python bench/loop_rounds.py --rounds 1 --items 6 --candidates 3 --eval-n 4   # tiny
+    .venv/bin/python bench/loop_rounds.py --rounds 3 --items 4 --candidates 3 --eval-n 2 \
+        --hp sft_steps=3 --hp dpo_steps=3 --hp sft_batch=4 --hp dpo_batch=4   # tiny (make test runs it)
     .venv/bin/python bench/loop_rounds.py -- --stage dpo      # DPO alone, no artists, no retrieval
 
 Arguments after `--` go to `simulate` as they are, instead of the recipe (`RECIPE`: artists on the
@@ -56,6 +57,8 @@ def main() -> int:
     ap.add_argument("--eval-n", type=int, default=100)
     ap.add_argument("--database", default="bench_loop_rounds")
     ap.add_argument("--keep", action="store_true", help="keep the database (to look at the project)")
+    ap.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE",
+                    help="a trainer hyper-parameter given after the recipe's (a later one wins)")
     args = ap.parse_args(argv)
     t0 = time.time()
     with harness.own_database(args.database, keep=args.keep) as url:
@@ -66,7 +69,8 @@ def main() -> int:
         manage = [sys.executable, str(harness.ROOT / "manage.py")]
         subprocess.run(manage + ["migrate", "-v0"], env=env, check=True, cwd=harness.ROOT)
         cmd = manage + ["simulate", "--rounds", str(args.rounds), "--items", str(args.items),
-                        "--candidates", str(args.candidates), "--eval-n", str(args.eval_n), *extra]
+                        "--candidates", str(args.candidates), "--eval-n", str(args.eval_n), *extra,
+                        *[a for hp in args.hp for a in ("--hp", hp)]]
         print("$ " + " ".join(cmd[1:]), flush=True)
         proc = subprocess.run(cmd, env=env, cwd=harness.ROOT, stdout=subprocess.PIPE, text=True)
         out = proc.stdout
