@@ -98,6 +98,13 @@ class Setting:
     # Which SFT rows train with stage "both" (the trainer's `sft_sources`): "all", or a comma list of
     # artist, retrieval, model. "artist,retrieval": SFT on the targets worth fitting, then DPO.
     sft_sources: str = "all"
+    # Pre-ranking (issue 16): after each training round closes, a ranker trains on its DPO snapshot
+    # (all rounds' with `cumulative`); the next training round generates this many candidates per
+    # object and shows the ranker's top (candidates - pre_rank_random) plus pre_rank_random drawn
+    # from the rest. 0: off. The rating round is never pre-ranked, so that the comparisons that rate
+    # the last checkpoint see its samples as they come.
+    pre_rank: int = 0
+    pre_rank_random: int = 2
     # Score every checkpoint on the pretraining gold set too (the check that it does not forget it);
     # False halves the evaluation time, which dominates a run on a CPU.
     eval_primitives: bool = True
@@ -313,6 +320,7 @@ class Simulation:
         self.artist_passwords: dict[str, str] = {}
         self.layouts: dict[int, object] = {}  # image id -> ground-truth Layout (what an artist matches)
         self.retrieval = None
+        self.ranker = None  # the ranker that pre-ranks the next round (Setting.pre_rank)
         # Extension points: name -> [hook(simulation, round, row)], see the module's docstring.
         self.hooks: dict[str, list] = {"annotated": [], "trained": []}
 
@@ -485,8 +493,16 @@ class Simulation:
                 self.log(f"round {index}{'' if train_round else ' (rating only)'}: ingest "
                          f"{self.st.items_per_round} objects")
                 mask_ids = self.ingest(index)
+                pre_rank = None
+                if self.ranker is not None and train_round:
+                    drawn = min(self.st.pre_rank_random, self.st.candidates - 1)  # at least one of the top
+                    shown = self.st.candidates - drawn
+                    pre_rank = {"ranker": self.ranker.pk, "generate": self.st.pre_rank, "shown": shown,
+                                "random": drawn}
+                    self.log(f"  pre-ranked: {self.st.pre_rank} candidates an object, the ranker's top {shown} "
+                             f"and {drawn} drawn from the rest shown")
                 rnd = services.round_open(project=self.project, mask_ids=mask_ids, steps=self.st.steps,
-                                          candidates_per_item=self.st.candidates)
+                                          candidates_per_item=self.st.candidates, pre_rank=pre_rank)
                 self.generate(rnd, mask_ids)
                 self.annotate(base)
                 artist_figures = self.artists_work(base)
@@ -511,6 +527,9 @@ class Simulation:
                                                         evaluate="primitives" in self._eval_domains(),
                                                         log_fn=lambda m: self.log("  " + m))
                     cp = run.checkpoint
+                    if self.st.pre_rank:
+                        self.ranker = self._ranker_train(dpo_id)
+                        row["ranker_agreement"] = self.ranker.evaluation.get("held_out_agreement")
                     if self.st.domain != "primitives":  # the run evaluated it on the pretraining domain
                         train.checkpoint_evaluate(checkpoint=cp, n=self.st.eval_n, domain=self.st.domain,
                                                      log_fn=lambda m: self.log("  " + m))
@@ -528,6 +547,15 @@ class Simulation:
             svc.stop()
         rt = self.ratings()
         return self.report(checkpoints, rt, time.time() - started)
+
+    def _ranker_train(self, dpo_snapshot_id: int):
+        from engine.rounds.ranker import ranker_train
+
+        t0 = time.time()
+        ranker = ranker_train(project=self.project, dpo_snapshot_id=dpo_snapshot_id)
+        self.log(f"  ranker {ranker}: held-out agreement {ranker.evaluation.get('held_out_agreement')} on "
+                 f"{ranker.evaluation.get('held_out_pairs')} pairs ({time.time() - t0:.0f}s)")
+        return ranker
 
     def _cumulative_snapshots(self, index: int) -> tuple[int, int]:
         ids = []
@@ -643,6 +671,7 @@ class Simulation:
             "artist_meshes_by_round": [r.get("artist_meshes", 0) for r in self.rows],
             "artist_hours_by_round": [r.get("artist_hours", 0.0) for r in self.rows],
             "retrieval_wins_by_round": [r.get("retrieval_wins") for r in self.rows],
+            "ranker_agreement_by_round": [r.get("ranker_agreement") for r in self.rows if "checkpoint_id" in r],
             "sft_examples_by_round": [r.get("sft_examples") for r in self.rows if "checkpoint_id" in r],
             "elo_retrieval": (None if self.retrieval is None or self.retrieval.pk not in fitted
                               or self.bootstrap.pk not in fitted

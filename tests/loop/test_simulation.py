@@ -80,3 +80,35 @@ def test_artists_model_the_hard_cases_and_retrieval_joins_the_mix(live_server, s
     assert len(result["win_rate_vs_bootstrap_by_round"]) == 1
     assert "vs boot" in out["table"]
     json.dumps(result)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_pre_ranking_in_the_loop_trains_a_ranker_each_round_and_ranks_the_next(live_server, start_checkpoint_file):
+    from modelzoo.models import GenerationJob
+
+    setting = Setting(rounds=2, annotators=1, items_per_round=4, candidates=3, steps=2, alpha=1, eval_n=2,
+                      rating_round=True, inline_generation=True, stage="dpo", domain="household", pre_rank=5,
+                      pre_rank_random=1, hyperparameters={"dpo_steps": 3, "dpo_batch": 4, "noise_repeats": 2})
+    out = Simulation(setting, slug="tiny-rank", base_url=live_server.url, checkpoint_path=str(start_checkpoint_file),
+                     log=lambda m: None).run()
+    result = out["result"]
+    rankers = Checkpoint.objects.filter(role=Checkpoint.Role.RANKER, lineage__project="tiny-rank").order_by("pk")
+    # a ranker learned from each training round's pairs, its held-out agreement reported by round
+    assert [r.lineage["round"] for r in rankers] == [1, 2]
+    assert len(result["ranker_agreement_by_round"]) == 2
+    jobs = {j.round.index: j for j in GenerationJob.objects.filter(round__project__slug="tiny-rank")}
+    # round 1 had no ranker yet; round 2 generated 5 an object and showed round 1's ranker's top 2 + 1 drawn;
+    # the rating round is not pre-ranked, so it rates the last checkpoint on its samples as they come
+    assert jobs[1].pre_rank == {} and jobs[3].pre_rank == {}
+    assert jobs[2].pre_rank == {"ranker": rankers[0].pk, "generate": 5, "shown": 2, "random": 1}
+    for ji in jobs[2].job_items.all():
+        assert len(ji.ranking) == 5 and sum(r["shown"] is not None for r in ji.ranking) == 3
+        assert ji.item.candidates.count() == 3
+    assert result["judgements_by_round"] == [4, 4, 4]
+
+
+def test_simulate_refuses_a_pre_ranking_smaller_than_what_annotators_see():
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="--pre-rank 4: generate at least as many candidates"):
+        call_command("simulate", "--pre-rank", "4", "--candidates", "6")

@@ -13,7 +13,7 @@ import signal
 import time
 
 import torch
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from engine.rounds.simulation import Setting, Simulation
 from modelzoo.synth.shapes import DOMAINS
@@ -67,12 +67,18 @@ class Command(BaseCommand):
                             help="SFT rows that train (stage both/sft): all, or a comma list of artist, retrieval, model.")
         parser.add_argument("--no-primitives-eval", action="store_true",
                             help="Score checkpoints on the project domain's gold set only (half the evaluation time).")
+        parser.add_argument("--pre-rank", type=int, default=d.pre_rank, metavar="M",
+                            help="After each round, train a ranker on its pairs; the next round generates M "
+                                 "candidates an object and shows the ranker's top N-2 and 2 drawn at random (0: off).")
         parser.add_argument("--seed", type=int, default=0)
 
     def handle(self, *args, **opts):
         # SIGTERM unwinds like Ctrl-C, so the server and worker this command started are stopped.
         signal.signal(signal.SIGTERM, _interrupt)
 
+        if opts["pre_rank"] and opts["pre_rank"] < opts["candidates"]:
+            raise CommandError(f"--pre-rank {opts['pre_rank']}: generate at least as many candidates an object as "
+                               f"annotators see (--candidates {opts['candidates']}).")
         torch.set_num_threads(2)
         hp = {}
         for spec in opts["hp"]:
@@ -84,7 +90,7 @@ class Command(BaseCommand):
                           eval_n=opts["eval_n"], cumulative=opts["cumulative"], from_start=opts["from_start"], inline_generation=opts["inline_generation"], seed=opts["seed"],
                           domain=opts["domain"], stage=opts["stage"], hyperparameters=hp, artists=opts["artists"],
                           retrieval_share=opts["retrieval_share"], retrieval_library=opts["retrieval_library"],
-                          sft_sources=opts["sft_sources"], eval_primitives=not opts["no_primitives_eval"])
+                          sft_sources=opts["sft_sources"], pre_rank=opts["pre_rank"], eval_primitives=not opts["no_primitives_eval"])
         t0 = time.time()
 
         def log(msg):
