@@ -38,6 +38,10 @@ class RankerHyperParameters:
     validation: float = 0.15  # share of the other objects that picks the epoch (early stopping)
     seed: int = 0
     threads: int = 1
+    # Each pair is shown mirrored left-right half the time (photo, candidate's view and its
+    # occupancy together): a mirrored object is judged as the original, and the deep part
+    # otherwise memorises the few hundred training objects within a few epochs.
+    mirror: bool = True
 
 
 @dataclass
@@ -116,6 +120,16 @@ def agreement(scores: np.ndarray, pairs: list[tuple[int, int]]) -> float | None:
     return float(((w > lo) + 0.5 * (w == lo)).mean())
 
 
+def mirrored(batch: dict, flip: torch.Tensor) -> dict:
+    """The batch with the rows where `flip` is true seen in a mirror: the photo crop and the
+    candidate's view flipped left-right, its occupancy along x (the camera's, which runs with the
+    photo's columns); the silhouette scores do not change under a mirror."""
+    def where(t, dims):
+        return torch.where(flip.view(-1, *([1] * (t.dim() - 1))), t.flip(dims), t)
+    return {**batch, "crop": where(batch["crop"], (-1,)), "view": where(batch["view"], (-1,)),
+            "occ": where(batch["occ"], (1,))}
+
+
 def fit(data: PairData, hp: RankerHyperParameters | None = None, log=print) -> tuple[RankerNet, dict]:
     """Train on the pairs of the objects not held out; returns (net, stats with the held-out agreement)."""
     hp = hp or RankerHyperParameters()
@@ -150,8 +164,12 @@ def fit(data: PairData, hp: RankerHyperParameters | None = None, log=print) -> t
                 p = tp[order[i:i + hp.batch]]
                 for g in opt.param_groups:  # cosine decay
                     g["lr"] = hp.lr * 0.5 * (1 + np.cos(np.pi * step / steps))
-                s = net(data.batch(np.concatenate([p[:, 0], p[:, 1]])))
                 n = len(p)
+                batch = data.batch(np.concatenate([p[:, 0], p[:, 1]]))
+                if hp.mirror:  # a pair's two candidates are mirrored together, with their photo
+                    flip = torch.from_numpy(rng.random(n) < 0.5)
+                    batch = mirrored(batch, torch.cat([flip, flip]))
+                s = net(batch)
                 loss = -F.logsigmoid(s[:n] - s[n:]).mean()
                 opt.zero_grad()
                 loss.backward()

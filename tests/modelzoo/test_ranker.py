@@ -12,7 +12,8 @@ from modelzoo.generators.base import Layout
 from modelzoo.ranker import Ranker, RankerHyperParameters, RankerNet, agreement, fit
 from modelzoo.ranker.features import candidate_input, object_input
 from modelzoo.ranker.implicit import ImplicitReward
-from modelzoo.ranker.train import PairData, held_out_object
+from modelzoo.ranker.features import stack
+from modelzoo.ranker.train import PairData, held_out_object, mirrored
 from modelzoo.synth import sample_scene
 from modelzoo.synth.rotations import matrix_to_quat
 
@@ -55,6 +56,27 @@ def test_the_true_shape_seen_from_the_camera_fills_the_mask(objects):
     assert (ious[:, 0] > ious[:, 1:].max(axis=1)).mean() >= 0.8
     _, _, right, _ = objects[0]
     assert right.view.shape == (2, 32, 32) and right.occ.shape == (16, 16, 16) and right.occ.sum() > 0
+
+
+def test_the_training_mirror_is_what_the_ranker_sees_of_the_mirrored_scene(objects):
+    """`mirrored` (the augmentation of training) must show the ranker what it would compute from the
+    photo flipped left-right and the candidate mirrored in the camera's x: else it teaches noise."""
+    M = np.diag([-1.0, 1.0, 1.0])
+    for s, obj, right, _ in objects[:4]:
+        v, f = s.gt_mesh(32)
+        R = layout_matrix(s.layout)
+        mirror_layout = Layout(rotation=tuple(matrix_to_quat(M @ R @ M)),
+                               translation=tuple(M @ np.asarray(s.layout.translation)), scale=s.layout.scale)
+        mirror_obj = object_input(s.image[:, ::-1].copy(), s.mask[:, ::-1].copy(), s.intrinsics)
+        seen = candidate_input(mirror_obj, v @ M, f[:, ::-1], mirror_layout)
+        batch = mirrored(stack([obj], [right]), torch.tensor([True]))
+        assert torch.allclose(batch["crop"][0], mirror_obj.crop, atol=0.05)  # the photo, up to one pixel's rounding
+        for got, want in ((batch["view"][0, 0], seen.view[0]), (batch["occ"][0], seen.occ)):
+            inter, union = float((got * want).sum()), float(((got + want) > 0).sum())
+            assert inter / union > 0.85
+        assert torch.allclose(right.scalars, seen.scalars, atol=0.05)  # a mirror keeps the silhouette's scores
+        unflipped = mirrored(stack([obj], [right]), torch.tensor([False]))
+        assert torch.equal(unflipped["view"], right.view[None]) and torch.equal(unflipped["occ"], right.occ[None])
 
 
 def _data(objects) -> PairData:
