@@ -325,6 +325,9 @@ def main(argv=None) -> dict:
     p.add_argument("--equal-margin", type=float, default=0.02)
     p.add_argument("--alpha", type=int, default=3)
     p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--members", type=int, default=RankerHyperParameters.members,
+                   help="networks in the ranker's ensemble (1: one network, as before 27 Nov)")
+    p.add_argument("--no-mirror", action="store_true", help="train the ranker without mirrored pairs")
     p.add_argument("--gain-gold", type=int, default=100,
                    help="gold scenes for the next checkpoint's gain (DPO on each arm's pairs); 0 skips it")
     p.add_argument("--dpo-steps", type=int, default=600, help="DPO steps of the next checkpoint (the trainer's default)")
@@ -355,7 +358,7 @@ def main(argv=None) -> dict:
             index_of[(i, sd)] = data.add_candidate(o, cands[sd]["input"])
         data.pairs.extend((index_of[(i, w)], index_of[(i, lo)]) for w, lo in pairs)
     t_round1 = time.time() - t0
-    hp = RankerHyperParameters(epochs=a.epochs, seed=a.seed)
+    hp = RankerHyperParameters(epochs=a.epochs, seed=a.seed, members=a.members, mirror=not a.no_mirror)
     net, stats = fit(data, hp, log=lambda m: print(m, flush=True))
     held = [pr for pr in data.pairs if held_out_object(data.object_keys[data.candidate_object[pr[0]]], hp.held_out)]
     key_of = {v: k for k, v in index_of.items()}
@@ -445,7 +448,8 @@ def main(argv=None) -> dict:
 
     seconds = time.time() - t0
     print()
-    print(f"ranker: {stats['train_pairs']} training pairs, {stats['validation_pairs']} for early stopping (epoch "
+    print(f"ranker ({stats['members']} member(s), mirrored pairs: {hp.mirror}): {stats['train_pairs']} training "
+          f"pairs, {stats['validation_pairs']} for early stopping (epoch "
           f"{stats['epoch']}), {stats['held_out_pairs']} held out "
           f"({stats['objects']} objects; round 1 generated and annotated in {t_round1:.0f}s, trained in "
           f"{stats['seconds']:.0f}s)")

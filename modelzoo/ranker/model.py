@@ -18,9 +18,15 @@ def _conv2(cin, cout):
 
 
 class RankerNet(nn.Module):
-    def __init__(self, width: int = 16, hidden: int = 64):
+    """One network, or with `members` > 1 an ensemble of that many of the same size whose score is
+    their mean (each trained with another share of the objects picking its epoch: `train.fit`)."""
+
+    def __init__(self, width: int = 16, hidden: int = 64, members: int = 1):
         super().__init__()
-        self.config = dict(width=width, hidden=hidden)
+        self.config = dict(width=width, hidden=hidden, **({"members": members} if members > 1 else {}))
+        if members > 1:
+            self.members = nn.ModuleList(RankerNet(width=width, hidden=hidden) for _ in range(members))
+            return
         w = width
         # Photo (RGB + mask) and the candidate's view (silhouette + depth), side by side: 6 channels.
         self.image = nn.Sequential(_conv2(6, w), _conv2(w, 2 * w), _conv2(2 * w, 2 * w), _conv2(2 * w, 2 * w),
@@ -34,6 +40,8 @@ class RankerNet(nn.Module):
 
     def forward(self, batch: dict) -> torch.Tensor:
         """Scores (B,) for a batch from `features.stack`."""
+        if "members" in self.config:
+            return torch.stack([m(batch) for m in self.members]).mean(dim=0)
         img = torch.cat([batch["crop"], batch["view"] * 2 - 1], dim=1)
         h = torch.cat([self.image(img), self.shape(batch["occ"][:, None] * 2 - 1), batch["scalars"]], dim=1)
         return self.head(h)[:, 0] + self.scalar_path(batch["scalars"])[:, 0]

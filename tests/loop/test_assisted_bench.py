@@ -38,8 +38,8 @@ def test_the_assisted_bench_small(tmp_path, retrieval):
     for key in ("ranker_agreement", "annotator_agreement", "acceptance_gain_points", "hard_cases_recovered_share"):
         assert key in figures, key
     assert 0 <= figures["acceptance_plain"] <= 1 and 0 <= figures["acceptance_assisted"] <= 1
-    assert figures["acceptance_gain_points"] == round(
-        100 * (figures["acceptance_assisted"] - figures["acceptance_plain"]), 2)
+    assert figures["acceptance_gain_points"] == pytest.approx(  # from the unrounded shares
+        100 * (figures["acceptance_assisted"] - figures["acceptance_plain"]), abs=0.011)
     assert figures["hard_cases_recovered"] <= figures["hard_cases"]
     assert figures["hard_cases_recoverable"] <= figures["hard_cases"]
     assert (figures["acceptance_plain_mix"] is None) == (not retrieval)

@@ -13,7 +13,7 @@ from modelzoo.ranker import Ranker, RankerHyperParameters, RankerNet, agreement,
 from modelzoo.ranker.features import candidate_input, object_input
 from modelzoo.ranker.implicit import ImplicitReward
 from modelzoo.ranker.features import stack
-from modelzoo.ranker.train import PairData, held_out_object, mirrored
+from modelzoo.ranker.train import PairData, held_out_object, mirrored, validation_fold
 from modelzoo.synth import sample_scene
 from modelzoo.synth.rotations import matrix_to_quat
 
@@ -100,6 +100,29 @@ def test_bradley_terry_training_agrees_on_objects_it_never_saw(objects):
     assert stats["held_out_pairs"] == sum(data.object_keys[data.candidate_object[a]] in held for a, _ in data.pairs)
     # a ranker that scores everything alike agrees half the time (ties count half)
     assert agreement(np.zeros(len(data.candidates)), data.pairs) == 0.5
+
+
+def test_an_ensemble_scores_the_mean_of_its_members_each_stopped_on_its_own_fold(objects, tmp_path):
+    data = _data(objects)
+    net, stats = fit(data, RankerHyperParameters(epochs=3, held_out=0.3, validation=0.5, members=3),
+                     log=lambda m: None)
+    assert stats["members"] == 3 and len(stats["epoch"]) == 3 and {h["member"] for h in stats["history"]} == {0, 1, 2}
+    # every object not held out picks the epoch of exactly one member
+    rest = {k for k in data.object_keys if not held_out_object(k, 0.3)}
+    assert stats["validation_pairs"] == sum(data.object_keys[data.candidate_object[a]] in rest for a, _ in data.pairs)
+    assert sorted({validation_fold(k, 3) for k in rest}) == [0, 1, 2]
+    batch = data.batch(range(len(data.candidates)))
+    with torch.no_grad():
+        assert torch.allclose(net(batch), torch.stack([m(batch) for m in net.members]).mean(dim=0))
+    path = tmp_path / "ensemble.pt"
+    net.save(path)
+    RankerNet.check(str(path))
+    again = RankerNet.load(str(path))
+    assert again.config == {"width": 16, "hidden": 64, "members": 3}
+    with torch.no_grad():
+        assert torch.allclose(again(batch), net(batch))
+    with pytest.raises(ValueError, match="members must be 1 to 16"):
+        fit(data, RankerHyperParameters(members=0), log=lambda m: None)
 
 
 def test_a_ranker_file_loads_as_it_was_saved_and_other_files_are_refused(objects, tmp_path):
