@@ -5,7 +5,7 @@ import argparse
 import sys
 from dataclasses import fields
 
-from modelzoo.ranker.train import RankerHyperParameters, train_ranker
+from modelzoo.ranker.train import RankerHyperParameters, argument_type, train_ranker
 from modelzoo.training.snapshot import TrainingError
 
 
@@ -14,7 +14,7 @@ def main(argv=None) -> int:
     p.add_argument("--dpo", required=True, help="a DPO snapshot folder (Parquet)")
     p.add_argument("--out", required=True, help="the ranker file to write (+ .json with the record)")
     for f in fields(RankerHyperParameters):
-        p.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
+        p.add_argument(f"--{f.name.replace('_', '-')}", type=argument_type(f.default), default=f.default)
     a = p.parse_args(argv)
     hp = RankerHyperParameters(**{f.name: getattr(a, f.name) for f in fields(RankerHyperParameters)})
     try:

@@ -10,6 +10,7 @@ trained on the other objects, so the agreement recorded belongs to them.
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 import io
 import json
@@ -46,6 +47,18 @@ class RankerHyperParameters:
     # occupancy together): a mirrored object is judged as the original, and the deep part
     # otherwise memorises the few hundred training objects within a few epochs.
     mirror: bool = True
+
+
+def _flag(text: str) -> bool:
+    value = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}.get(text.lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not true or false")
+    return value
+
+
+def argument_type(default):
+    """The command-line parser of a hyper-parameter with this default (bool('false') would be True)."""
+    return _flag if isinstance(default, bool) else type(default)
 
 
 @dataclass

@@ -18,10 +18,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         from modelzoo.ranker import RankerHyperParameters
+        from modelzoo.ranker.train import argument_type
 
         parser.add_argument("--snapshot", type=int, required=True, help="a built DPO snapshot (Parquet)")
         for f in dataclasses.fields(RankerHyperParameters):
-            parser.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=None)
+            parser.add_argument("--" + f.name.replace("_", "-"), type=argument_type(f.default), default=None)
 
     def handle(self, *args, **opts):
         from modelzoo.ranker import RankerHyperParameters
