@@ -177,7 +177,7 @@ def fit(data: PairData, hp: RankerHyperParameters | None = None, log=print) -> t
         fold = [validation_fold(k, hp.members) for k in data.object_keys]
     before = torch.get_num_threads()
     torch.set_num_threads(hp.threads)
-    t0, history, epochs, states = time.time(), [], [], []
+    t0, history, epochs, states, validation_pairs = time.time(), [], [], [], 0
     try:
         for member in range(hp.members):
             if hp.members == 1:
@@ -186,7 +186,9 @@ def fit(data: PairData, hp: RankerHyperParameters | None = None, log=print) -> t
                 val_pairs = [p for p in rest if hp.validation > 0 and fold[obj[p[0]]] == member]
             val_set = set(val_pairs)
             train_pairs = [p for p in rest if p not in val_set]
-            # too few objects for a validation split: train on them all, keep the last epoch
+            if not val_pairs or not train_pairs:  # too few objects to split: train on all, keep the last epoch
+                val_pairs, train_pairs = [], rest
+            validation_pairs += len(val_pairs)
             net, epoch, hist = _fit_member(data, train_pairs, val_pairs, hp, hp.seed + member,
                                            lambda m, k=member: log(m if hp.members == 1 else f"member {k}: {m}"))
             states.append(net.state_dict())
@@ -203,7 +205,7 @@ def fit(data: PairData, hp: RankerHyperParameters | None = None, log=print) -> t
     net.eval()
     scores = score_candidates(net, data)
     stats = {"pairs": len(data.pairs), "train_pairs": len(train_pairs) if hp.members == 1 else len(rest),
-             "validation_pairs": len(val_pairs) if hp.members == 1 else len(rest) if hp.validation > 0 else 0,
+             "validation_pairs": validation_pairs,
              "held_out_pairs": len(test_pairs), "objects": len(data.objects), "candidates": len(data.candidates),
              "epoch": epochs[0] if hp.members == 1 else epochs, "members": hp.members,
              "held_out_agreement": None if not test_pairs else round(agreement(scores, test_pairs), 4),

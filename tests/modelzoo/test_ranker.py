@@ -121,6 +121,10 @@ def test_an_ensemble_scores_the_mean_of_its_members_each_stopped_on_its_own_fold
     assert again.config == {"width": 16, "hidden": 64, "members": 3}
     with torch.no_grad():
         assert torch.allclose(again(batch), net(batch))
+    # one object: each member's fold is everything or nothing, so each trains on it all (no crash)
+    one = _data(objects[:1])
+    _, few = fit(one, RankerHyperParameters(epochs=1, held_out=0.0, validation=0.5, members=3), log=lambda m: None)
+    assert few["validation_pairs"] == 0 and few["train_agreement"] is not None
     with pytest.raises(ValueError, match="members must be 1 to 16"):
         fit(data, RankerHyperParameters(members=0), log=lambda m: None)
 
