@@ -32,11 +32,13 @@ alpha (3) the item is a hard case.
    each arm's pairs (the winner against every candidate it beat, as the round's snapshot holds
    them): plain best-of-N, pre-ranked, and pre-ranked with the recovered hard cases' pairs added;
    each scored on the domain's gold set (seed 0, 4 steps), paired against the checkpoint and
-   pre-ranked against plain.
+   pre-ranked against plain. Each one's implicit reward against the checkpoint it started from
+   (`modelzoo.ranker.implicit`, the second ranker) is scored on step 1's held-out pairs.
 
 Prints a table, then one JSON line: `ranker_agreement`, `annotator_agreement`,
 `acceptance_plain`, `acceptance_assisted`, `acceptance_gain_points`, `hard_cases`,
-`hard_cases_recovered`, `hard_cases_recovered_share`, `next_checkpoint_gain`, and the setting.
+`hard_cases_recovered`, `hard_cases_recovered_share`, `next_checkpoint_gain`,
+`implicit_reward_agreement` (the plain arm's checkpoint's), and the setting.
 """
 from __future__ import annotations
 
@@ -260,7 +262,32 @@ def _paired(iou, chamfer, base_iou, base_chamfer) -> tuple[float, float, float, 
             round(float(d_ch.mean()), 4), round(harness.standard_error(d_ch), 4))
 
 
-def next_checkpoint_gain(world: World, arms: dict[str, list], gold: int, domain: str, hp) -> dict:
+def implicit_reward_agreement(policy, parent, world: World, held: list[tuple[int, int, int]]) -> float | None:
+    """The second ranker: `policy`'s implicit reward against `parent` (`ImplicitReward`, the
+    candidates' cached flow vectors) on the held-out (object, winner seed, loser seed) pairs."""
+    import torch
+
+    from modelzoo.ranker.implicit import ImplicitReward
+    from modelzoo.ranker.train import agreement
+
+    reward = ImplicitReward(policy, parent)
+    seeds_of: dict[int, list[int]] = {}
+    for i, w, lo in held:
+        seeds_of.setdefault(i, [])
+        seeds_of[i] += [sd for sd in (w, lo) if sd not in seeds_of[i]]
+    score = {}
+    for i, seeds in seeds_of.items():
+        crop, feat = world.condition(i)
+        cands = world.candidates(i, seeds)
+        x1 = torch.stack([cands[sd]["x1"] for sd in seeds])
+        score.update(zip(((i, sd) for sd in seeds), reward.score_encoded(crop[None], feat[None], x1)))
+    keys = list(score)
+    index = {k: n for n, k in enumerate(keys)}
+    return agreement(np.array([score[k] for k in keys]), [(index[(i, w)], index[(i, lo)]) for i, w, lo in held])
+
+
+def next_checkpoint_gain(world: World, arms: dict[str, list], gold: int, domain: str, hp,
+                         held: list[tuple[int, int, int]] = ()) -> dict:
     """Trains the world's checkpoint by DPO (the engine's default stage; `hp`: the trainer's defaults
     but for --dpo-steps) on each arm's (object, winner, loser) pairs, the candidates re-encoded as the
     engine's trainer reads them, and scores each model's seed-0 candidate on the first `gold` scenes of
@@ -289,7 +316,9 @@ def next_checkpoint_gain(world: World, arms: dict[str, list], gold: int, domain:
         iou, ch = harness.gold_scores(BuiltinGenerator(model), gold, domain)
         scores[arm] = (iou, ch)
         d_iou, se_iou, d_ch, se_ch = _paired(iou, ch, parent_iou, parent_ch)
+        implicit = implicit_reward_agreement(model, parent, world, held) if held else None
         out["arms"][arm] = {"pairs": len(pairs), "reward_accuracy": hist[-1]["reward_accuracy"],
+                            "implicit_reward_agreement": None if implicit is None else round(implicit, 4),
                             "viou": round(float(iou.mean()), 4), "chamfer": round(float(ch.mean()), 4),
                             "viou_gain": d_iou, "viou_se": se_iou, "chamfer_gain": d_ch, "chamfer_se": se_ch,
                             "seconds": round(time.time() - t, 1)}
@@ -443,8 +472,9 @@ def main(argv=None) -> dict:
     if a.gain_gold:
         arms = {"plain": pairs_by_arm["plain"], "assisted": pairs_by_arm["assisted"],
                 "assisted_recovery": pairs_by_arm["assisted"] + recovery_pairs}
-        gain = next_checkpoint_gain(world, arms, a.gain_gold, a.domain, HyperParameters(dpo_steps=a.dpo_steps,
-                                                                                        seed=a.seed))
+        gain = next_checkpoint_gain(world, arms, a.gain_gold, a.domain,
+                                    HyperParameters(dpo_steps=a.dpo_steps, seed=a.seed),
+                                    held=[(key_of[w][0], key_of[w][1], key_of[lo][1]) for w, lo in held])
 
     seconds = time.time() - t0
     print()
@@ -458,6 +488,9 @@ def main(argv=None) -> dict:
         return f"{x:>8.3f}" if x is not None else f"{'-':>8}"
 
     print(f"  {'ranker':<46} {fmt(ranker_agreement)}")
+    implicit = gain["arms"]["plain"]["implicit_reward_agreement"] if gain else None
+    if implicit is not None:
+        print(f"  {'implicit reward of the next checkpoint (plain)':<46} {fmt(implicit)}")
     print(f"  {'a second annotator':<46} {fmt(annotator_agreement)}")
     print(f"  {'the ground truth (noiseless IoU)':<46} {fmt(truth_agreement)}")
     print(f"{'measured round':<48} {'plain':>8} {'assisted':>8}")
@@ -490,6 +523,8 @@ def main(argv=None) -> dict:
     out = {"ranker_agreement": round(ranker_agreement, 4) if ranker_agreement is not None else None,
            "annotator_agreement": round(annotator_agreement, 4) if annotator_agreement is not None else None,
            "truth_agreement": round(truth_agreement, 4) if truth_agreement is not None else None,
+           # the second ranker: the implicit reward of the DPO checkpoint of the plain arm's pairs
+           "implicit_reward_agreement": implicit,
            "ranker_train_agreement": stats["train_agreement"], "ranker_epoch": stats["epoch"],
            "acceptance_plain": round(acc_plain, 4), "acceptance_assisted": round(acc_ass, 4),
            "acceptance_gain_points": round(100 * (acc_ass - acc_plain), 2),

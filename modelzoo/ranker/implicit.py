@@ -47,6 +47,12 @@ class ImplicitReward:
         feats = torch.from_numpy(box_features(box[None], K)).float()
         x1 = torch.cat([self.policy.encode_candidate(v, f, lay if isinstance(lay, Layout) else Layout.from_dict(lay),
                                                      mask, K) for v, f, lay in candidates])
+        return self.score_encoded(crop, feats, x1)
+
+    @torch.no_grad()
+    def score_encoded(self, crop: torch.Tensor, feats: torch.Tensor, x1: torch.Tensor) -> np.ndarray:
+        """The rewards of one object's candidates already encoded: `crop` (1, C, H, W) and `feats`
+        (1, F) as the trainer's condition, `x1` (n, D) their flow vectors."""
         n = len(x1)
         g = torch.Generator().manual_seed(self.seed)
         noise = torch.randn((self.draws, x1.shape[1]), generator=g)

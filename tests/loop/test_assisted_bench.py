@@ -54,3 +54,6 @@ def test_the_assisted_bench_small(tmp_path, retrieval):
     assert gain["assisted_minus_plain"]["viou"] == pytest.approx(
         gain["arms"]["assisted"]["viou"] - gain["arms"]["plain"]["viou"], abs=2e-4)
     assert "paired against the parent" in out.stdout
+    # the second ranker: the plain arm's DPO checkpoint's implicit reward on the held-out pairs
+    assert 0 <= figures["implicit_reward_agreement"] <= 1
+    assert figures["implicit_reward_agreement"] == gain["arms"]["plain"]["implicit_reward_agreement"]
