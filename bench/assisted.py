@@ -355,7 +355,7 @@ def main(argv=None) -> dict:
     p.add_argument("--alpha", type=int, default=3)
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--members", type=int, default=RankerHyperParameters.members,
-                   help="networks in the ranker's ensemble (1: one network, as before 27 Nov)")
+                   help="networks in the ranker's ensemble (1: one network)")
     p.add_argument("--no-mirror", action="store_true", help="train the ranker without mirrored pairs")
     p.add_argument("--gain-gold", type=int, default=100,
                    help="gold scenes for the next checkpoint's gain (DPO on each arm's pairs); 0 skips it")

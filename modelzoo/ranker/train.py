@@ -42,7 +42,8 @@ class RankerHyperParameters:
     seed: int = 0
     threads: int = 1
     # Networks averaged (1: one network; more: each picks its epoch on another fold of the objects).
-    members: int = 5
+    # 5 agreed about as well as one in bench/assisted.py and took five times as long (docs/assisted.md).
+    members: int = 1
     # Each pair is shown mirrored left-right half the time (photo, candidate's view and its
     # occupancy together): a mirrored object is judged as the original, and the deep part
     # otherwise memorises the few hundred training objects within a few epochs.
@@ -158,8 +159,7 @@ def fit(data: PairData, hp: RankerHyperParameters | None = None, log=print) -> t
     One member: `validation` of the other objects pick the epoch (early stopping). Several: member k
     picks its epoch on the k-th of `members` folds of those objects and trains on the rest, so that
     every object trains most members and the ensemble's mean score does not hang on one small
-    validation set (with one, rankers of different seeds agreed 0.65 to 0.74 on the same held-out
-    pairs: docs/assisted.md)."""
+    validation set (one network's agreement depends on its seed: docs/assisted.md)."""
     hp = hp or RankerHyperParameters()
     if not data.pairs:
         raise ValueError("no preference pairs to train the ranker on (ties are skipped)")

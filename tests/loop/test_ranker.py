@@ -53,12 +53,12 @@ def test_a_ranker_trained_on_a_round_is_registered_with_its_lineage(project, sna
         mz.project_mix_set(project=project, mix=[(cp, 1.0)])
     call_command("ranker", "--snapshot", str(snap.pk), "--epochs", "2", "--held-out", "0.0", "--validation", "0.0")
     assert "registered ranker:" in capsys.readouterr().out
-    # one network, no mirrored pairs: the flags reach the trainer and its record
-    call_command("ranker", "--snapshot", str(snap.pk), "--epochs", "2", "--held-out", "0.0", "--members", "1",
+    # an ensemble of three, no mirrored pairs: the flags reach the trainer and its record
+    call_command("ranker", "--snapshot", str(snap.pk), "--epochs", "2", "--held-out", "0.0", "--members", "3",
                  "--mirror", "false")
-    single = Checkpoint.objects.filter(role=Checkpoint.Role.RANKER).latest("pk")
-    assert single.recipe["hyperparameters"]["members"] == 1 and single.recipe["hyperparameters"]["mirror"] is False
-    assert cp.recipe["hyperparameters"]["members"] == 5 and cp.recipe["hyperparameters"]["mirror"] is True
+    ensemble = Checkpoint.objects.filter(role=Checkpoint.Role.RANKER).latest("pk")
+    assert ensemble.recipe["hyperparameters"]["members"] == 3 and ensemble.recipe["hyperparameters"]["mirror"] is False
+    assert cp.recipe["hyperparameters"]["members"] == 1 and cp.recipe["hyperparameters"]["mirror"] is True
     from django.core.management.base import CommandError
 
     with pytest.raises(CommandError, match="'maybe' is not true or false"):
