@@ -271,12 +271,12 @@ def implicit_reward_agreement(policy, parent, world: World, held: list[tuple[int
     from modelzoo.ranker.train import agreement
 
     reward = ImplicitReward(policy, parent)
-    seeds_of: dict[int, list[int]] = {}
+    seeds_of: dict[int, dict[int, None]] = {}  # object -> its held-out candidates' seeds, in order
     for i, w, lo in held:
-        seeds_of.setdefault(i, [])
-        seeds_of[i] += [sd for sd in (w, lo) if sd not in seeds_of[i]]
+        seeds_of.setdefault(i, {}).update(dict.fromkeys((w, lo)))
     score = {}
     for i, seeds in seeds_of.items():
+        seeds = list(seeds)
         crop, feat = world.condition(i)
         cands = world.candidates(i, seeds)
         x1 = torch.stack([cands[sd]["x1"] for sd in seeds])

@@ -171,21 +171,18 @@ def fit(data: PairData, hp: RankerHyperParameters | None = None, log=print) -> t
     rest = [p for p in data.pairs if not held[obj[p[0]]]]
     if not rest:
         raise ValueError("every pair belongs to a held-out object; give more objects or a smaller held_out")
+    # The member whose epoch each object's pairs pick (-1: none; they train every member).
     if hp.members == 1:
-        val = [not h and held_out_object(k, hp.validation, "validation") for k, h in zip(data.object_keys, held)]
-    elif hp.validation > 0:
-        fold = [validation_fold(k, hp.members) for k in data.object_keys]
+        picks = [0 if held_out_object(k, hp.validation, "validation") else -1 for k in data.object_keys]
+    else:
+        picks = [validation_fold(k, hp.members) if hp.validation > 0 else -1 for k in data.object_keys]
     before = torch.get_num_threads()
     torch.set_num_threads(hp.threads)
     t0, history, epochs, states, validation_pairs = time.time(), [], [], [], 0
     try:
         for member in range(hp.members):
-            if hp.members == 1:
-                val_pairs = [p for p in rest if val[obj[p[0]]]]
-            else:
-                val_pairs = [p for p in rest if hp.validation > 0 and fold[obj[p[0]]] == member]
-            val_set = set(val_pairs)
-            train_pairs = [p for p in rest if p not in val_set]
+            val_pairs = [p for p in rest if picks[obj[p[0]]] == member]
+            train_pairs = [p for p in rest if picks[obj[p[0]]] != member]
             if not val_pairs or not train_pairs:  # too few objects to split: train on all, keep the last epoch
                 val_pairs, train_pairs = [], rest
             validation_pairs += len(val_pairs)
