@@ -10,7 +10,8 @@ candidates in a random order, say "equal" within 0.02, flip a strict preference 
 alpha (3) the item is a hard case.
 
 1. **Ranker.** A first round (`--train-objects` objects of the target domain, best-of-8 from the
-   checkpoint) is annotated; its DPO pairs (the winner against every candidate it beat, as the
+   checkpoint; with `--train-retrieval K`, K of the 8 are the retrieval backend's nearest shapes, as in
+   a round whose mix has that backend, so the ranker has seen its kind of candidate) is annotated; its DPO pairs (the winner against every candidate it beat, as the
    round's snapshot holds them) train the ranker (`modelzoo.ranker.fit`, Bradley-Terry), with 20%
    of the objects held out. On the held-out pairs: the ranker's agreement with the annotators'
    picks, next to the annotators' agreement with each other (a second simulated annotator judges
@@ -349,6 +350,9 @@ def main(argv=None) -> dict:
                    help="pre-ranking: this many of the library's nearest shapes join the M seeds (needs --library)")
     p.add_argument("--recover-retrieval", type=int, default=0,
                    help="recovery: this many of the library's nearest shapes join the new seeds (needs --library)")
+    p.add_argument("--train-retrieval", type=int, default=0,
+                   help="the first round: this many of the library's nearest shapes among its --plain candidates, "
+                        "as a round whose mix has the retrieval backend (needs --library)")
     p.add_argument("--budget", type=float, default=0.5, help="active selection: share of objects judged")
     p.add_argument("--noise", type=float, default=0.1)
     p.add_argument("--equal-margin", type=float, default=0.02)
@@ -370,8 +374,10 @@ def main(argv=None) -> dict:
 
     torch.set_num_threads(1)
     t0 = time.time()
-    if (a.recover_retrieval or a.assist_retrieval) and not a.library:
-        p.error("--recover-retrieval and --assist-retrieval need --library")
+    if (a.recover_retrieval or a.assist_retrieval or a.train_retrieval) and not a.library:
+        p.error("--recover-retrieval, --assist-retrieval and --train-retrieval need --library")
+    if not 0 <= a.train_retrieval < a.plain:
+        p.error(f"--train-retrieval must be from 0 to --plain - 1 ({a.plain - 1})")
     world = World(a.checkpoint, a.domain, a.steps, a.cache or None, library=a.library)
     ann = Annotator(a.noise, a.equal_margin, a.seed)
     second = Annotator(a.noise, a.equal_margin, a.seed + 1)
@@ -379,11 +385,14 @@ def main(argv=None) -> dict:
     # 1. the first round: best-of-N, its winner_beat pairs train the ranker
     data, index_of = PairData(), {}
     plain_seeds = list(range(a.plain))
+    retrieved_won = 0
+    first_round_seeds = list(range(a.plain - a.train_retrieval)) + [-1 - k for k in range(a.train_retrieval)]
     for i in range(a.train_objects):
-        cands = world.candidates(i, plain_seeds)
+        cands = world.candidates(i, first_round_seeds)
         winner, pairs = ann.king_of_the_hill({sd: c["iou"] for sd, c in cands.items()})
+        retrieved_won += winner < 0
         o = data.add_object(f"object-{i}", world.object(i)["input"])
-        for sd in plain_seeds:
+        for sd in first_round_seeds:
             index_of[(i, sd)] = data.add_candidate(o, cands[sd]["input"])
         data.pairs.extend((index_of[(i, w)], index_of[(i, lo)]) for w, lo in pairs)
     t_round1 = time.time() - t0
@@ -483,6 +492,9 @@ def main(argv=None) -> dict:
           f"{stats['epoch']}), {stats['held_out_pairs']} held out "
           f"({stats['objects']} objects; round 1 generated and annotated in {t_round1:.0f}s, trained in "
           f"{stats['seconds']:.0f}s)")
+    if a.train_retrieval:
+        print(f"first round: {a.plain - a.train_retrieval} seeds + {a.train_retrieval} retrieved shapes per object; "
+              f"a retrieved shape won {retrieved_won} of {a.train_objects}")
     print(f"{'agreement with held-out annotator picks':<48} {'':>8}")
     def fmt(x):
         return f"{x:>8.3f}" if x is not None else f"{'-':>8}"
@@ -526,6 +538,8 @@ def main(argv=None) -> dict:
            # the second ranker: the implicit reward of the DPO checkpoint of the plain arm's pairs
            "implicit_reward_agreement": implicit,
            "ranker_train_agreement": stats["train_agreement"], "ranker_epoch": stats["epoch"],
+           # with --train-retrieval: the share of the first round's winners that were retrieved shapes
+           "first_round_retrieved_won": round(retrieved_won / a.train_objects, 4) if a.train_retrieval else None,
            "acceptance_plain": round(acc_plain, 4), "acceptance_assisted": round(acc_ass, 4),
            "acceptance_gain_points": round(100 * (acc_ass - acc_plain), 2),
            "acceptance_plain_mix": None if acc_mix is None else round(acc_mix, 4),

@@ -25,7 +25,8 @@ def test_the_annotators_of_the_bench_are_the_simulations():
                                                                       (0.1, 0.5, 0.7, 0.9)]
 
 
-@pytest.mark.parametrize("retrieval", [[], ["--library", "12", "--assist-retrieval", "2", "--recover-retrieval", "2"]],
+@pytest.mark.parametrize("retrieval", [[], ["--library", "12", "--assist-retrieval", "2", "--recover-retrieval", "2",
+                                       "--train-retrieval", "1"]],
                          ids=["model-only", "with-retrieval"])
 def test_the_assisted_bench_small(tmp_path, retrieval):
     out = subprocess.run(
@@ -43,6 +44,10 @@ def test_the_assisted_bench_small(tmp_path, retrieval):
     assert figures["hard_cases_recovered"] <= figures["hard_cases"]
     assert figures["hard_cases_recoverable"] <= figures["hard_cases"]
     assert (figures["acceptance_plain_mix"] is None) == (not retrieval)
+    # with --train-retrieval the ranker's first round held retrieved shapes: how often one won is reported
+    assert (figures["first_round_retrieved_won"] is None) == (not retrieval)
+    if retrieval:
+        assert 0 <= figures["first_round_retrieved_won"] <= 1 and "retrieved shapes per object" in out.stdout
     assert "agreement with held-out annotator picks" in out.stdout
     gain = figures["next_checkpoint_gain"]  # each arm's pairs trained a checkpoint, scored on 3 gold scenes
     assert set(gain["arms"]) == {"plain", "assisted", "assisted_recovery"}
