@@ -103,7 +103,7 @@ def main(argv=None) -> dict:
     base = annotator_ious(BuiltinModel.load(a.base), scenes, seeds)
     rows = {}
     print(f"{'checkpoint':<40} {'IoU@32':>7} {'d':>8} {'+-':>7} {'spread':>7} {'worse':>6} {'better':>7} {'win rate':>9}")
-    print(f"{os.path.basename(a.base):<40} {base.mean():>7.4f}   (base)")
+    print(f"{os.path.basename(a.base)[-40:]:<40} {base.mean():>7.4f}   (base)")
     for path in a.checkpoints:
         r = rows[path] = compare(annotator_ious(BuiltinModel.load(path), scenes, seeds), base,
                                                    a.equal_margin, a.noise)
