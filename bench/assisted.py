@@ -23,7 +23,8 @@ alpha (3) the item is a hard case.
    from the rest. Acceptance = the winner rated at least alpha.
 3. **Hard-case recovery.** Every hard case of the assisted arm gets `--recover-m` new seeds (and,
    with `--library S --recover-retrieval K`, the K nearest shapes of a retrieval backend over S
-   shapes of the domain that no measured object uses), is ranked, and judged again on the top
+   shapes of the domain that no measured object uses, after the `--assist-retrieval` ones its pool
+   had, as the engine's recovery asks the backend), is ranked, and judged again on the top
    `--shown` + `--random`: recovered if that winner is rated at least alpha (one more judgement per
    hard case; counted), and recoverable if any of its new candidates would be (no noise).
 4. **Active selection** (`--budget` judgements, a share of the objects): the objects where the
@@ -456,7 +457,9 @@ def main(argv=None) -> dict:
 
     # 3. hard-case recovery: more seeds, ranked, judged again
     recovered, recoverable, recovery_pairs = 0, 0, []
-    more = list(range(a.m, a.m + a.recover_m)) + [-1 - k for k in range(a.recover_retrieval)]
+    # As the engine's recovery (engine.rounds.generate): the library's shapes after those the pool had.
+    more = list(range(a.m, a.m + a.recover_m)) + [-1 - k for k in range(a.assist_retrieval,
+                                                                        a.assist_retrieval + a.recover_retrieval)]
     for i in hard:
         pool = world.candidates(i, more)
         recoverable += rating_for(max(c["iou"] for c in pool.values())) >= a.alpha
