@@ -191,7 +191,10 @@ class World:
                                   "x1": self._flow_target(s, v, f, Layout(**layout))}
             if self._path(index):
                 model_only = {sd: c for sd, c in o["cands"].items() if sd >= 0}  # retrieved ones depend on --library
-                torch.save({"cands": model_only, "input": o["input"]}, self._path(index))
+                # Written aside, then renamed: another run sharing the cache never reads half a file.
+                part = f"{self._path(index)}.{os.getpid()}.part"
+                torch.save({"cands": model_only, "input": o["input"]}, part)
+                os.replace(part, self._path(index))
         return {sd: o["cands"][sd] for sd in seeds}
 
     def _retrieve(self, o: dict, seeds: list[int]) -> None:
