@@ -69,7 +69,8 @@ def compare(new: np.ndarray, base: np.ndarray, margin: float, noise: float) -> d
     d = new.mean(axis=1) - base.mean(axis=1)
     return {"viou32": round(float(new.mean()), 4), "d_viou32": round(float(d.mean()), 4),
             "d_viou32_se": round(harness.standard_error(d), 4), "per_scene_sd": round(float(d.std(ddof=1)), 4),
-            "scenes_worse": round(float(np.mean(d < -margin)), 3), "scenes_better": round(float(np.mean(d > margin)), 3),
+            "scenes_worse": round(float(np.mean(d < -margin)), 3),
+            "scenes_better": round(float(np.mean(d > margin)), 3),
             "win_rate": round(win_rate(new, base, margin, noise), 4)}
 
 
@@ -102,7 +103,8 @@ def main(argv=None) -> dict:
     seeds = list(range(a.seeds))
     base = annotator_ious(BuiltinModel.load(a.base), scenes, seeds)
     rows = {}
-    print(f"{'checkpoint':<40} {'IoU@32':>7} {'d':>8} {'+-':>7} {'spread':>7} {'worse':>6} {'better':>7} {'win rate':>9}")
+    print(f"{'checkpoint':<40} {'IoU@32':>7} {'d':>8} {'+-':>7} {'spread':>7} {'worse':>6} {'better':>7} "
+          f"{'win rate':>9}")
     print(f"{os.path.basename(a.base)[-40:]:<40} {base.mean():>7.4f}   (base)")
     for path in a.checkpoints:
         r = rows[path] = compare(annotator_ious(BuiltinModel.load(path), scenes, seeds), base,

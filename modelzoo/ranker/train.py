@@ -48,6 +48,10 @@ class RankerHyperParameters:
     # occupancy together): a mirrored object is judged as the original, and the deep part
     # otherwise memorises the few hundred training objects within a few epochs.
     mirror: bool = True
+    # Start from the silhouette's IoU with the mask (which ranks on its own: docs/assisted.md), the
+    # deep part's output at zero, and keep that start if no epoch agrees better on validation: a
+    # round whose pairs teach the network little no longer leaves a ranker worse than the prior.
+    prior: bool = True
 
 
 def _flag(text: str) -> bool:
@@ -217,9 +221,14 @@ def _fit_member(data: PairData, train_pairs, val_pairs, hp: RankerHyperParameter
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     net = RankerNet(width=hp.width, hidden=hp.hidden)
+    best = (-1.0, -1, None)  # (validation agreement, epoch, weights)
+    if hp.prior:
+        net.start_from_silhouette()
+        if val_pairs:  # epoch -1: the prior itself
+            best = (agreement(score_candidates(net, data), val_pairs), -1,
+                    {k: t.clone() for k, t in net.state_dict().items()})
     opt = torch.optim.AdamW(net.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
     history = []
-    best = (-1.0, -1, None)  # (validation agreement, epoch, weights)
     tp = np.asarray(train_pairs)
     steps = hp.epochs * max(1, int(np.ceil(len(tp) / hp.batch)))
     step = 0

@@ -13,6 +13,7 @@ from modelzoo.ranker import Ranker, RankerHyperParameters, RankerNet, agreement,
 from modelzoo.ranker.features import candidate_input, object_input
 from modelzoo.ranker.implicit import ImplicitReward
 from modelzoo.ranker.features import stack
+from modelzoo.ranker.model import PRIOR_SCALE
 from modelzoo.ranker.train import PairData, held_out_object, mirrored, validation_fold
 from modelzoo.synth import sample_scene
 from modelzoo.synth.rotations import matrix_to_quat
@@ -91,7 +92,9 @@ def _data(objects) -> PairData:
 
 def test_bradley_terry_training_agrees_on_objects_it_never_saw(objects):
     data = _data(objects)
-    net, stats = fit(data, RankerHyperParameters(epochs=8, held_out=0.3, validation=0.0), log=lambda m: None)
+    # without the silhouette prior: what it agrees on, it learned from the pairs
+    net, stats = fit(data, RankerHyperParameters(epochs=8, held_out=0.3, validation=0.0, prior=False),
+                     log=lambda m: None)
     assert stats["held_out_pairs"] > 0 and stats["train_pairs"] + stats["held_out_pairs"] == len(data.pairs)
     assert stats["held_out_agreement"] >= 0.8
     # the split is by object: every pair of a held-out object is held out, and only those
@@ -100,6 +103,31 @@ def test_bradley_terry_training_agrees_on_objects_it_never_saw(objects):
     assert stats["held_out_pairs"] == sum(data.object_keys[data.candidate_object[a]] in held for a, _ in data.pairs)
     # a ranker that scores everything alike agrees half the time (ties count half)
     assert agreement(np.zeros(len(data.candidates)), data.pairs) == 0.5
+
+
+def test_a_ranker_starts_from_the_silhouette_and_keeps_it_when_its_training_pairs_mislead(objects):
+    """Training pairs that prefer the wrong candidates (the pairs of the held-out and validation
+    objects are right): the prior beats every trained epoch on validation and is kept; without it
+    the ranker learns the wrong order."""
+    hp = dict(epochs=4, held_out=0.3, validation=0.3)
+    data = PairData()
+    for n, (_, obj, right, wrong) in enumerate(objects):
+        key = f"object-{n}"
+        misleading = not held_out_object(key, 0.3) and not held_out_object(key, 0.3, "validation")
+        o = data.add_object(key, obj)
+        r = data.add_candidate(o, right)
+        for w in wrong:
+            w = data.add_candidate(o, w)
+            data.pairs.append((w, r) if misleading else (r, w))
+    net, stats = fit(data, RankerHyperParameters(**hp), log=lambda m: None)
+    assert stats["epoch"] == -1 and stats["held_out_agreement"] >= 0.8
+    batch = data.batch(range(len(data.candidates)))
+    with torch.no_grad():
+        assert torch.allclose(net(batch), PRIOR_SCALE * batch["scalars"][:, 0])
+    # without the prior (and without early stopping) it learns the order the pairs teach
+    _, learned = fit(data, RankerHyperParameters(epochs=30, lr=5e-3, held_out=0.3, validation=0.0, prior=False),
+                     log=lambda m: None)
+    assert learned["held_out_agreement"] < 0.5
 
 
 def test_an_ensemble_scores_the_mean_of_its_members_each_stopped_on_its_own_fold(objects, tmp_path):
