@@ -169,6 +169,8 @@ def fit(data: PairData, hp: RankerHyperParameters | None = None, log=print) -> t
         raise ValueError("no preference pairs to train the ranker on (ties are skipped)")
     if not 1 <= hp.members <= 16:
         raise ValueError(f"members must be 1 to 16, not {hp.members}")
+    if hp.epochs < 1:
+        raise ValueError(f"epochs must be at least 1, not {hp.epochs}")
     held = [held_out_object(k, hp.held_out) for k in data.object_keys]
     obj = data.candidate_object
     test_pairs = [p for p in data.pairs if held[obj[p[0]]]]
