@@ -29,12 +29,11 @@ import time
 import numpy as np
 
 import harness
+from assisted import camera_occupancy  # the annotators' voxels
 
 
 def annotator_ious(model, scenes, seeds: list[int]) -> np.ndarray:
     """(scenes, seeds) IoU at 32^3 of each candidate against its scene's ground truth."""
-    from assisted import camera_occupancy  # the annotators' voxels
-
     from modelzoo.builtin import BuiltinGenerator
     from modelzoo.generators.base import GenerationRequest
     from modelzoo.metrics import voxel_iou
@@ -88,8 +87,6 @@ def main(argv=None) -> dict:
     if a.n < 2 or a.seeds < 1:
         p.error("--n must be at least 2 (a standard error) and --seeds at least 1")
     import torch
-
-    from assisted import camera_occupancy
 
     from modelzoo.builtin.model import BuiltinModel
     from modelzoo.evaluate import gold_set

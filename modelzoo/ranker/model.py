@@ -44,13 +44,13 @@ class RankerNet(nn.Module):
     def start_from_silhouette(self, scale: float = PRIOR_SCALE) -> None:
         """Scores become `scale` x the silhouette's IoU with the mask (the first scalar feature): the
         scalar path is set to it and the head's last layer to zero, so the deep part adds nothing
-        until it learns something (its first gradients go to that last layer)."""
-        for net in self.members if "members" in self.config else [self]:
-            nn.init.zeros_(net.head[-1].weight)
-            nn.init.zeros_(net.head[-1].bias)
-            net.scalar_path.weight.zero_()
-            net.scalar_path.bias.zero_()
-            net.scalar_path.weight[0, 0] = scale
+        until it learns something (its first gradients go to that last layer). One network: `train.fit`
+        starts each member of an ensemble on its own."""
+        nn.init.zeros_(self.head[-1].weight)
+        nn.init.zeros_(self.head[-1].bias)
+        self.scalar_path.weight.zero_()
+        self.scalar_path.bias.zero_()
+        self.scalar_path.weight[0, 0] = scale
 
     def forward(self, batch: dict) -> torch.Tensor:
         """Scores (B,) for a batch from `features.stack`."""
