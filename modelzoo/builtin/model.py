@@ -22,7 +22,7 @@ import torch.nn as nn
 
 from modelzoo.builtin.data import mask_box
 from modelzoo.builtin.layout import LAYOUT_DIM, decode_layout, encode_layout
-from modelzoo.mesh.meshing import mesh_to_occupancy
+from modelzoo.mesh.meshing import mesh_to_cell_occupancy
 from modelzoo.synth.rotations import quat_to_matrix
 from modelzoo.synth.shapes import FIT, NOMINAL_HALF_SIZE
 
@@ -196,7 +196,7 @@ class BuiltinModel(nn.Module):
         v = np.asarray(vertices, np.float64)
         lo, hi = v.min(axis=0), v.max(axis=0)
         c, half = 0.5 * (lo + hi), max(0.5 * float((hi - lo).max()), 1e-9)
-        occ = mesh_to_occupancy((v - c) / half * FIT, np.asarray(faces), OCC_RES, half_size=1.0)
+        occ = mesh_to_cell_occupancy((v - c) / half * FIT, np.asarray(faces), OCC_RES, half_size=1.0)
         R = quat_to_matrix(layout.rotation)
         s = float(np.mean(layout.scale))
         t = np.asarray(layout.translation, np.float64) + R @ (s * c)

@@ -11,6 +11,7 @@ the submodule it needs.
 from modelzoo.mesh.glb import glb_bytes, glb_compact_bytes, read_glb
 from modelzoo.mesh.meshing import (
     clean_occupancy,
+    mesh_to_cell_occupancy,
     mesh_to_occupancy,
     occupancy_to_mesh,
     remove_degenerate,
@@ -25,6 +26,7 @@ __all__ = [
     "remove_degenerate",
     "vertex_normals",
     "mesh_to_occupancy",
+    "mesh_to_cell_occupancy",
     "sample_surface",
     "glb_bytes",
     "glb_compact_bytes",
