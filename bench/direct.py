@@ -16,8 +16,12 @@ scenes it makes worse or better by more than the margin, and its win rate agains
 A mean gain wins far fewer comparisons when it is uneven across scenes: the spread and the share of
 scenes made worse say whether a checkpoint is better everywhere or better on average.
 
+`--by-category` splits the figures by what the scenes depict (household: mug, can, table...):
+which kinds of object a checkpoint made worse.
+
 Prints a table, then one JSON line: `base`, `checkpoints` (path as given -> `viou32`, `d_viou32`,
-`d_viou32_se`, `per_scene_sd`, `scenes_worse`, `scenes_better`, `win_rate`), `setting`.
+`d_viou32_se`, `per_scene_sd`, `scenes_worse`, `scenes_better`, `win_rate`, with `--by-category`
+also `by_category`), `setting`.
 """
 from __future__ import annotations
 
@@ -64,13 +68,21 @@ def win_rate(new: np.ndarray, base: np.ndarray, margin: float, noise: float) -> 
     return strict * (1 - noise) + (1 - strict - tie) * noise + 0.5 * tie
 
 
-def compare(new: np.ndarray, base: np.ndarray, margin: float, noise: float) -> dict:
+def compare(new: np.ndarray, base: np.ndarray, margin: float, noise: float,
+            categories: np.ndarray | None = None) -> dict:
     d = new.mean(axis=1) - base.mean(axis=1)
-    return {"viou32": round(float(new.mean()), 4), "d_viou32": round(float(d.mean()), 4),
+    out = {"viou32": round(float(new.mean()), 4), "d_viou32": round(float(d.mean()), 4),
             "d_viou32_se": round(harness.standard_error(d), 4), "per_scene_sd": round(float(d.std(ddof=1)), 4),
             "scenes_worse": round(float(np.mean(d < -margin)), 3),
             "scenes_better": round(float(np.mean(d > margin)), 3),
             "win_rate": round(win_rate(new, base, margin, noise), 4)}
+    if categories is not None:
+        out["by_category"] = {
+            c: {"scenes": int(m.sum()), "base_viou32": round(float(base[m].mean()), 4),
+                "viou32": round(float(new[m].mean()), 4), "d_viou32": round(float(d[m].mean()), 4),
+                "scenes_worse": int((d[m] < -margin).sum()), "scenes_better": int((d[m] > margin).sum())}
+            for c in sorted(set(categories)) for m in [categories == c]}
+    return out
 
 
 def main(argv=None) -> dict:
@@ -83,6 +95,8 @@ def main(argv=None) -> dict:
     p.add_argument("--seeds", type=int, default=4, help="candidates a scene and checkpoint (seeds 0..K-1)")
     p.add_argument("--noise", type=float, default=0.1)
     p.add_argument("--equal-margin", type=float, default=0.02)
+    p.add_argument("--by-category", action="store_true",
+                   help="also split the figures by what the scenes depict (household: mug, can, table...)")
     a = p.parse_args(argv)
     if a.n < 2 or a.seeds < 1:
         p.error("--n must be at least 2 (a standard error) and --seeds at least 1")
@@ -97,6 +111,9 @@ def main(argv=None) -> dict:
     for s in gold_set(a.n, domain=a.domain):
         gv, gf = s.gt_mesh(64)
         scenes.append((s, camera_occupancy(gv, gf, s.rotation_matrix)))
+    categories = np.array([s.shape.category for s, _ in scenes]) if a.by_category else None
+    if categories is not None and not all(categories):
+        p.error(f"--by-category: the {a.domain} domain's shapes have no category (random unions of primitives)")
     seeds = list(range(a.seeds))
     base = annotator_ious(BuiltinModel.load(a.base), scenes, seeds)
     rows = {}
@@ -105,10 +122,13 @@ def main(argv=None) -> dict:
     print(f"{os.path.basename(a.base)[-40:]:<40} {base.mean():>7.4f}   (base)")
     for path in a.checkpoints:
         r = rows[path] = compare(annotator_ious(BuiltinModel.load(path), scenes, seeds), base,
-                                                   a.equal_margin, a.noise)
+                                 a.equal_margin, a.noise, categories)
         print(f"{os.path.basename(path)[-40:]:<40} {r['viou32']:>7.4f} {r['d_viou32']:>+8.4f} {r['d_viou32_se']:>7.4f} "
               f"{r['per_scene_sd']:>7.4f} {r['scenes_worse']:>6.2f} {r['scenes_better']:>7.2f} {r['win_rate']:>9.3f}",
               flush=True)
+        for c, row in (r.get("by_category") or {}).items():
+            print(f"  {c:<12} {row['scenes']:>3} scenes  base {row['base_viou32']:.3f}  now {row['viou32']:.3f}  "
+                  f"d {row['d_viou32']:+.3f}  worse {row['scenes_worse']}  better {row['scenes_better']}")
     print(f"{a.n} {a.domain} gold scenes x {a.seeds} seeds, {time.time() - t0:.0f}s")
     out = {"base": {"checkpoint": os.path.basename(a.base), "viou32": round(float(base.mean()), 4),
                     "within_scene_sd": round(float(np.sqrt(base.var(axis=1, ddof=1).mean())), 4) if a.seeds > 1

@@ -130,6 +130,7 @@ class Shape:
     primitives: list[Primitive]
     center: np.ndarray  # raw-frame centre of the bounding box
     k: float  # raw -> normalised scale
+    category: str = ""  # what it depicts, for a structured domain ("mug", "table"...); "" for random unions
 
     def sdf(self, p: np.ndarray) -> np.ndarray:
         """Signed distance in normalised units at normalised points p (N, 3)."""
@@ -143,12 +144,12 @@ class Shape:
         return "+".join(p.kind for p in self.primitives)
 
 
-def normalise(primitives: list[Primitive]) -> Shape:
+def normalise(primitives: list[Primitive], category: str = "") -> Shape:
     lows, highs = zip(*(p.aabb() for p in primitives))
     lo, hi = np.min(lows, axis=0), np.max(highs, axis=0)
     center = 0.5 * (lo + hi)
     k = FIT / float(0.5 * (hi - lo).max())
-    return Shape(primitives=primitives, center=center, k=k)
+    return Shape(primitives=primitives, center=center, k=k, category=category)
 
 
 def _rot_axis(axis: str, angle: float) -> np.ndarray:
@@ -256,7 +257,7 @@ def household_shape(rng: np.random.Generator) -> Shape:
         prims = [Primitive("box", np.array([u(0.3, 0.5), u(0.6, 1.0), u(0.3, 0.5)]), up, np.zeros(3))]
     else:  # ball
         prims = [Primitive("sphere", np.array([1.0]), up, np.zeros(3))]
-    return normalise(prims)
+    return normalise(prims, category=kind)
 
 
 HOUSEHOLD_KINDS = ("mug", "bottle", "can", "dish", "lamp", "table", "stool", "carton", "ball")
