@@ -7,10 +7,14 @@ from botocore.exceptions import ConnectionError as StorageConnectionError
 from botocore.exceptions import HTTPClientError as StorageHTTPClientError
 from celery import Celery, shared_task
 from django.db import InterfaceError, OperationalError
+from kombu.transport import TRANSPORT_ALIASES
 
 from engine.files import without_server_paths
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "engine.settings")
+
+# "filesystem://" means the transport that writes each message whole (engine/broker.py).
+TRANSPORT_ALIASES["filesystem"] = "engine.broker:Transport"
 
 app = Celery("engine")
 app.config_from_object("django.conf:settings", namespace="CELERY")
