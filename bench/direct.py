@@ -107,13 +107,14 @@ def main(argv=None) -> dict:
 
     torch.set_num_threads(2)
     t0 = time.time()
-    scenes = []
-    for s in gold_set(a.n, domain=a.domain):
-        gv, gf = s.gt_mesh(64)
-        scenes.append((s, camera_occupancy(gv, gf, s.rotation_matrix)))
-    categories = np.array([s.shape.category for s, _ in scenes]) if a.by_category else None
+    gold = list(gold_set(a.n, domain=a.domain))
+    categories = np.array([s.shape.category for s in gold]) if a.by_category else None
     if categories is not None and not all(categories):
         p.error(f"--by-category: the {a.domain} domain's shapes have no category (random unions of primitives)")
+    scenes = []
+    for s in gold:
+        gv, gf = s.gt_mesh(64)
+        scenes.append((s, camera_occupancy(gv, gf, s.rotation_matrix)))
     seeds = list(range(a.seeds))
     base = annotator_ious(BuiltinModel.load(a.base), scenes, seeds)
     rows = {}

@@ -183,10 +183,8 @@ def _parity_along(tri: np.ndarray, axis: int, res: int) -> np.ndarray:
     a, b = [d for d in range(3) if d != axis]
     # A tiny irrational offset keeps the rays off vertices and edges, where a crossing would count twice.
     pa, pb = tri[:, :, a] - 1.1e-7 * np.pi, tri[:, :, b] - 1.3e-7 * np.e
-    lo_a = np.clip(np.ceil((pa.min(1) + 1) / cell - 0.5), 0, res).astype(np.int64)
-    hi_a = np.clip(np.floor((pa.max(1) + 1) / cell - 0.5), -1, res - 1).astype(np.int64)
-    lo_b = np.clip(np.ceil((pb.min(1) + 1) / cell - 0.5), 0, res).astype(np.int64)
-    hi_b = np.clip(np.floor((pb.max(1) + 1) / cell - 0.5), -1, res - 1).astype(np.int64)
+    lo_a, hi_a = _centres_within(pa, cell, res)
+    lo_b, hi_b = _centres_within(pb, cell, res)
     na, nb = np.maximum(hi_a - lo_a + 1, 0), np.maximum(hi_b - lo_b + 1, 0)
     count = na * nb
     t = np.repeat(np.arange(len(tri)), count)  # one (triangle, ray) pair per ray under its bounding box
@@ -213,6 +211,13 @@ def _parity_along(tri: np.ndarray, axis: int, res: int) -> np.ndarray:
     order = [0, 0, 0]
     order[a], order[b], order[axis] = 0, 1, 2
     return np.transpose(inside, order)
+
+
+def _centres_within(p: np.ndarray, cell: float, res: int) -> tuple[np.ndarray, np.ndarray]:
+    """First and last cell-centre index within each triangle's extent along one axis (last < first: none)."""
+    lo = np.clip(np.ceil((p.min(1) + 1) / cell - 0.5), 0, res).astype(np.int64)
+    hi = np.clip(np.floor((p.max(1) + 1) / cell - 0.5), -1, res - 1).astype(np.int64)
+    return lo, hi
 
 
 def _face_areas(v: np.ndarray, f: np.ndarray) -> np.ndarray:
