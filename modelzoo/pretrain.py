@@ -152,21 +152,6 @@ def _device(model):
     return next(model.parameters()).device
 
 
-def _ae_loss(model, x, g=None):
-    import torch
-    import torch.nn.functional as F
-
-    z = model.shape_encoder(x)
-    if g is not None:
-        # Noise on the latent makes the decoder tolerant of the flow's sampling error.
-        z = z + 0.05 * torch.randn(z.shape, generator=g).to(z.device) * z.detach().std()
-    logits = model.shape_decoder(z)
-    bce = F.binary_cross_entropy_with_logits(logits, x)
-    p = torch.sigmoid(logits)
-    soft_iou = (p * x).sum(dim=(1, 2, 3)) / (p + x - p * x).sum(dim=(1, 2, 3)).clamp_min(1e-6)
-    return bce + 0.5 * (1 - soft_iou).mean() + 1e-4 * (z ** 2).mean(), bce, logits
-
-
 def _hard_iou(logits, x) -> float:
     return float((((logits > 0) & (x > 0.5)).sum() / ((logits > 0) | (x > 0.5)).sum().clamp_min(1)))
 
@@ -175,11 +160,13 @@ def validate_autoencoder(model, occ, batch: int = 250) -> dict:
     """Held-out loss (no latent noise) and voxel IoU of the autoencoder."""
     import torch
 
+    from modelzoo.builtin.losses import autoencoder_loss
+
     losses, inter, union = [], 0.0, 0.0
     with torch.no_grad():
         for i in range(0, len(occ), batch):
             x = torch.from_numpy(occ[i:i + batch]).to(_device(model)).float()
-            loss, _, logits = _ae_loss(model, x)
+            loss, _, logits = autoencoder_loss(model, x)
             losses.append(float(loss) * len(x))
             inter += float(((logits > 0) & (x > 0.5)).sum())
             union += float(((logits > 0) | (x > 0.5)).sum())
@@ -191,6 +178,8 @@ def train_autoencoder(model, occ, steps: int, batch: int, lr: float, seed: int, 
                       checkpointer: Checkpointer | None = None, resume: dict | None = None) -> dict:
     """Trains the shape autoencoder; returns {"history", "curve", "stopped_by", "steps_done", "seconds"}."""
     import torch
+
+    from modelzoo.builtin.losses import autoencoder_loss
 
     plateau = plateau or Plateau()
     g = torch.Generator().manual_seed(seed)
@@ -231,7 +220,7 @@ def train_autoencoder(model, occ, steps: int, batch: int, lr: float, seed: int, 
             group["lr"] = lr * _lr_factor(step, steps, warm, t0, budget_s + elapsed, plateau) + 1e-5
         idx = torch.randint(n, (batch,), generator=g)
         x = torch.from_numpy(occ[idx.numpy()]).to(_device(model)).float()
-        loss, bce, logits = _ae_loss(model, x, g)
+        loss, bce, logits = autoencoder_loss(model, x, g)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

@@ -1,5 +1,6 @@
-"""Training losses of the built-in model: flow matching (pretraining and SFT) and the
-SAM 3D paper's flow-matching DPO (adapted from Diffusion-DPO).
+"""Training losses of the built-in model: the shape autoencoder's (pretraining, and the shape
+decoder's fine-tuning on real shapes), flow matching (pretraining and SFT) and the SAM 3D
+paper's flow-matching DPO (adapted from Diffusion-DPO).
 
 Rectified flow: ``x_t = (1 - t) x_0 + t x_1``, ``x_0 ~ N(0, I)``, target velocity
 ``v = x_1 - x_0``. Errors are squared L2 norms averaged over the flow-vector dimensions
@@ -17,6 +18,20 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+
+def autoencoder_loss(model, x: torch.Tensor, generator: torch.Generator | None = None):
+    """(loss, bce, logits) of the shape autoencoder on occupancies x (B, 32, 32, 32) in {0, 1}:
+    binary cross-entropy plus a soft-IoU term, and a small penalty on the latent's size.
+    With a `generator`, noise on the latent makes the decoder tolerant of the flow's sampling error."""
+    z = model.shape_encoder(x)
+    if generator is not None:
+        z = z + 0.05 * torch.randn(z.shape, generator=generator).to(z.device) * z.detach().std()
+    logits = model.shape_decoder(z)
+    bce = F.binary_cross_entropy_with_logits(logits, x)
+    p = torch.sigmoid(logits)
+    soft_iou = (p * x).sum(dim=(1, 2, 3)) / (p + x - p * x).sum(dim=(1, 2, 3)).clamp_min(1e-6)
+    return bce + 0.5 * (1 - soft_iou).mean() + 1e-4 * (z ** 2).mean(), bce, logits
 
 
 def sample_flow_inputs(x1: torch.Tensor, noise: torch.Tensor | None = None, t: torch.Tensor | None = None,

@@ -185,6 +185,16 @@ class BuiltinModel(nn.Module):
         metres, uniform scales (B,), crop boxes (B, 3) from `mask_box`, intrinsics."""
         return self.normalise(self.raw_target(occupancy, R, t, s, box, K))
 
+    @staticmethod
+    def mesh_occupancy(vertices, faces) -> tuple[np.ndarray, np.ndarray, float]:
+        """(occupancy (32, 32, 32) bool, centre, half extent) of a mesh (object frame, metres)
+        re-centred and fitted into the normalised cube as in training: what the shape encoder
+        reads and the shape decoder should give back."""
+        v = np.asarray(vertices, np.float64)
+        lo, hi = v.min(axis=0), v.max(axis=0)
+        c, half = 0.5 * (lo + hi), max(0.5 * float((hi - lo).max()), 1e-9)
+        return mesh_to_cell_occupancy((v - c) / half * FIT, np.asarray(faces), OCC_RES, half_size=1.0), c, half
+
     def encode_candidate(self, vertices, faces, layout, mask_or_box, K) -> torch.Tensor:
         """Flow target x_1 (1, D) of any mesh + layout, e.g. a chosen candidate read back from
         its GLB (`modelzoo.mesh.glb.read_glb`) or an artist's upload.
@@ -193,10 +203,7 @@ class BuiltinModel(nn.Module):
         as in training; the layout absorbs the change so the posed object stays where it was.
         `mask_or_box`: the object's mask (H x W) or its crop box (u, v, size).
         """
-        v = np.asarray(vertices, np.float64)
-        lo, hi = v.min(axis=0), v.max(axis=0)
-        c, half = 0.5 * (lo + hi), max(0.5 * float((hi - lo).max()), 1e-9)
-        occ = mesh_to_cell_occupancy((v - c) / half * FIT, np.asarray(faces), OCC_RES, half_size=1.0)
+        occ, c, half = self.mesh_occupancy(vertices, faces)
         R = quat_to_matrix(layout.rotation)
         s = float(np.mean(layout.scale))
         t = np.asarray(layout.translation, np.float64) + R @ (s * c)

@@ -132,6 +132,7 @@ class Encoder:
         self.model = model
         self._targets: dict[str, torch.Tensor] = {}
         self._conds: dict[tuple, tuple] = {}
+        self._occupancies: dict[str, np.ndarray] = {}
 
     def condition(self, row: dict):
         key = (row["image_sha256"], row["mask"]["counts"])
@@ -159,6 +160,15 @@ class Encoder:
             _, _, mask, K = self.condition(row)
             self._targets[key] = self.model.encode_candidate(vertices, faces, _layout(layout), mask, K)[0]
         return self._targets[key]
+
+
+    def occupancy(self, row: dict, prefix: str = "") -> np.ndarray:
+        """The row's mesh as the shape encoder reads it (32^3 bool); no layout needed."""
+        mesh = row[f"{prefix}mesh"]
+        if mesh["path"] not in self._occupancies:
+            vertices, faces, _ = read_glb(mesh["bytes"])
+            self._occupancies[mesh["path"]] = self.model.mesh_occupancy(vertices, faces)[0]
+        return self._occupancies[mesh["path"]]
 
 
 #: What an SFT row's target is, for `sft_tensors(sources=...)`: an artist's mesh, a candidate of a
@@ -215,3 +225,20 @@ def dpo_tensors(snapshot: Snapshot, encoder: Encoder, sources: tuple[str, ...] |
                             + (f" whose chosen side is from {', '.join(sources)}." if sources is not None else "."))
     return {"crops": torch.stack(crops), "feats": torch.stack(feats), "x1_w": torch.stack(xw),
             "x1_l": torch.stack(xl)}
+
+
+def shape_occupancies(snapshot: Snapshot, encoder: Encoder, sources: tuple[str, ...] | None = None) -> torch.Tensor:
+    """The distinct meshes of the SFT rows from `sources` (None: all) as occupancies (N, 32, 32, 32)
+    in {0, 1}: what the shape decoder should give back from their latents. A layout is not
+    needed (an artist's mesh not yet placed still shows the shape). Empty (0, 32, 32, 32) when none."""
+    seen, grids = set(), []
+    for row in snapshot.rows:
+        if sources is not None and side_source(row) not in sources:
+            continue
+        if row["mesh"]["path"] in seen:
+            continue
+        seen.add(row["mesh"]["path"])
+        grids.append(encoder.occupancy(row))
+    if not grids:
+        return torch.zeros((0, 32, 32, 32))
+    return torch.from_numpy(np.stack(grids)).float()

@@ -70,6 +70,32 @@ def snapshot_dirs(tmp_path_factory, start_checkpoint_file) -> dict[str, Path]:
     return {"sft": _write(root / "sft", "sft", sft), "dpo": _write(root / "dpo", "dpo", dpo)}
 
 
+@pytest.fixture(scope="session")
+def artist_tables_dir(tmp_path_factory, snapshot_dirs) -> Path:
+    """An SFT folder of three household tables modelled by a simulated artist (their true meshes
+    with the artist's error), beside the model's own pick of the fixture's photo."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from modelzoo.mesh import glb_bytes
+    from modelzoo.synth import sample_scene
+    from modelzoo.synth.artist import ArtistError, artist_mesh
+
+    model_pick = pq.read_table(snapshot_dirs["sft"] / "data" / "train-000000.parquet").to_pylist()[0]
+    rows, seed, rng = [model_pick], 0, np.random.default_rng(0)
+    while len(rows) < 4:
+        seed += 1
+        s = sample_scene(seed, domain="household")
+        if s.shape.category != "table":
+            continue
+        v, f, layout = artist_mesh(*s.gt_mesh(), s.layout, ArtistError(), rng)
+        rows.append({**model_pick, "key": f"i{seed}_a", "item_id": seed, "is_hard_case": True, "source": "artist",
+                     "candidate_id": None, "checkpoint_id": None, "checkpoint": None, "seed": None, "steps": None,
+                     "mesh": {"bytes": glb_bytes(v, f, None), "path": f"table{seed}.glb"},
+                     "layout": layout.as_dict()})
+    return _write(tmp_path_factory.mktemp("tables") / "sft", "sft", rows)
+
+
 @pytest.fixture
 def tiny_hp():
     from modelzoo.training import HyperParameters

@@ -58,6 +58,42 @@ def test_sft_on_the_targets_worth_fitting_only(snapshot_dirs, start_checkpoint_f
         run("artists")
 
 
+def test_the_decoder_learns_the_artists_shapes_and_the_flow_keeps_its_latents(artist_tables_dir,
+                                                                             start_checkpoint_file, tiny_hp,
+                                                                             tmp_path):
+    """The bootstrap's decoder learned primitives: a table's own latent comes back as a slab.
+    With a decoder stage, the artists' tables come back as tables; the encoder (which gives the
+    flow its targets) does not move, and the model's own pick is not a decoder target."""
+    from dataclasses import replace
+
+    from modelzoo.training.snapshot import Encoder, shape_occupancies
+
+    record = train(checkpoint=str(start_checkpoint_file), out=str(tmp_path / "t.pt"), stage="sft",
+                   sft_dir=str(artist_tables_dir), hp=replace(tiny_hp, decoder_steps=30, decoder_batch=12),
+                   log=lambda m: None)
+    assert record["snapshots"]["sft"]["decoder_shapes"] == 3 and record["history"]["decoder"][-1]["step"] == 29
+    parent, model = BuiltinModel.load(str(start_checkpoint_file)), BuiltinModel.load(str(tmp_path / "t.pt"))
+    tables = shape_occupancies(open_snapshot(str(artist_tables_dir)), Encoder(parent), ("artist",))
+
+    def round_trip_iou(m):
+        with torch.no_grad():
+            back = m.shape_decoder(m.shape_encoder(tables)) > 0
+        inside = tables > 0.5
+        return ((back & inside).sum((1, 2, 3)) / (back | inside).sum((1, 2, 3))).mean().item()
+
+    before, after = round_trip_iou(parent), round_trip_iou(model)
+    assert before < 0.6 and after > before + 0.15, (before, after)
+    assert torch.equal(model.shape_encoder.net[0].weight, parent.shape_encoder.net[0].weight)
+    assert not torch.equal(model.velocity_net.inp.weight, parent.velocity_net.inp.weight)
+
+    nothing = train(checkpoint=str(start_checkpoint_file), out=str(tmp_path / "n.pt"), stage="sft",
+                    sft_dir=str(artist_tables_dir), hp=replace(tiny_hp, decoder_steps=5, decoder_sources="retrieval"),
+                    log=lambda m: None)
+    assert nothing["snapshots"]["sft"]["decoder_shapes"] == 0 and "decoder" not in nothing["history"]
+    assert torch.equal(BuiltinModel.load(str(tmp_path / "n.pt")).shape_decoder.fc.weight,
+                       parent.shape_decoder.fc.weight)
+
+
 def test_dpo_on_the_pairs_whose_winner_came_from_the_sources_given(snapshot_dirs, start_checkpoint_file, tiny_hp,
                                                                     tmp_path):
     from dataclasses import replace
