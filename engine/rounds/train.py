@@ -117,7 +117,7 @@ def training_run_create(*, project: Project, stage: str = "both", sft_snapshot_i
     _checkpoint_check(parent)
     try:
         hp = HyperParameters(**(hyperparameters or {}))
-        hp.sft_source_set()
+        hp.check()
     except TypeError as exc:
         raise ValidationFailed(f"Unknown hyper-parameter: {exc}.", code="invalid_hyperparameters") from None
     except TrainingError as exc:

@@ -26,7 +26,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import torch
@@ -87,6 +87,32 @@ class HyperParameters:
     # keeps them (without: the primitives' round trip fell from 0.94 to 0.90; with half: 0.93).
     decoder_replay: float = 0.5
 
+    def check(self) -> None:
+        """TrainingError naming the first value that cannot train, before any work is done."""
+        for f in fields(self):
+            value, kind = getattr(self, f.name), type(f.default)
+            fits = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                fits = True
+            if not fits:
+                raise TrainingError(f"{f.name} {value!r}: must be {_KIND_NAMES[kind]}.")
+        self.sft_source_set(), self.dpo_source_set(), self.decoder_source_set()
+        for name in ("sft_steps", "dpo_steps", "decoder_steps", "noise_repeats"):
+            if getattr(self, name) < (1 if name == "noise_repeats" else 0):
+                raise TrainingError(f"{name} {getattr(self, name)}: must be at least "
+                                    f"{1 if name == 'noise_repeats' else 0}.")
+        for name in ("sft_batch", "dpo_batch", "decoder_batch"):
+            if getattr(self, name) < 1:
+                raise TrainingError(f"{name} {getattr(self, name)}: must be at least 1.")
+        for name in ("sft_lr", "dpo_lr", "decoder_lr", "beta"):
+            if not getattr(self, name) > 0:
+                raise TrainingError(f"{name} {getattr(self, name)}: must be positive.")
+        if not 0 <= self.ema < 1:
+            raise TrainingError(f"ema {self.ema}: must be at least 0 and below 1.")
+        if not 0 <= self.decoder_replay < 1:
+            raise TrainingError(f"decoder_replay {self.decoder_replay}: the share of a decoder batch drawn "
+                                "from the pretraining shapes must be at least 0 and below 1.")
+
     def sft_source_set(self) -> tuple[str, ...] | None:
         return _source_set("sft_sources", self.sft_sources)
 
@@ -95,6 +121,9 @@ class HyperParameters:
 
     def decoder_source_set(self) -> tuple[str, ...] | None:
         return _source_set("decoder_sources", self.decoder_sources)
+
+
+_KIND_NAMES = {int: "a whole number", float: "a number", str: "a string", bool: "true or false"}
 
 
 def _source_set(name: str, value: str) -> tuple[str, ...] | None:
@@ -322,7 +351,7 @@ def train(*, checkpoint: str, out: str, stage: str = "both", sft_dir: str | None
     hp = hp or HyperParameters()
     if stage not in STAGES:
         raise TrainingError(f"Unknown stage {stage!r}; use one of {', '.join(STAGES)}.")
-    hp.sft_source_set(), hp.dpo_source_set(), hp.decoder_source_set()  # refused before any work when unknown
+    hp.check()
     torch.manual_seed(hp.seed)
     # Read and check everything before any training step.
     sft = dpo = None

@@ -115,9 +115,16 @@ def test_training_run_refuses_wrong_kind_format_and_backend(loop_project, checkp
     assert e.value.code == "incompatible_checkpoint"
     with pytest.raises(CommandError, match="DPO stage needs a DPO snapshot"):
         call_command("train", "--snapshot", str(sft.pk), "--stage", "dpo")
+    for hyperparameters, says in (({"decoder_steps": 1.5}, "decoder_steps 1.5: must be a whole number"),
+                                  ({"decoder_steps": 150, "decoder_replay": -0.1}, "decoder_replay -0.1"),
+                                  ({"decoder_stepz": 150}, "Unknown hyper-parameter: .*decoder_stepz")):
+        with pytest.raises(ValidationFailed, match=says) as e:
+            train.training_run_create(project=loop_project, stage="both", sft_snapshot_id=sft.pk,
+                                      dpo_snapshot_id=dpo.pk, hyperparameters=hyperparameters)
+        assert e.value.code == "invalid_hyperparameters"
     run = train.training_run_create(project=loop_project, stage="both", sft_snapshot_id=sft.pk,
-                                       dpo_snapshot_id=dpo.pk)
-    assert run.parent == checkpoint and run.state == "pending"
+                                       dpo_snapshot_id=dpo.pk, hyperparameters={"decoder_steps": 150})
+    assert run.parent == checkpoint and run.state == "pending" and run.hyperparameters["decoder_steps"] == 150
 
 
 def test_a_refused_training_run_names_no_server_folder(loop_project, checkpoint, settings):

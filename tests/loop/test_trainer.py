@@ -154,3 +154,21 @@ def test_the_ranker_trains_on_a_dpo_snapshot_and_refuses_an_sft_one(snapshot_dir
     RankerNet.check(str(out))
     with pytest.raises(TrainingError, match="needs a DPO snapshot"):
         train_ranker(dpo_dir=str(snapshot_dirs["sft"]), out=str(tmp_path / "x.pt"), log=lambda m: None)
+
+
+@pytest.mark.parametrize("given, says", [
+    ({"decoder_replay": 1.0}, "decoder_replay 1.0: the share of a decoder batch .* below 1"),
+    ({"decoder_steps": -1}, "decoder_steps -1: must be at least 0"),
+    ({"sft_batch": 0}, "sft_batch 0: must be at least 1"),
+    ({"dpo_lr": 0}, "dpo_lr 0: must be positive"),
+    ({"sft_steps": "300"}, "sft_steps '300': must be a whole number"),
+    ({"decoder_sources": "artists"}, "decoder_sources 'artists': use 'all' or a comma list"),
+])
+def test_hyperparameters_that_cannot_train_are_refused_before_any_work(snapshot_dirs, start_checkpoint_file,
+                                                                       tmp_path, given, says):
+    from modelzoo.training import HyperParameters
+
+    with pytest.raises(TrainingError, match=says):
+        train(checkpoint=str(start_checkpoint_file), out=str(tmp_path / "x.pt"), stage="sft",
+              sft_dir=str(snapshot_dirs["sft"]), hp=HyperParameters(**given), log=lambda m: None)
+    assert not (tmp_path / "x.pt").exists()
