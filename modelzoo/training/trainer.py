@@ -77,9 +77,10 @@ class HyperParameters:
     # The shape decoder's fine-tuning on the real shapes among the SFT rows (with the SFT stage).
     # The bootstrap's autoencoder learned primitives: a household table came back from its own
     # latent at voxel IoU 0.37, the household gold set at 0.82; 150 steps on 75 such shapes
-    # brought it to 0.95 (docs/loop.md). The encoder stays frozen, so the flow's targets keep
+    # brought it to 0.95, and the loop's checkpoints gained twice as much (docs/loop.md, "The
+    # decoder had never seen a table"). The encoder stays frozen, so the flow's targets keep
     # their meaning. 0: the decoder stays the parent's.
-    decoder_steps: int = 0
+    decoder_steps: int = 150
     decoder_lr: float = 5e-4
     decoder_batch: int = 32
     decoder_sources: str = "artist,retrieval"  # the model's own picks are its decoder's output already

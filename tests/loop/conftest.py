@@ -100,7 +100,8 @@ def artist_tables_dir(tmp_path_factory, snapshot_dirs) -> Path:
 def tiny_hp():
     from modelzoo.training import HyperParameters
 
-    return HyperParameters(sft_steps=3, dpo_steps=3, sft_batch=4, dpo_batch=4, noise_repeats=2)
+    return HyperParameters(sft_steps=3, dpo_steps=3, sft_batch=4, dpo_batch=4, noise_repeats=2, decoder_steps=3,
+                           decoder_batch=4)
 
 
 @pytest.fixture

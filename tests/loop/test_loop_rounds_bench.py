@@ -1,5 +1,6 @@
 """bench/loop_rounds.py tiny (docs/loop.md's three-round table comes from its full run): three
-rounds of the recipe it runs by default (artists, retrieval, cumulative SFT then DPO) and a
+rounds of the recipe it runs by default (artists, retrieval, cumulative SFT with the decoder
+stage, then DPO) and a
 rating round, through `manage.py simulate` on a database of its own, then the issue's targets."""
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from tests.subprocesses import bench_run
 pytestmark = pytest.mark.django_db
 
 TINY = ("--rounds", "3", "--items", "4", "--candidates", "3", "--eval-n", "2",
-        "--hp", "sft_steps=3", "--hp", "dpo_steps=3", "--hp", "sft_batch=4", "--hp", "dpo_batch=4")
+        "--hp", "sft_steps=3", "--hp", "dpo_steps=3", "--hp", "sft_batch=4", "--hp", "dpo_batch=4",
+        "--hp", "decoder_steps=3", "--hp", "decoder_batch=4")
 
 
 def test_three_rounds_of_the_recipe_are_measured_against_the_targets():
@@ -29,8 +31,9 @@ def test_three_rounds_of_the_recipe_are_measured_against_the_targets():
     # the recipe ran: artists on the hard cases, retrieval in the mix, SFT on all rounds' targets
     setting = result["setting"]
     assert setting["artists"] == 1 and setting["retrieval_share"] == 0.25 and setting["cumulative"]
-    assert setting["stage"] == "both" and setting["sft_sources"] == "artist,retrieval"
+    assert setting["stage"] == "both" and setting["sft_sources"] == "all"
     assert setting["hyperparameters"]["sft_steps"] == 3 and setting["hyperparameters"]["dpo_lr"] == 2e-5
+    assert setting["hyperparameters"]["decoder_steps"] == 3
     assert result["judgements_by_round"] == [4, 4, 4, 4]  # three training rounds and the rating round
     assert set(result["targets"]) == {"viou_better_every_round", "chamfer_better_every_round",
                                       "last_round_win_rate_vs_bootstrap_at_least_0.67", "elo_rising_every_round"}

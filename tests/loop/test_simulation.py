@@ -18,7 +18,7 @@ def test_one_round_of_the_loop_registers_a_checkpoint_with_lineage(live_server, 
     setting = Setting(rounds=1, annotators=2, items_per_round=3, candidates=3, steps=2, alpha=1, eval_n=2,
                       rating_round=False, inline_generation=True, stage="both", domain="household",
                       hyperparameters={"sft_steps": 3, "dpo_steps": 3, "sft_batch": 4, "dpo_batch": 4,
-                                       "noise_repeats": 2})
+                                       "noise_repeats": 2, "decoder_steps": 3, "decoder_batch": 4})
     out = Simulation(setting, slug="tiny-sim", base_url=live_server.url, checkpoint_path=str(start_checkpoint_file),
                      log=lambda m: None).run()
 
@@ -60,7 +60,7 @@ def test_artists_model_the_hard_cases_and_retrieval_joins_the_mix(live_server, s
                       rating_round=True, inline_generation=True, stage="both", domain="household", artists=1,
                       retrieval_share=0.25, retrieval_library=4, sft_sources="artist,retrieval",
                       hyperparameters={"sft_steps": 3, "dpo_steps": 3, "sft_batch": 4, "dpo_batch": 4,
-                                       "noise_repeats": 2})
+                                       "noise_repeats": 2, "decoder_steps": 3, "decoder_batch": 4})
     out = Simulation(setting, slug="tiny-art", base_url=live_server.url, checkpoint_path=str(start_checkpoint_file),
                      log=lambda m: None).run()
     result = out["result"]
@@ -74,6 +74,8 @@ def test_artists_model_the_hard_cases_and_retrieval_joins_the_mix(live_server, s
     cp = rnd.checkpoint_produced
     assert cp.lineage["snapshots"]["sft"]["sources"] == "artist,retrieval"
     assert cp.lineage["snapshots"]["sft"]["examples"] >= meshes.count()
+    # and the shape decoder learned the artists' meshes and the retrieved shapes
+    assert cp.lineage["snapshots"]["sft"]["decoder_shapes"] >= meshes.count()
     # the retrieval backend generated a share of the candidates
     retrieval = Checkpoint.objects.get(backend="retrieval")
     assert retrieval.candidates.filter(item__round=rnd).count() == 3  # 1 of 4 candidates per item

@@ -33,9 +33,12 @@ def test_sft_then_dpo_writes_a_checkpoint_with_lineage(snapshot_dirs, start_chec
     assert model.meta["parent"]["sha256"] == record["parent"]["sha256"]
     assert model.meta["snapshots"]["dpo"]["definition_sha256"] == "dpo0"
     parent = BuiltinModel.load(str(start_checkpoint_file))
-    # the shape autoencoder is frozen (flow targets live in its latent space); the flow moved
-    assert torch.equal(model.shape_decoder.fc.weight, parent.shape_decoder.fc.weight)
+    # the shape encoder is frozen (flow targets live in its latent space); the flow moved, and the
+    # decoder learned from the artist's mesh (the model's own pick is not a decoder target)
+    assert torch.equal(model.shape_encoder.net[0].weight, parent.shape_encoder.net[0].weight)
     assert not torch.equal(model.velocity_net.inp.weight, parent.velocity_net.inp.weight)
+    assert not torch.equal(model.shape_decoder.fc.weight, parent.shape_decoder.fc.weight)
+    assert record["snapshots"]["sft"]["decoder_shapes"] == 1 and seen.count("decoder") == 3
 
 
 def test_sft_on_the_targets_worth_fitting_only(snapshot_dirs, start_checkpoint_file, tiny_hp, tmp_path):
