@@ -218,6 +218,17 @@ def _lr(base: float, step: int, steps: int) -> float:
     return base * min(1.0, (step + 1) / warm) * 0.5 * (1 + math.cos(math.pi * step / steps))
 
 
+def _update(opt, params: list[torch.nn.Parameter], ema: _EMA, loss: torch.Tensor, step: int, lr: float) -> None:
+    """One optimiser step at `lr` (gradients clipped to norm 1), then the weights' average."""
+    for group in opt.param_groups:
+        group["lr"] = lr
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    ema.update(step)
+
+
 def train_sft(model: BuiltinModel, data: dict, hp: HyperParameters, log=print, progress=None) -> list[dict]:
     params = _trainable(model, hp.train_image_encoder)
     model.train()
@@ -228,17 +239,11 @@ def train_sft(model: BuiltinModel, data: dict, hp: HyperParameters, log=print, p
     n, hist, t0 = len(data["x1"]), [], time.time()
     R = hp.noise_repeats
     for step in range(hp.sft_steps):
-        for group in opt.param_groups:
-            group["lr"] = _lr(hp.sft_lr, step, hp.sft_steps)
         idx = torch.randint(n, (min(hp.sft_batch, n),), generator=g)
         cond = conds(idx)
         loss = flow_matching_loss(model, cond.repeat(R, 1), data["x1"][idx].repeat(R, 1),
                                   weights=data["weights"][idx].repeat(R), generator=g)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        ema.update(step)
+        _update(opt, params, ema, loss, step, _lr(hp.sft_lr, step, hp.sft_steps))
         if step % 25 == 0 or step == hp.sft_steps - 1:
             hist.append({"step": step, "loss": round(float(loss.detach()), 5), "seconds": round(time.time() - t0, 1)})
             log(f"sft step {step + 1}/{hp.sft_steps} loss {float(loss.detach()):.4f}")
@@ -267,18 +272,12 @@ def train_decoder(model: BuiltinModel, shapes: torch.Tensor, hp: HyperParameters
     n_replay = int(round(hp.decoder_batch * hp.decoder_replay))
     n, hist, t0 = len(shapes), [], time.time()
     for step in range(hp.decoder_steps):
-        for group in opt.param_groups:
-            group["lr"] = _lr(hp.decoder_lr, step, hp.decoder_steps)
         x = shapes[torch.randint(n, (hp.decoder_batch - n_replay,), generator=g)]
         if n_replay:
             replay = np.stack([occupancy(pretraining_shape(rng), OCC_RES) for _ in range(n_replay)])
             x = torch.cat([x, torch.from_numpy(replay).float()])
         loss, _, logits = autoencoder_loss(model, x, g)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        ema.update(step)
+        _update(opt, params, ema, loss, step, _lr(hp.decoder_lr, step, hp.decoder_steps))
         if step % 25 == 0 or step == hp.decoder_steps - 1:
             inside, target = logits.detach() > 0, x > 0.5
             iou = float((inside & target).sum() / (inside | target).sum().clamp_min(1))
@@ -311,19 +310,13 @@ def train_dpo(model: BuiltinModel, reference: BuiltinModel, data: dict, hp: Hype
     R = hp.noise_repeats
     acc = []
     for step in range(hp.dpo_steps):
-        for group in opt.param_groups:
-            group["lr"] = _lr(hp.dpo_lr, step, hp.dpo_steps)
         idx = torch.randint(n, (min(hp.dpo_batch, n),), generator=g)
         cond, ref_cond = conds(idx), ref_conds(idx)
         # One noise and time per pair, shared by winner and loser (drawn inside flow_dpo_loss).
         loss, stats = flow_dpo_loss(model, reference, cond.repeat(R, 1), data["x1_w"][idx].repeat(R, 1),
                                     data["x1_l"][idx].repeat(R, 1), beta=hp.beta, ref_cond=ref_cond.repeat(R, 1),
                                     generator=g)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        ema.update(step)
+        _update(opt, params, ema, loss, step, _lr(hp.dpo_lr, step, hp.dpo_steps))
         acc.append(stats["reward_accuracy"])
         if step % 25 == 0 or step == hp.dpo_steps - 1:
             recent = sum(acc[-25:]) / len(acc[-25:])
