@@ -95,7 +95,7 @@ def occupancy_to_mesh(
     """
     g = np.asarray(grid, dtype=np.float32)
     if logits:
-        g = 1.0 / (1.0 + np.exp(-g))
+        g = 0.5 * (1.0 + np.tanh(0.5 * g))  # the sigmoid, without overflow at the decoder's large logits
     if g.max() <= level:  # nothing solid: mesh the most confident region instead of failing
         level = 0.5 * float(g.max())
         if level <= 1e-6:
