@@ -161,7 +161,6 @@ class Encoder:
             self._targets[key] = self.model.encode_candidate(vertices, faces, _layout(layout), mask, K)[0]
         return self._targets[key]
 
-
     def occupancy(self, row: dict, prefix: str = "") -> np.ndarray:
         """The row's mesh as the shape encoder reads it (32^3 bool); no layout needed."""
         mesh = row[f"{prefix}mesh"]
