@@ -92,19 +92,13 @@ class HyperParameters:
         """TrainingError naming the first value that cannot train, before any work is done."""
         for f in fields(self):
             value, kind = getattr(self, f.name), type(f.default)
-            fits = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
-            if kind is float and isinstance(value, int) and not isinstance(value, bool):
-                fits = True
-            if not fits:
+            accepted = (int, float) if kind is float else kind  # 1 is a fine learning rate, True is not
+            if not isinstance(value, accepted) or (isinstance(value, bool) and kind is not bool):
                 raise TrainingError(f"{f.name} {value!r}: must be {_KIND_NAMES[kind]}.")
         self.sft_source_set(), self.dpo_source_set(), self.decoder_source_set()
-        for name in ("sft_steps", "dpo_steps", "decoder_steps", "noise_repeats"):
-            if getattr(self, name) < (1 if name == "noise_repeats" else 0):
-                raise TrainingError(f"{name} {getattr(self, name)}: must be at least "
-                                    f"{1 if name == 'noise_repeats' else 0}.")
-        for name in ("sft_batch", "dpo_batch", "decoder_batch"):
-            if getattr(self, name) < 1:
-                raise TrainingError(f"{name} {getattr(self, name)}: must be at least 1.")
+        for name, least in _MINIMUMS.items():
+            if getattr(self, name) < least:
+                raise TrainingError(f"{name} {getattr(self, name)}: must be at least {least}.")
         for name in ("sft_lr", "dpo_lr", "decoder_lr", "beta"):
             if not getattr(self, name) > 0:
                 raise TrainingError(f"{name} {getattr(self, name)}: must be positive.")
@@ -125,6 +119,8 @@ class HyperParameters:
 
 
 _KIND_NAMES = {int: "a whole number", float: "a number", str: "a string", bool: "true or false"}
+_MINIMUMS = {"sft_steps": 0, "dpo_steps": 0, "decoder_steps": 0, "noise_repeats": 1,
+             "sft_batch": 1, "dpo_batch": 1, "decoder_batch": 1}
 
 
 def _source_set(name: str, value: str) -> tuple[str, ...] | None:
@@ -155,15 +151,18 @@ def check_compatible(policy: BuiltinModel, reference: BuiltinModel) -> None:
                             f"policy's {policy.config}; DPO needs the SFT model of the same architecture.")
 
 
-def _trainable(model: BuiltinModel, image_encoder: bool) -> list[torch.nn.Parameter]:
+def _trainable(model: BuiltinModel, *modules: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The parameters of `modules`, the only ones of `model` that will get gradients."""
     for p in model.parameters():
         p.requires_grad_(False)
-    params = list(model.velocity_net.parameters())
-    if image_encoder:
-        params += list(model.image_encoder.parameters())
+    params = [p for m in modules for p in m.parameters()]
     for p in params:
         p.requires_grad_(True)
     return params
+
+
+def _flow_modules(model: BuiltinModel, hp: "HyperParameters") -> list[torch.nn.Module]:
+    return [model.velocity_net] + ([model.image_encoder] if hp.train_image_encoder else [])
 
 
 class _Conditions:
@@ -230,7 +229,7 @@ def _update(opt, params: list[torch.nn.Parameter], ema: _EMA, loss: torch.Tensor
 
 
 def train_sft(model: BuiltinModel, data: dict, hp: HyperParameters, log=print, progress=None) -> list[dict]:
-    params = _trainable(model, hp.train_image_encoder)
+    params = _trainable(model, *_flow_modules(model, hp))
     model.train()
     conds = _Conditions(model, data, hp.train_image_encoder)
     opt = torch.optim.AdamW(params, lr=hp.sft_lr, weight_decay=hp.weight_decay)
@@ -258,11 +257,7 @@ def train_decoder(model: BuiltinModel, shapes: torch.Tensor, hp: HyperParameters
                   progress=None) -> list[dict]:
     """Fine-tunes the shape decoder to give back `shapes` (N, 32, 32, 32) from their latents,
     the encoder frozen; `hp.decoder_replay` of each batch are fresh pretraining shapes."""
-    for p in model.parameters():
-        p.requires_grad_(False)
-    params = list(model.shape_decoder.parameters())
-    for p in params:
-        p.requires_grad_(True)
+    params = _trainable(model, model.shape_decoder)
     model.train()
     opt = torch.optim.AdamW(params, lr=hp.decoder_lr, weight_decay=hp.weight_decay)
     ema = _EMA(params, hp.ema)
@@ -299,7 +294,7 @@ def train_dpo(model: BuiltinModel, reference: BuiltinModel, data: dict, hp: Hype
     reference.eval()
     for p in reference.parameters():
         p.requires_grad_(False)
-    params = _trainable(model, hp.train_image_encoder)
+    params = _trainable(model, *_flow_modules(model, hp))
     model.train()
     conds = _Conditions(model, data, hp.train_image_encoder)
     ref_conds = _Conditions(reference, data, False)
