@@ -15,6 +15,7 @@ import io
 import json
 import os
 import re
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,6 +29,7 @@ from modelzoo.builtin.layout import box_features
 from modelzoo.generators.base import Layout, default_intrinsics
 from modelzoo.mesh.glb import read_glb
 from modelzoo.training.loaders import FILE_FIELDS, ParquetAssets
+from modelzoo.training.views import render_views
 
 
 class TrainingError(ValueError):
@@ -161,6 +163,18 @@ class Encoder:
             self._targets[key] = self.model.encode_candidate(vertices, faces, _layout(layout), mask, K)[0]
         return self._targets[key]
 
+    @torch.no_grad()
+    def views(self, row: dict, n: int, seed: int) -> list[tuple]:
+        """(crop, box features, flow target) of `n` new photos of the row's mesh
+        (`modelzoo.training.views`), the same for the same mesh and seed."""
+        mesh = row["mesh"]
+        vertices, faces, _ = read_glb(mesh["bytes"])
+        rng = np.random.default_rng([seed, zlib.crc32(mesh["path"].encode())])
+        occ = self.occupancy(row)
+        return [(v.crop, v.features, self.model.encode_target(occ[None], v.R[None], v.t[None], np.array([v.scale]),
+                                                              v.box[None], v.K)[0])
+                for v in render_views(vertices, faces, n, rng)]
+
     def occupancy(self, row: dict, prefix: str = "") -> np.ndarray:
         """The row's mesh as the shape encoder reads it (32^3 bool); no layout needed."""
         mesh = row[f"{prefix}mesh"]
@@ -183,11 +197,19 @@ def side_source(row: dict, prefix: str = "") -> str:
     return "retrieval" if str(row.get(f"{prefix}checkpoint") or "").startswith("retrieval:") else "model"
 
 
-def sft_tensors(snapshot: Snapshot, encoder: Encoder, sources: tuple[str, ...] | None = None) -> dict:
+#: The sources whose meshes are real shapes (an artist's, a library's), worth seeing from more views.
+REAL_SHAPE_SOURCES = ("artist", "retrieval")
+
+
+def sft_tensors(snapshot: Snapshot, encoder: Encoder, sources: tuple[str, ...] | None = None,
+                views: int = 0, seed: int = 0) -> dict:
     """Flow targets of the SFT rows (those with a layout), of the `sources` given (`SFT_SOURCES`;
     None: all). SAM 3D fits SFT to targets worth fitting (artists' meshes, real shapes); fitting
-    the model's own 4-step samples teaches its bias back to it (docs/loop.md)."""
+    the model's own 4-step samples teaches its bias back to it (docs/loop.md). With `views`, each
+    distinct real shape (`REAL_SHAPE_SOURCES`) is also rendered that many times at new poses
+    (`modelzoo.training.views`), each render an example with the row's weight."""
     crops, feats, x1, weights = [], [], [], []
+    viewed = set()
     for row in snapshot.rows:
         if row.get("layout") is None:
             continue  # an artist mesh without a layout: no flow target for the layout part
@@ -198,6 +220,13 @@ def sft_tensors(snapshot: Snapshot, encoder: Encoder, sources: tuple[str, ...] |
         feats.append(f)
         x1.append(encoder.target(row))
         weights.append(float(row["rating"] or 1.0))
+        if views and side_source(row) in REAL_SHAPE_SOURCES and row["mesh"]["path"] not in viewed:
+            viewed.add(row["mesh"]["path"])
+            for crop, feat, target in encoder.views(row, views, seed):
+                crops.append(crop)
+                feats.append(feat)
+                x1.append(target)
+                weights.append(weights[-1])
     if not x1:
         raise TrainingError(f"{snapshot.path}: no row has a mesh with a layout"
                             + (f" from {', '.join(sources)}." if sources is not None else "."))

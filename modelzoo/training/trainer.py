@@ -74,6 +74,10 @@ class HyperParameters:
     # Which DPO pairs train, by their chosen side's source (the same names): "artist,model" leaves
     # out the pairs a retrieval shape won, which pull the flow toward a silhouette fit's layout.
     dpo_sources: str = "all"
+    # New photos of each real shape among the SFT targets (artists' meshes, retrieval picks):
+    # renders at poses drawn as the pretraining scenes' (`modelzoo.training.views`). 0: only the
+    # item's own photo, as annotated.
+    sft_views: int = 0
     # The shape decoder's fine-tuning on the real shapes among the SFT rows (with the SFT stage).
     # The bootstrap's autoencoder learned primitives: a household table came back from its own
     # latent at voxel IoU 0.37, the household gold set at 0.82; 150 steps on 75 such shapes
@@ -119,7 +123,7 @@ class HyperParameters:
 
 
 _KIND_NAMES = {int: "a whole number", float: "a number", str: "a string", bool: "true or false"}
-_MINIMUMS = {"sft_steps": 0, "dpo_steps": 0, "decoder_steps": 0, "noise_repeats": 1,
+_MINIMUMS = {"sft_steps": 0, "sft_views": 0, "dpo_steps": 0, "decoder_steps": 0, "noise_repeats": 1,
              "sft_batch": 1, "dpo_batch": 1, "decoder_batch": 1}
 
 
@@ -366,7 +370,7 @@ def train(*, checkpoint: str, out: str, stage: str = "both", sft_dir: str | None
                     "snapshots": {}, "history": {}}
     if sft is not None:
         try:
-            data = sft_tensors(sft, encoder, hp.sft_source_set())
+            data = sft_tensors(sft, encoder, hp.sft_source_set(), views=hp.sft_views, seed=hp.seed)
         except TrainingError:
             if stage != "both" or hp.sft_source_set() is None:
                 raise

@@ -175,3 +175,41 @@ def test_hyperparameters_that_cannot_train_are_refused_before_any_work(snapshot_
         train(checkpoint=str(start_checkpoint_file), out=str(tmp_path / "x.pt"), stage="sft",
               sft_dir=str(snapshot_dirs["sft"]), hp=HyperParameters(**given), log=lambda m: None)
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_each_real_shape_is_also_seen_in_new_photos_that_show_it(artist_tables_dir, start_checkpoint_file,
+                                                                  tiny_hp, tmp_path):
+    """With sft_views, an artist's mesh trains from more photos than the item's own: renders at new
+    poses, each paired with that pose as its layout target; the model's own pick gets none."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from modelzoo.mesh.glb import read_glb
+    from modelzoo.synth.shapes import FIT, NOMINAL_HALF_SIZE
+    from modelzoo.training.views import render_views
+
+    record = train(checkpoint=str(start_checkpoint_file), out=str(tmp_path / "v.pt"), stage="sft",
+                   sft_dir=str(artist_tables_dir), hp=replace(tiny_hp, sft_views=2, decoder_steps=0),
+                   log=lambda m: None)
+    assert record["snapshots"]["sft"]["examples"] == 4 + 3 * 2  # 4 rows, 2 views of each of the 3 tables
+
+    table = next(r for r in open_snapshot(str(artist_tables_dir)).rows if r["source"] == "artist")
+    vertices, faces, _ = read_glb(table["mesh"]["bytes"])
+    views = render_views(vertices, faces, 3, np.random.default_rng(0))
+    again = render_views(vertices, faces, 3, np.random.default_rng(0))
+    assert all(np.array_equal(a.mask, b.mask) for a, b in zip(views, again))
+    lo, hi = vertices.min(0), vertices.max(0)
+    normalised = (vertices - (lo + hi) / 2) / ((hi - lo).max() / 2) * FIT
+    for view in views:
+        # the mesh at the view's layout, projected: its vertices fall on the rendered silhouette
+        cam = view.t + (view.scale * NOMINAL_HALF_SIZE * normalised) @ view.R.T
+        u = view.K[0, 2] + view.K[0, 0] * cam[:, 0] / -cam[:, 2]
+        v = view.K[1, 2] - view.K[1, 1] * cam[:, 1] / -cam[:, 2]
+        ui, vi = np.clip(u.astype(int), 0, 127), np.clip(v.astype(int), 0, 127)
+        near = np.zeros_like(view.mask)
+        for du in (-1, 0, 1):
+            for dv in (-1, 0, 1):
+                near |= np.roll(np.roll(view.mask, du, 1), dv, 0)
+        assert near[vi, ui].mean() > 0.95 and 40 <= view.mask.sum() < 128 * 128 * 0.6
+    assert len({round(float(v.t[2]), 3) for v in views}) == 3  # three poses, not one
