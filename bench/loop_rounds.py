@@ -8,14 +8,14 @@ then the issue's targets checked on its JSON line.
 
 Arguments after `--` go to `simulate` as they are, instead of the recipe (`RECIPE`: artists on the
 hard cases, retrieval at a steady 0.25 of the candidates; each round SFT on every chosen candidate
-of all rounds so far, the shape decoder fine-tuned on the artists' meshes and retrieved shapes
-among them, then DPO). Targets (issue 17): voxel IoU and Chamfer
-better after every round than before it, beyond the paired interval (1.96 standard errors of
-the paired mean on the same gold scenes); the last round's checkpoint preferred at least 2:1 over
-the bootstrap by the simulated annotators in direct comparisons (win rate >= 0.67); Elo rising
-every round. Prints the simulation's table, a line per target, then one JSON line: the
-simulation's own (viou_by_round, chamfer_by_round, win_rate_vs_bootstrap_by_round, ...) with
-`targets` and `seconds` added.
+of all rounds so far, the image encoder too, each artist's mesh and retrieved shape among them also
+in 8 renders at new poses, the shape decoder fine-tuned on those shapes, then DPO). Targets
+(issue 17): voxel IoU and Chamfer better after every round than before it, beyond the paired
+interval (1.96 standard errors of the paired mean on the same gold scenes); the last round's
+checkpoint preferred at least 2:1 over the bootstrap by the simulated annotators in direct
+comparisons (win rate >= 0.67); Elo rising every round. Prints the simulation's table, a line per
+target, then one JSON line: the simulation's own (viou_by_round, chamfer_by_round,
+win_rate_vs_bootstrap_by_round, ...) with `targets` and `seconds` added.
 """
 from __future__ import annotations
 
@@ -29,11 +29,13 @@ import time
 import harness
 
 Z = 1.96
-#: The loop whose third checkpoint the annotators prefer 2:1 (docs/loop.md, "The decoder had never
-#: seen a table", run 16).
+#: The loop with the best checkpoints so far (docs/loop.md, "New photos of the real shapes", run 24):
+#: run 16's recipe, the image encoder trained too, and each artist's mesh and retrieved shape also
+#: seen in 8 renders at new poses.
 RECIPE = ["--no-primitives-eval", "--artists", "1", "--retrieval-share", "0.25", "--retrieval-library", "100",
           "--stage", "both", "--sft-sources", "all", "--cumulative",
-          "--hp", "sft_steps=480", "--hp", "dpo_steps=300", "--hp", "dpo_lr=2e-5", "--hp", "decoder_steps=150"]
+          "--hp", "sft_steps=960", "--hp", "dpo_steps=300", "--hp", "dpo_lr=2e-5", "--hp", "decoder_steps=150",
+          "--hp", "train_image_encoder=true", "--hp", "sft_views=8"]
 
 
 def targets(result: dict) -> dict:

@@ -34,6 +34,9 @@ def test_three_rounds_of_the_recipe_are_measured_against_the_targets():
     assert setting["stage"] == "both" and setting["sft_sources"] == "all"
     assert setting["hyperparameters"]["sft_steps"] == 3 and setting["hyperparameters"]["dpo_lr"] == 2e-5
     assert setting["hyperparameters"]["decoder_steps"] == 3
+    assert setting["hyperparameters"]["sft_views"] == 8 and setting["hyperparameters"]["train_image_encoder"]
+    # the real shapes among the SFT targets were also seen in new renders: more examples than rows
+    assert result["sft_examples_by_round"][-1] > 4 * 3
     assert result["judgements_by_round"] == [4, 4, 4, 4]  # three training rounds and the rating round
     assert set(result["targets"]) == {"viou_better_every_round", "chamfer_better_every_round",
                                       "last_round_win_rate_vs_bootstrap_at_least_0.67", "elo_rising_every_round"}
