@@ -135,6 +135,21 @@ def sample_pose(rng: np.random.Generator, K: np.ndarray, size: int) -> tuple[np.
     return R, t, scale
 
 
+#: A drawn pose that shows fewer pixels of the object is drawn again (up to 20 times).
+MIN_PIXELS = 40
+
+
+def trace_at_drawn_pose(shape, rng: np.random.Generator, K: np.ndarray, size: int):
+    """(render, R, t, scale) of `shape` (anything with `sdf`) at a pose of `sample_pose`, drawn again
+    while the object shows fewer than MIN_PIXELS (the last draw is kept after 20)."""
+    for _attempt in range(20):
+        R, t, scale = sample_pose(rng, K, size)
+        r = sphere_trace(shape, R, t, scale * NOMINAL_HALF_SIZE, K, size, size)
+        if r.hit.sum() >= MIN_PIXELS:
+            break
+    return r, R, t, scale
+
+
 def _connected(occ: np.ndarray) -> bool:
     _, n = ndimage.label(occ)
     return n == 1
@@ -154,11 +169,7 @@ def sample_scene(seed: int, size: int = IMAGE_SIZE, domain: str = "primitives") 
     K = intrinsics_for(size, float(rng.uniform(45, 70)))
     color = random_color(rng)
     light = np.array([rng.uniform(-1, 1), rng.uniform(0.3, 1.5), rng.uniform(0.3, 1.5)])
-    for _attempt in range(20):
-        R, t, scale = sample_pose(rng, K, size)
-        r = sphere_trace(shape, R, t, scale * NOMINAL_HALF_SIZE, K, size, size)
-        if r.hit.sum() >= 40:
-            break
+    r, R, t, scale = trace_at_drawn_pose(shape, rng, K, size)
     obj = shade(r, color, light, ambient=float(rng.uniform(0.25, 0.5)))
     if len(shape.primitives) > 1 and rng.random() < 0.4:
         # A second colour for one part: pick the primitive nearest to each hit point.

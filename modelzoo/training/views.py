@@ -18,14 +18,14 @@ from scipy import ndimage
 from modelzoo.builtin.data import crop_single, mask_box
 from modelzoo.builtin.layout import box_features
 from modelzoo.mesh.meshing import mesh_to_cell_occupancy
-from modelzoo.synth.render import shade, sphere_trace
-from modelzoo.synth.scene import IMAGE_SIZE, intrinsics_for, random_background, random_color, sample_pose
-from modelzoo.synth.shapes import FIT, NOMINAL_HALF_SIZE
+from modelzoo.synth.render import shade
+from modelzoo.synth.scene import (IMAGE_SIZE, MIN_PIXELS, intrinsics_for, random_background, random_color,
+                                  trace_at_drawn_pose)
+from modelzoo.synth.shapes import FIT
 
 #: The distance field's grid (cells over [-1, 1]^3): finer than the flow's 32^3, so that the
 #: render's silhouette and shading are not the voxels'.
 RENDER_RESOLUTION = 64
-MIN_PIXELS = 40  # as the pretraining scenes: a pose that shows fewer is drawn again
 
 
 class GridSDF:
@@ -79,12 +79,8 @@ def render_views(vertices, faces, n: int, rng: np.random.Generator, size: int = 
         K = intrinsics_for(size, float(rng.uniform(45, 70)))
         color = random_color(rng)
         light = np.array([rng.uniform(-1, 1), rng.uniform(0.3, 1.5), rng.uniform(0.3, 1.5)])
-        for _attempt in range(20):
-            R, t, scale = sample_pose(rng, K, size)
-            render = sphere_trace(field, R, t, scale * NOMINAL_HALF_SIZE, K, size, size)
-            if render.hit.sum() >= MIN_PIXELS:
-                break
-        else:
+        render, R, t, scale = trace_at_drawn_pose(field, rng, K, size)
+        if render.hit.sum() < MIN_PIXELS:
             continue  # a shape too thin to show at any pose drawn: no view of it
         obj = shade(render, color, light, ambient=float(rng.uniform(0.25, 0.5)))
         img = np.where(render.hit[..., None], obj, random_background(rng, size, size))
