@@ -50,9 +50,10 @@ class Channel(filesystem.Channel):
 
     def queue_bind(self, queue, exchange=None, routing_key="", arguments=None, **kwargs):
         exchange = exchange or "amq.direct"
+        known = self.state.has_binding(queue, exchange, routing_key)
         super().queue_bind(queue, exchange, routing_key, arguments, **kwargs)
-        # kombu returns early when this process's memory has the binding: the file may still lack it.
-        self._queue_bind(exchange, *self.typeof(exchange).prepare_bind(queue, exchange, routing_key, arguments))
+        if known:  # kombu then returns without writing the file, which may still lack the binding
+            self._queue_bind(exchange, *self.typeof(exchange).prepare_bind(queue, exchange, routing_key, arguments))
 
     def _queue_bind(self, exchange, routing_key, pattern, queue):
         file = self._exchange_file(exchange)

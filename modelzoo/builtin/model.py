@@ -186,14 +186,14 @@ class BuiltinModel(nn.Module):
         return self.normalise(self.raw_target(occupancy, R, t, s, box, K))
 
     @staticmethod
-    def mesh_occupancy(vertices, faces) -> tuple[np.ndarray, np.ndarray, float]:
+    def mesh_occupancy(vertices, faces, resolution: int = OCC_RES) -> tuple[np.ndarray, np.ndarray, float]:
         """(occupancy (32, 32, 32) bool, centre, half extent) of a mesh (object frame, metres)
         re-centred and fitted into the normalised cube as in training: what the shape encoder
-        reads and the shape decoder should give back."""
+        reads and the shape decoder should give back (at another `resolution`: the same fit, finer)."""
         v = np.asarray(vertices, np.float64)
         lo, hi = v.min(axis=0), v.max(axis=0)
         c, half = 0.5 * (lo + hi), max(0.5 * float((hi - lo).max()), 1e-9)
-        return mesh_to_cell_occupancy((v - c) / half * FIT, np.asarray(faces), OCC_RES, half_size=1.0), c, half
+        return mesh_to_cell_occupancy((v - c) / half * FIT, np.asarray(faces), resolution, half_size=1.0), c, half
 
     def encode_candidate(self, vertices, faces, layout, mask_or_box, K) -> torch.Tensor:
         """Flow target x_1 (1, D) of any mesh + layout, e.g. a chosen candidate read back from

@@ -17,11 +17,10 @@ from scipy import ndimage
 
 from modelzoo.builtin.data import crop_single, mask_box
 from modelzoo.builtin.layout import box_features
-from modelzoo.mesh.meshing import mesh_to_cell_occupancy
+from modelzoo.builtin.model import BuiltinModel
 from modelzoo.synth.render import shade
 from modelzoo.synth.scene import (IMAGE_SIZE, MIN_PIXELS, intrinsics_for, random_background, random_color,
                                   trace_at_drawn_pose)
-from modelzoo.synth.shapes import FIT
 
 #: The distance field's grid (cells over [-1, 1]^3): finer than the flow's 32^3, so that the
 #: render's silhouette and shading are not the voxels'.
@@ -61,19 +60,11 @@ class View:
     scale: float  # the layout's uniform scale: object frame = normalised shape * NOMINAL_HALF_SIZE
 
 
-def normalised_occupancy(vertices, faces, resolution: int) -> np.ndarray:
-    """The mesh re-centred and fitted into the normalised cube as `BuiltinModel.mesh_occupancy` fits it."""
-    v = np.asarray(vertices, np.float64)
-    lo, hi = v.min(axis=0), v.max(axis=0)
-    c, half = 0.5 * (lo + hi), max(0.5 * float((hi - lo).max()), 1e-9)
-    return mesh_to_cell_occupancy((v - c) / half * FIT, np.asarray(faces), resolution, half_size=1.0)
-
-
 def render_views(vertices, faces, n: int, rng: np.random.Generator, size: int = IMAGE_SIZE) -> list[View]:
     """`n` photos of the mesh (object frame, any units) at poses drawn as the pretraining scenes'."""
     if n <= 0:
         return []
-    field = GridSDF(normalised_occupancy(vertices, faces, RENDER_RESOLUTION))
+    field = GridSDF(BuiltinModel.mesh_occupancy(vertices, faces, RENDER_RESOLUTION)[0])
     views = []
     for _ in range(n):
         K = intrinsics_for(size, float(rng.uniform(45, 70)))
