@@ -59,6 +59,8 @@ def main() -> int:
     ap.add_argument("--items", type=int, default=400)
     ap.add_argument("--candidates", type=int, default=8)
     ap.add_argument("--eval-n", type=int, default=100)
+    ap.add_argument("--rating-items", type=int, default=0,
+                    help="objects in the rating round, an arena of every checkpoint (0: as many as a round)")
     ap.add_argument("--database", default="bench_loop_rounds")
     ap.add_argument("--keep", action="store_true", help="keep the database (to look at the project)")
     ap.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE",
@@ -73,7 +75,8 @@ def main() -> int:
         manage = [sys.executable, str(harness.ROOT / "manage.py")]
         subprocess.run(manage + ["migrate", "-v0"], env=env, check=True, cwd=harness.ROOT)
         cmd = manage + ["simulate", "--rounds", str(args.rounds), "--items", str(args.items),
-                        "--candidates", str(args.candidates), "--eval-n", str(args.eval_n), *extra,
+                        "--candidates", str(args.candidates), "--eval-n", str(args.eval_n),
+                        "--rating-items", str(args.rating_items), *extra,
                         *[a for hp in args.hp for a in ("--hp", hp)]]
         print("$ " + " ".join(cmd[1:]), flush=True)
         proc = subprocess.run(cmd, env=env, cwd=harness.ROOT, stdout=subprocess.PIPE, text=True)

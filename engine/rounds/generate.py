@@ -50,8 +50,14 @@ def mix_allocate(*, shares: list[float], n: int, rotation: int = 0) -> list[int]
     exact = [n * s / total for s in shares]
     counts = [int(x) for x in exact]
     left = n - sum(counts)
-    k = len(shares)
-    order = sorted(range(k), key=lambda i: (-(exact[i] - counts[i]), (i - rotation) % k))
+    # Largest remainder first; among equal remainders, `rotation` picks which goes first, so that
+    # each of the tied checkpoints gets the extra seed equally often.
+    remainder = [round(x - c, 9) for x, c in zip(exact, counts)]
+    order = []
+    for r in sorted(set(remainder), reverse=True):
+        tied = [i for i, ri in enumerate(remainder) if ri == r]
+        first = rotation % len(tied)
+        order += tied[first:] + tied[:first]
     for i in order[:left]:
         counts[i] += 1
     return counts

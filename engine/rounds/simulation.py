@@ -50,7 +50,8 @@ from engine.rounds.train import checkpoint_evaluation
 from engine.stats.bradley_terry import fit_ratings, win_rate
 from modelzoo.mesh import read_glb
 from modelzoo.metrics import shape_metrics
-from modelzoo.models import Checkpoint, GenerationJob, GenerationJobItem
+from modelzoo.generators.registry import seeds_are_ranks
+from modelzoo.models import Checkpoint, GenerationJob, GenerationJobItem, ProjectCheckpoint
 from modelzoo.services import bootstrap_register, checkpoint_register, project_mix_set
 from modelzoo.synth import sample_scene
 from modelzoo.synth.artist import ArtistError, artist_mesh
@@ -79,6 +80,10 @@ class Setting:
     alpha: int = 3
     new_share: float = 0.5
     rating_round: bool = True  # one more generate + annotate round to rate the last checkpoint
+    # Objects in the rating round (0: as many as a training round). Its candidates come from every
+    # checkpoint of the loop in equal shares (a library backend keeps its own), as an arena draws
+    # its models, so each pair of checkpoints meets as often as any other.
+    rating_items: int = 0
     eval_n: int = 100
     cumulative: bool = False  # train round r on the snapshots of rounds 1..r (else round r only)
     from_start: bool = False  # train every round from the start checkpoint (else from the previous one)
@@ -386,12 +391,10 @@ class Simulation:
             name="retrieval", version=f"{domain}-{n}-{sha[:8]}", backend="retrieval", data=data,
             lineage={"library": {"domain": domain, "shapes": n, "seed_base": retrieval.LIBRARY_SEED_BASE}})[0]
 
-    def ingest(self, round_index: int) -> list[int]:
-        """Render and ingest this round's photos; returns their mask ids."""
-
-
+    def ingest(self, round_index: int, items: int) -> list[int]:
+        """Render and ingest this round's `items` photos; returns their mask ids."""
         mask_ids = []
-        for i in range(self.st.items_per_round):
+        for i in range(items):
             seed = SIM_SEED_BASE + self.st.seed * 1_000_000 + round_index * 10_000 + i
             s = sample_scene(seed, domain=self.st.domain)
             buf = io.BytesIO()
@@ -490,9 +493,11 @@ class Simulation:
             for index in range(1, total_rounds + 1):
                 train_round = index <= self.st.rounds
                 t0 = time.time()
-                self.log(f"round {index}{'' if train_round else ' (rating only)'}: ingest "
-                         f"{self.st.items_per_round} objects")
-                mask_ids = self.ingest(index)
+                items = self.st.items_per_round if train_round else (self.st.rating_items or self.st.items_per_round)
+                self.log(f"round {index}{'' if train_round else ' (rating only)'}: ingest {items} objects")
+                if not train_round:
+                    self._arena_mix(checkpoints)
+                mask_ids = self.ingest(index, items)
                 pre_rank = None
                 if self.ranker is not None and train_round:
                     drawn = min(self.st.pre_rank_random, self.st.candidates - 1)  # at least one of the top
@@ -547,6 +552,17 @@ class Simulation:
             svc.stop()
         rt = self.ratings()
         return self.report(checkpoints, rt, time.time() - started)
+
+    def _arena_mix(self, checkpoints) -> None:
+        """Every checkpoint of the loop at an equal share of the models' part of the mix; a library
+        backend (retrieval) keeps its share."""
+        library = [(pc.checkpoint, pc.share) for pc in
+                   ProjectCheckpoint.objects.filter(project=self.project).select_related("checkpoint")
+                   if seeds_are_ranks(pc.checkpoint.backend)]
+        models_part = 1 - sum(s for _, s in library)
+        mix = [(cp, models_part / len(checkpoints)) for cp in checkpoints] + library
+        project_mix_set(project=self.project, mix=mix)
+        self.log("  rating mix: " + ", ".join(f"{c} {s:.3f}" for c, s in mix))
 
     def _ranker_train(self, dpo_snapshot_id: int):
         from engine.rounds.ranker import ranker_train

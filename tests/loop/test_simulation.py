@@ -4,6 +4,7 @@ snapshots, SFT + DPO training, the checkpoint registered with its lineage and ev
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pytest
 from django.core.management import call_command
@@ -54,10 +55,12 @@ def test_one_round_of_the_loop_registers_a_checkpoint_with_lineage(live_server, 
 @pytest.mark.django_db(transaction=True)
 def test_artists_model_the_hard_cases_and_retrieval_joins_the_mix(live_server, start_checkpoint_file):
     from annotation.models import ArtistMesh, Item
+    from modelzoo.models import Candidate
 
     # alpha 5: nearly every item is a hard case, so the artist has work
     setting = Setting(rounds=1, annotators=1, items_per_round=3, candidates=4, steps=2, alpha=5, eval_n=2,
-                      rating_round=True, inline_generation=True, stage="both", domain="household", artists=1,
+                      rating_round=True, rating_items=4, inline_generation=True, stage="both", domain="household",
+                      artists=1,
                       retrieval_share=0.25, retrieval_library=4, sft_sources="artist,retrieval",
                       hyperparameters={"sft_steps": 3, "dpo_steps": 3, "sft_batch": 4, "dpo_batch": 4,
                                        "noise_repeats": 2, "decoder_steps": 3, "decoder_batch": 4})
@@ -81,6 +84,12 @@ def test_artists_model_the_hard_cases_and_retrieval_joins_the_mix(live_server, s
     assert retrieval.candidates.filter(item__round=rnd).count() == 3  # 1 of 4 candidates per item
     assert len(result["win_rate_vs_bootstrap_by_round"]) == 1
     assert "vs boot" in out["table"]
+    # the rating round, an arena of its own size: the bootstrap and round 1's checkpoint each draw half
+    # of the models' candidates (3 of an object's 4, retrieval keeping 1), so they meet as often as they can
+    rating = Round.objects.get(project__slug="tiny-art", index=2)
+    assert rating.items.count() == 4 and result["judgements_by_round"] == [3, 4]
+    drawn = Counter(Candidate.objects.filter(item__round=rating).values_list("checkpoint_id", flat=True))
+    assert drawn == {cp.parent_id: 6, cp.pk: 6, retrieval.pk: 4}
     json.dumps(result)
 
 

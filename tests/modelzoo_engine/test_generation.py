@@ -22,6 +22,11 @@ def test_mix_allocation_follows_shares_and_rotates_remainders():
         for k, c in enumerate(generate.mix_allocate(shares=[1, 1, 1], n=8, rotation=item_id)):
             totals[k] += c
     assert totals == {0: 800, 1: 800, 2: 800}
+    totals = Counter()  # two checkpoints tie for the one seed left, a third does not: the two share it
+    for item_id in range(300):
+        for k, c in enumerate(generate.mix_allocate(shares=[0.375, 0.25, 0.375], n=4, rotation=item_id)):
+            totals[k] += c
+    assert totals == {0: 450, 1: 300, 2: 450}
 
 
 def test_plan_is_deterministic_and_seeds_are_distinct():

@@ -41,6 +41,9 @@ class Command(BaseCommand):
         parser.add_argument("--eval-n", type=int, default=d.eval_n, help="Gold scenes for the offline metrics.")
         parser.add_argument("--no-rating-round", action="store_true",
                             help="Skip the last generate+annotate round that rates the last checkpoint.")
+        parser.add_argument("--rating-items", type=int, default=d.rating_items,
+                            help="Objects in the rating round (0: as many as a training round); every checkpoint "
+                                 "of the loop gets an equal share of its candidates.")
         parser.add_argument("--cumulative", action="store_true",
                             help="Train round r on the data of rounds 1..r (default: round r only).")
         parser.add_argument("--from-start", action="store_true",
@@ -76,6 +79,8 @@ class Command(BaseCommand):
         # SIGTERM unwinds like Ctrl-C, so the server and worker this command started are stopped.
         signal.signal(signal.SIGTERM, _interrupt)
 
+        if opts["rating_items"] < 0:
+            raise CommandError(f"--rating-items {opts['rating_items']}: give 0 (as many as a round) or more objects.")
         if opts["pre_rank"] and opts["pre_rank"] < opts["candidates"]:
             raise CommandError(f"--pre-rank {opts['pre_rank']}: generate at least as many candidates an object as "
                                f"annotators see (--candidates {opts['candidates']}).")
@@ -87,6 +92,7 @@ class Command(BaseCommand):
         setting = Setting(rounds=opts["rounds"], annotators=opts["annotators"], items_per_round=opts["items"],
                           candidates=opts["candidates"], noise=opts["noise"], equal_margin=opts["equal_margin"],
                           alpha=opts["alpha"], new_share=opts["share"], rating_round=not opts["no_rating_round"],
+                          rating_items=opts["rating_items"],
                           eval_n=opts["eval_n"], cumulative=opts["cumulative"], from_start=opts["from_start"], inline_generation=opts["inline_generation"], seed=opts["seed"],
                           domain=opts["domain"], stage=opts["stage"], hyperparameters=hp, artists=opts["artists"],
                           retrieval_share=opts["retrieval_share"], retrieval_library=opts["retrieval_library"],
