@@ -53,22 +53,13 @@ import time
 import numpy as np
 
 import harness  # noqa: F401  (puts the repository on sys.path)
+from modelzoo.metrics import camera_occupancy  # the annotators' voxels
 
 SIM_OFFSET = 6_000_000  # within the simulation's seed range, away from `simulate` and bench/loop_recipes
 LIBRARY_SEED_BASE = 9_000_000  # the retrieval library's shapes: scene seeds none of the measured objects uses
 # engine.rounds.simulation's scene seeds and rating scale (that module needs Django; a test checks these match)
 SIM_SEED_BASE = 700_000_000
 RATING_EDGES = (0.3, 0.45, 0.6, 0.75)
-
-
-def camera_occupancy(vertices, faces, R):
-    """The annotators' voxels: the mesh as oriented in the camera, normalised, at 32^3 (what
-    `modelzoo.metrics.shape_metrics` computes for `voxel_iou@32`, here once per mesh)."""
-    from modelzoo.mesh.meshing import mesh_to_occupancy
-    from modelzoo.metrics import normalise_points
-
-    v = normalise_points(np.asarray(vertices, np.float64) @ np.asarray(R, np.float64).T)
-    return mesh_to_occupancy(v, faces, 32, half_size=1.0, seed=0)
 
 
 def rating_for(iou: float) -> int:

@@ -26,14 +26,13 @@ also `by_category`), `setting`.
 from __future__ import annotations
 
 import argparse
-import itertools
 import os
 import time
 
 import numpy as np
 
 import harness
-from assisted import camera_occupancy  # the annotators' voxels
+from modelzoo.metrics import camera_occupancy, expected_win_rate  # the annotators' voxels and verdicts
 
 
 def annotator_ious(model, scenes, seeds: list[int]) -> np.ndarray:
@@ -54,20 +53,6 @@ def annotator_ious(model, scenes, seeds: list[int]) -> np.ndarray:
     return out
 
 
-def win_rate(new: np.ndarray, base: np.ndarray, margin: float, noise: float) -> float:
-    """Expected share of wins (ties half) of `new`'s candidates against `base`'s, scene by scene."""
-    wins = ties = total = 0
-    for a, b in zip(new, base):
-        for x, y in itertools.product(a, b):
-            total += 1
-            if abs(x - y) < margin:
-                ties += 1
-            elif x > y:
-                wins += 1
-    strict, tie = wins / total, ties / total
-    return strict * (1 - noise) + (1 - strict - tie) * noise + 0.5 * tie
-
-
 def compare(new: np.ndarray, base: np.ndarray, margin: float, noise: float,
             categories: np.ndarray | None = None) -> dict:
     d = new.mean(axis=1) - base.mean(axis=1)
@@ -75,7 +60,7 @@ def compare(new: np.ndarray, base: np.ndarray, margin: float, noise: float,
             "d_viou32_se": round(harness.standard_error(d), 4), "per_scene_sd": round(float(d.std(ddof=1)), 4),
             "scenes_worse": round(float(np.mean(d < -margin)), 3),
             "scenes_better": round(float(np.mean(d > margin)), 3),
-            "win_rate": round(win_rate(new, base, margin, noise), 4)}
+            "win_rate": round(expected_win_rate(new, base, margin, noise), 4)}
     if categories is not None:
         out["by_category"] = {
             c: {"scenes": int(m.sum()), "base_viou32": round(float(base[m].mean()), 4),

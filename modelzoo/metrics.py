@@ -64,6 +64,28 @@ def _rotate(v: np.ndarray, R: np.ndarray | None) -> np.ndarray:
     return v if R is None else v @ np.asarray(R, np.float64).T
 
 
+def camera_occupancy(vertices, faces, rotation, resolution: int = 32) -> np.ndarray:
+    """A mesh's voxels as oriented in the camera and normalised: the grid `shape_metrics` compares for
+    `voxel_iou@resolution`, once per mesh (at 32, what the simulated annotators judge by)."""
+    return mesh_to_occupancy(normalise_points(_rotate(vertices, rotation)), faces, resolution, half_size=1.0, seed=0)
+
+
+def expected_win_rate(new, base, margin: float, noise: float) -> float:
+    """Direct comparisons of every candidate in `new[i]` with every one in `base[i]` (scores of the
+    same scene i), judged as the simulated annotators judge: "equal" within `margin` (half a win),
+    else the higher score wins, flipped with probability `noise`. The expected share of wins."""
+    wins = ties = total = 0
+    for a, b in zip(new, base):
+        d = np.subtract.outer(np.asarray(a, np.float64), np.asarray(b, np.float64))
+        total += d.size
+        ties += int((np.abs(d) < margin).sum())
+        wins += int((d >= margin).sum())
+    if total == 0:
+        raise ValueError("no comparisons: give scores of at least one scene for both")
+    strict, tie = wins / total, ties / total
+    return strict * (1 - noise) + (1 - strict - tie) * noise + 0.5 * tie
+
+
 def shape_metrics(pred_vertices, pred_faces, gt_vertices, gt_faces, *, pred_rotation=None, gt_rotation=None,
                   n_points: int = 10000, threshold: float = 0.01, thresholds: tuple[float, ...] = (0.05,),
                   resolution: int = 64, seed: int = 0) -> dict:

@@ -49,7 +49,7 @@ from engine.rounds.services import DEFAULT_PAIRING
 from engine.rounds.train import checkpoint_evaluation
 from engine.stats.bradley_terry import fit_ratings, win_rate
 from modelzoo.mesh import read_glb
-from modelzoo.metrics import shape_metrics
+from modelzoo.metrics import expected_win_rate, shape_metrics
 from modelzoo.generators.registry import seeds_are_ranks
 from modelzoo.models import Checkpoint, GenerationJob, GenerationJobItem, ProjectCheckpoint
 from modelzoo.services import bootstrap_register, checkpoint_register, project_mix_set
@@ -484,7 +484,8 @@ class Simulation:
                      f"{self.st.eval_n} gold scenes")
             for domain in self._eval_domains():
                 ev = train.checkpoint_evaluation(self.bootstrap, domain)
-                if (ev.get("gold_set") or {}).get("n") != self.st.eval_n or "per_scene" not in ev or \
+                if (ev.get("gold_set") or {}).get("n") != self.st.eval_n or \
+                        "annotator_iou@32" not in (ev.get("per_scene") or {}) or \
                         ev["gold_set"].get("seeds") != list(train.EVAL_SEEDS):
                     train.checkpoint_evaluate(checkpoint=self.bootstrap, n=self.st.eval_n, domain=domain,
                                                  log_fn=self.log)
@@ -627,7 +628,7 @@ class Simulation:
                      f"{elo(self.bootstrap.pk):>22}")
         viou, cham, elos = [b["voxel_iou"]], [b["chamfer"]], [0.0 if self.bootstrap.pk in fitted else None]
         viou_pre, cham_pre = [b["voxel_iou_primitives"]], [b["chamfer_primitives"]]
-        paired, paired_prev = [], []
+        paired, paired_prev, direct = [], [], []
         per_prev = per_b
         for row in self.rows:
             f = lambda v, w=6, p=2: "-" if v is None else f"{v:>{w}.{p}f}"  # noqa: E731
@@ -651,7 +652,9 @@ class Simulation:
                                     "d_chamfer": float(p_ch.mean()), "d_chamfer_se": se(p_ch)})
                 per_prev = per
                 vs = win_rate(comps, cid, row["parent_id"])
-                vb = win_rate(comps, cid, self.bootstrap.pk)
+                # direct: every gold-set candidate of this checkpoint against every one of the bootstrap
+                direct.append(round(expected_win_rate(per["annotator_iou@32"], per_b["annotator_iou@32"],
+                                                      self.st.equal_margin, self.st.noise), 4))
                 r = fitted.get(cid)
                 elos.append(None if r is None else round(r.rating - fitted[self.bootstrap.pk].rating, 1)
                             if self.bootstrap.pk in fitted else None)
@@ -662,7 +665,7 @@ class Simulation:
                 cols += (f"{row['checkpoint'].replace(self.slug + '-', '')[:28]:<28} {row['voxel_iou']:>8.4f} {row['chamfer']:>8.4f} "
                          f"{d_iou.mean():>+7.4f} {d_ch.mean():>+8.4f} {_num(row['voxel_iou_primitives'])} {elo(cid):>22} "
                          f"{'-' if vs['win_rate'] is None else format(vs['win_rate'], '.3f'):>9} "
-                         f"{'-' if vb['win_rate'] is None else format(vb['win_rate'], '.3f'):>7} "
+                         f"{direct[-1]:>7.3f} "
                          f"{f(row.get('dpo_reward_accuracy'), 7, 3)}")
             else:
                 cols += f"{'(rating round: no training)':<28}"
@@ -679,11 +682,15 @@ class Simulation:
             "hard_case_rate_by_round": [r["hard_case_rate"] for r in self.rows],
             "win_rate_vs_parent": [win_rate(comps, r["checkpoint_id"], r["parent_id"])["win_rate"]
                                    for r in self.rows if "checkpoint_id" in r],
-            # The simulated annotators' direct comparisons of each round's checkpoint with the bootstrap.
-            "win_rate_vs_bootstrap_by_round": [win_rate(comps, r["checkpoint_id"], self.bootstrap.pk)["win_rate"]
-                                               for r in self.rows if "checkpoint_id" in r],
-            "comparisons_vs_bootstrap_by_round": [win_rate(comps, r["checkpoint_id"], self.bootstrap.pk)["comparisons"]
-                                                  for r in self.rows if "checkpoint_id" in r],
+            # The simulated annotators' direct comparisons of each round's checkpoint with the bootstrap:
+            # every candidate of the one against every candidate of the other on each gold scene.
+            "win_rate_vs_bootstrap_by_round": direct,
+            "comparisons_vs_bootstrap_by_round": [sum(len(a) ** 2 for a in per_b["annotator_iou@32"])] * len(direct),
+            # ... and where the rounds' candidates of the two met in the annotators' king-of-the-hill runs
+            "win_rate_vs_bootstrap_in_rounds": [win_rate(comps, r["checkpoint_id"], self.bootstrap.pk)["win_rate"]
+                                                for r in self.rows if "checkpoint_id" in r],
+            "comparisons_vs_bootstrap_in_rounds": [win_rate(comps, r["checkpoint_id"], self.bootstrap.pk)["comparisons"]
+                                                   for r in self.rows if "checkpoint_id" in r],
             "artist_meshes_by_round": [r.get("artist_meshes", 0) for r in self.rows],
             "artist_hours_by_round": [r.get("artist_hours", 0.0) for r in self.rows],
             "retrieval_wins_by_round": [r.get("retrieval_wins") for r in self.rows],

@@ -28,7 +28,9 @@ from engine.models import Image, Project, Round, TrainingRun
 from engine.states import job_lifecycle, transition_check
 from modelzoo.evaluate import GOLD_SEED_BASE, _summary, gold_set, score
 from modelzoo.generators.base import GenerationRequest
+from modelzoo.metrics import camera_occupancy, voxel_iou
 from modelzoo.models import Checkpoint, ProjectCheckpoint
+from modelzoo.synth.rotations import quat_to_matrix
 from modelzoo.selectors import checkpoints_for_project
 from modelzoo.services import checkpoint_register
 from modelzoo.weights import checkpoint_local_path, generator_for_checkpoint
@@ -164,15 +166,20 @@ def checkpoint_evaluate(*, checkpoint, n: int = EVAL_GOLD_SIZE, domain: str = "p
     gold = _GOLD.setdefault(domain, [])
     if len(gold) < n:  # scenes and ground-truth meshes, kept for the next checkpoint
         gold.extend((s, *s.gt_mesh(64)) for s in gold_set(n - len(gold), start=len(gold), domain=domain))
+    annotator_ious = []  # per scene, per seed: what a simulated annotator judges by (direct win rates)
     for s, gt_v, gt_f in gold[:n]:
         cands = gen.generate(GenerationRequest(image=s.image, mask=s.mask, seeds=list(seeds), steps=4,
                                                intrinsics=s.intrinsics))
         scored = [score(c.vertices, c.faces, c.layout, gt_v, gt_f, s.layout) for c in cands]
         rows.append({k: float(np.mean([m[k] for m in scored])) for k in scored[0]})
+        truth = camera_occupancy(gt_v, gt_f, s.rotation_matrix)
+        annotator_ious.append([round(voxel_iou(camera_occupancy(c.vertices, c.faces, quat_to_matrix(c.layout.rotation)),
+                                               truth), 4) for c in cands])
     result = {"gold_set": {"n": n, "seed_base": GOLD_SEED_BASE, "steps": 4, "domain": domain, "seeds": list(seeds)},
               "model": _summary(rows),
               "per_scene": {"voxel_iou@64": [round(r["voxel_iou@64"], 4) for r in rows],
-                            "chamfer": [round(r["chamfer"], 5) for r in rows]},
+                            "chamfer": [round(r["chamfer"], 5) for r in rows],
+                            "annotator_iou@32": annotator_ious},
               "seconds": round(time.time() - t0, 1)}
     with transaction.atomic():  # merge: another domain's figures may be stored meanwhile
         stored = Checkpoint.objects.select_for_update().get(pk=checkpoint.pk).evaluation or {}

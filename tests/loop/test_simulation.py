@@ -11,6 +11,8 @@ from django.core.management import call_command
 
 from engine.models import Round, TrainingRun
 from engine.rounds.simulation import Setting, Simulation
+from engine.rounds.train import checkpoint_evaluation
+from modelzoo.metrics import expected_win_rate
 from modelzoo.models import Checkpoint, ProjectCheckpoint
 
 
@@ -82,7 +84,12 @@ def test_artists_model_the_hard_cases_and_retrieval_joins_the_mix(live_server, s
     # the retrieval backend generated a share of the candidates
     retrieval = Checkpoint.objects.get(backend="retrieval")
     assert retrieval.candidates.filter(item__round=rnd).count() == 3  # 1 of 4 candidates per item
-    assert len(result["win_rate_vs_bootstrap_by_round"]) == 1
+    # the win rate against the bootstrap: direct comparisons on the gold scenes, each of the 4
+    # candidates of a scene against each of the bootstrap's, judged as the annotators judge
+    ious = [checkpoint_evaluation(c, "household")["per_scene"]["annotator_iou@32"] for c in (cp, cp.parent)]
+    assert [len(x) for x in ious[0]] == [4, 4] and result["comparisons_vs_bootstrap_by_round"] == [2 * 16]
+    assert result["win_rate_vs_bootstrap_by_round"] == [round(expected_win_rate(*ious, 0.02, 0.1), 4)]
+    assert len(result["win_rate_vs_bootstrap_in_rounds"]) == 1
     assert "vs boot" in out["table"]
     # the rating round, an arena of its own size: the bootstrap and round 1's checkpoint each draw half
     # of the models' candidates (3 of an object's 4, retrieval keeping 1), so they meet as often as they can

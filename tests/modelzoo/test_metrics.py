@@ -40,6 +40,27 @@ def test_different_shapes_score_worse(two_shapes):
     assert m["voxel_iou@32"] < 0.8
 
 
+def test_the_annotators_voxels_are_the_ones_shape_metrics_compares(two_shapes):
+    a, (va, fa), b, (vb, fb) = two_shapes
+    Ra, Rb = a.rotation_matrix, b.rotation_matrix
+    once = metrics.voxel_iou(metrics.camera_occupancy(va, fa, Ra), metrics.camera_occupancy(vb, fb, Rb))
+    m = metrics.shape_metrics(va, fa, vb, fb, pred_rotation=Ra, gt_rotation=Rb, n_points=500, resolution=32)
+    assert once == m["voxel_iou@32"] < 1
+
+
+def test_expected_win_rate_judges_as_the_simulated_annotators_do():
+    # within the margin: equal, half a win; beyond it the better wins, flipped one time in ten
+    assert metrics.expected_win_rate([[0.50, 0.51]], [[0.505]], margin=0.02, noise=0.1) == 0.5
+    assert metrics.expected_win_rate([[0.8]], [[0.5]], margin=0.02, noise=0.1) == pytest.approx(0.9)
+    assert metrics.expected_win_rate([[0.5]], [[0.8]], margin=0.02, noise=0.1) == pytest.approx(0.1)
+    # scene by scene: a better candidate on one scene does not meet the other scene's candidates
+    assert metrics.expected_win_rate([[0.8], [0.1]], [[0.5], [0.05]], margin=0.02, noise=0.0) == 1.0
+    # every candidate against every candidate of the same scene: 0.8 beats both, 0.3 loses to 0.5
+    assert metrics.expected_win_rate([[0.8, 0.3]], [[0.5, 0.2]], margin=0.02, noise=0.0) == 0.75
+    with pytest.raises(ValueError, match="no comparisons"):
+        metrics.expected_win_rate([], [], margin=0.02, noise=0.1)
+
+
 def test_voxel_iou_of_nested_cubes():
     big = trimesh.creation.box(extents=(2, 2, 2))
     small = trimesh.creation.box(extents=(1, 1, 1))
