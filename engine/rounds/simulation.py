@@ -48,9 +48,9 @@ from engine.rounds.generate import job_item_generate
 from engine.rounds.services import DEFAULT_PAIRING
 from engine.rounds.train import checkpoint_evaluation
 from engine.stats.bradley_terry import fit_ratings, win_rate
+from modelzoo.generators.registry import seeds_are_ranks
 from modelzoo.mesh import read_glb
 from modelzoo.metrics import expected_win_rate, shape_metrics
-from modelzoo.generators.registry import seeds_are_ranks
 from modelzoo.models import Checkpoint, GenerationJob, GenerationJobItem, ProjectCheckpoint
 from modelzoo.services import bootstrap_register, checkpoint_register, project_mix_set
 from modelzoo.synth import sample_scene
