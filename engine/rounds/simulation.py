@@ -628,7 +628,7 @@ class Simulation:
                      f"{elo(self.bootstrap.pk):>22}")
         viou, cham, elos = [b["voxel_iou"]], [b["chamfer"]], [0.0 if self.bootstrap.pk in fitted else None]
         viou_pre, cham_pre = [b["voxel_iou_primitives"]], [b["chamfer_primitives"]]
-        paired, paired_prev, direct = [], [], []
+        paired, paired_prev, direct, direct_n = [], [], [], []
         per_prev = per_b
         for row in self.rows:
             f = lambda v, w=6, p=2: "-" if v is None else f"{v:>{w}.{p}f}"  # noqa: E731
@@ -653,8 +653,9 @@ class Simulation:
                 per_prev = per
                 vs = win_rate(comps, cid, row["parent_id"])
                 # direct: every gold-set candidate of this checkpoint against every one of the bootstrap
-                direct.append(round(expected_win_rate(per["annotator_iou@32"], per_b["annotator_iou@32"],
-                                                      self.st.equal_margin, self.st.noise), 4))
+                new, base = per["annotator_iou@32"], per_b["annotator_iou@32"]
+                direct.append(round(expected_win_rate(new, base, self.st.equal_margin, self.st.noise), 4))
+                direct_n.append(sum(len(a) * len(b) for a, b in zip(new, base)))
                 r = fitted.get(cid)
                 elos.append(None if r is None else round(r.rating - fitted[self.bootstrap.pk].rating, 1)
                             if self.bootstrap.pk in fitted else None)
@@ -671,6 +672,7 @@ class Simulation:
                 cols += f"{'(rating round: no training)':<28}"
             lines.append(cols)
         table = "\n".join(lines)
+        in_rounds = [win_rate(comps, r["checkpoint_id"], self.bootstrap.pk) for r in self.rows if "checkpoint_id" in r]
         result = {
             "viou_by_round": [round(v, 5) for v in viou], "chamfer_by_round": [round(v, 5) for v in cham],
             "domain": self.st.domain,
@@ -685,12 +687,10 @@ class Simulation:
             # The simulated annotators' direct comparisons of each round's checkpoint with the bootstrap:
             # every candidate of the one against every candidate of the other on each gold scene.
             "win_rate_vs_bootstrap_by_round": direct,
-            "comparisons_vs_bootstrap_by_round": [sum(len(a) ** 2 for a in per_b["annotator_iou@32"])] * len(direct),
+            "comparisons_vs_bootstrap_by_round": direct_n,
             # ... and where the rounds' candidates of the two met in the annotators' king-of-the-hill runs
-            "win_rate_vs_bootstrap_in_rounds": [win_rate(comps, r["checkpoint_id"], self.bootstrap.pk)["win_rate"]
-                                                for r in self.rows if "checkpoint_id" in r],
-            "comparisons_vs_bootstrap_in_rounds": [win_rate(comps, r["checkpoint_id"], self.bootstrap.pk)["comparisons"]
-                                                   for r in self.rows if "checkpoint_id" in r],
+            "win_rate_vs_bootstrap_in_rounds": [w["win_rate"] for w in in_rounds],
+            "comparisons_vs_bootstrap_in_rounds": [w["comparisons"] for w in in_rounds],
             "artist_meshes_by_round": [r.get("artist_meshes", 0) for r in self.rows],
             "artist_hours_by_round": [r.get("artist_hours", 0.0) for r in self.rows],
             "retrieval_wins_by_round": [r.get("retrieval_wins") for r in self.rows],

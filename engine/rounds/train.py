@@ -30,9 +30,9 @@ from modelzoo.evaluate import GOLD_SEED_BASE, _summary, gold_set, score
 from modelzoo.generators.base import GenerationRequest
 from modelzoo.metrics import camera_occupancy, voxel_iou
 from modelzoo.models import Checkpoint, ProjectCheckpoint
-from modelzoo.synth.rotations import quat_to_matrix
 from modelzoo.selectors import checkpoints_for_project
 from modelzoo.services import checkpoint_register
+from modelzoo.synth.rotations import quat_to_matrix
 from modelzoo.weights import checkpoint_local_path, generator_for_checkpoint
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ EVAL_GOLD_SIZE = 100
 EVAL_SEEDS = (0, 1, 2, 3)
 PROGRESS_EVERY_STEPS = 10
 LOSS_POINTS = 400  # per stage, in the run's progress: the live loss curve
-_GOLD: dict[str, list] = {}  # domain -> [(scene, gt vertices, gt faces)] of its gold set, per process
+_GOLD: dict[str, list] = {}  # domain -> [(scene, gt vertices, gt faces, annotators' voxels)] of its gold set, per process
 
 _TRANSITIONS = job_lifecycle(pending=TrainingRun.State.PENDING, working=TrainingRun.State.RUNNING,
                              done=TrainingRun.State.DONE, failed=TrainingRun.State.FAILED)
@@ -164,15 +164,15 @@ def checkpoint_evaluate(*, checkpoint, n: int = EVAL_GOLD_SIZE, domain: str = "p
     gen = generator_for_checkpoint(checkpoint)
     rows, t0 = [], time.time()
     gold = _GOLD.setdefault(domain, [])
-    if len(gold) < n:  # scenes and ground-truth meshes, kept for the next checkpoint
-        gold.extend((s, *s.gt_mesh(64)) for s in gold_set(n - len(gold), start=len(gold), domain=domain))
+    if len(gold) < n:  # scenes, ground-truth meshes and the annotators' voxels of them, kept for the next checkpoint
+        gold.extend((s, gt_v, gt_f, camera_occupancy(gt_v, gt_f, s.rotation_matrix))
+                    for s in gold_set(n - len(gold), start=len(gold), domain=domain) for gt_v, gt_f in [s.gt_mesh(64)])
     annotator_ious = []  # per scene, per seed: what a simulated annotator judges by (direct win rates)
-    for s, gt_v, gt_f in gold[:n]:
+    for s, gt_v, gt_f, truth in gold[:n]:
         cands = gen.generate(GenerationRequest(image=s.image, mask=s.mask, seeds=list(seeds), steps=4,
                                                intrinsics=s.intrinsics))
         scored = [score(c.vertices, c.faces, c.layout, gt_v, gt_f, s.layout) for c in cands]
         rows.append({k: float(np.mean([m[k] for m in scored])) for k in scored[0]})
-        truth = camera_occupancy(gt_v, gt_f, s.rotation_matrix)
         annotator_ious.append([round(voxel_iou(camera_occupancy(c.vertices, c.faces, quat_to_matrix(c.layout.rotation)),
                                                truth), 4) for c in cands])
     result = {"gold_set": {"n": n, "seed_base": GOLD_SEED_BASE, "steps": 4, "domain": domain, "seeds": list(seeds)},
