@@ -26,7 +26,10 @@ alpha (3) the item is a hard case.
    shapes of the domain that no measured object uses, after the `--assist-retrieval` ones its pool
    had, as the engine's recovery asks the backend), is ranked, and judged again on the top
    `--shown` + `--random`: recovered if that winner is rated at least alpha (one more judgement per
-   hard case; counted), and recoverable if any of its new candidates would be (no noise).
+   hard case; counted), and recoverable if any of its new candidates would be (no noise). With
+   `--recover-first-pool` the first pass's candidates that were not shown join the new ones; with
+   `--recover-avoid L` a candidate's score loses L x its largest occupancy IoU with the 8 the
+   annotator rejected.
 4. **Active selection** (`--budget` judgements, a share of the objects): the objects where the
    ranker is least sure (smallest gap between its top two scores) against objects in order;
    the figure is the acceptance among the judged objects, and the score gap as a key.
@@ -36,6 +39,12 @@ alpha (3) the item is a hard case.
    each scored on the domain's gold set (seed 0, 4 steps), paired against the checkpoint and
    pre-ranked against plain. Each one's implicit reward against the checkpoint it started from
    (`modelzoo.ranker.implicit`, the second ranker) is scored on step 1's held-out pairs.
+
+`--draws K` repeats steps 1-4 with K draws of the simulated annotators (seeds `--seed`, `--seed` + 100,
+...: each annotates its own first round, trains its own ranker and judges both arms): one draw's
+acceptance over 600 objects moves by a point or two with the draw, so the figures are the means
+over the draws, with their standard errors (`<figure>_se`), each draw's own under `draws`; the
+hard cases recovered are one share of all draws' hard cases. Step 5 uses the first draw's pairs.
 
 Prints a table, then one JSON line: `ranker_agreement`, `annotator_agreement`,
 `acceptance_plain`, `acceptance_assisted`, `acceptance_gain_points`, `hard_cases`,
@@ -244,6 +253,15 @@ def ranker_scores(net, world: World, index: int, seeds: list[int]) -> dict[int, 
     return dict(zip(seeds, s.tolist()))
 
 
+def closest_shape_iou(world: World, index: int, seed: int, others: list[int]) -> float:
+    """The largest occupancy IoU (the ranker's 16^3 grid, in the camera's orientation) of candidate
+    `seed` with the candidates `others` of the same object."""
+    c = world.candidates(index, [seed, *others])
+    a = c[seed]["input"].occ > 0.5
+    return max(float((a & b).sum()) / max(float((a | b).sum()), 1.0)
+               for b in (c[sd]["input"].occ > 0.5 for sd in others))
+
+
 def pre_rank(scores: dict[int, float], shown: int, extra: int, rng: random.Random) -> list[int]:
     """The ranker's top `shown` plus `extra` drawn at random from the rest."""
     order = sorted(scores, key=lambda sd: -scores[sd])
@@ -324,58 +342,15 @@ def next_checkpoint_gain(world: World, arms: dict[str, list], gold: int, domain:
     return out
 
 
-def main(argv=None) -> dict:
+def run_draw(world: World, a, seed: int) -> dict:
+    """Steps 1-4 with one draw of the simulated annotators (`seed`): the first round's annotations,
+    the ranker trained on them, both arms of the measured round, recovery and active selection.
+    Returns the draw's figures, and under "_step5" what the next checkpoint's step needs."""
     from modelzoo.ranker.train import PairData, RankerHyperParameters, agreement, fit, held_out_object
-    from modelzoo.training import HyperParameters
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", default=str(harness.ROOT / "modelzoo/checkpoints/bootstrap.pt"))
-    p.add_argument("--domain", default="household")
-    p.add_argument("--steps", type=int, default=4)
-    p.add_argument("--train-objects", type=int, default=400, help="the first round's objects (ranker training)")
-    p.add_argument("--objects", type=int, default=200, help="objects of the measured round")
-    p.add_argument("--plain", type=int, default=8, help="best-of-N of the plain round")
-    p.add_argument("--m", type=int, default=32, help="candidates generated per object with pre-ranking")
-    p.add_argument("--shown", type=int, default=6)
-    p.add_argument("--random", type=int, default=2)
-    p.add_argument("--recover-m", type=int, default=64)
-    p.add_argument("--library", type=int, default=0,
-                   help="a retrieval backend over a library of this many shapes of the domain (0: none)")
-    p.add_argument("--assist-retrieval", type=int, default=0,
-                   help="pre-ranking: this many of the library's nearest shapes join the M seeds (needs --library)")
-    p.add_argument("--recover-retrieval", type=int, default=0,
-                   help="recovery: this many of the library's nearest shapes join the new seeds (needs --library)")
-    p.add_argument("--train-retrieval", type=int, default=0,
-                   help="the first round: this many of the library's nearest shapes among its --plain candidates, "
-                        "as a round whose mix has the retrieval backend (needs --library)")
-    p.add_argument("--budget", type=float, default=0.5, help="active selection: share of objects judged")
-    p.add_argument("--noise", type=float, default=0.1)
-    p.add_argument("--equal-margin", type=float, default=0.02)
-    p.add_argument("--alpha", type=int, default=3)
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--members", type=int, default=RankerHyperParameters.members,
-                   help="networks in the ranker's ensemble (1: one network)")
-    p.add_argument("--no-mirror", action="store_true", help="train the ranker without mirrored pairs")
-    p.add_argument("--gain-gold", type=int, default=100,
-                   help="gold scenes for the next checkpoint's gain (DPO on each arm's pairs); 0 skips it")
-    p.add_argument("--dpo-steps", type=int, default=600, help="DPO steps of the next checkpoint (the trainer's default)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--cache", default=os.path.join(os.environ.get("VAR_DIR", "/tmp"), "assisted-cache"),
-                   help="folder of generated and scored candidates ('' keeps them in memory only)")
-    a = p.parse_args(argv)
-    if a.shown + a.random != a.plain:
-        p.error(f"--shown + --random ({a.shown + a.random}) must equal --plain ({a.plain}): the same annotation cost")
-    import torch
-
-    torch.set_num_threads(1)
     t0 = time.time()
-    if (a.recover_retrieval or a.assist_retrieval or a.train_retrieval) and not a.library:
-        p.error("--recover-retrieval, --assist-retrieval and --train-retrieval need --library")
-    if not 0 <= a.train_retrieval < a.plain:
-        p.error(f"--train-retrieval must be from 0 to --plain - 1 ({a.plain - 1})")
-    world = World(a.checkpoint, a.domain, a.steps, a.cache or None, library=a.library)
-    ann = Annotator(a.noise, a.equal_margin, a.seed)
-    second = Annotator(a.noise, a.equal_margin, a.seed + 1)
+    ann = Annotator(a.noise, a.equal_margin, seed)
+    second = Annotator(a.noise, a.equal_margin, seed + 1)
 
     # 1. the first round: best-of-N, its winner_beat pairs train the ranker
     data, index_of = PairData(), {}
@@ -391,7 +366,7 @@ def main(argv=None) -> dict:
             index_of[(i, sd)] = data.add_candidate(o, cands[sd]["input"])
         data.pairs.extend((index_of[(i, w)], index_of[(i, lo)]) for w, lo in pairs)
     t_round1 = time.time() - t0
-    hp = RankerHyperParameters(epochs=a.epochs, seed=a.seed, members=a.members, mirror=not a.no_mirror)
+    hp = RankerHyperParameters(epochs=a.epochs, seed=seed, members=a.members, mirror=not a.no_mirror)
     net, stats = fit(data, hp, log=lambda m: print(m, flush=True))
     held = [pr for pr in data.pairs if held_out_object(data.object_keys[data.candidate_object[pr[0]]], hp.held_out)]
     key_of = {v: k for k, v in index_of.items()}
@@ -402,19 +377,18 @@ def main(argv=None) -> dict:
         verdict = second.prefer(c[sw]["iou"], c[sl]["iou"])
         votes.append(1.0 if verdict == "a" else 0.5 if verdict == "equal" else 0.0)
     annotator_agreement = float(np.mean(votes)) if votes else None
-    ranker_agreement = stats["held_out_agreement"]
     # the oracle's agreement: how often the noiseless IoU orders the held-out pairs as the annotator did
     iou = {idx: world.candidates(i, [sd])[sd]["iou"] for (i, sd), idx in index_of.items()}
     truth_agreement = agreement(np.array([iou[k] for k in range(len(data.candidates))]), held)
 
     # 2. pre-ranking against plain best-of-N, same annotators, one judgement per object each
-    rng = random.Random(a.seed)
+    rng = random.Random(seed)
     base = a.train_objects
-    rows, hard = [], []
+    rows, hard, first_shown = [], [], {}
     assisted_seeds = list(range(a.m)) + [-1 - k for k in range(a.assist_retrieval)]
     # The same annotators, each arm with its own draws, so that an arm's figure does not move with another's setting.
-    ann_plain = Annotator(a.noise, a.equal_margin, a.seed + 10)
-    ann_mix = Annotator(a.noise, a.equal_margin, a.seed + 11)
+    ann_plain = Annotator(a.noise, a.equal_margin, seed + 10)
+    ann_mix = Annotator(a.noise, a.equal_margin, seed + 11)
     # With retrieval in the pool, a second control: the same 8 from the same two sources, no ranker
     # (the first seeds and the library's `--random` nearest shapes).
     mix_seeds = list(range(a.plain - a.random)) + [-1 - k for k in range(a.random)] if a.assist_retrieval else []
@@ -445,9 +419,7 @@ def main(argv=None) -> dict:
                      "oracle_m": rating_for(max(c["iou"] for c in cands.values())) >= a.alpha})
         if r_ass < a.alpha:
             hard.append(i)
-    acc_plain = float(np.mean([r["plain"] for r in rows]))
-    acc_ass = float(np.mean([r["assisted"] for r in rows]))
-    acc_mix = float(np.mean([r["plain_mix"] for r in rows])) if mix_seeds else None
+            first_shown[i] = shown
 
     # 3. hard-case recovery: more seeds, ranked, judged again
     recovered, recoverable, recovery_pairs = 0, 0, []
@@ -455,73 +427,193 @@ def main(argv=None) -> dict:
     more = list(range(a.m, a.m + a.recover_m)) + [-1 - k for k in range(a.assist_retrieval,
                                                                         a.assist_retrieval + a.recover_retrieval)]
     for i in hard:
-        pool = world.candidates(i, more)
+        # With --recover-first-pool the first pass's candidates that were not shown join the new ones.
+        pool_seeds = more + ([sd for sd in assisted_seeds if sd not in first_shown[i]] if a.recover_first_pool else [])
+        pool = world.candidates(i, pool_seeds)
         recoverable += rating_for(max(c["iou"] for c in pool.values())) >= a.alpha
-        scores = ranker_scores(net, world, i, more)
+        scores = ranker_scores(net, world, i, pool_seeds)
+        if a.recover_avoid:  # away from what the annotator rejected: minus lambda x the closest shown shape's IoU
+            scores = {sd: x - a.recover_avoid * closest_shape_iou(world, i, sd, first_shown[i])
+                      for sd, x in scores.items()}
         shown = pre_rank(scores, a.shown, a.random, rng)
         cands = world.candidates(i, shown)
         w, beat = ann.king_of_the_hill({sd: cands[sd]["iou"] for sd in shown})
         recovered += ann.rating(cands[w]["iou"]) >= a.alpha
         recovery_pairs += [(i, w, lo) for w, lo in beat]
-    recovered_share = recovered / len(hard) if hard else None
 
     # 4. active selection under a budget: least sure first, against the order of arrival
     n_budget = max(1, int(round(a.budget * len(rows))))
     by_gap = sorted(rows, key=lambda r: r["gap"])[:n_budget]
-    active = {"budget": n_budget, "acceptance_in_order": float(np.mean([r["assisted"] for r in rows[:n_budget]])),
-              "acceptance_least_sure": float(np.mean([r["assisted"] for r in by_gap])),
-              "hard_share_least_sure": float(np.mean([not r["assisted"] for r in by_gap])),
-              "hard_share_in_order": float(np.mean([not r["assisted"] for r in rows[:n_budget]]))}
 
-    # 5. the next checkpoint: the parent trained by DPO on each arm's pairs, scored on the gold set
+    def mean(key, among=rows):
+        return float(np.mean([r[key] for r in among]))
+
+    print(f"draw {seed}: ranker agreement {stats['held_out_agreement']}, acceptance plain {mean('plain'):.3f} "
+          f"pre-ranked {mean('assisted'):.3f}, recovered {recovered} of {len(hard)} ({time.time() - t0:.0f}s)",
+          flush=True)
+    return {"seed": seed, "ranker_agreement": stats["held_out_agreement"], "annotator_agreement": annotator_agreement,
+            "truth_agreement": truth_agreement, "ranker_train_agreement": stats["train_agreement"],
+            "ranker_epoch": stats["epoch"],
+            "first_round_retrieved_won": retrieved_won / a.train_objects if a.train_retrieval else None,
+            "acceptance_plain": mean("plain"), "acceptance_assisted": mean("assisted"),
+            "acceptance_gain_points": 100 * (mean("assisted") - mean("plain")),
+            "acceptance_plain_mix": mean("plain_mix") if mix_seeds else None,
+            "acceptance_ceiling_plain": mean("oracle_plain"), "acceptance_ceiling_m": mean("oracle_m"),
+            "winner_iou_plain": mean("winner_iou_plain"), "winner_iou_assisted": mean("winner_iou_assisted"),
+            "best_iou_plain": mean("best_iou_plain"), "best_iou_m": mean("best_iou_m"),
+            "random_won": mean("random_won"),
+            "hard_cases": len(hard), "hard_cases_recovered": recovered, "hard_cases_recoverable": recoverable,
+            "active_budget": n_budget,
+            "hard_share_in_order": float(np.mean([not r["assisted"] for r in rows[:n_budget]])),
+            "hard_share_least_sure": float(np.mean([not r["assisted"] for r in by_gap])),
+            "stats": stats, "round1_seconds": t_round1,
+            "_step5": {"pairs": pairs_by_arm, "recovery_pairs": recovery_pairs,
+                       "held": [(key_of[w][0], key_of[w][1], key_of[lo][1]) for w, lo in held]}}
+
+
+def summarise(draws: list[dict]) -> dict:
+    """Each figure's mean over the draws (None where a draw has none), its standard error (with two
+    or more draws) as `<figure>_se`, and the hard cases recovered as one share of all draws' hard cases."""
+    out = {}
+    for key, value in draws[0].items():
+        if key.startswith("_") or key in ("seed", "stats", "round1_seconds") or not isinstance(value, (int, float)) or value is None:
+            continue
+        xs = np.array([d[key] for d in draws if d[key] is not None], float)
+        out[key] = float(xs.mean())
+        if len(xs) > 1:
+            out[f"{key}_se"] = harness.standard_error(xs)
+    hard = sum(d["hard_cases"] for d in draws)
+    out["hard_cases_recovered_share"] = sum(d["hard_cases_recovered"] for d in draws) / hard if hard else None
+    for key in ("annotator_agreement", "first_round_retrieved_won", "acceptance_plain_mix"):
+        out.setdefault(key, None)
+    return out
+
+
+def main(argv=None) -> dict:
+    from modelzoo.ranker.train import RankerHyperParameters
+    from modelzoo.training import HyperParameters
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", default=str(harness.ROOT / "modelzoo/checkpoints/bootstrap.pt"))
+    p.add_argument("--domain", default="household")
+    p.add_argument("--steps", type=int, default=4)
+    p.add_argument("--train-objects", type=int, default=400, help="the first round's objects (ranker training)")
+    p.add_argument("--objects", type=int, default=200, help="objects of the measured round")
+    p.add_argument("--plain", type=int, default=8, help="best-of-N of the plain round")
+    p.add_argument("--m", type=int, default=32, help="candidates generated per object with pre-ranking")
+    p.add_argument("--shown", type=int, default=6)
+    p.add_argument("--random", type=int, default=2)
+    p.add_argument("--recover-m", type=int, default=64)
+    p.add_argument("--recover-first-pool", action="store_true",
+                   help="recovery: the first pass's candidates that were not shown join the new ones")
+    p.add_argument("--recover-avoid", type=float, default=0.0,
+                   help="recovery: each candidate's score minus this x its largest occupancy IoU with the shapes the "
+                        "annotator rejected (the first pass's shown ones)")
+    p.add_argument("--library", type=int, default=0,
+                   help="a retrieval backend over a library of this many shapes of the domain (0: none)")
+    p.add_argument("--assist-retrieval", type=int, default=0,
+                   help="pre-ranking: this many of the library's nearest shapes join the M seeds (needs --library)")
+    p.add_argument("--recover-retrieval", type=int, default=0,
+                   help="recovery: this many of the library's nearest shapes join the new seeds (needs --library)")
+    p.add_argument("--train-retrieval", type=int, default=0,
+                   help="the first round: this many of the library's nearest shapes among its --plain candidates, "
+                        "as a round whose mix has the retrieval backend (needs --library)")
+    p.add_argument("--budget", type=float, default=0.5, help="active selection: share of objects judged")
+    p.add_argument("--noise", type=float, default=0.1)
+    p.add_argument("--equal-margin", type=float, default=0.02)
+    p.add_argument("--alpha", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--members", type=int, default=RankerHyperParameters.members,
+                   help="networks in the ranker's ensemble (1: one network)")
+    p.add_argument("--no-mirror", action="store_true", help="train the ranker without mirrored pairs")
+    p.add_argument("--gain-gold", type=int, default=100,
+                   help="gold scenes for the next checkpoint's gain (DPO on each arm's pairs); 0 skips it")
+    p.add_argument("--dpo-steps", type=int, default=600, help="DPO steps of the next checkpoint (the trainer's default)")
+    p.add_argument("--seed", type=int, default=0, help="the (first) draw of the simulated annotators")
+    p.add_argument("--draws", type=int, default=1,
+                   help="draws of the simulated annotators (seeds --seed, --seed + 100, ...): each annotates the first "
+                        "round, trains its ranker and judges both arms; the figures are the means over the draws")
+    p.add_argument("--cache", default=os.path.join(os.environ.get("VAR_DIR", "/tmp"), "assisted-cache"),
+                   help="folder of generated and scored candidates ('' keeps them in memory only)")
+    a = p.parse_args(argv)
+    if a.shown + a.random != a.plain:
+        p.error(f"--shown + --random ({a.shown + a.random}) must equal --plain ({a.plain}): the same annotation cost")
+    if a.draws < 1:
+        p.error("--draws must be at least 1")
+    import torch
+
+    torch.set_num_threads(1)
+    t0 = time.time()
+    if (a.recover_retrieval or a.assist_retrieval or a.train_retrieval) and not a.library:
+        p.error("--recover-retrieval, --assist-retrieval and --train-retrieval need --library")
+    if not 0 <= a.train_retrieval < a.plain:
+        p.error(f"--train-retrieval must be from 0 to --plain - 1 ({a.plain - 1})")
+    world = World(a.checkpoint, a.domain, a.steps, a.cache or None, library=a.library)
+    # Draws 100 apart: a draw's annotators use its seed + 0, 1, 10 and 11, so no two draws share one.
+    draws = [run_draw(world, a, a.seed + 100 * k) for k in range(a.draws)]
+    fig = summarise(draws)
+
+    # 5. the next checkpoint (the first draw's pairs): the parent trained by DPO on each arm's pairs, on the gold set
     gain = None
     if a.gain_gold:
-        arms = {"plain": pairs_by_arm["plain"], "assisted": pairs_by_arm["assisted"],
-                "assisted_recovery": pairs_by_arm["assisted"] + recovery_pairs}
+        step5 = draws[0]["_step5"]
+        arms = {"plain": step5["pairs"]["plain"], "assisted": step5["pairs"]["assisted"],
+                "assisted_recovery": step5["pairs"]["assisted"] + step5["recovery_pairs"]}
         gain = next_checkpoint_gain(world, arms, a.gain_gold, a.domain,
-                                    HyperParameters(dpo_steps=a.dpo_steps, seed=a.seed),
-                                    held=[(key_of[w][0], key_of[w][1], key_of[lo][1]) for w, lo in held])
+                                    HyperParameters(dpo_steps=a.dpo_steps, seed=a.seed), held=step5["held"])
 
     seconds = time.time() - t0
+    stats, many = draws[0]["stats"], len(draws) > 1
+
+    def fmt(key, width=8):
+        x = fig.get(key)
+        if x is None:
+            return f"{'-':>{width}}"
+        se = fig.get(f"{key}_se")
+        return f"{x:>{width}.3f}" + (f" +- {se:.3f}" if se is not None else "")
+
     print()
-    print(f"ranker ({stats['members']} member(s), mirrored pairs: {hp.mirror}): {stats['train_pairs']} training "
-          f"pairs, {stats['validation_pairs']} for early stopping (epoch "
-          f"{stats['epoch']}), {stats['held_out_pairs']} held out "
-          f"({stats['objects']} objects; round 1 generated and annotated in {t_round1:.0f}s, trained in "
-          f"{stats['seconds']:.0f}s)")
+    print(f"ranker ({stats['members']} member(s), mirrored pairs: {not a.no_mirror}): {stats['train_pairs']} training "
+          f"pairs, {stats['validation_pairs']} for early stopping (epoch {stats['epoch']}), {stats['held_out_pairs']} "
+          f"held out ({stats['objects']} objects; round 1 generated and annotated in {draws[0]['round1_seconds']:.0f}s, "
+          f"trained in {stats['seconds']:.0f}s){' - the first draw' if many else ''}")
+    if many:
+        print(f"{len(draws)} draws of the annotators (seeds {', '.join(str(d['seed']) for d in draws)}), each with its "
+              f"own first round and ranker: means +- their standard errors")
     if a.train_retrieval:
         print(f"first round: {a.plain - a.train_retrieval} seeds + {a.train_retrieval} retrieved shapes per object; "
-              f"a retrieved shape won {retrieved_won} of {a.train_objects}")
-    print(f"{'agreement with held-out annotator picks':<48} {'':>8}")
-    def fmt(x):
-        return f"{x:>8.3f}" if x is not None else f"{'-':>8}"
-
-    print(f"  {'ranker':<46} {fmt(ranker_agreement)}")
+              f"a retrieved shape won {fig['first_round_retrieved_won']:.3f} of the time")
+    print(f"{'agreement with held-out annotator picks':<48}")
+    print(f"  {'ranker':<46} {fmt('ranker_agreement')}")
     implicit = gain["arms"]["plain"]["implicit_reward_agreement"] if gain else None
     if implicit is not None:
-        print(f"  {'implicit reward of the next checkpoint (plain)':<46} {fmt(implicit)}")
-    print(f"  {'a second annotator':<46} {fmt(annotator_agreement)}")
-    print(f"  {'the ground truth (noiseless IoU)':<46} {fmt(truth_agreement)}")
+        print(f"  {'implicit reward of the next checkpoint (plain)':<46} {implicit:>8.3f}")
+    print(f"  {'a second annotator':<46} {fmt('annotator_agreement')}")
+    print(f"  {'the ground truth (noiseless IoU)':<46} {fmt('truth_agreement')}")
     print(f"{'measured round':<48} {'plain':>8} {'assisted':>8}")
-    print(f"  {'acceptance (winner rated >= alpha)':<46} {acc_plain:>8.3f} {acc_ass:>8.3f}")
-    print(f"  {'mean winner IoU':<46} {np.mean([r['winner_iou_plain'] for r in rows]):>8.3f} "
-          f"{np.mean([r['winner_iou_assisted'] for r in rows]):>8.3f}")
-    print(f"  {'best IoU among the candidates (8 / M)':<46} {np.mean([r['best_iou_plain'] for r in rows]):>8.3f} "
-          f"{np.mean([r['best_iou_m'] for r in rows]):>8.3f}")
-    print(f"  {'acceptance of the best candidate (no noise)':<46} {np.mean([r['oracle_plain'] for r in rows]):>8.3f} "
-          f"{np.mean([r['oracle_m'] for r in rows]):>8.3f}")
-    print(f"  {'winner among the random extras':<46} {'':>8} {np.mean([r['random_won'] for r in rows]):>8.3f}")
-    if acc_mix is not None:
-        print(f"  {f'acceptance of {a.plain - a.random} seeds + {a.random} retrieved, no ranker':<46} {acc_mix:>8.3f}")
-    print(f"hard cases of the assisted arm {len(hard)}, recovered {recovered} "
-          f"({'-' if recovered_share is None else f'{recovered_share:.2f}'}) with {a.recover_m} more seeds"
-          f"{f' and {a.recover_retrieval} retrieved shapes' if a.recover_retrieval else ''}, {len(hard)} more "
-          f"judgements; {recoverable} had an acceptable candidate among them (no noise)")
-    print(f"active selection, {n_budget} of {len(rows)} judged: hard-case share in order "
-          f"{active['hard_share_in_order']:.3f}, least sure first {active['hard_share_least_sure']:.3f}")
+    print(f"  {'acceptance (winner rated >= alpha)':<46} {fmt('acceptance_plain')} {fmt('acceptance_assisted')}")
+    print(f"  {'acceptance gain, points':<46} {'':>8} {fmt('acceptance_gain_points')}")
+    print(f"  {'mean winner IoU':<46} {fmt('winner_iou_plain')} {fmt('winner_iou_assisted')}")
+    print(f"  {'best IoU among the candidates (8 / M)':<46} {fmt('best_iou_plain')} {fmt('best_iou_m')}")
+    print(f"  {'acceptance of the best candidate (no noise)':<46} {fmt('acceptance_ceiling_plain')} "
+          f"{fmt('acceptance_ceiling_m')}")
+    print(f"  {'winner among the random extras':<46} {'':>8} {fmt('random_won')}")
+    if a.assist_retrieval:
+        print(f"  {f'acceptance of {a.plain - a.random} seeds + {a.random} retrieved, no ranker':<46} "
+              f"{fmt('acceptance_plain_mix')}")
+    share = fig["hard_cases_recovered_share"]
+    print(f"hard cases of the assisted arm {fig['hard_cases']:.1f} a draw, recovered {fig['hard_cases_recovered']:.1f} "
+          f"({'-' if share is None else f'{share:.3f}'}) with {a.recover_m} more seeds"
+          f"{f' and {a.recover_retrieval} retrieved shapes' if a.recover_retrieval else ''}"
+          f"{' and the first pass not shown' if a.recover_first_pool else ''}"
+          f"{f' (scores minus {a.recover_avoid} x the IoU with the rejected shapes)' if a.recover_avoid else ''}, as many more "
+          f"judgements; {fig['hard_cases_recoverable']:.1f} had an acceptable candidate among them (no noise)")
+    print(f"active selection, {draws[0]['active_budget']} of {a.objects} judged: hard-case share in order "
+          f"{fmt('hard_share_in_order', 0)}, least sure first {fmt('hard_share_least_sure', 0)}")
     if gain:
-        print(f"next checkpoint (DPO from the parent on each arm's pairs), {a.gain_gold} gold scenes, "
-              f"paired against the parent ({gain['parent_viou']:.4f} vIoU, {gain['parent_chamfer']:.4f} Chamfer):")
+        print(f"next checkpoint (DPO from the parent on each arm's pairs{', the first draw' if many else ''}), "
+              f"{a.gain_gold} gold scenes, paired against the parent ({gain['parent_viou']:.4f} vIoU, "
+              f"{gain['parent_chamfer']:.4f} Chamfer):")
         for arm, g in gain["arms"].items():
             print(f"  {arm:<20} {g['pairs']:>6} pairs  vIoU {g['viou_gain']:+.4f} +- {g['viou_se']:.4f}  "
                   f"Chamfer {g['chamfer_gain']:+.4f} +- {g['chamfer_se']:.4f}")
@@ -529,26 +621,27 @@ def main(argv=None) -> dict:
         print(f"  {'assisted - plain':<20} {'':>6}        vIoU {d['viou']:+.4f} +- {d['viou_se']:.4f}  "
               f"Chamfer {d['chamfer']:+.4f} +- {d['chamfer_se']:.4f}")
     print(f"{seconds:.0f}s in all")
-    out = {"ranker_agreement": round(ranker_agreement, 4) if ranker_agreement is not None else None,
-           "annotator_agreement": round(annotator_agreement, 4) if annotator_agreement is not None else None,
-           "truth_agreement": round(truth_agreement, 4) if truth_agreement is not None else None,
-           # the second ranker: the implicit reward of the DPO checkpoint of the plain arm's pairs
-           "implicit_reward_agreement": implicit,
-           "ranker_train_agreement": stats["train_agreement"], "ranker_epoch": stats["epoch"],
-           # with --train-retrieval: the share of the first round's winners that were retrieved shapes
-           "first_round_retrieved_won": round(retrieved_won / a.train_objects, 4) if a.train_retrieval else None,
-           "acceptance_plain": round(acc_plain, 4), "acceptance_assisted": round(acc_ass, 4),
-           "acceptance_gain_points": round(100 * (acc_ass - acc_plain), 2),
-           "acceptance_plain_mix": None if acc_mix is None else round(acc_mix, 4),
-           "acceptance_ceiling_plain": round(float(np.mean([r["oracle_plain"] for r in rows])), 4),
-           "acceptance_ceiling_m": round(float(np.mean([r["oracle_m"] for r in rows])), 4),
-           "hard_cases": len(hard), "hard_cases_recovered": recovered,
-           "hard_cases_recovered_share": None if recovered_share is None else round(recovered_share, 4),
-           "hard_cases_recoverable": recoverable,
-           "next_checkpoint_gain": gain,
-           "active": active, "ranker_pairs": stats["pairs"], "seconds": round(seconds, 1),
-           "setting": {k: v for k, v in vars(a).items() if k != "checkpoint"},
-           "checkpoint": os.path.basename(a.checkpoint)}
+
+    def rounded(x, digits=4):
+        return None if x is None else round(x, digits)
+
+    out = {key: rounded(value, 2 if key.startswith("acceptance_gain_points") else 4) for key, value in fig.items()
+           if not key.startswith(("hard_cases", "active_", "hard_share", "ranker_epoch"))}
+    out.update({
+        # the second ranker: the implicit reward of the DPO checkpoint of the plain arm's pairs (the first draw)
+        "implicit_reward_agreement": implicit, "ranker_epoch": draws[0]["ranker_epoch"],
+        "hard_cases": rounded(fig["hard_cases"], 2), "hard_cases_recovered": rounded(fig["hard_cases_recovered"], 2),
+        "hard_cases_recovered_share": rounded(share), "hard_cases_recoverable": rounded(fig["hard_cases_recoverable"], 2),
+        "next_checkpoint_gain": gain,
+        "active": {"budget": draws[0]["active_budget"], "hard_share_in_order": rounded(fig["hard_share_in_order"]),
+                   "hard_share_least_sure": rounded(fig["hard_share_least_sure"])},
+        "ranker_pairs": stats["pairs"], "seconds": round(seconds, 1),
+        "draws": [{k: rounded(v) if isinstance(v, float) else v for k, v in d.items()
+                   if k in ("seed", "ranker_agreement", "annotator_agreement", "acceptance_plain",
+                            "acceptance_assisted", "acceptance_gain_points", "hard_cases", "hard_cases_recovered")}
+                  for d in draws],
+        "setting": {k: v for k, v in vars(a).items() if k != "checkpoint"},
+        "checkpoint": os.path.basename(a.checkpoint)})
     print(json.dumps(out))
     return out
 

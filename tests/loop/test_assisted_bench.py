@@ -62,3 +62,30 @@ def test_the_assisted_bench_small(tmp_path, retrieval):
     # the second ranker: the plain arm's DPO checkpoint's implicit reward on the held-out pairs
     assert 0 <= figures["implicit_reward_agreement"] <= 1
     assert figures["implicit_reward_agreement"] == gain["arms"]["plain"]["implicit_reward_agreement"]
+
+
+def test_several_draws_of_the_annotators_are_averaged(tmp_path):
+    """--draws K: K draws of the annotators, each with its own first round and ranker; the figures
+    are their means, with standard errors, and each draw's own figures are listed."""
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "assisted.py"), "--train-objects", "12", "--objects", "6",
+         "--plain", "4", "--m", "10", "--shown", "3", "--random", "1", "--recover-m", "8", "--epochs", "2",
+         "--gain-gold", "0", "--draws", "2", "--seed", "3", "--recover-first-pool", "--recover-avoid", "0.2",
+         "--cache", str(tmp_path)],
+        capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    draws = figures["draws"]
+    assert [d["seed"] for d in draws] == [3, 103]
+    for key in ("ranker_agreement", "acceptance_plain", "acceptance_assisted"):
+        assert figures[key] == pytest.approx(sum(d[key] for d in draws) / 2, abs=1e-4), key
+        assert f"{key}_se" in figures
+    assert figures["acceptance_gain_points"] == pytest.approx(
+        100 * (figures["acceptance_assisted"] - figures["acceptance_plain"]), abs=0.011)
+    hard = sum(d["hard_cases"] for d in draws)  # the share recovered is of all draws' hard cases together
+    assert figures["hard_cases_recovered_share"] == (
+        None if not hard else pytest.approx(sum(d["hard_cases_recovered"] for d in draws) / hard, abs=1e-4))
+    assert "2 draws of the annotators (seeds 3, 103)" in out.stdout
+    assert figures["next_checkpoint_gain"] is None
+    # recovery ranked the first pass's unshown candidates with the new ones, away from the rejected shapes
+    assert "and the first pass not shown (scores minus 0.2 x the IoU with the rejected shapes)" in out.stdout
