@@ -486,6 +486,11 @@ def summarise(draws: list[dict]) -> dict:
     out["hard_cases_recovered_share"] = sum(d["hard_cases_recovered"] for d in draws) / hard if hard else None
     for key in ("annotator_agreement", "first_round_retrieved_won", "acceptance_plain_mix"):
         out.setdefault(key, None)
+    # The machines and the draws are noisy: the headline figures' medians over the draws too.
+    shares = [d["hard_cases_recovered"] / d["hard_cases"] for d in draws if d["hard_cases"]]
+    out["medians"] = {"ranker_agreement": float(np.median([d["ranker_agreement"] for d in draws])),
+                      "acceptance_gain_points": float(np.median([d["acceptance_gain_points"] for d in draws])),
+                      "hard_cases_recovered_share": float(np.median(shares)) if shares else None}
     return out
 
 
@@ -508,7 +513,8 @@ def main(argv=None) -> dict:
                    help="recovery: the first pass's candidates that were not shown join the new ones")
     p.add_argument("--recover-avoid", type=float, default=0.0,
                    help="recovery: each candidate's score minus this x its largest occupancy IoU with the shapes the "
-                        "annotator rejected (the first pass's shown ones)")
+                        "annotator rejected (the first pass's shown ones); in the ranker's units, where the silhouette "
+                        "prior scores 10 x the silhouette's IoU")
     p.add_argument("--library", type=int, default=0,
                    help="a retrieval backend over a library of this many shapes of the domain (0: none)")
     p.add_argument("--assist-retrieval", type=int, default=0,
@@ -608,6 +614,11 @@ def main(argv=None) -> dict:
           f"{' and the first pass not shown' if a.recover_first_pool else ''}"
           f"{f' (scores minus {a.recover_avoid} x the IoU with the rejected shapes)' if a.recover_avoid else ''}, as many more "
           f"judgements; {fig['hard_cases_recoverable']:.1f} had an acceptable candidate among them (no noise)")
+    if many:
+        m = fig["medians"]
+        recovered = "-" if m["hard_cases_recovered_share"] is None else f"{m['hard_cases_recovered_share']:.3f}"
+        print(f"medians over the draws: ranker agreement {m['ranker_agreement']:.3f}, acceptance gain "
+              f"{m['acceptance_gain_points']:.1f} points, hard cases recovered {recovered}")
     print(f"active selection, {draws[0]['active_budget']} of {a.objects} judged: hard-case share in order "
           f"{fmt('hard_share_in_order', 0)}, least sure first {fmt('hard_share_least_sure', 0)}")
     if gain:
@@ -626,7 +637,8 @@ def main(argv=None) -> dict:
         return None if x is None else round(x, digits)
 
     out = {key: rounded(value, 2 if key.startswith("acceptance_gain_points") else 4) for key, value in fig.items()
-           if not key.startswith(("hard_cases", "active_", "hard_share", "ranker_epoch"))}
+           if not key.startswith(("hard_cases", "active_", "hard_share", "ranker_epoch", "medians"))}
+    out["medians"] = {k: rounded(v) for k, v in fig["medians"].items()}
     out.update({
         # the second ranker: the implicit reward of the DPO checkpoint of the plain arm's pairs (the first draw)
         "implicit_reward_agreement": implicit, "ranker_epoch": draws[0]["ranker_epoch"],

@@ -86,6 +86,8 @@ def test_several_draws_of_the_annotators_are_averaged(tmp_path):
     assert figures["hard_cases_recovered_share"] == (
         None if not hard else pytest.approx(sum(d["hard_cases_recovered"] for d in draws) / hard, abs=1e-4))
     assert "2 draws of the annotators (seeds 3, 103)" in out.stdout
+    assert figures["medians"]["acceptance_gain_points"] == pytest.approx(
+        sum(d["acceptance_gain_points"] for d in draws) / 2, abs=0.011)  # the median of two is their mean
     assert figures["next_checkpoint_gain"] is None
     # recovery ranked the first pass's unshown candidates with the new ones, away from the rejected shapes
     assert "and the first pass not shown (scores minus 0.2 x the IoU with the rejected shapes)" in out.stdout
