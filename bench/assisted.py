@@ -445,8 +445,8 @@ def run_draw(world: World, a, seed: int) -> dict:
     n_budget = max(1, int(round(a.budget * len(rows))))
     by_gap = sorted(rows, key=lambda r: r["gap"])[:n_budget]
 
-    def mean(key, among=rows):
-        return float(np.mean([r[key] for r in among]))
+    def mean(key):
+        return float(np.mean([r[key] for r in rows]))
 
     print(f"draw {seed}: ranker agreement {stats['held_out_agreement']}, acceptance plain {mean('plain'):.3f} "
           f"pre-ranked {mean('assisted'):.3f}, recovered {recovered} of {len(hard)} ({time.time() - t0:.0f}s)",
@@ -475,9 +475,10 @@ def summarise(draws: list[dict]) -> dict:
     """Each figure's mean over the draws (None where a draw has none), its standard error (with two
     or more draws) as `<figure>_se`, and the hard cases recovered as one share of all draws' hard cases."""
     out = {}
+    not_figures = ("seed", "stats", "round1_seconds")
     for key, value in draws[0].items():
-        if key.startswith("_") or key in ("seed", "stats", "round1_seconds") or not isinstance(value, (int, float)) or value is None:
-            continue
+        if key.startswith("_") or key in not_figures or not isinstance(value, (int, float)):
+            continue  # None in the first draw: a figure this setting does not have
         xs = np.array([d[key] for d in draws if d[key] is not None], float)
         out[key] = float(xs.mean())
         if len(xs) > 1:
